@@ -1,0 +1,2 @@
+//! Base-exchange benchmark (filled in below).
+fn main() {}

@@ -1,0 +1,266 @@
+//! One association's state (RFC 7401 §4.4) and the packet-level checks and signatures that
+//! every exchange shares. The transitions themselves live in `host`, which owns the table
+//! of associations and the stateless responder.
+
+use crate::crypto::Profile;
+use crate::identity::{Hit, HostIdentity, PublicIdentity, ALGORITHM_EDDSA};
+use crate::wire::{param_type, HipRepr, Packet, Param};
+use crate::Error;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// A small handle naming one association for as long as it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssocHandle(pub u32);
+
+/// The states of RFC 7401 §4.4.1. UNASSOCIATED is the absence of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AssocState {
+    I1Sent,
+    I2Sent,
+    R2Sent,
+    Established,
+    Closing,
+    Closed,
+    Failed,
+}
+
+impl AssocState {
+    /// The RFC's name of the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            AssocState::I1Sent => "I1-SENT",
+            AssocState::I2Sent => "I2-SENT",
+            AssocState::R2Sent => "R2-SENT",
+            AssocState::Established => "ESTABLISHED",
+            AssocState::Closing => "CLOSING",
+            AssocState::Closed => "CLOSED",
+            AssocState::Failed => "E-FAILED",
+        }
+    }
+}
+
+impl core::fmt::Display for AssocState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The ESP security associations a base exchange produced, for the data plane.
+/// `Debug` shows SPIs and the suite, never key bytes.
+#[derive(Clone)]
+pub struct EspKeys {
+    pub suite: u16,
+    /// SPI the peer puts on packets it sends us.
+    pub spi_in: u32,
+    /// SPI we put on packets to the peer.
+    pub spi_out: u32,
+    pub enc_in: Zeroizing<Vec<u8>>,
+    pub auth_in: Zeroizing<Vec<u8>>,
+    pub enc_out: Zeroizing<Vec<u8>>,
+    pub auth_out: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for EspKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EspKeys")
+            .field("suite", &self.suite)
+            .field("spi_in", &format_args!("{:#010x}", self.spi_in))
+            .field("spi_out", &format_args!("{:#010x}", self.spi_out))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys an association holds once KEYMAT exists.
+pub(crate) struct SessionKeys {
+    pub mac_out: Zeroizing<Vec<u8>>,
+    pub mac_in: Zeroizing<Vec<u8>>,
+    pub esp: EspKeys,
+}
+
+pub(crate) struct Assoc {
+    pub handle: AssocHandle,
+    pub peer_hit: Hit,
+    pub state: AssocState,
+    /// True when we sent the I1 (the ICE controlling side later on).
+    pub initiator: bool,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Where I1s go until an R1 names the peer's address.
+    pub candidates: Vec<SocketAddr>,
+    pub peer: Option<PublicIdentity>,
+    /// The peer's HOST_ID TLV as its R1 carried it (HIP_MAC_2 covers it).
+    pub peer_host_id_tlv: Vec<u8>,
+    /// Largest R1 generation counter seen from the peer.
+    pub r1_counter: Option<u64>,
+    pub keys: Option<SessionKeys>,
+    /// The packet a retransmission sends again (I1, I2, CLOSE) or a duplicate I2 gets (R2).
+    pub last_sent: Option<Vec<u8>>,
+    /// SOLUTION #J of the I2 that created this association: tells a duplicate I2 apart.
+    pub i2_solution: Option<Vec<u8>>,
+    pub close_nonce: Option<Vec<u8>>,
+    pub timer: Option<Instant>,
+    /// When the current schedule's first transmission went out (an RTT sample's start).
+    pub armed_at: Option<Instant>,
+    pub rto: Duration,
+    pub tries: u32,
+    pub established_at: Option<Instant>,
+    pub last_error: Option<Error>,
+}
+
+impl Assoc {
+    pub fn new(handle: AssocHandle, peer_hit: Hit, state: AssocState) -> Assoc {
+        let unspecified = SocketAddr::from(([0u8; 4], 0));
+        Assoc {
+            handle,
+            peer_hit,
+            state,
+            initiator: false,
+            local: unspecified,
+            remote: unspecified,
+            candidates: Vec::new(),
+            peer: None,
+            peer_host_id_tlv: Vec::new(),
+            r1_counter: None,
+            keys: None,
+            last_sent: None,
+            i2_solution: None,
+            close_nonce: None,
+            timer: None,
+            armed_at: None,
+            rto: Duration::ZERO,
+            tries: 0,
+            established_at: None,
+            last_error: None,
+        }
+    }
+
+    /// Starts a retransmission schedule: first expiry after `rto`.
+    pub fn arm(&mut self, now: Instant, rto: Duration) {
+        self.armed_at = Some(now);
+        self.rto = rto;
+        self.tries = 1;
+        self.timer = Some(now + rto);
+    }
+
+    /// Doubles the timeout, up to `cap`, after a retransmission.
+    /// The round-trip time, if an answer arrives at `now` to a packet sent only once
+    /// (after a retransmission the answer is ambiguous, Karn's rule).
+    pub fn rtt_sample(&self, now: Instant) -> Option<Duration> {
+        (self.tries == 1)
+            .then(|| self.armed_at.map(|t| now - t))
+            .flatten()
+    }
+
+    pub fn backoff(&mut self, now: Instant, cap: Duration) {
+        self.tries += 1;
+        self.rto = self.rto.saturating_mul(2).min(cap);
+        self.timer = Some(now + self.rto);
+    }
+}
+
+/// Bytes covered by a MAC or signature whose TLV starts at `offset` in `packet` (RFC 7401
+/// §6.4): the packet up to that TLV, then `appended`, with Header Length set to the result
+/// and the checksum zero. Works on the received bytes, so padding as sent is covered too.
+pub(crate) fn covered_raw(packet: &[u8], offset: usize, appended: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(offset + appended.len());
+    v.extend_from_slice(&packet[..offset]);
+    v.extend_from_slice(appended);
+    v[1] = (v.len() / 8 - 1) as u8;
+    v[4] = 0;
+    v[5] = 0;
+    v
+}
+
+/// The raw offset and contents of the first parameter of type `ty` in a packet.
+pub(crate) fn find_raw(bytes: &[u8], ty: u16) -> Option<(usize, &[u8])> {
+    let view = Packet::new_checked(bytes).ok()?;
+    let (offset, len) = view
+        .params()
+        .map_while(Result::ok)
+        .find(|p| p.ty == ty)
+        .map(|p| (p.offset, p.contents.len()))?;
+    bytes.get(offset + 4..offset + 4 + len).map(|c| (offset, c))
+}
+
+/// Appends HIP_MAC (or HIP_MAC_2 with `appended`) to `repr`, keyed with `key`.
+pub(crate) fn add_mac(
+    repr: &mut HipRepr,
+    profile: &dyn Profile,
+    key: &[u8],
+    ty: u16,
+    appended: &[u8],
+) {
+    let covered = repr.covered_bytes(ty, appended);
+    let mut mac = vec![0u8; profile.mac_len()];
+    profile.mac(key, &covered, &mut mac);
+    repr.params.push(if ty == param_type::HIP_MAC_2 {
+        Param::HipMac2(mac)
+    } else {
+        Param::HipMac(mac)
+    });
+}
+
+/// Appends HIP_SIGNATURE (or HIP_SIGNATURE_2) over what precedes it.
+pub(crate) fn add_signature(repr: &mut HipRepr, identity: &HostIdentity, ty: u16) {
+    let covered = repr.covered_bytes(ty, &[]);
+    let signature = identity.sign(&covered).to_vec();
+    repr.params.push(if ty == param_type::HIP_SIGNATURE_2 {
+        Param::HipSignature2 {
+            algorithm: ALGORITHM_EDDSA,
+            signature,
+        }
+    } else {
+        Param::HipSignature {
+            algorithm: ALGORITHM_EDDSA,
+            signature,
+        }
+    });
+}
+
+/// Checks the HIP_MAC (or HIP_MAC_2 with `appended`) of a received packet.
+pub(crate) fn check_mac(
+    bytes: &[u8],
+    profile: &dyn Profile,
+    key: &[u8],
+    ty: u16,
+    appended: &[u8],
+) -> Result<(), Error> {
+    let (offset, mac) = find_raw(bytes, ty).ok_or(Error::MissingParam(ty))?;
+    let mut expected = vec![0u8; profile.mac_len()];
+    profile.mac(key, &covered_raw(bytes, offset, appended), &mut expected);
+    if constant_time_eq(&expected, mac) {
+        Ok(())
+    } else {
+        Err(Error::BadMac)
+    }
+}
+
+/// Checks HIP_SIGNATURE of a received packet, or HIP_SIGNATURE_2 of an R1 (with the
+/// receiver HIT and the PUZZLE's Opaque and #I zeroed, RFC 7401 §6.4.2).
+pub(crate) fn check_signature(bytes: &[u8], peer: &PublicIdentity, ty: u16) -> Result<(), Error> {
+    let (offset, contents) = find_raw(bytes, ty).ok_or(Error::MissingParam(ty))?;
+    if contents.len() < 2 || u16::from_be_bytes([contents[0], contents[1]]) != ALGORITHM_EDDSA {
+        return Err(Error::BadSignature);
+    }
+    let mut covered = covered_raw(bytes, offset, &[]);
+    if ty == param_type::HIP_SIGNATURE_2 {
+        covered[24..40].fill(0);
+        if let Some((p, c)) = find_raw(bytes, param_type::PUZZLE) {
+            // Opaque (2 bytes at contents offset 2) and #I (from offset 4) to the end.
+            let start = p + 4 + 2;
+            let end = p + 4 + c.len();
+            if end <= covered.len() {
+                covered[start..end].fill(0);
+            }
+        }
+    }
+    peer.verify(&covered, &contents[2..])
+        .map_err(|_| Error::BadSignature)
+}
+
+/// Equality whose running time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

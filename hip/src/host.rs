@@ -1,0 +1,1472 @@
+//! [`Host`]: the sans-IO HIP endpoint. It owns the host identity, every association (by
+//! peer HIT), the puzzle secrets and the precomputed R1s.
+//!
+//! # Calling contract
+//!
+//! The driver (the node's event loop or the simulator) owns sockets and the clock:
+//!
+//! 1. Feed input as it arrives: [`Host::handle_datagram`] for every UDP payload received on
+//!    the HIP port (HIP control packets carry the four-byte zero marker, RFC 9028 §5.1),
+//!    [`Host::connect`] / [`Host::close`] for local requests.
+//! 2. After any input, drain [`Host::poll_transmit`] (send each payload from `local` to
+//!    `remote`) and [`Host::poll_event`] until both return `None`.
+//! 3. Ask [`Host::poll_timeout`] when to wake up next, and call [`Host::handle_timeout`]
+//!    at or after that instant; then drain again as in 2.
+//!
+//! Every call takes `now`; it must never go backwards. `handle_timeout` does nothing harmful
+//! when nothing is due. Output queues are bounded (`Config::max_transmits`,
+//! `Config::max_events`): a driver that does not drain them loses the newest items, counted
+//! in [`Stats`].
+//!
+//! # Responder state
+//!
+//! The responder keeps nothing for a peer until a valid I2 arrives: an R1 is a precomputed,
+//! pre-signed template (HIP_SIGNATURE_2 does not cover the receiver HIT nor the puzzle's #I
+//! and Opaque) into which the puzzle for this initiator is written. `#I` is derived from a
+//! rotating secret, the initiator's and responder's addresses and the difficulty `K`, so the
+//! I2 proves which puzzle it answers without any table.
+
+use crate::assoc::{
+    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, SessionKeys,
+};
+pub use crate::assoc::{AssocHandle, AssocState, EspKeys};
+use crate::crypto::{
+    draw_esp_keys, draw_hip_keys, esp_key_lens, hip_keys_len, DhKeyPair, EdX25519, HipCipher,
+    Profile, ESP_SUITE_AES128_GCM16, HIP_CIPHER_AES128_CBC, TRANSPORT_FORMAT_ESP,
+};
+use crate::identity::{Hit, HostIdentity, PublicIdentity};
+use crate::puzzle::{self, Difficulty, DifficultyPolicy, Secrets};
+use crate::wire::{
+    param_type, verify_checksum, EspInfo, HipRepr, Notification, NotifyType, Packet, PacketType,
+    Param, Puzzle, Solution,
+};
+use crate::Error;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Limits and timers of a [`Host`]. Every field has a default; RFC 7401 gives no numbers
+/// for the retry limits, so the defaults follow shared/spec/hip.md §2.12.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Most associations in any state at once.
+    pub max_associations: usize,
+    /// Most associations in I1-SENT at once (exchanges we started and nobody answered).
+    pub max_pending_i1: usize,
+    /// First I1 retransmission timeout; doubles after each retry up to `max_timeout`.
+    pub i1_timeout: Duration,
+    /// I1 transmissions before E-FAILED.
+    pub i1_tries: u32,
+    /// First I2 retransmission timeout when the R1 gave no RTT sample; otherwise four
+    /// times the I1→R1 round trip, at least `min_timeout`.
+    pub i2_timeout: Duration,
+    pub i2_tries: u32,
+    pub min_timeout: Duration,
+    /// Retransmission timeouts stop doubling here.
+    pub max_timeout: Duration,
+    pub close_timeout: Duration,
+    pub close_tries: u32,
+    /// How long a responder waits in R2-SENT before it takes the exchange as complete
+    /// (the RFC's EC timer) when no traffic from the peer arrives first.
+    pub exchange_complete: Duration,
+    /// How long a CLOSED or E-FAILED association lingers before it is forgotten.
+    pub linger: Duration,
+    /// How often the puzzle secret and the R1 Diffie-Hellman key rotate.
+    pub secret_rotation: Duration,
+    /// PUZZLE Lifetime field: the puzzle is valid for 2^(value - 32) seconds.
+    pub puzzle_lifetime: u8,
+    pub difficulty: DifficultyPolicy,
+    /// Give up on an R1 whose puzzle needs more than this many hash tries.
+    pub max_puzzle_tries: u64,
+    /// HIP_CIPHER IDs we offer or accept, preferred first.
+    pub hip_ciphers: Vec<u16>,
+    /// ESP transform suites we offer or accept, preferred first.
+    pub esp_suites: Vec<u16>,
+    /// Bound of the outgoing packet queue.
+    pub max_transmits: usize,
+    /// Bound of the event queue.
+    pub max_events: usize,
+    /// NOTIFYs we send per second at most.
+    pub notify_rate: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_associations: 4096,
+            max_pending_i1: 1024,
+            i1_timeout: Duration::from_millis(500),
+            i1_tries: 10,
+            i2_timeout: Duration::from_millis(500),
+            i2_tries: 10,
+            min_timeout: Duration::from_millis(100),
+            max_timeout: Duration::from_secs(1),
+            close_timeout: Duration::from_millis(500),
+            close_tries: 5,
+            exchange_complete: Duration::from_secs(10),
+            linger: Duration::from_secs(30),
+            secret_rotation: Duration::from_secs(120),
+            puzzle_lifetime: 37,
+            difficulty: DifficultyPolicy::default(),
+            max_puzzle_tries: 1 << 26,
+            hip_ciphers: vec![HIP_CIPHER_AES128_CBC],
+            esp_suites: vec![ESP_SUITE_AES128_GCM16],
+            max_transmits: 4096,
+            max_events: 4096,
+            notify_rate: 100,
+        }
+    }
+}
+
+/// A UDP datagram to send: `payload` from `local` to `remote`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// What happened to an association.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// ESP keys are in place: for the initiator when the R2 is accepted, for the responder
+    /// when it sends the R2. Sent again if the association is replaced (the peer restarted).
+    Established {
+        handle: AssocHandle,
+        peer: Hit,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+        keys: EspKeys,
+    },
+    /// The exchange we started gave up.
+    Failed { peer: Hit, error: Error },
+    /// The association was closed, by us or by the peer.
+    Closed { peer: Hit },
+    /// The peer sent an authenticated NOTIFY.
+    Notified {
+        peer: Hit,
+        kind: NotifyType,
+        data: Vec<u8>,
+    },
+}
+
+/// A snapshot of one association, for status displays and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssocInfo {
+    pub handle: AssocHandle,
+    pub peer: Hit,
+    pub state: AssocState,
+    pub initiator: bool,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub established_at: Option<Instant>,
+}
+
+/// Counters. `dropped` counts every packet refused for any reason; `last_drop` says why
+/// the latest one was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub received: u64,
+    pub dropped: u64,
+    pub last_drop: Option<Error>,
+    pub r1_sent: u64,
+    pub i2_accepted: u64,
+    pub notify_sent: u64,
+    /// ESP packets seen before the data plane takes them.
+    pub esp_ignored: u64,
+    pub transmits_lost: u64,
+    pub events_lost: u64,
+}
+
+/// One puzzle generation: the R1 Diffie-Hellman key that goes with a puzzle secret, and the
+/// signed R1 templates built with it (one per difficulty in use).
+struct Generation {
+    number: u64,
+    dh: DhKeyPair,
+    templates: Vec<(u8, HipRepr)>,
+}
+
+/// Generations kept: the current one and the one before, so that an initiator that got an
+/// R1 just before a rotation can still finish (RFC 7401 §4.1.2).
+const GENERATIONS: usize = 2;
+
+/// The HIP endpoint. See the module documentation for the calling contract.
+pub struct Host {
+    identity: HostIdentity,
+    profile: &'static dyn Profile,
+    config: Config,
+    rng: ChaCha20Rng,
+    assocs: HashMap<Hit, Assoc>,
+    next_handle: u32,
+    secrets: Secrets,
+    generations: VecDeque<Generation>,
+    next_rotation: Instant,
+    difficulty: Difficulty,
+    /// Our HOST_ID TLV exactly as sent (HIP_MAC_2 covers it).
+    host_id_tlv: Vec<u8>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    notify_window: (Instant, u32),
+    stats: Stats,
+}
+
+impl core::fmt::Debug for Host {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Host")
+            .field("hit", &self.identity.hit())
+            .field("associations", &self.assocs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A host with `identity`; every random choice it makes comes from `seed`.
+    pub fn new(identity: HostIdentity, config: Config, seed: [u8; 32], now: Instant) -> Host {
+        let profile: &'static dyn Profile = &EdX25519;
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let secrets = Secrets::new(random32(&mut rng));
+        let host_id_tlv = Param::HostId(identity.public().host_id().clone()).to_bytes();
+        let mut host = Host {
+            profile,
+            difficulty: Difficulty::new(config.difficulty),
+            next_rotation: now + config.secret_rotation,
+            notify_window: (now, 0),
+            config,
+            identity,
+            rng,
+            assocs: HashMap::new(),
+            next_handle: 0,
+            secrets,
+            generations: VecDeque::with_capacity(GENERATIONS),
+            host_id_tlv,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        host.start_generation();
+        host
+    }
+
+    pub fn hit(&self) -> Hit {
+        self.identity.hit()
+    }
+
+    pub fn identity(&self) -> &HostIdentity {
+        &self.identity
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The association with `peer`, if any.
+    pub fn association(&self, peer: &Hit) -> Option<AssocInfo> {
+        self.assocs.get(peer).map(info)
+    }
+
+    /// Every association, in no particular order.
+    pub fn associations(&self) -> impl Iterator<Item = AssocInfo> + '_ {
+        self.assocs.values().map(info)
+    }
+
+    /// The ESP keys of an association that has them.
+    pub fn esp_keys(&self, peer: &Hit) -> Option<&EspKeys> {
+        self.assocs.get(peer)?.keys.as_ref().map(|k| &k.esp)
+    }
+
+    /// Starts a base exchange with `peer`, sending I1 to each of `locators` (at most
+    /// three, RFC 7401 §6.6.1) from `local`. Does nothing if an exchange is under way or
+    /// the association is up.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        local: SocketAddr,
+        locators: &[SocketAddr],
+    ) -> Result<AssocHandle, Error> {
+        if peer == self.hit() || !peer.is_orchid() || locators.is_empty() {
+            return Err(Error::InvalidHit);
+        }
+        if let Some(a) = self.assocs.get(&peer) {
+            if !matches!(
+                a.state,
+                AssocState::Closing | AssocState::Closed | AssocState::Failed
+            ) {
+                return Ok(a.handle);
+            }
+        }
+        let pending = self
+            .assocs
+            .values()
+            .filter(|a| a.state == AssocState::I1Sent)
+            .count();
+        if pending >= self.config.max_pending_i1
+            || self.assocs.len() >= self.config.max_associations
+        {
+            return Err(Error::TooManyAssociations);
+        }
+        let handle = self.new_handle();
+        let mut a = Assoc::new(handle, peer, AssocState::I1Sent);
+        a.initiator = true;
+        a.local = local;
+        a.candidates = locators.iter().take(3).copied().collect();
+        let i1 = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::I1,
+            version: 2,
+            controls: 0,
+            sender_hit: self.hit(),
+            receiver_hit: peer,
+            params: vec![Param::DhGroupList(vec![self.profile.dh_group()])],
+        };
+        a.last_sent = Some(i1.to_bytes());
+        a.arm(now, self.config.i1_timeout);
+        tracing::debug!(peer = %peer, "sending I1");
+        self.send_i1(&a);
+        self.assocs.insert(peer, a);
+        Ok(handle)
+    }
+
+    /// Closes the association with `peer` (CLOSE, RFC 7401 §5.3.7). An exchange that has
+    /// no keys yet is simply dropped.
+    pub fn close(&mut self, now: Instant, peer: &Hit) -> Result<(), Error> {
+        let a = self.assocs.get_mut(peer).ok_or(Error::UnknownPeer(*peer))?;
+        if a.keys.is_none() || a.peer.is_none() {
+            self.assocs.remove(peer);
+            self.push_event(Event::Closed { peer: *peer });
+            return Ok(());
+        }
+        let mut nonce = vec![0u8; 16];
+        self.rng.fill_bytes(&mut nonce);
+        let a = self.assocs.get_mut(peer).ok_or(Error::UnknownPeer(*peer))?;
+        let mut close = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::Close,
+            version: 2,
+            controls: 0,
+            sender_hit: self.identity.hit(),
+            receiver_hit: *peer,
+            params: vec![Param::EchoRequestSigned(nonce.clone())],
+        };
+        let keys = a.keys.as_ref().ok_or(Error::Unexpected)?;
+        add_mac(
+            &mut close,
+            self.profile,
+            &keys.mac_out,
+            param_type::HIP_MAC,
+            &[],
+        );
+        add_signature(&mut close, &self.identity, param_type::HIP_SIGNATURE);
+        let bytes = close.to_bytes();
+        a.close_nonce = Some(nonce);
+        a.state = AssocState::Closing;
+        a.last_sent = Some(bytes.clone());
+        a.arm(now, self.config.close_timeout);
+        let (local, remote) = (a.local, a.remote);
+        self.transmit(local, remote, &bytes);
+        Ok(())
+    }
+
+    /// One UDP payload received on `local` from `remote`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) {
+        self.stats.received += 1;
+        let Some(hip) = payload.strip_prefix(&[0u8; 4]) else {
+            if payload.len() >= 4 {
+                self.stats.esp_ignored += 1;
+            } else {
+                self.drop_packet(Error::Malformed(crate::wire::WireError::Truncated));
+            }
+            return;
+        };
+        if let Err(e) = self.handle_hip(now, local, remote, hip) {
+            self.drop_packet(e);
+        }
+    }
+
+    /// Runs whatever timers are due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_rotation {
+            self.next_rotation = now + self.config.secret_rotation;
+            self.secrets.rotate(random32(&mut self.rng));
+            self.start_generation();
+        }
+        let due: Vec<Hit> = self
+            .assocs
+            .values()
+            .filter(|a| a.timer.is_some_and(|t| t <= now))
+            .map(|a| a.peer_hit)
+            .collect();
+        for peer in due {
+            self.expire(now, peer);
+        }
+    }
+
+    /// The next instant at which `handle_timeout` has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let assoc = self.assocs.values().filter_map(|a| a.timer).min();
+        Some(assoc.map_or(self.next_rotation, |t| t.min(self.next_rotation)))
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- input ----------------------------------------------------------------------
+
+    fn handle_hip(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let view = Packet::new_checked(bytes)?;
+        let bytes = &bytes[..view.total_len()];
+        // Over UDP the sender leaves the checksum zero (RFC 9028 §5.1); a non-zero one must
+        // still be right, so that a corrupted checksum field is not silently accepted.
+        if view.checksum() != 0 && !verify_checksum(remote.ip(), local.ip(), bytes) {
+            return Err(Error::BadChecksum);
+        }
+        let repr = HipRepr::parse(bytes)?;
+        let ours = repr.receiver_hit == self.hit();
+        let opportunistic = repr.receiver_hit == Hit::NULL
+            && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
+        if !ours && !opportunistic {
+            return Err(Error::Unexpected);
+        }
+        if let Some(ty) = unknown_critical(&repr) {
+            // Never answer an I1 with anything but an R1 (RFC 7401 §5.4).
+            if repr.packet_type != PacketType::I1 {
+                self.notify(
+                    now,
+                    local,
+                    remote,
+                    repr.sender_hit,
+                    NotifyType::UnsupportedCriticalParameterType,
+                    ty.to_be_bytes().to_vec(),
+                );
+            }
+            return Err(Error::UnsupportedCritical(ty));
+        }
+        match repr.packet_type {
+            PacketType::I1 => self.on_i1(now, local, remote, &repr),
+            PacketType::R1 => self.on_r1(now, local, remote, bytes, &repr),
+            PacketType::I2 => self.on_i2(now, local, remote, bytes, &repr),
+            PacketType::R2 => self.on_r2(now, bytes, &repr),
+            PacketType::Close => self.on_close(now, local, remote, bytes, &repr),
+            PacketType::CloseAck => self.on_close_ack(bytes, &repr),
+            PacketType::Notify => self.on_notify(bytes, &repr),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    fn on_i1(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        i1: &HipRepr,
+    ) -> Result<(), Error> {
+        let peer = i1.sender_hit;
+        if !peer.is_orchid() || peer == self.hit() {
+            return Err(Error::InvalidHit);
+        }
+        // Simultaneous initiation: the exchange started by the smaller HIT survives.
+        if let Some(a) = self.assocs.get(&peer) {
+            if a.state == AssocState::I1Sent && self.hit() < peer {
+                return Ok(());
+            }
+        }
+        let k = self.difficulty.on_i1(now);
+        let generation = self.generations.back().map_or(0, |g| g.number);
+        let template = self.r1_template(generation, k)?;
+        let mut r1 = template;
+        r1.receiver_hit = peer;
+        let i = self
+            .secrets
+            .opaque_i(
+                self.profile,
+                generation,
+                &peer,
+                &self.hit(),
+                &ip_bytes(remote.ip()),
+                &puzzle_context(local.ip(), k),
+            )
+            .ok_or(Error::BadPuzzle)?;
+        for p in &mut r1.params {
+            if let Param::Puzzle(puzzle) = p {
+                puzzle.i = i.clone();
+                puzzle.opaque = opaque_of(generation);
+            }
+        }
+        self.stats.r1_sent += 1;
+        self.transmit(local, remote, &r1.to_bytes());
+        Ok(())
+    }
+
+    fn on_r1(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        r1: &HipRepr,
+    ) -> Result<(), Error> {
+        let peer_hit = r1.sender_hit;
+        let a = self.assocs.get(&peer_hit).ok_or(Error::Unexpected)?;
+        let counter = r1.params.iter().find_map(|p| match p {
+            Param::R1Counter { reserved, counter } => Some((*reserved, *counter)),
+            _ => None,
+        });
+        match a.state {
+            AssocState::I1Sent | AssocState::Closing | AssocState::Closed => {}
+            // A newer R1 (larger counter) restarts the I2 (RFC 7401 §4.4.2).
+            AssocState::I2Sent
+                if counter.is_some_and(|(_, c)| a.r1_counter.is_some_and(|old| c > old)) => {}
+            _ => return Err(Error::Unexpected),
+        }
+        let host_id = match r1.param(param_type::HOST_ID) {
+            Some(Param::HostId(h)) => h,
+            _ => return Err(Error::MissingParam(param_type::HOST_ID)),
+        };
+        let peer = PublicIdentity::from_host_id(host_id)?;
+        if peer.hit() != peer_hit {
+            return Err(Error::InvalidHit);
+        }
+        check_signature(bytes, &peer, param_type::HIP_SIGNATURE_2)?;
+        let suite_byte = self.profile.hit_suite() << 4;
+        match r1.param(param_type::HIT_SUITE_LIST) {
+            Some(Param::HitSuiteList(l)) if l.contains(&suite_byte) => {}
+            _ => return Err(Error::UnsupportedHitSuite),
+        }
+        // Downgrade check (RFC 7401 §6.8 step 7): the group used must be the first of the
+        // responder's list that we offered.
+        let ours = [self.profile.dh_group()];
+        let chosen = match r1.param(param_type::DH_GROUP_LIST) {
+            Some(Param::DhGroupList(l)) => l.iter().copied().find(|g| ours.contains(g)),
+            _ => return Err(Error::MissingParam(param_type::DH_GROUP_LIST)),
+        }
+        .ok_or(Error::NoDhProposal)?;
+        let (group, their_public) = match r1.param(param_type::DIFFIE_HELLMAN) {
+            Some(Param::DiffieHellman { group, public }) => (*group, public),
+            _ => return Err(Error::MissingParam(param_type::DIFFIE_HELLMAN)),
+        };
+        if group != chosen {
+            return Err(Error::DhDowngrade);
+        }
+        let puzzle = match r1.param(param_type::PUZZLE) {
+            Some(Param::Puzzle(p)) if p.i.len() == self.profile.rhash_len() => p,
+            _ => return Err(Error::MissingParam(param_type::PUZZLE)),
+        };
+        let cipher = match r1.param(param_type::HIP_CIPHER) {
+            Some(Param::HipCipher(ids)) => first_common(ids, &self.config.hip_ciphers),
+            _ => None,
+        }
+        .and_then(HipCipher::from_id)
+        .ok_or(Error::NoHipCipher)?;
+        let esp_listed = matches!(r1.param(param_type::TRANSPORT_FORMAT_LIST),
+            Some(Param::TransportFormatList(l)) if l.contains(&TRANSPORT_FORMAT_ESP));
+        let suite = match r1.param(param_type::ESP_TRANSFORM) {
+            Some(Param::EspTransform { suites, .. }) if esp_listed => {
+                first_common(suites, &self.config.esp_suites)
+            }
+            _ => None,
+        }
+        .ok_or(Error::NoEspTransform)?;
+
+        let mut start = vec![0u8; self.profile.rhash_len()];
+        self.rng.fill_bytes(&mut start);
+        let our_hit = self.hit();
+        let (j, _) = puzzle::solve(
+            self.profile,
+            puzzle.k,
+            &puzzle.i,
+            &our_hit,
+            &peer_hit,
+            &start,
+            self.config.max_puzzle_tries,
+        )
+        .ok_or(Error::PuzzleTooHard)?;
+        let dh = self.profile.dh_keypair(random32(&mut self.rng));
+        let kij = self.profile.dh_agree(&dh, their_public)?;
+        let spi_in = self.new_spi();
+        let keys = derive(
+            self.profile,
+            &kij,
+            &puzzle.i,
+            &j,
+            our_hit,
+            peer_hit,
+            cipher,
+            suite,
+            spi_in,
+            true,
+        )?;
+
+        let mut params = vec![Param::EspInfo(EspInfo {
+            reserved: 0,
+            keymat_index: hip_keys_len(self.profile, cipher) as u16,
+            old_spi: 0,
+            new_spi: spi_in,
+        })];
+        if let Some((reserved, counter)) = counter {
+            params.push(Param::R1Counter { reserved, counter });
+        }
+        params.push(Param::Solution(Solution {
+            k: puzzle.k,
+            reserved: 0,
+            opaque: puzzle.opaque,
+            i: puzzle.i.clone(),
+            j,
+        }));
+        params.push(Param::DiffieHellman {
+            group,
+            public: dh.public.clone(),
+        });
+        params.push(Param::HipCipher(vec![cipher.id()]));
+        let mut iv = vec![0u8; cipher.iv_len()];
+        self.rng.fill_bytes(&mut iv);
+        params.push(Param::Encrypted {
+            reserved: 0,
+            data: cipher.encrypt(&keys.enc_out, &iv, &self.host_id_tlv),
+        });
+        params.push(Param::TransportFormatList(vec![TRANSPORT_FORMAT_ESP]));
+        params.push(Param::EspTransform {
+            reserved: 0,
+            suites: vec![suite],
+        });
+        let mut i2 = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::I2,
+            version: 2,
+            controls: 0,
+            sender_hit: our_hit,
+            receiver_hit: peer_hit,
+            params,
+        };
+        add_mac(
+            &mut i2,
+            self.profile,
+            &keys.session.mac_out,
+            param_type::HIP_MAC,
+            &[],
+        );
+        add_signature(&mut i2, &self.identity, param_type::HIP_SIGNATURE);
+        let i2 = i2.to_bytes();
+
+        let host_id_tlv = find_raw(bytes, param_type::HOST_ID)
+            .map(|(offset, c)| bytes[offset..offset + padded(c.len())].to_vec())
+            .ok_or(Error::MissingParam(param_type::HOST_ID))?;
+        let a = self.assocs.get_mut(&peer_hit).ok_or(Error::Unexpected)?;
+        a.peer = Some(peer);
+        a.peer_host_id_tlv = host_id_tlv;
+        a.r1_counter = counter.map(|(_, c)| c);
+        a.local = local;
+        a.remote = remote;
+        a.keys = Some(keys.session);
+        let rto = a.rtt_sample(now).map_or(self.config.i2_timeout, |rtt| {
+            (rtt * 4).clamp(self.config.min_timeout, self.config.i2_timeout)
+        });
+        a.state = AssocState::I2Sent;
+        a.last_sent = Some(i2.clone());
+        a.arm(now, rto);
+        tracing::debug!(peer = %peer_hit, k = puzzle.k, "R1 accepted, sending I2");
+        self.transmit(local, remote, &i2);
+        Ok(())
+    }
+
+    fn on_i2(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        i2: &HipRepr,
+    ) -> Result<(), Error> {
+        let peer_hit = i2.sender_hit;
+        let solution = match i2.param(param_type::SOLUTION) {
+            Some(Param::Solution(s)) => s,
+            _ => return Err(Error::MissingParam(param_type::SOLUTION)),
+        };
+        if let Some(a) = self.assocs.get(&peer_hit) {
+            match a.state {
+                // Simultaneous initiation: the smaller HIT keeps its own exchange.
+                AssocState::I2Sent if self.hit() < peer_hit => return Err(Error::Unexpected),
+                // The same I2 again (lost R2, or a replay): repeat the R2, change nothing.
+                AssocState::R2Sent | AssocState::Established
+                    if a.i2_solution.as_deref() == Some(solution.j.as_slice()) =>
+                {
+                    if let Some(r2) = a.last_sent.clone() {
+                        let (local, remote) = (a.local, a.remote);
+                        self.transmit(local, remote, &r2);
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        self.check_solution(local, remote, peer_hit, i2, solution)?;
+        // The puzzle is solved: from here on the initiator is worth a NOTIFY.
+        match self.accept_i2(now, local, remote, bytes, i2, solution) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Some(kind) = e.notify_type() {
+                    self.notify(now, local, remote, peer_hit, kind, Vec::new());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stateless check that `solution` answers a puzzle we issued to this initiator.
+    fn check_solution(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        peer_hit: Hit,
+        i2: &HipRepr,
+        solution: &Solution,
+    ) -> Result<(), Error> {
+        let generation = match i2.param(param_type::R1_COUNTER) {
+            Some(Param::R1Counter { counter, .. }) => Some(*counter),
+            _ => self
+                .generations
+                .iter()
+                .map(|g| g.number)
+                .find(|n| opaque_of(*n) == solution.opaque),
+        }
+        .ok_or(Error::BadPuzzle)?;
+        if opaque_of(generation) != solution.opaque {
+            return Err(Error::BadPuzzle);
+        }
+        let expected = self
+            .secrets
+            .opaque_i(
+                self.profile,
+                generation,
+                &peer_hit,
+                &self.hit(),
+                &ip_bytes(remote.ip()),
+                &puzzle_context(local.ip(), solution.k),
+            )
+            .ok_or(Error::BadPuzzle)?;
+        if expected != solution.i
+            || !puzzle::verify(
+                self.profile,
+                solution.k,
+                &solution.i,
+                &peer_hit,
+                &self.hit(),
+                &solution.j,
+            )
+        {
+            return Err(Error::BadPuzzle);
+        }
+        Ok(())
+    }
+
+    fn accept_i2(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        i2: &HipRepr,
+        solution: &Solution,
+    ) -> Result<(), Error> {
+        let peer_hit = i2.sender_hit;
+        let generation = match i2.param(param_type::R1_COUNTER) {
+            Some(Param::R1Counter { counter, .. }) => *counter,
+            _ => self
+                .generations
+                .iter()
+                .map(|g| g.number)
+                .find(|n| opaque_of(*n) == solution.opaque)
+                .ok_or(Error::BadPuzzle)?,
+        };
+        let (group, their_public) = match i2.param(param_type::DIFFIE_HELLMAN) {
+            Some(Param::DiffieHellman { group, public }) => (*group, public),
+            _ => return Err(Error::MissingParam(param_type::DIFFIE_HELLMAN)),
+        };
+        if group != self.profile.dh_group() {
+            return Err(Error::NoDhProposal);
+        }
+        let cipher = match i2.param(param_type::HIP_CIPHER) {
+            Some(Param::HipCipher(ids))
+                if ids.len() == 1 && self.config.hip_ciphers.contains(&ids[0]) =>
+            {
+                HipCipher::from_id(ids[0])
+            }
+            _ => None,
+        }
+        .ok_or(Error::NoHipCipher)?;
+        let esp_listed = matches!(i2.param(param_type::TRANSPORT_FORMAT_LIST),
+            Some(Param::TransportFormatList(l)) if l.as_slice() == [TRANSPORT_FORMAT_ESP]);
+        let suite = match i2.param(param_type::ESP_TRANSFORM) {
+            Some(Param::EspTransform { suites, .. })
+                if esp_listed
+                    && suites.len() == 1
+                    && self.config.esp_suites.contains(&suites[0]) =>
+            {
+                Some(suites[0])
+            }
+            _ => None,
+        }
+        .ok_or(Error::NoEspTransform)?;
+        let spi_out = match i2.param(param_type::ESP_INFO) {
+            Some(Param::EspInfo(info)) if info.new_spi > 255 => info.new_spi,
+            _ => return Err(Error::MissingParam(param_type::ESP_INFO)),
+        };
+        let dh = &self
+            .generations
+            .iter()
+            .find(|g| g.number == generation)
+            .ok_or(Error::BadPuzzle)?
+            .dh;
+        let kij = self.profile.dh_agree(dh, their_public)?;
+        let spi_in = self.new_spi();
+        let mut keys = derive(
+            self.profile,
+            &kij,
+            &solution.i,
+            &solution.j,
+            peer_hit,
+            self.hit(),
+            cipher,
+            suite,
+            spi_in,
+            false,
+        )?;
+        keys.session.esp.spi_out = spi_out;
+        let host_id = match i2.param(param_type::ENCRYPTED) {
+            Some(Param::Encrypted { data, .. }) => {
+                let plain = cipher
+                    .decrypt(&keys.enc_in, data)
+                    .map_err(|_| Error::BadEncryption)?;
+                match parse_tlv(&plain) {
+                    Some(Param::HostId(h)) => h,
+                    _ => return Err(Error::BadEncryption),
+                }
+            }
+            _ => match i2.param(param_type::HOST_ID) {
+                Some(Param::HostId(h)) => h.clone(),
+                _ => return Err(Error::MissingParam(param_type::HOST_ID)),
+            },
+        };
+        let peer = PublicIdentity::from_host_id(&host_id)?;
+        if peer.hit() != peer_hit {
+            return Err(Error::InvalidHit);
+        }
+        check_mac(
+            bytes,
+            self.profile,
+            &keys.session.mac_in,
+            param_type::HIP_MAC,
+            &[],
+        )?;
+        check_signature(bytes, &peer, param_type::HIP_SIGNATURE)?;
+        if !self.assocs.contains_key(&peer_hit) && self.assocs.len() >= self.config.max_associations
+        {
+            return Err(Error::TooManyAssociations);
+        }
+
+        let mut r2 = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::R2,
+            version: 2,
+            controls: 0,
+            sender_hit: self.hit(),
+            receiver_hit: peer_hit,
+            params: vec![Param::EspInfo(EspInfo {
+                reserved: 0,
+                keymat_index: hip_keys_len(self.profile, cipher) as u16,
+                old_spi: 0,
+                new_spi: spi_in,
+            })],
+        };
+        add_mac(
+            &mut r2,
+            self.profile,
+            &keys.session.mac_out,
+            param_type::HIP_MAC_2,
+            &self.host_id_tlv,
+        );
+        add_signature(&mut r2, &self.identity, param_type::HIP_SIGNATURE);
+        let r2 = r2.to_bytes();
+
+        // A valid I2 replaces whatever we had with this peer (RFC 7401 §4.4.2): a
+        // simultaneous exchange we lost, or an association the peer has forgotten.
+        let handle = match self.assocs.get(&peer_hit) {
+            Some(old) => old.handle,
+            None => self.new_handle(),
+        };
+        let mut a = Assoc::new(handle, peer_hit, AssocState::R2Sent);
+        a.local = local;
+        a.remote = remote;
+        a.peer = Some(peer);
+        a.i2_solution = Some(solution.j.clone());
+        a.last_sent = Some(r2.clone());
+        a.timer = Some(now + self.config.exchange_complete);
+        a.established_at = Some(now);
+        let esp = keys.session.esp.clone();
+        a.keys = Some(keys.session);
+        self.assocs.insert(peer_hit, a);
+        self.stats.i2_accepted += 1;
+        tracing::debug!(peer = %peer_hit, "I2 accepted, sending R2");
+        self.transmit(local, remote, &r2);
+        self.push_event(Event::Established {
+            handle,
+            peer: peer_hit,
+            initiator: false,
+            local,
+            remote,
+            keys: esp,
+        });
+        Ok(())
+    }
+
+    fn on_r2(&mut self, now: Instant, bytes: &[u8], r2: &HipRepr) -> Result<(), Error> {
+        let profile = self.profile;
+        let a = self
+            .assocs
+            .get_mut(&r2.sender_hit)
+            .ok_or(Error::Unexpected)?;
+        if a.state != AssocState::I2Sent {
+            return Err(Error::Unexpected);
+        }
+        let (Some(keys), Some(peer)) = (a.keys.as_mut(), a.peer.as_ref()) else {
+            return Err(Error::Unexpected);
+        };
+        check_mac(
+            bytes,
+            profile,
+            &keys.mac_in,
+            param_type::HIP_MAC_2,
+            &a.peer_host_id_tlv,
+        )?;
+        check_signature(bytes, peer, param_type::HIP_SIGNATURE)?;
+        let spi_out = match r2.param(param_type::ESP_INFO) {
+            Some(Param::EspInfo(info)) if info.new_spi > 255 => info.new_spi,
+            _ => return Err(Error::MissingParam(param_type::ESP_INFO)),
+        };
+        keys.esp.spi_out = spi_out;
+        let event = Event::Established {
+            handle: a.handle,
+            peer: a.peer_hit,
+            initiator: true,
+            local: a.local,
+            remote: a.remote,
+            keys: keys.esp.clone(),
+        };
+        a.state = AssocState::Established;
+        a.timer = None;
+        a.last_sent = None;
+        a.established_at = Some(now);
+        tracing::debug!(peer = %r2.sender_hit, "R2 accepted, association established");
+        self.push_event(event);
+        Ok(())
+    }
+
+    fn on_close(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        close: &HipRepr,
+    ) -> Result<(), Error> {
+        let peer_hit = close.sender_hit;
+        let a = self.assocs.get_mut(&peer_hit).ok_or(Error::Unexpected)?;
+        if matches!(a.state, AssocState::I1Sent | AssocState::Failed) {
+            return Err(Error::Unexpected);
+        }
+        let (Some(keys), Some(peer)) = (a.keys.as_ref(), a.peer.as_ref()) else {
+            return Err(Error::Unexpected);
+        };
+        check_mac(bytes, self.profile, &keys.mac_in, param_type::HIP_MAC, &[])?;
+        check_signature(bytes, peer, param_type::HIP_SIGNATURE)?;
+        let echo = match close.param(param_type::ECHO_REQUEST_SIGNED) {
+            Some(Param::EchoRequestSigned(e)) => e.clone(),
+            _ => return Err(Error::MissingParam(param_type::ECHO_REQUEST_SIGNED)),
+        };
+        let mut ack = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::CloseAck,
+            version: 2,
+            controls: 0,
+            sender_hit: self.identity.hit(),
+            receiver_hit: peer_hit,
+            params: vec![Param::EchoResponseSigned(echo)],
+        };
+        add_mac(
+            &mut ack,
+            self.profile,
+            &keys.mac_out,
+            param_type::HIP_MAC,
+            &[],
+        );
+        add_signature(&mut ack, &self.identity, param_type::HIP_SIGNATURE);
+        let was_closed = a.state == AssocState::Closed;
+        a.state = AssocState::Closed;
+        a.timer = Some(now + self.config.linger);
+        a.last_sent = None;
+        self.transmit(local, remote, &ack.to_bytes());
+        if !was_closed {
+            self.push_event(Event::Closed { peer: peer_hit });
+        }
+        Ok(())
+    }
+
+    fn on_close_ack(&mut self, bytes: &[u8], ack: &HipRepr) -> Result<(), Error> {
+        let peer_hit = ack.sender_hit;
+        let a = self.assocs.get(&peer_hit).ok_or(Error::Unexpected)?;
+        let (Some(keys), Some(peer), Some(nonce)) =
+            (a.keys.as_ref(), a.peer.as_ref(), a.close_nonce.as_ref())
+        else {
+            return Err(Error::Unexpected);
+        };
+        if a.state != AssocState::Closing {
+            return Err(Error::Unexpected);
+        }
+        check_mac(bytes, self.profile, &keys.mac_in, param_type::HIP_MAC, &[])?;
+        check_signature(bytes, peer, param_type::HIP_SIGNATURE)?;
+        match ack.param(param_type::ECHO_RESPONSE_SIGNED) {
+            Some(Param::EchoResponseSigned(e)) if e == nonce => {}
+            _ => return Err(Error::Unexpected),
+        }
+        self.assocs.remove(&peer_hit);
+        self.push_event(Event::Closed { peer: peer_hit });
+        Ok(())
+    }
+
+    fn on_notify(&mut self, bytes: &[u8], notify: &HipRepr) -> Result<(), Error> {
+        let peer_hit = notify.sender_hit;
+        // Only a NOTIFY we can authenticate is reported; it never changes state.
+        let known = self.assocs.get(&peer_hit).and_then(|a| a.peer.clone());
+        let peer = match known {
+            Some(p) => p,
+            None => match notify.param(param_type::HOST_ID) {
+                Some(Param::HostId(h)) => PublicIdentity::from_host_id(h)?,
+                _ => return Err(Error::UnknownPeer(peer_hit)),
+            },
+        };
+        if peer.hit() != peer_hit {
+            return Err(Error::InvalidHit);
+        }
+        check_signature(bytes, &peer, param_type::HIP_SIGNATURE)?;
+        for p in &notify.params {
+            if let Param::Notification(n) = p {
+                tracing::debug!(peer = %peer_hit, kind = ?n.kind, "NOTIFY received");
+                self.push_event(Event::Notified {
+                    peer: peer_hit,
+                    kind: n.kind,
+                    data: n.data.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // ---- timers ---------------------------------------------------------------------
+
+    fn expire(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let (limit, remove_after) = match a.state {
+            AssocState::I1Sent => (self.config.i1_tries, false),
+            AssocState::I2Sent => (self.config.i2_tries, false),
+            AssocState::Closing => (self.config.close_tries, true),
+            AssocState::R2Sent => {
+                a.state = AssocState::Established;
+                a.timer = None;
+                return;
+            }
+            AssocState::Closed | AssocState::Failed | AssocState::Established => {
+                self.assocs.remove(&peer);
+                return;
+            }
+        };
+        if a.tries < limit {
+            a.backoff(now, self.config.max_timeout);
+            if a.state == AssocState::I1Sent {
+                let a = self.assocs.remove(&peer);
+                if let Some(a) = a {
+                    self.send_i1(&a);
+                    self.assocs.insert(peer, a);
+                }
+            } else if let Some(bytes) = a.last_sent.clone() {
+                let (local, remote) = (a.local, a.remote);
+                self.transmit(local, remote, &bytes);
+            }
+        } else if remove_after {
+            self.assocs.remove(&peer);
+            self.push_event(Event::Closed { peer });
+        } else {
+            tracing::debug!(peer = %peer, state = %a.state, "exchange failed");
+            a.state = AssocState::Failed;
+            a.timer = Some(now + self.config.linger);
+            a.last_error = Some(Error::Timeout);
+            self.push_event(Event::Failed {
+                peer,
+                error: Error::Timeout,
+            });
+        }
+    }
+
+    // ---- output ---------------------------------------------------------------------
+
+    fn send_i1(&mut self, a: &Assoc) {
+        if let Some(i1) = &a.last_sent {
+            for remote in &a.candidates {
+                let t = Transmit {
+                    local: a.local,
+                    remote: *remote,
+                    payload: marked(i1),
+                };
+                self.push_transmit(t);
+            }
+        }
+    }
+
+    fn transmit(&mut self, local: SocketAddr, remote: SocketAddr, hip: &[u8]) {
+        self.push_transmit(Transmit {
+            local,
+            remote,
+            payload: marked(hip),
+        });
+    }
+
+    fn push_transmit(&mut self, t: Transmit) {
+        if self.transmits.len() >= self.config.max_transmits {
+            self.stats.transmits_lost += 1;
+        } else {
+            self.transmits.push_back(t);
+        }
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() >= self.config.max_events {
+            self.stats.events_lost += 1;
+        } else {
+            self.events.push_back(e);
+        }
+    }
+
+    fn drop_packet(&mut self, e: Error) {
+        tracing::debug!(error = %e, "HIP packet dropped");
+        self.stats.dropped += 1;
+        self.stats.last_drop = Some(e);
+    }
+
+    /// Sends a signed NOTIFY (RFC 7401 §5.3.6), at most `notify_rate` per second.
+    fn notify(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        peer: Hit,
+        kind: NotifyType,
+        data: Vec<u8>,
+    ) {
+        if now.duration_since(self.notify_window.0) >= Duration::from_secs(1) {
+            self.notify_window = (now, 0);
+        }
+        if self.notify_window.1 >= self.config.notify_rate {
+            return;
+        }
+        self.notify_window.1 += 1;
+        let mut n = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::Notify,
+            version: 2,
+            controls: 0,
+            sender_hit: self.hit(),
+            receiver_hit: peer,
+            params: vec![
+                Param::HostId(self.identity.public().host_id().clone()),
+                Param::Notification(Notification {
+                    reserved: 0,
+                    kind,
+                    data,
+                }),
+            ],
+        };
+        add_signature(&mut n, &self.identity, param_type::HIP_SIGNATURE);
+        self.stats.notify_sent += 1;
+        self.transmit(local, remote, &n.to_bytes());
+    }
+
+    // ---- responder state ------------------------------------------------------------
+
+    /// Opens a new puzzle generation with a fresh R1 Diffie-Hellman key, signs the R1 for
+    /// the base difficulty ahead of time, and forgets the generation before the previous.
+    fn start_generation(&mut self) {
+        let number = self.secrets.generation();
+        let dh = self.profile.dh_keypair(random32(&mut self.rng));
+        if self.generations.len() == GENERATIONS {
+            self.generations.pop_front();
+        }
+        self.generations.push_back(Generation {
+            number,
+            dh,
+            templates: Vec::new(),
+        });
+        let _ = self.r1_template(number, self.config.difficulty.base_k);
+    }
+
+    /// The signed R1 of a generation and difficulty, built once and then reused.
+    fn r1_template(&mut self, generation: u64, k: u8) -> Result<HipRepr, Error> {
+        let g = self
+            .generations
+            .iter()
+            .position(|g| g.number == generation)
+            .ok_or(Error::BadPuzzle)?;
+        if let Some((_, t)) = self.generations[g]
+            .templates
+            .iter()
+            .find(|(tk, _)| *tk == k)
+        {
+            return Ok(t.clone());
+        }
+        let mut r1 = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::R1,
+            version: 2,
+            controls: 0,
+            sender_hit: self.hit(),
+            receiver_hit: Hit::NULL,
+            params: vec![
+                Param::R1Counter {
+                    reserved: 0,
+                    counter: generation,
+                },
+                Param::Puzzle(Puzzle {
+                    k,
+                    lifetime: self.config.puzzle_lifetime,
+                    opaque: [0; 2],
+                    i: vec![0; self.profile.rhash_len()],
+                }),
+                Param::DhGroupList(vec![self.profile.dh_group()]),
+                Param::DiffieHellman {
+                    group: self.profile.dh_group(),
+                    public: self.generations[g].dh.public.clone(),
+                },
+                Param::HipCipher(self.config.hip_ciphers.clone()),
+                Param::HostId(self.identity.public().host_id().clone()),
+                Param::HitSuiteList(vec![self.profile.hit_suite() << 4]),
+                Param::TransportFormatList(vec![TRANSPORT_FORMAT_ESP]),
+                Param::EspTransform {
+                    reserved: 0,
+                    suites: self.config.esp_suites.clone(),
+                },
+            ],
+        };
+        add_signature(&mut r1, &self.identity, param_type::HIP_SIGNATURE_2);
+        // A handful of difficulties per generation at most: K moves one step at a time.
+        let templates = &mut self.generations[g].templates;
+        if templates.len() >= 8 {
+            templates.remove(0);
+        }
+        templates.push((k, r1.clone()));
+        Ok(r1)
+    }
+
+    fn new_handle(&mut self) -> AssocHandle {
+        self.next_handle = self.next_handle.wrapping_add(1);
+        AssocHandle(self.next_handle)
+    }
+
+    /// A fresh inbound SPI: random, above the reserved 1..=255, unused here.
+    fn new_spi(&mut self) -> u32 {
+        loop {
+            let spi = self.rng.next_u32();
+            let taken = self
+                .assocs
+                .values()
+                .any(|a| a.keys.as_ref().is_some_and(|k| k.esp.spi_in == spi));
+            if spi > 255 && !taken {
+                return spi;
+            }
+        }
+    }
+}
+
+/// Keys derived from one KEYMAT, oriented for this host.
+struct Derived {
+    enc_out: Zeroizing<Vec<u8>>,
+    enc_in: Zeroizing<Vec<u8>>,
+    session: SessionKeys,
+}
+
+/// KEYMAT for the exchange between `hit_i` and `hit_r`, cut into HIP and ESP keys and
+/// oriented for this host: "gl" keys belong to the host with the greater HIT.
+#[allow(clippy::too_many_arguments)]
+fn derive(
+    profile: &dyn Profile,
+    kij: &[u8],
+    i: &[u8],
+    j: &[u8],
+    hit_i: Hit,
+    hit_r: Hit,
+    cipher: HipCipher,
+    suite: u16,
+    spi_in: u32,
+    we_are_initiator: bool,
+) -> Result<Derived, Error> {
+    let (enc_len, auth_len) = esp_key_lens(suite).ok_or(Error::NoEspTransform)?;
+    let hip_len = hip_keys_len(profile, cipher);
+    let mut keymat = Zeroizing::new(vec![0u8; hip_len + 2 * (enc_len + auth_len)]);
+    profile.keymat(kij, i, j, &hit_i, &hit_r, &mut keymat);
+    let hip = draw_hip_keys(&keymat, profile, cipher);
+    let esp = draw_esp_keys(&keymat, hip_len, suite).ok_or(Error::NoEspTransform)?;
+    Ok(orient(
+        hip,
+        esp,
+        suite,
+        spi_in,
+        we_are_initiator == (hit_i > hit_r),
+    ))
+}
+
+fn orient(
+    hip: crate::crypto::HipKeys,
+    esp: crate::crypto::EspKeyMaterial,
+    suite: u16,
+    spi_in: u32,
+    we_are_greater: bool,
+) -> Derived {
+    let crate::crypto::HipKeys {
+        enc_gl,
+        int_gl,
+        enc_lg,
+        int_lg,
+    } = hip;
+    let crate::crypto::EspKeyMaterial {
+        enc_gl: e_gl,
+        auth_gl,
+        enc_lg: e_lg,
+        auth_lg,
+    } = esp;
+    let (enc_out, enc_in, mac_out, mac_in) = if we_are_greater {
+        (enc_gl, enc_lg, int_gl, int_lg)
+    } else {
+        (enc_lg, enc_gl, int_lg, int_gl)
+    };
+    let (esp_enc_out, esp_auth_out, esp_enc_in, esp_auth_in) = if we_are_greater {
+        (e_gl, auth_gl, e_lg, auth_lg)
+    } else {
+        (e_lg, auth_lg, e_gl, auth_gl)
+    };
+    Derived {
+        enc_out,
+        enc_in,
+        session: SessionKeys {
+            mac_out,
+            mac_in,
+            esp: EspKeys {
+                suite,
+                spi_in,
+                spi_out: 0,
+                enc_in: esp_enc_in,
+                auth_in: esp_auth_in,
+                enc_out: esp_enc_out,
+                auth_out: esp_auth_out,
+            },
+        },
+    }
+}
+
+fn info(a: &Assoc) -> AssocInfo {
+    AssocInfo {
+        handle: a.handle,
+        peer: a.peer_hit,
+        state: a.state,
+        initiator: a.initiator,
+        local: a.local,
+        remote: a.remote,
+        established_at: a.established_at,
+    }
+}
+
+/// The first entry of `offered` (looking at six at most, RFC 7401 §5.2.8) that we accept.
+fn first_common(offered: &[u16], accepted: &[u16]) -> Option<u16> {
+    offered
+        .iter()
+        .take(6)
+        .copied()
+        .find(|id| accepted.contains(id))
+}
+
+fn unknown_critical(repr: &HipRepr) -> Option<u16> {
+    repr.params.iter().find_map(|p| match p {
+        Param::Unknown { ty, .. } if ty & 1 == 1 => Some(*ty),
+        _ => None,
+    })
+}
+
+/// Parses one complete TLV (the plaintext of ENCRYPTED).
+fn parse_tlv(bytes: &[u8]) -> Option<Param> {
+    let ty = u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]);
+    let len = u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]) as usize;
+    Param::parse(ty, bytes.get(4..4 + len)?).ok()
+}
+
+/// Length of a TLV with `len` bytes of contents, padding included.
+fn padded(len: usize) -> usize {
+    11 + len - (len + 3) % 8
+}
+
+/// The UDP payload for a HIP control packet: the zero marker, then the packet.
+fn marked(hip: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + hip.len());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(hip);
+    v
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// What besides the HITs and the initiator's address a puzzle is bound to: the address it
+/// was issued from and its difficulty, so that an I2 cannot claim an easier K.
+fn puzzle_context(local: IpAddr, k: u8) -> Vec<u8> {
+    let mut v = ip_bytes(local);
+    v.push(k);
+    v
+}
+
+/// The PUZZLE Opaque field: the low bits of the generation, so an I2 without R1_COUNTER
+/// still names its puzzle's generation.
+fn opaque_of(generation: u64) -> [u8; 2] {
+    (generation as u16).to_be_bytes()
+}
+
+fn random32(rng: &mut ChaCha20Rng) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    rng.fill_bytes(&mut b);
+    b
+}

@@ -1,0 +1,27 @@
+//! Host Identity Protocol version 2 (RFC 7401), sans-IO.
+//!
+//! This crate holds the protocol and nothing else: it never opens a socket, never reads a
+//! clock and never draws randomness from the operating system. Time enters as an
+//! [`Instant`](std::time::Instant) argument on every entry point, randomness from a seed
+//! the caller provides. The node binary (`hipbone`) and the deterministic simulator drive it.
+//!
+//! - [`identity`]: Ed25519 host identities, HITs (ORCHIDv2), LSIs.
+//! - [`wire`]: the HIP header and parameters, parse and emit.
+//! - [`crypto`]: the crypto profile (DH, KEYMAT, MACs, signatures, HIP_CIPHER).
+//! - [`puzzle`]: the cookie puzzle and the responder's difficulty policy.
+//! - [`Host`]: the endpoint that owns the identity and every association.
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod identity;
+pub mod lsi;
+pub mod puzzle;
+pub mod wire;
+
+mod assoc;
+mod error;
+mod host;
+
+pub use error::Error;
+pub use host::{AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host, Stats, Transmit};
+pub use identity::{Hit, HostIdentity, PublicIdentity};

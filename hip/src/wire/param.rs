@@ -1,0 +1,830 @@
+//! HIP parameters (RFC 7401 §5.2, RFC 7402 §5.1): typed contents for every parameter the
+//! base exchange, UPDATE, CLOSE and NOTIFY use; anything else survives as `Unknown`.
+//!
+//! One TLV is `Type(2) | Length(2) | Contents | zero padding to a multiple of 8`. Parsing a
+//! known type checks its contents against the RFC layout (exact lengths where the RFC fixes
+//! them, internal length fields consistent with Length) and fails with `BadParam(type)`;
+//! every field, reserved ones included, is kept so that emit reproduces the input.
+
+use super::{Reader, WireError};
+
+/// Parameter type numbers (RFC 7401 §5.2, RFC 7402, IANA).
+pub mod param_type {
+    pub const ESP_INFO: u16 = 65;
+    pub const R1_COUNTER: u16 = 129;
+    pub const LOCATOR_SET: u16 = 193;
+    pub const PUZZLE: u16 = 257;
+    pub const SOLUTION: u16 = 321;
+    pub const SEQ: u16 = 385;
+    pub const ACK: u16 = 449;
+    pub const DH_GROUP_LIST: u16 = 511;
+    pub const DIFFIE_HELLMAN: u16 = 513;
+    pub const HIP_CIPHER: u16 = 579;
+    pub const ENCRYPTED: u16 = 641;
+    pub const HOST_ID: u16 = 705;
+    pub const HIT_SUITE_LIST: u16 = 715;
+    pub const NOTIFICATION: u16 = 832;
+    pub const ECHO_REQUEST_SIGNED: u16 = 897;
+    pub const ECHO_RESPONSE_SIGNED: u16 = 961;
+    pub const TRANSPORT_FORMAT_LIST: u16 = 2049;
+    pub const ESP_TRANSFORM: u16 = 4095;
+    pub const HIP_MAC: u16 = 61505;
+    pub const HIP_MAC_2: u16 = 61569;
+    pub const HIP_SIGNATURE_2: u16 = 61633;
+    pub const HIP_SIGNATURE: u16 = 61697;
+    pub const ECHO_RESPONSE_UNSIGNED: u16 = 63425;
+    pub const ECHO_REQUEST_UNSIGNED: u16 = 63661;
+}
+
+/// ESP_INFO (RFC 7402 §5.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EspInfo {
+    pub reserved: u16,
+    pub keymat_index: u16,
+    pub old_spi: u32,
+    pub new_spi: u32,
+}
+
+/// PUZZLE (RFC 7401 §5.2.4). `i` is RHASH_len/8 bytes (any length ≥ 1 parses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Puzzle {
+    pub k: u8,
+    pub lifetime: u8,
+    pub opaque: [u8; 2],
+    pub i: Vec<u8>,
+}
+
+/// SOLUTION (RFC 7401 §5.2.5). `i` and `j` have equal lengths: (Length - 4) / 2 each;
+/// an odd remainder is `BadParam`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Solution {
+    pub k: u8,
+    pub reserved: u8,
+    pub opaque: [u8; 2],
+    pub i: Vec<u8>,
+    pub j: Vec<u8>,
+}
+
+/// HOST_ID (RFC 7401 §5.2.9): the Host Identity field is kept as raw bytes (for EdDSA:
+/// curve(2) | 0x0000 | public key, see `identity`), the Domain Identifier likewise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostId {
+    pub algorithm: u16,
+    pub hi: Vec<u8>,
+    /// 4 bits: 0 none, 1 FQDN, 2 NAI.
+    pub di_type: u8,
+    pub di: Vec<u8>,
+}
+
+/// NOTIFY message types (RFC 7401 §5.2.19 and extensions). Unknown values survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotifyType {
+    UnsupportedCriticalParameterType, // 1
+    InvalidSyntax,                    // 7
+    NoDhProposalChosen,               // 14
+    InvalidDhChosen,                  // 15
+    NoHipProposalChosen,              // 16
+    InvalidHipCipherChosen,           // 17
+    NoEspProposalChosen,              // 18
+    InvalidEspTransformChosen,        // 19
+    UnsupportedHitSuite,              // 20
+    AuthenticationFailed,             // 24
+    ChecksumFailed,                   // 26
+    HipMacFailed,                     // 28
+    EncryptionFailed,                 // 32
+    InvalidHit,                       // 40
+    BlockedByPolicy,                  // 42
+    ResponderBusyPleaseRetry,         // 44
+    I2Acknowledgement,                // 16384
+    Unknown(u16),
+}
+
+raw_conversions!(NotifyType: u16 {
+    UnsupportedCriticalParameterType = 1,
+    InvalidSyntax = 7,
+    NoDhProposalChosen = 14,
+    InvalidDhChosen = 15,
+    NoHipProposalChosen = 16,
+    InvalidHipCipherChosen = 17,
+    NoEspProposalChosen = 18,
+    InvalidEspTransformChosen = 19,
+    UnsupportedHitSuite = 20,
+    AuthenticationFailed = 24,
+    ChecksumFailed = 26,
+    HipMacFailed = 28,
+    EncryptionFailed = 32,
+    InvalidHit = 40,
+    BlockedByPolicy = 42,
+    ResponderBusyPleaseRetry = 44,
+    I2Acknowledgement = 16384,
+});
+
+impl NotifyType {
+    /// Types below 16384 report errors; the rest are status (RFC 7401 §5.2.19).
+    pub fn is_error(self) -> bool {
+        u16::from(self) < 16384
+    }
+}
+
+/// NOTIFICATION (RFC 7401 §5.2.19).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub reserved: u16,
+    pub kind: NotifyType,
+    pub data: Vec<u8>,
+}
+
+/// One parameter. Lists keep their raw numeric IDs so that unknown algorithms round-trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    EspInfo(EspInfo),
+    /// R1_COUNTER: Reserved (4 bytes, copied verbatim into I2) and the counter.
+    R1Counter {
+        reserved: u32,
+        counter: u64,
+    },
+    Puzzle(Puzzle),
+    Solution(Solution),
+    Seq(u32),
+    Ack(Vec<u32>),
+    /// Group IDs, most preferred first.
+    DhGroupList(Vec<u8>),
+    DiffieHellman {
+        group: u8,
+        public: Vec<u8>,
+    },
+    HipCipher(Vec<u16>),
+    /// ENCRYPTED: Reserved (4) then IV and ciphertext, opaque at this layer.
+    Encrypted {
+        reserved: u32,
+        data: Vec<u8>,
+    },
+    HostId(HostId),
+    /// One byte per suite, high nibble = suite ID.
+    HitSuiteList(Vec<u8>),
+    Notification(Notification),
+    EchoRequestSigned(Vec<u8>),
+    EchoResponseSigned(Vec<u8>),
+    TransportFormatList(Vec<u16>),
+    EspTransform {
+        reserved: u16,
+        suites: Vec<u16>,
+    },
+    HipMac(Vec<u8>),
+    HipMac2(Vec<u8>),
+    HipSignature {
+        algorithm: u16,
+        signature: Vec<u8>,
+    },
+    HipSignature2 {
+        algorithm: u16,
+        signature: Vec<u8>,
+    },
+    EchoResponseUnsigned(Vec<u8>),
+    EchoRequestUnsigned(Vec<u8>),
+    /// Any other type, contents kept verbatim (without padding).
+    Unknown {
+        ty: u16,
+        contents: Vec<u8>,
+    },
+}
+
+impl Param {
+    /// The parameter's type number.
+    pub fn ty(&self) -> u16 {
+        use param_type as t;
+        match self {
+            Param::EspInfo(_) => t::ESP_INFO,
+            Param::R1Counter { .. } => t::R1_COUNTER,
+            Param::Puzzle(_) => t::PUZZLE,
+            Param::Solution(_) => t::SOLUTION,
+            Param::Seq(_) => t::SEQ,
+            Param::Ack(_) => t::ACK,
+            Param::DhGroupList(_) => t::DH_GROUP_LIST,
+            Param::DiffieHellman { .. } => t::DIFFIE_HELLMAN,
+            Param::HipCipher(_) => t::HIP_CIPHER,
+            Param::Encrypted { .. } => t::ENCRYPTED,
+            Param::HostId(_) => t::HOST_ID,
+            Param::HitSuiteList(_) => t::HIT_SUITE_LIST,
+            Param::Notification(_) => t::NOTIFICATION,
+            Param::EchoRequestSigned(_) => t::ECHO_REQUEST_SIGNED,
+            Param::EchoResponseSigned(_) => t::ECHO_RESPONSE_SIGNED,
+            Param::TransportFormatList(_) => t::TRANSPORT_FORMAT_LIST,
+            Param::EspTransform { .. } => t::ESP_TRANSFORM,
+            Param::HipMac(_) => t::HIP_MAC,
+            Param::HipMac2(_) => t::HIP_MAC_2,
+            Param::HipSignature { .. } => t::HIP_SIGNATURE,
+            Param::HipSignature2 { .. } => t::HIP_SIGNATURE_2,
+            Param::EchoResponseUnsigned(_) => t::ECHO_RESPONSE_UNSIGNED,
+            Param::EchoRequestUnsigned(_) => t::ECHO_REQUEST_UNSIGNED,
+            Param::Unknown { ty, .. } => *ty,
+        }
+    }
+
+    /// Parses the contents (no Type/Length, no padding) of a parameter of type `ty`.
+    pub fn parse(ty: u16, contents: &[u8]) -> Result<Param, WireError> {
+        use param_type as t;
+        let mut r = Reader::new(contents, WireError::BadParam(ty));
+        let param = match ty {
+            t::ESP_INFO => Param::EspInfo(EspInfo {
+                reserved: r.u16()?,
+                keymat_index: r.u16()?,
+                old_spi: r.u32()?,
+                new_spi: r.u32()?,
+            }),
+            t::R1_COUNTER => Param::R1Counter {
+                reserved: r.u32()?,
+                counter: r.u64()?,
+            },
+            t::PUZZLE => {
+                let (k, lifetime, opaque) = (r.u8()?, r.u8()?, r.array()?);
+                if r.remaining() == 0 {
+                    return Err(WireError::BadParam(ty));
+                }
+                let i = r.rest().to_vec();
+                Param::Puzzle(Puzzle {
+                    k,
+                    lifetime,
+                    opaque,
+                    i,
+                })
+            }
+            t::SOLUTION => {
+                let (k, reserved, opaque) = (r.u8()?, r.u8()?, r.array()?);
+                // #I and #J share what is left equally; nothing else says how long they are.
+                let half = r.remaining() / 2;
+                if half == 0 || r.remaining() % 2 != 0 {
+                    return Err(WireError::BadParam(ty));
+                }
+                let i = r.take(half)?.to_vec();
+                let j = r.rest().to_vec();
+                Param::Solution(Solution {
+                    k,
+                    reserved,
+                    opaque,
+                    i,
+                    j,
+                })
+            }
+            t::SEQ => Param::Seq(r.u32()?),
+            t::ACK => Param::Ack(r.list(Reader::u32)?),
+            t::DH_GROUP_LIST => Param::DhGroupList(r.rest().to_vec()),
+            t::DIFFIE_HELLMAN => {
+                let group = r.u8()?;
+                let len = usize::from(r.u16()?);
+                Param::DiffieHellman {
+                    group,
+                    public: r.take(len)?.to_vec(),
+                }
+            }
+            t::HIP_CIPHER => Param::HipCipher(r.list(Reader::u16)?),
+            t::ENCRYPTED => Param::Encrypted {
+                reserved: r.u32()?,
+                data: r.rest().to_vec(),
+            },
+            t::HOST_ID => {
+                let hi_len = usize::from(r.u16()?);
+                let di_word = r.u16()?;
+                let algorithm = r.u16()?;
+                let hi = r.take(hi_len)?.to_vec();
+                let di = r.take(usize::from(di_word & DI_LENGTH_MASK))?.to_vec();
+                Param::HostId(HostId {
+                    algorithm,
+                    hi,
+                    di_type: (di_word >> DI_TYPE_SHIFT) as u8,
+                    di,
+                })
+            }
+            t::HIT_SUITE_LIST => Param::HitSuiteList(r.rest().to_vec()),
+            t::NOTIFICATION => Param::Notification(Notification {
+                reserved: r.u16()?,
+                kind: NotifyType::from(r.u16()?),
+                data: r.rest().to_vec(),
+            }),
+            t::ECHO_REQUEST_SIGNED => Param::EchoRequestSigned(r.rest().to_vec()),
+            t::ECHO_RESPONSE_SIGNED => Param::EchoResponseSigned(r.rest().to_vec()),
+            t::TRANSPORT_FORMAT_LIST => Param::TransportFormatList(r.list(Reader::u16)?),
+            t::ESP_TRANSFORM => Param::EspTransform {
+                reserved: r.u16()?,
+                suites: r.list(Reader::u16)?,
+            },
+            t::HIP_MAC => Param::HipMac(r.rest().to_vec()),
+            t::HIP_MAC_2 => Param::HipMac2(r.rest().to_vec()),
+            t::HIP_SIGNATURE => Param::HipSignature {
+                algorithm: r.u16()?,
+                signature: r.rest().to_vec(),
+            },
+            t::HIP_SIGNATURE_2 => Param::HipSignature2 {
+                algorithm: r.u16()?,
+                signature: r.rest().to_vec(),
+            },
+            t::ECHO_RESPONSE_UNSIGNED => Param::EchoResponseUnsigned(r.rest().to_vec()),
+            t::ECHO_REQUEST_UNSIGNED => Param::EchoRequestUnsigned(r.rest().to_vec()),
+            _ => Param::Unknown {
+                ty,
+                contents: r.rest().to_vec(),
+            },
+        };
+        // Fixed layouts (ESP_INFO, SEQ, …) and the inner lengths of DIFFIE_HELLMAN and
+        // HOST_ID must account for every byte of Length.
+        r.finish()?;
+        Ok(param)
+    }
+
+    /// Length of the contents (the TLV's Length field).
+    pub fn contents_len(&self) -> usize {
+        let mut counter = Counter(0);
+        self.write_contents(&mut counter);
+        counter.0
+    }
+
+    /// Length of the whole TLV with padding: `11 + Length - (Length + 3) % 8`.
+    pub fn buffer_len(&self) -> usize {
+        tlv_len(self.contents_len())
+    }
+
+    /// Writes Type, Length, contents and zero padding. Panics only if `buf` is shorter
+    /// than `buffer_len()`.
+    ///
+    /// Contents too long for a 16-bit Length (or a DI for its 12 bits) cannot be sent;
+    /// the field is then saturated rather than panicking, and the TLV will not parse back.
+    /// No parameter of a packet within [`MAX_PACKET_LEN`](super::MAX_PACKET_LEN) gets there.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let len = self.contents_len();
+        let buf = &mut buf[..tlv_len(len)];
+        let mut w = Writer { buf, at: 0 };
+        w.u16(self.ty());
+        w.u16(saturate(len, u16::MAX));
+        self.write_contents(&mut w);
+        let Writer { buf, at } = w;
+        buf[at..].fill(0);
+    }
+
+    /// Convenience: `emit` into a fresh `Vec`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.buffer_len()];
+        self.emit(&mut v);
+        v
+    }
+
+    /// The layout of every variant, written once for both counting and emitting.
+    fn write_contents(&self, w: &mut impl Sink) {
+        match self {
+            Param::EspInfo(e) => {
+                w.u16(e.reserved);
+                w.u16(e.keymat_index);
+                w.u32(e.old_spi);
+                w.u32(e.new_spi);
+            }
+            Param::R1Counter { reserved, counter } => {
+                w.u32(*reserved);
+                w.put(&counter.to_be_bytes());
+            }
+            Param::Puzzle(p) => {
+                w.put(&[p.k, p.lifetime]);
+                w.put(&p.opaque);
+                w.put(&p.i);
+            }
+            Param::Solution(s) => {
+                w.put(&[s.k, s.reserved]);
+                w.put(&s.opaque);
+                w.put(&s.i);
+                w.put(&s.j);
+            }
+            Param::Seq(id) => w.u32(*id),
+            Param::Ack(ids) => ids.iter().for_each(|&id| w.u32(id)),
+            Param::DiffieHellman { group, public } => {
+                w.put(&[*group]);
+                w.u16(saturate(public.len(), u16::MAX));
+                w.put(public);
+            }
+            Param::HipCipher(ids) | Param::TransportFormatList(ids) => {
+                ids.iter().for_each(|&id| w.u16(id));
+            }
+            Param::Encrypted { reserved, data } => {
+                w.u32(*reserved);
+                w.put(data);
+            }
+            Param::HostId(h) => {
+                w.u16(saturate(h.hi.len(), u16::MAX));
+                let di_type = u16::from(h.di_type & 0x0f) << DI_TYPE_SHIFT;
+                w.u16(di_type | saturate(h.di.len(), DI_LENGTH_MASK));
+                w.u16(h.algorithm);
+                w.put(&h.hi);
+                w.put(&h.di);
+            }
+            Param::Notification(n) => {
+                w.u16(n.reserved);
+                w.u16(n.kind.into());
+                w.put(&n.data);
+            }
+            Param::EspTransform { reserved, suites } => {
+                w.u16(*reserved);
+                suites.iter().for_each(|&id| w.u16(id));
+            }
+            Param::HipSignature {
+                algorithm,
+                signature,
+            }
+            | Param::HipSignature2 {
+                algorithm,
+                signature,
+            } => {
+                w.u16(*algorithm);
+                w.put(signature);
+            }
+            Param::DhGroupList(bytes)
+            | Param::HitSuiteList(bytes)
+            | Param::EchoRequestSigned(bytes)
+            | Param::EchoResponseSigned(bytes)
+            | Param::HipMac(bytes)
+            | Param::HipMac2(bytes)
+            | Param::EchoResponseUnsigned(bytes)
+            | Param::EchoRequestUnsigned(bytes)
+            | Param::Unknown {
+                contents: bytes, ..
+            } => w.put(bytes),
+        }
+    }
+}
+
+/// TLV size with padding for `contents_len` bytes of contents (RFC 7401 §5.2.1).
+pub(super) fn tlv_len(contents_len: usize) -> usize {
+    11 + contents_len - (contents_len + 3) % 8
+}
+
+/// HOST_ID's second word: DI-Type in the top 4 bits, DI Length in the low 12.
+const DI_TYPE_SHIFT: u32 = 12;
+const DI_LENGTH_MASK: u16 = 0x0fff;
+
+fn saturate(len: usize, max: u16) -> u16 {
+    u16::try_from(len).map_or(max, |l| l.min(max))
+}
+
+/// Where `write_contents` puts bytes: a counter for `contents_len`, a buffer for `emit`.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    fn u16(&mut self, v: u16) {
+        self.put(&v.to_be_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.put(&v.to_be_bytes());
+    }
+}
+
+struct Counter(usize);
+
+impl Sink for Counter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    at: usize,
+}
+
+impl Sink for Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        self.buf[self.at..end].copy_from_slice(bytes);
+        self.at = end;
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::testutil::hex;
+    use super::*;
+    use param_type as t;
+
+    /// One hand-built TLV (Type, Length, contents, zero padding) per `Param` variant, in
+    /// type order, with the value it stands for. Reserved fields are non-zero where that
+    /// proves they are kept.
+    pub(in crate::wire) fn vectors() -> Vec<(Vec<u8>, Param)> {
+        vec![
+            (
+                hex("0041 000c | abcd 0060 | 00000000 | 12345678"),
+                Param::EspInfo(EspInfo {
+                    reserved: 0xabcd,
+                    keymat_index: 0x60,
+                    old_spi: 0,
+                    new_spi: 0x1234_5678,
+                }),
+            ),
+            (
+                hex("0081 000c | 01020304 | 00000000 0000002a"),
+                Param::R1Counter {
+                    reserved: 0x0102_0304,
+                    counter: 42,
+                },
+            ),
+            (
+                hex("00c1 0005 | 0102030405 | 00000000000000"),
+                Param::Unknown {
+                    ty: t::LOCATOR_SET,
+                    contents: vec![1, 2, 3, 4, 5],
+                },
+            ),
+            (
+                hex("0101 0009 | 10 25 d3fe | 0102030405 | 000000"),
+                Param::Puzzle(Puzzle {
+                    k: 16,
+                    lifetime: 37,
+                    opaque: [0xd3, 0xfe],
+                    i: vec![1, 2, 3, 4, 5],
+                }),
+            ),
+            (
+                hex("0141 000c | 10 77 d3fe | 01020304 | 05060708"),
+                Param::Solution(Solution {
+                    k: 16,
+                    reserved: 0x77,
+                    opaque: [0xd3, 0xfe],
+                    i: vec![1, 2, 3, 4],
+                    j: vec![5, 6, 7, 8],
+                }),
+            ),
+            (hex("0181 0004 | 00000007"), Param::Seq(7)),
+            (
+                hex("01c1 0008 | 00000001 | fffffffe | 00000000"),
+                Param::Ack(vec![1, 0xffff_fffe]),
+            ),
+            (
+                hex("01ff 0003 | 03 04 08 | 00"),
+                Param::DhGroupList(vec![3, 4, 8]),
+            ),
+            (
+                hex("0201 0007 | 07 | 0004 | aabbccdd | 0000000000"),
+                Param::DiffieHellman {
+                    group: 7,
+                    public: vec![0xaa, 0xbb, 0xcc, 0xdd],
+                },
+            ),
+            (
+                hex("0243 0006 | 0004 0002 0001 | 000000000000"),
+                Param::HipCipher(vec![4, 2, 1]),
+            ),
+            (
+                hex("0281 000c | 00000000 | 0011223344556677"),
+                Param::Encrypted {
+                    reserved: 0,
+                    data: hex("0011223344556677"),
+                },
+            ),
+            (
+                // HI Length 4 (Algorithm not included) | DI-Type 2, DI Length 3 | EdDSA.
+                hex("02c1 000d | 0004 | 2003 | 000d | 00010000 | 612e62 | 00000000000000"),
+                Param::HostId(HostId {
+                    algorithm: 13,
+                    hi: vec![0, 1, 0, 0],
+                    di_type: 2,
+                    di: b"a.b".to_vec(),
+                }),
+            ),
+            (
+                hex("02cb 0003 | 10 20 50 | 00"),
+                Param::HitSuiteList(vec![0x10, 0x20, 0x50]),
+            ),
+            (
+                hex("0340 0006 | 0000 | 0001 | 0fff | 000000000000"),
+                Param::Notification(Notification {
+                    reserved: 0,
+                    kind: NotifyType::UnsupportedCriticalParameterType,
+                    data: vec![0x0f, 0xff],
+                }),
+            ),
+            (
+                hex("0381 0004 | deadbeef"),
+                Param::EchoRequestSigned(hex("deadbeef")),
+            ),
+            (
+                hex("03c1 0004 | deadbeef"),
+                Param::EchoResponseSigned(hex("deadbeef")),
+            ),
+            (
+                hex("0801 0002 | 0fff | 0000"),
+                Param::TransportFormatList(vec![t::ESP_TRANSFORM]),
+            ),
+            (
+                hex("0fff 0006 | 0000 | 0008 000d | 000000000000"),
+                Param::EspTransform {
+                    reserved: 0,
+                    suites: vec![8, 13],
+                },
+            ),
+            (hex("f041 0004 | 01020304"), Param::HipMac(vec![1, 2, 3, 4])),
+            (
+                hex("f081 0004 | 05060708"),
+                Param::HipMac2(vec![5, 6, 7, 8]),
+            ),
+            (
+                hex("f0c1 0006 | 000d | 11223344 | 000000000000"),
+                Param::HipSignature2 {
+                    algorithm: 13,
+                    signature: hex("11223344"),
+                },
+            ),
+            (
+                hex("f101 0006 | 0005 | 55667788 | 000000000000"),
+                Param::HipSignature {
+                    algorithm: 5,
+                    signature: hex("55667788"),
+                },
+            ),
+            (
+                hex("f7c1 0001 | 99 | 000000"),
+                Param::EchoResponseUnsigned(vec![0x99]),
+            ),
+            (
+                hex("f8ad 0000 | 00000000"),
+                Param::EchoRequestUnsigned(vec![]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn type_numbers_are_the_rfc_ones() {
+        // Spelled in decimal here, in hex in the vectors: the two must agree.
+        let decimal = [
+            65, 129, 193, 257, 321, 385, 449, 511, 513, 579, 641, 705, 715, 832, 897, 961, 2049,
+            4095, 61505, 61569, 61633, 61697, 63425, 63661,
+        ];
+        let types: Vec<u16> = vectors().iter().map(|(_, p)| p.ty()).collect();
+        assert_eq!(types, decimal);
+    }
+
+    #[test]
+    fn every_variant_parses_from_known_bytes() {
+        for (bytes, param) in vectors() {
+            let ty = u16::from_be_bytes([bytes[0], bytes[1]]);
+            let len = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+            assert_eq!(Param::parse(ty, &bytes[4..4 + len]), Ok(param), "type {ty}");
+        }
+    }
+
+    #[test]
+    fn every_variant_emits_known_bytes() {
+        for (bytes, param) in vectors() {
+            assert_eq!(param.to_bytes(), bytes, "type {}", param.ty());
+            assert_eq!(param.buffer_len(), bytes.len());
+            assert_eq!(param.buffer_len() % 8, 0);
+            // Padding is written, not left over from the buffer.
+            let mut dirty = vec![0xee; bytes.len()];
+            param.emit(&mut dirty);
+            assert_eq!(dirty, bytes);
+        }
+    }
+
+    #[test]
+    fn every_variant_round_trips() {
+        for (_, param) in vectors() {
+            let bytes = param.to_bytes();
+            let again = Param::parse(param.ty(), &bytes[4..4 + param.contents_len()]).unwrap();
+            assert_eq!(again, param);
+            assert_eq!(again.to_bytes(), bytes);
+        }
+    }
+
+    #[test]
+    fn tlv_length_formula() {
+        let expected = [8, 8, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 24];
+        for (len, want) in expected.into_iter().enumerate() {
+            assert_eq!(tlv_len(len), want, "Length {len}");
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_bad_param() {
+        let cases: &[(u16, &str)] = &[
+            (t::ESP_INFO, "0000 0000 00000000 123456"),
+            (t::ESP_INFO, "0000 0000 00000000 12345678 00"),
+            (t::R1_COUNTER, "00000000 00000000 000000"),
+            (t::R1_COUNTER, "00000000 00000000 00000000 00"),
+            (t::PUZZLE, "10 25 d3fe"),
+            (t::PUZZLE, "10 25 d3"),
+            (t::SOLUTION, "10 00 d3fe"),
+            (t::SOLUTION, "10 00 d3fe 01"),
+            (t::SOLUTION, "10 00 d3fe 010203"),
+            (t::SEQ, "000000"),
+            (t::SEQ, "0000000000"),
+            (t::ACK, "000000"),
+            (t::ACK, "00000001 00"),
+            (t::DIFFIE_HELLMAN, "07 00"),
+            (t::DIFFIE_HELLMAN, "07 0005 aabbccdd"),
+            (t::DIFFIE_HELLMAN, "07 0003 aabbccdd"),
+            (t::HIP_CIPHER, "0004 00"),
+            (t::ENCRYPTED, "000000"),
+            (t::HOST_ID, "0004 0000 00"),
+            // HI Length beyond the contents.
+            (t::HOST_ID, "0005 0000 000d 00010000"),
+            // HI Length counting the Algorithm field (the RFC 5201-era reading).
+            (t::HOST_ID, "0006 0000 000d 00010000"),
+            // DI Length short of the contents, then beyond them.
+            (t::HOST_ID, "0004 2002 000d 00010000 612e62"),
+            (t::HOST_ID, "0004 2004 000d 00010000 612e62"),
+            (t::NOTIFICATION, "0000 00"),
+            (t::TRANSPORT_FORMAT_LIST, "0f"),
+            (t::ESP_TRANSFORM, "00"),
+            (t::ESP_TRANSFORM, "0000 0008 00"),
+            (t::HIP_SIGNATURE, "00"),
+            (t::HIP_SIGNATURE_2, ""),
+        ];
+        for &(ty, contents) in cases {
+            assert_eq!(
+                Param::parse(ty, &hex(contents)),
+                Err(WireError::BadParam(ty)),
+                "type {ty}, contents {contents}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_lists_and_opaque_fields_parse() {
+        // Whether an empty offer is acceptable is the association's call, not the parser's.
+        let cases = [
+            (t::ACK, Param::Ack(vec![])),
+            (t::DH_GROUP_LIST, Param::DhGroupList(vec![])),
+            (t::HIP_CIPHER, Param::HipCipher(vec![])),
+            (t::HIT_SUITE_LIST, Param::HitSuiteList(vec![])),
+            (t::TRANSPORT_FORMAT_LIST, Param::TransportFormatList(vec![])),
+            (t::HIP_MAC, Param::HipMac(vec![])),
+            (t::ECHO_REQUEST_SIGNED, Param::EchoRequestSigned(vec![])),
+        ];
+        for (ty, param) in cases {
+            assert_eq!(Param::parse(ty, &[]), Ok(param));
+        }
+        assert_eq!(
+            Param::parse(t::ESP_TRANSFORM, &[0, 0]),
+            Ok(Param::EspTransform {
+                reserved: 0,
+                suites: vec![]
+            })
+        );
+        assert_eq!(
+            Param::parse(t::DIFFIE_HELLMAN, &[7, 0, 0]),
+            Ok(Param::DiffieHellman {
+                group: 7,
+                public: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_types_keep_their_contents_whatever_the_critical_bit() {
+        for ty in [0, 128, 193, 608, 4096, 32769, 65535] {
+            let p = Param::parse(ty, &[1, 2, 3]).unwrap();
+            assert_eq!(
+                p,
+                Param::Unknown {
+                    ty,
+                    contents: vec![1, 2, 3]
+                }
+            );
+            assert_eq!(p.ty(), ty);
+            assert_eq!(&p.to_bytes()[4..7], &[1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn notify_types_convert_both_ways() {
+        assert_eq!(NotifyType::from(14), NotifyType::NoDhProposalChosen);
+        assert_eq!(u16::from(NotifyType::I2Acknowledgement), 16384);
+        assert_eq!(NotifyType::from(46), NotifyType::Unknown(46));
+        assert_eq!(NotifyType::from(16384), NotifyType::I2Acknowledgement);
+        for v in 0..=u16::MAX {
+            assert_eq!(u16::from(NotifyType::from(v)), v);
+        }
+        assert!(NotifyType::InvalidSyntax.is_error());
+        assert!(!NotifyType::I2Acknowledgement.is_error());
+    }
+
+    #[test]
+    fn overlong_fields_saturate_instead_of_panicking() {
+        let big = Param::Unknown {
+            ty: 4096,
+            contents: vec![0; 70_000],
+        };
+        let bytes = big.to_bytes();
+        assert_eq!(bytes.len(), big.buffer_len());
+        assert_eq!(bytes[2..4], [0xff, 0xff]);
+
+        let host_id = Param::HostId(HostId {
+            algorithm: 13,
+            hi: vec![1; 4],
+            di_type: 0x1f,
+            di: vec![b'x'; 5000],
+        });
+        let bytes = host_id.to_bytes();
+        assert_eq!(
+            bytes[6..8],
+            [0xff, 0xff],
+            "DI-Type masked, DI Length saturated"
+        );
+        let len = host_id.contents_len();
+        assert!(Param::parse(t::HOST_ID, &bytes[4..4 + len]).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! `hipbone`: the command line. Key commands follow WireGuard's `wg` habits (keys are base64
+//! on stdin/stdout, so they compose in pipes: `hipbone genkey | hipbone hit`); `sim` runs
+//! the deterministic simulator.
+//!
+//! Errors print as one line, `hipbone: error: …`, on stderr with exit status 1 (usage errors
+//! are clap's, status 2). Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+//! No key material is ever logged; the only keys printed are the ones `genkey` and `pubkey`
+//! are asked for.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{ArgAction, Parser, Subcommand};
+use hipbone::keys::{self, KeyOrigin};
+use tracing_subscriber::EnvFilter;
+use zeroize::Zeroizing;
+
+/// Host Identity Protocol node with a P2PSIP overlay.
+#[derive(Debug, Parser)]
+#[command(name = "hipbone", version)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a new Ed25519 private key and print it in base64 on stdout.
+    Genkey {
+        /// Write the key to this new file (mode 0600, never overwritten) instead, and print
+        /// its HIT on stderr.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Read a base64 private key on stdin and print its base64 public key.
+    Pubkey,
+    /// Print the HIT (an IPv6 address in 2001:20::/28) of a key.
+    ///
+    /// Reads a base64 private key on stdin, or a public key with --public, or a private key
+    /// file with --key.
+    Hit {
+        /// Read the private key from this key file (must be mode 0600 or stricter).
+        #[arg(short, long, value_name = "FILE", conflicts_with = "public")]
+        key: Option<PathBuf>,
+        /// Read a base64 public key on stdin instead of a private key.
+        #[arg(long)]
+        public: bool,
+    },
+    /// Run the deterministic simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// One base exchange between two simulated hosts, with its timeline.
+    Bex(hipbone::sim::bex::BexArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the cause chain on one line: "context: cause: cause".
+            eprintln!("hipbone: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let filter = if std::env::var_os("RUST_LOG").is_some() {
+        EnvFilter::from_default_env()
+    } else {
+        EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        })
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Genkey { out } => genkey(out),
+        Command::Pubkey => {
+            let identity = keys::read_private_key(io::stdin().lock(), KeyOrigin::Stdin)?;
+            print_line(&keys::encode_public(identity.public()))
+        }
+        Command::Hit { key, public } => {
+            let hit = match (key, public) {
+                (Some(path), _) => keys::read_key_file(&path)?.hit(),
+                (None, true) => keys::read_public_key(io::stdin().lock(), KeyOrigin::Stdin)?.hit(),
+                (None, false) => {
+                    keys::read_private_key(io::stdin().lock(), KeyOrigin::Stdin)?.hit()
+                }
+            };
+            print_line(&hit.to_string())
+        }
+        Command::Sim(SimCommand::Bex(args)) => hipbone::sim::bex::run(&args),
+    }
+}
+
+fn genkey(out: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut secret = Zeroizing::new([0u8; keys::KEY_LEN]);
+    getrandom::getrandom(&mut secret[..])
+        .map_err(|e| anyhow::anyhow!("drawing randomness from the operating system: {e}"))?;
+    let identity = hip::HostIdentity::from_secret(*secret);
+    match out {
+        Some(path) => {
+            keys::write_key_file(&path, &identity)?;
+            tracing::info!(path = %path.display(), hit = %identity.hit(), "generated key");
+            eprintln!("{}", identity.hit());
+            Ok(())
+        }
+        None => print_line(&keys::encode_private(&identity)),
+    }
+}
+
+/// Writes one line to stdout, reporting (not panicking on) a closed pipe.
+fn print_line(line: &str) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}

@@ -1,0 +1,375 @@
+//! The deterministic simulator: a virtual clock, virtual links and many sans-IO endpoints in
+//! one process. Time jumps straight to the next timer or delivery, and every random choice
+//! (delay jitter, loss, duplication, reordering) comes from one seeded generator, so a run is
+//! a pure function of its seed. Protocol tests, scale studies and `hipbone sim` share it.
+//!
+//! Endpoints are addressed by UDP socket addresses; a datagram sent from `a` to `b` is
+//! delivered to whichever endpoint owns `b` after the link's delay, or lost. Every datagram
+//! put on the wire can be written to a pcap file ([`pcap`]) and is recorded in a bounded
+//! trace for timelines.
+
+pub mod bex;
+pub mod pcap;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// What the simulator needs of an endpoint: the sans-IO calls of `hip::Host`.
+pub trait Endpoint {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    );
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_transmit(&mut self) -> Option<hip::Transmit>;
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+impl Endpoint for hip::Host {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) {
+        hip::Host::handle_datagram(self, now, local, remote, payload)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        hip::Host::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<hip::Transmit> {
+        hip::Host::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        hip::Host::poll_timeout(self)
+    }
+}
+
+/// How a link treats each datagram. Probabilities are in 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    /// Fixed one-way delay.
+    pub delay: Duration,
+    /// Extra delay drawn uniformly from 0..jitter (jitter larger than the spacing of
+    /// packets reorders them).
+    pub jitter: Duration,
+    pub loss: f64,
+    pub duplicate: f64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// A datagram on the virtual wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// What a [`Filter`] decides for a datagram about to enter a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop,
+    /// Send these instead (altered, duplicated, replayed later by the test, ...).
+    Replace(Vec<Datagram>),
+}
+
+/// A test's hook on every datagram sent: sees it before the link does.
+pub type Filter = Box<dyn FnMut(Duration, &Datagram) -> Verdict>;
+
+/// One line of the trace: a datagram sent at `at` (virtual time since the start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub at: Duration,
+    pub datagram: Datagram,
+    pub lost: bool,
+}
+
+/// Records kept at most; older ones are discarded (the trace is for timelines and tests).
+const TRACE_LIMIT: usize = 100_000;
+
+struct Delivery {
+    at: Instant,
+    seq: u64,
+    datagram: Datagram,
+}
+
+impl PartialEq for Delivery {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Delivery {}
+impl PartialOrd for Delivery {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delivery {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// The simulated network. `E` is the endpoint type (one type per simulation).
+pub struct Sim<E: Endpoint> {
+    start: Instant,
+    now: Instant,
+    rng: ChaCha20Rng,
+    nodes: Vec<E>,
+    owners: HashMap<SocketAddr, usize>,
+    default_link: Link,
+    links: HashMap<(SocketAddr, SocketAddr), Link>,
+    in_flight: BinaryHeap<Reverse<Delivery>>,
+    seq: u64,
+    filter: Option<Filter>,
+    trace: Vec<Record>,
+    pcap: Option<pcap::Writer>,
+}
+
+impl<E: Endpoint> Sim<E> {
+    /// An empty network whose random choices all come from `seed`. `start` is the
+    /// instant that stands for virtual time zero.
+    pub fn new(seed: u64, start: Instant) -> Sim<E> {
+        Sim {
+            start,
+            now: start,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            nodes: Vec::new(),
+            owners: HashMap::new(),
+            default_link: Link::default(),
+            links: HashMap::new(),
+            in_flight: BinaryHeap::new(),
+            seq: 0,
+            filter: None,
+            trace: Vec::new(),
+            pcap: None,
+        }
+    }
+
+    /// Adds an endpoint that owns `addrs`; returns its index.
+    pub fn add(&mut self, endpoint: E, addrs: &[SocketAddr]) -> usize {
+        let id = self.nodes.len();
+        self.nodes.push(endpoint);
+        for a in addrs {
+            self.owners.insert(*a, id);
+        }
+        id
+    }
+
+    /// The link used between any two addresses without a link of their own.
+    pub fn set_default_link(&mut self, link: Link) {
+        self.default_link = link;
+    }
+
+    /// The link for datagrams from `from` to `to` (one direction).
+    pub fn set_link(&mut self, from: SocketAddr, to: SocketAddr, link: Link) {
+        self.links.insert((from, to), link);
+    }
+
+    pub fn set_filter(&mut self, filter: Filter) {
+        self.filter = Some(filter);
+    }
+
+    pub fn clear_filter(&mut self) {
+        self.filter = None;
+    }
+
+    /// Writes every datagram sent from now on (lost ones included) to `writer`.
+    pub fn capture(&mut self, writer: pcap::Writer) {
+        self.pcap = Some(writer);
+    }
+
+    pub fn take_capture(&mut self) -> Option<pcap::Writer> {
+        self.pcap.take()
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    pub fn node(&self, id: usize) -> &E {
+        &self.nodes[id]
+    }
+
+    pub fn node_mut(&mut self, id: usize) -> &mut E {
+        &mut self.nodes[id]
+    }
+
+    pub fn trace(&self) -> &[Record] {
+        &self.trace
+    }
+
+    /// Collects what every node wants to send and puts it on the links.
+    pub fn flush(&mut self) {
+        for id in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[id].poll_transmit() {
+                let d = Datagram {
+                    from: t.local,
+                    to: t.remote,
+                    payload: t.payload,
+                };
+                self.send(d);
+            }
+        }
+    }
+
+    /// Injects a datagram as if a node had sent it (for replays and forgeries).
+    pub fn inject(&mut self, datagram: Datagram) {
+        let link = self.link(&datagram);
+        self.enqueue(datagram, link.delay);
+    }
+
+    fn link(&self, d: &Datagram) -> Link {
+        self.links
+            .get(&(d.from, d.to))
+            .copied()
+            .unwrap_or(self.default_link)
+    }
+
+    fn send(&mut self, d: Datagram) {
+        let elapsed = self.elapsed();
+        let out = match self.filter.as_mut().map(|f| f(elapsed, &d)) {
+            None | Some(Verdict::Pass) => vec![d],
+            Some(Verdict::Drop) => {
+                self.record(d, true);
+                return;
+            }
+            Some(Verdict::Replace(v)) => v,
+        };
+        for d in out {
+            let link = self.link(&d);
+            let lost = self.chance(link.loss);
+            self.record(d.clone(), lost);
+            if lost {
+                continue;
+            }
+            let copies = if self.chance(link.duplicate) { 2 } else { 1 };
+            for _ in 0..copies {
+                let jitter = if link.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_nanos(self.rng.next_u64() % link.jitter.as_nanos() as u64)
+                };
+                self.enqueue(d.clone(), link.delay + jitter);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, datagram: Datagram, delay: Duration) {
+        self.seq += 1;
+        self.in_flight.push(Reverse(Delivery {
+            at: self.now + delay,
+            seq: self.seq,
+            datagram,
+        }));
+    }
+
+    fn record(&mut self, datagram: Datagram, lost: bool) {
+        if let Some(w) = &mut self.pcap {
+            w.write(self.now - self.start, &datagram);
+        }
+        if self.trace.len() == TRACE_LIMIT {
+            self.trace.drain(..TRACE_LIMIT / 2);
+        }
+        self.trace.push(Record {
+            at: self.now - self.start,
+            datagram,
+            lost,
+        });
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
+    }
+
+    /// Advances to the next delivery or timer and processes everything due then.
+    /// Returns false when nothing is left to happen before `deadline`.
+    pub fn step(&mut self, deadline: Instant) -> bool {
+        self.flush();
+        let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
+        let next_timer = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+        let next = match (next_delivery, next_timer) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return false,
+            },
+        };
+        if next > deadline {
+            self.now = deadline;
+            return false;
+        }
+        self.now = self.now.max(next);
+        while let Some(Reverse(d)) = self.in_flight.peek() {
+            if d.at > self.now {
+                break;
+            }
+            let Some(Reverse(d)) = self.in_flight.pop() else {
+                break;
+            };
+            if let Some(&id) = self.owners.get(&d.datagram.to) {
+                let dg = d.datagram;
+                self.nodes[id].handle_datagram(self.now, dg.to, dg.from, &dg.payload);
+            }
+        }
+        for n in &mut self.nodes {
+            if n.poll_timeout().is_some_and(|t| t <= self.now) {
+                n.handle_timeout(self.now);
+            }
+        }
+        self.flush();
+        true
+    }
+
+    /// Runs until `done` holds (checked after every step) or virtual time reaches
+    /// `deadline`. Returns whether `done` held.
+    pub fn run_until(
+        &mut self,
+        deadline: Instant,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step(deadline) {
+                return done(self);
+            }
+        }
+    }
+}
+
+impl<E: Endpoint> core::fmt::Debug for Sim<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sim")
+            .field("elapsed", &self.elapsed())
+            .field("nodes", &self.nodes.len())
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
