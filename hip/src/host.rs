@@ -278,6 +278,32 @@ impl Host {
         self.assocs.values().map(info)
     }
 
+    /// Bytes one association occupies: its entry in the table plus what it owns on the
+    /// heap (keys, the peer's identity, the packet kept for retransmission).
+    pub fn association_bytes(&self, peer: &Hit) -> Option<usize> {
+        let a = self.assocs.get(peer)?;
+        let keys = a.keys.as_ref().map_or(0, |k| {
+            k.mac_out.len()
+                + k.mac_in.len()
+                + k.esp.enc_in.len()
+                + k.esp.enc_out.len()
+                + k.esp.auth_in.len()
+                + k.esp.auth_out.len()
+        });
+        let peer_id = a
+            .peer
+            .as_ref()
+            .map_or(0, |p| p.host_id().hi.len() + p.host_id().di.len());
+        let heap = keys
+            + peer_id
+            + a.peer_host_id_tlv.len()
+            + a.candidates.len() * std::mem::size_of::<SocketAddr>()
+            + a.last_sent.as_ref().map_or(0, Vec::len)
+            + a.i2_solution.as_ref().map_or(0, Vec::len)
+            + a.close_nonce.as_ref().map_or(0, Vec::len);
+        Some(std::mem::size_of::<(Hit, Assoc)>() + heap)
+    }
+
     /// The ESP keys of an association that has them.
     pub fn esp_keys(&self, peer: &Hit) -> Option<&EspKeys> {
         self.assocs.get(peer)?.keys.as_ref().map(|k| &k.esp)
