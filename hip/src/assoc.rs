@@ -264,3 +264,56 @@ pub(crate) fn check_signature(bytes: &[u8], peer: &PublicIdentity, ty: u16) -> R
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covered_bytes_cut_before_the_parameter_with_length_and_checksum_fixed() {
+        // A 56-byte packet: header (40) and two 8-byte TLVs; cut before the second.
+        let mut p = vec![0u8; 56];
+        p[1] = 6;
+        p[4] = 0xab;
+        p[5] = 0xcd;
+        let c = covered_raw(&p, 48, &[]);
+        assert_eq!(c.len(), 48);
+        assert_eq!(c[1], 5);
+        assert_eq!(&c[4..6], &[0, 0]);
+        let c = covered_raw(&p, 48, &[9; 16]);
+        assert_eq!(c.len(), 64);
+        assert_eq!(c[1], 7);
+        assert_eq!(&c[48..], &[9; 16]);
+    }
+
+    #[test]
+    fn constant_time_eq_compares_lengths_and_bytes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_karn_rule_holds() {
+        let now = Instant::now();
+        let mut a = Assoc::new(AssocHandle(1), Hit::NULL, AssocState::I1Sent);
+        a.arm(now, Duration::from_millis(400));
+        assert_eq!(
+            a.rtt_sample(now + Duration::from_millis(30)),
+            Some(Duration::from_millis(30))
+        );
+        a.backoff(now, Duration::from_secs(1));
+        assert_eq!(a.rto, Duration::from_millis(800));
+        assert_eq!(a.rtt_sample(now), None, "no sample after a retransmission");
+        a.backoff(now, Duration::from_secs(1));
+        assert_eq!(a.rto, Duration::from_secs(1));
+        assert_eq!(a.tries, 3);
+    }
+
+    #[test]
+    fn state_names_are_the_rfc_names() {
+        assert_eq!(AssocState::I1Sent.to_string(), "I1-SENT");
+        assert_eq!(AssocState::Failed.to_string(), "E-FAILED");
+    }
+}

@@ -1496,3 +1496,75 @@ fn random32(rng: &mut ChaCha20Rng) -> [u8; 32] {
     rng.fill_bytes(&mut b);
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_common_looks_at_six_offers_only() {
+        assert_eq!(first_common(&[9, 8, 2], &[2, 8]), Some(8));
+        assert_eq!(first_common(&[1, 1, 1, 1, 1, 1, 2], &[2]), None);
+        assert_eq!(first_common(&[], &[2]), None);
+    }
+
+    #[test]
+    fn tlv_padding_and_opaque() {
+        assert_eq!(padded(3), 8);
+        assert_eq!(padded(4), 8);
+        assert_eq!(padded(5), 16);
+        assert_eq!(padded(36 + 6), 48);
+        assert_eq!(opaque_of(0x1_0002), [0, 2]);
+    }
+
+    #[test]
+    fn parse_tlv_refuses_short_or_lying_lengths() {
+        assert!(parse_tlv(&[]).is_none());
+        assert!(parse_tlv(&[0x01, 0x81, 0, 200, 1, 2]).is_none());
+        let h = Param::HostId(
+            HostIdentity::from_secret([1; 32])
+                .public()
+                .host_id()
+                .clone(),
+        );
+        assert_eq!(parse_tlv(&h.to_bytes()), Some(h));
+    }
+
+    #[test]
+    fn connect_refuses_our_own_or_a_non_orchid_hit() {
+        let now = Instant::now();
+        let mut h = Host::new(
+            HostIdentity::from_secret([1; 32]),
+            Config::default(),
+            [2; 32],
+            now,
+        );
+        let local: SocketAddr = "198.51.100.1:10500".parse().unwrap();
+        let peer: SocketAddr = "198.51.100.2:10500".parse().unwrap();
+        let me = h.hit();
+        assert_eq!(h.connect(now, me, local, &[peer]), Err(Error::InvalidHit));
+        assert_eq!(
+            h.connect(now, Hit([0xfe; 16]), local, &[peer]),
+            Err(Error::InvalidHit)
+        );
+        assert!(h.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn timeout_with_nothing_due_does_nothing() {
+        let now = Instant::now();
+        let mut h = Host::new(
+            HostIdentity::from_secret([1; 32]),
+            Config::default(),
+            [2; 32],
+            now,
+        );
+        h.handle_timeout(now);
+        assert!(h.poll_transmit().is_none());
+        assert!(h.poll_event().is_none());
+        assert_eq!(
+            h.poll_timeout(),
+            Some(now + Config::default().secret_rotation)
+        );
+    }
+}
