@@ -1,0 +1,696 @@
+//! [`Host`]: the sans-IO HIP endpoint. It owns the host identity, every association (by
+//! peer HIT), the puzzle secrets and the precomputed R1s.
+//!
+//! # Calling contract
+//!
+//! The driver (the node's event loop or the simulator) owns sockets and the clock:
+//!
+//! 1. Feed input as it arrives: [`Host::handle_datagram`] for every UDP payload received on
+//!    the HIP port (HIP control packets carry the four-byte zero marker, RFC 9028 §5.1),
+//!    [`Host::connect`] / [`Host::close`] for local requests.
+//! 2. After any input, drain [`Host::poll_transmit`] (send each payload from `local` to
+//!    `remote`) and [`Host::poll_event`] until both return `None`.
+//! 3. Ask [`Host::poll_timeout`] when to wake up next, and call [`Host::handle_timeout`]
+//!    at or after that instant; then drain again as in 2.
+//!
+//! Every call takes `now`; it must never go backwards. `handle_timeout` does nothing harmful
+//! when nothing is due. Output queues are bounded (`Config::max_transmits`,
+//! `Config::max_events`): a driver that does not drain them loses the newest items, counted
+//! in [`Stats`].
+//!
+//! # Responder state
+//!
+//! The responder keeps nothing for a peer until a valid I2 arrives: an R1 is a precomputed,
+//! pre-signed template (HIP_SIGNATURE_2 does not cover the receiver HIT nor the puzzle's #I
+//! and Opaque) into which the puzzle for this initiator is written. `#I` is derived from a
+//! rotating secret, the initiator's and responder's addresses and the difficulty `K`, so the
+//! I2 proves which puzzle it answers without any table.
+
+mod bex;
+mod close;
+
+use crate::assoc::{
+    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, SessionKeys,
+};
+pub use crate::assoc::{AssocHandle, AssocState, EspKeys};
+use crate::crypto::{
+    draw_esp_keys, draw_hip_keys, esp_key_lens, hip_keys_len, DhKeyPair, EdX25519, HipCipher,
+    Profile, ESP_SUITE_AES128_GCM16, HIP_CIPHER_AES128_CBC, TRANSPORT_FORMAT_ESP,
+};
+use crate::identity::{Hit, HostIdentity, PublicIdentity};
+use crate::puzzle::{self, Difficulty, DifficultyPolicy, Secrets};
+use crate::wire::{
+    param_type, verify_checksum, EspInfo, HipRepr, Notification, NotifyType, Packet, PacketType,
+    Param, Puzzle, Solution,
+};
+use crate::Error;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Limits and timers of a [`Host`]. Every field has a default; RFC 7401 gives no numbers
+/// for the retry limits, so the defaults follow shared/spec/hip.md §2.12.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Most associations in any state at once.
+    pub max_associations: usize,
+    /// Most associations in I1-SENT at once (exchanges we started and nobody answered).
+    pub max_pending_i1: usize,
+    /// First I1 retransmission timeout; doubles after each retry up to `max_timeout`.
+    pub i1_timeout: Duration,
+    /// I1 transmissions before E-FAILED.
+    pub i1_tries: u32,
+    /// First I2 retransmission timeout when the R1 gave no RTT sample; otherwise four
+    /// times the I1→R1 round trip, at least `min_timeout`.
+    pub i2_timeout: Duration,
+    pub i2_tries: u32,
+    pub min_timeout: Duration,
+    /// Retransmission timeouts stop doubling here.
+    pub max_timeout: Duration,
+    pub close_timeout: Duration,
+    pub close_tries: u32,
+    /// How long a responder waits in R2-SENT before it takes the exchange as complete
+    /// (the RFC's EC timer) when no traffic from the peer arrives first.
+    pub exchange_complete: Duration,
+    /// How long a CLOSED or E-FAILED association lingers before it is forgotten.
+    pub linger: Duration,
+    /// How often the puzzle secret and the R1 Diffie-Hellman key rotate.
+    pub secret_rotation: Duration,
+    /// PUZZLE Lifetime field: the puzzle is valid for 2^(value - 32) seconds.
+    pub puzzle_lifetime: u8,
+    pub difficulty: DifficultyPolicy,
+    /// Give up on an R1 whose puzzle needs more than this many hash tries.
+    pub max_puzzle_tries: u64,
+    /// HIP_CIPHER IDs we offer or accept, preferred first.
+    pub hip_ciphers: Vec<u16>,
+    /// ESP transform suites we offer or accept, preferred first.
+    pub esp_suites: Vec<u16>,
+    /// Bound of the outgoing packet queue.
+    pub max_transmits: usize,
+    /// Bound of the event queue.
+    pub max_events: usize,
+    /// NOTIFYs we send per second at most.
+    pub notify_rate: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_associations: 4096,
+            max_pending_i1: 1024,
+            i1_timeout: Duration::from_millis(500),
+            i1_tries: 10,
+            i2_timeout: Duration::from_millis(500),
+            i2_tries: 10,
+            min_timeout: Duration::from_millis(100),
+            max_timeout: Duration::from_secs(1),
+            close_timeout: Duration::from_millis(500),
+            close_tries: 5,
+            exchange_complete: Duration::from_secs(10),
+            linger: Duration::from_secs(30),
+            secret_rotation: Duration::from_secs(120),
+            puzzle_lifetime: 37,
+            difficulty: DifficultyPolicy::default(),
+            max_puzzle_tries: 1 << 26,
+            hip_ciphers: vec![HIP_CIPHER_AES128_CBC],
+            esp_suites: vec![ESP_SUITE_AES128_GCM16],
+            max_transmits: 4096,
+            max_events: 4096,
+            notify_rate: 100,
+        }
+    }
+}
+
+/// A UDP datagram to send: `payload` from `local` to `remote`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// What happened to an association.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// ESP keys are in place: for the initiator when the R2 is accepted, for the responder
+    /// when it sends the R2. Sent again if the association is replaced (the peer restarted).
+    Established {
+        handle: AssocHandle,
+        peer: Hit,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+        keys: EspKeys,
+    },
+    /// The exchange we started gave up.
+    Failed { peer: Hit, error: Error },
+    /// The association was closed, by us or by the peer.
+    Closed { peer: Hit },
+    /// The peer sent an authenticated NOTIFY.
+    Notified {
+        peer: Hit,
+        kind: NotifyType,
+        data: Vec<u8>,
+    },
+}
+
+/// A snapshot of one association, for status displays and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssocInfo {
+    pub handle: AssocHandle,
+    pub peer: Hit,
+    pub state: AssocState,
+    pub initiator: bool,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub established_at: Option<Instant>,
+}
+
+/// Counters. `dropped` counts every packet refused for any reason; `last_drop` says why
+/// the latest one was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub received: u64,
+    pub dropped: u64,
+    pub last_drop: Option<Error>,
+    pub r1_sent: u64,
+    pub i2_accepted: u64,
+    pub notify_sent: u64,
+    /// ESP packets seen before the data plane takes them.
+    pub esp_ignored: u64,
+    pub transmits_lost: u64,
+    pub events_lost: u64,
+}
+
+/// One puzzle generation: the R1 Diffie-Hellman key that goes with a puzzle secret, and the
+/// signed R1 templates built with it (one per difficulty in use).
+struct Generation {
+    number: u64,
+    dh: DhKeyPair,
+    templates: Vec<(u8, HipRepr)>,
+}
+
+/// Generations kept: the current one and the one before, so that an initiator that got an
+/// R1 just before a rotation can still finish (RFC 7401 §4.1.2).
+const GENERATIONS: usize = 2;
+
+/// The HIP endpoint. See the module documentation for the calling contract.
+pub struct Host {
+    identity: HostIdentity,
+    profile: &'static dyn Profile,
+    config: Config,
+    rng: ChaCha20Rng,
+    assocs: HashMap<Hit, Assoc>,
+    next_handle: u32,
+    secrets: Secrets,
+    generations: VecDeque<Generation>,
+    next_rotation: Instant,
+    difficulty: Difficulty,
+    /// Our HOST_ID TLV exactly as sent (HIP_MAC_2 covers it).
+    host_id_tlv: Vec<u8>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    notify_window: (Instant, u32),
+    stats: Stats,
+}
+
+impl core::fmt::Debug for Host {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Host")
+            .field("hit", &self.identity.hit())
+            .field("associations", &self.assocs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A host with `identity`; every random choice it makes comes from `seed`.
+    pub fn new(identity: HostIdentity, config: Config, seed: [u8; 32], now: Instant) -> Host {
+        let profile: &'static dyn Profile = &EdX25519;
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let secrets = Secrets::new(random32(&mut rng));
+        let host_id_tlv = Param::HostId(identity.public().host_id().clone()).to_bytes();
+        let mut host = Host {
+            profile,
+            difficulty: Difficulty::new(config.difficulty),
+            next_rotation: now + config.secret_rotation,
+            notify_window: (now, 0),
+            config,
+            identity,
+            rng,
+            assocs: HashMap::new(),
+            next_handle: 0,
+            secrets,
+            generations: VecDeque::with_capacity(GENERATIONS),
+            host_id_tlv,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        host.start_generation();
+        host
+    }
+
+    pub fn hit(&self) -> Hit {
+        self.identity.hit()
+    }
+
+    pub fn identity(&self) -> &HostIdentity {
+        &self.identity
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The association with `peer`, if any.
+    pub fn association(&self, peer: &Hit) -> Option<AssocInfo> {
+        self.assocs.get(peer).map(info)
+    }
+
+    /// Every association, in no particular order.
+    pub fn associations(&self) -> impl Iterator<Item = AssocInfo> + '_ {
+        self.assocs.values().map(info)
+    }
+
+    /// Bytes one association occupies: its entry in the table plus what it owns on the
+    /// heap (keys, the peer's identity, the packet kept for retransmission).
+    pub fn association_bytes(&self, peer: &Hit) -> Option<usize> {
+        let a = self.assocs.get(peer)?;
+        let keys = a.keys.as_ref().map_or(0, |k| {
+            k.mac_out.len()
+                + k.mac_in.len()
+                + k.esp.enc_in.len()
+                + k.esp.enc_out.len()
+                + k.esp.auth_in.len()
+                + k.esp.auth_out.len()
+        });
+        let peer_id = a
+            .peer
+            .as_ref()
+            .map_or(0, |p| p.host_id().hi.len() + p.host_id().di.len());
+        let heap = keys
+            + peer_id
+            + a.peer_host_id_tlv.len()
+            + a.candidates.len() * std::mem::size_of::<SocketAddr>()
+            + a.last_sent.as_ref().map_or(0, Vec::len)
+            + a.i2_solution.as_ref().map_or(0, Vec::len)
+            + a.close_nonce.as_ref().map_or(0, Vec::len);
+        Some(std::mem::size_of::<(Hit, Assoc)>() + heap)
+    }
+
+    /// The ESP keys of an association that has them.
+    pub fn esp_keys(&self, peer: &Hit) -> Option<&EspKeys> {
+        self.assocs.get(peer)?.keys.as_ref().map(|k| &k.esp)
+    }
+
+    /// Starts a base exchange with `peer`, sending I1 to each of `locators` (at most
+    /// three, RFC 7401 §6.6.1) from `local`. Does nothing if an exchange is under way or
+    /// the association is up.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        local: SocketAddr,
+        locators: &[SocketAddr],
+    ) -> Result<AssocHandle, Error> {
+        if peer == self.hit() || !peer.is_orchid() || locators.is_empty() {
+            return Err(Error::InvalidHit);
+        }
+        if let Some(a) = self.assocs.get(&peer) {
+            if !matches!(
+                a.state,
+                AssocState::Closing | AssocState::Closed | AssocState::Failed
+            ) {
+                return Ok(a.handle);
+            }
+        }
+        let pending = self
+            .assocs
+            .values()
+            .filter(|a| a.state == AssocState::I1Sent)
+            .count();
+        if pending >= self.config.max_pending_i1
+            || self.assocs.len() >= self.config.max_associations
+        {
+            return Err(Error::TooManyAssociations);
+        }
+        let handle = self.new_handle();
+        let mut a = Assoc::new(handle, peer, AssocState::I1Sent);
+        a.initiator = true;
+        a.local = local;
+        a.candidates = locators.iter().take(3).copied().collect();
+        let i1 = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::I1,
+            version: 2,
+            controls: 0,
+            sender_hit: self.hit(),
+            receiver_hit: peer,
+            params: vec![Param::DhGroupList(vec![self.profile.dh_group()])],
+        };
+        a.last_sent = Some(i1.to_bytes());
+        a.arm(now, self.config.i1_timeout);
+        tracing::debug!(peer = %peer, "sending I1");
+        self.send_i1(&a);
+        self.assocs.insert(peer, a);
+        Ok(handle)
+    }
+
+    /// One UDP payload received on `local` from `remote`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) {
+        self.stats.received += 1;
+        let Some(hip) = payload.strip_prefix(&[0u8; 4]) else {
+            if payload.len() >= 4 {
+                self.stats.esp_ignored += 1;
+            } else {
+                self.drop_packet(Error::Malformed(crate::wire::WireError::Truncated));
+            }
+            return;
+        };
+        if let Err(e) = self.handle_hip(now, local, remote, hip) {
+            self.drop_packet(e);
+        }
+    }
+
+    /// Runs whatever timers are due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_rotation {
+            self.next_rotation = now + self.config.secret_rotation;
+            self.secrets.rotate(random32(&mut self.rng));
+            self.start_generation();
+        }
+        let due: Vec<Hit> = self
+            .assocs
+            .values()
+            .filter(|a| a.timer.is_some_and(|t| t <= now))
+            .map(|a| a.peer_hit)
+            .collect();
+        for peer in due {
+            self.expire(now, peer);
+        }
+    }
+
+    /// The next instant at which `handle_timeout` has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let assoc = self.assocs.values().filter_map(|a| a.timer).min();
+        Some(assoc.map_or(self.next_rotation, |t| t.min(self.next_rotation)))
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- input ----------------------------------------------------------------------
+
+    fn handle_hip(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let view = Packet::new_checked(bytes)?;
+        let bytes = &bytes[..view.total_len()];
+        // Over UDP the sender leaves the checksum zero (RFC 9028 §5.1); a non-zero one must
+        // still be right, so that a corrupted checksum field is not silently accepted.
+        if view.checksum() != 0 && !verify_checksum(remote.ip(), local.ip(), bytes) {
+            return Err(Error::BadChecksum);
+        }
+        let repr = HipRepr::parse(bytes)?;
+        let ours = repr.receiver_hit == self.hit();
+        let opportunistic = repr.receiver_hit == Hit::NULL
+            && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
+        if !ours && !opportunistic {
+            return Err(Error::Unexpected);
+        }
+        if let Some(ty) = unknown_critical(&repr) {
+            // Never answer an I1 with anything but an R1 (RFC 7401 §5.4).
+            if repr.packet_type != PacketType::I1 {
+                self.notify(
+                    now,
+                    local,
+                    remote,
+                    repr.sender_hit,
+                    NotifyType::UnsupportedCriticalParameterType,
+                    ty.to_be_bytes().to_vec(),
+                );
+            }
+            return Err(Error::UnsupportedCritical(ty));
+        }
+        match repr.packet_type {
+            PacketType::I1 => self.on_i1(now, local, remote, &repr),
+            PacketType::R1 => self.on_r1(now, local, remote, bytes, &repr),
+            PacketType::I2 => self.on_i2(now, local, remote, bytes, &repr),
+            PacketType::R2 => self.on_r2(now, bytes, &repr),
+            PacketType::Close => self.on_close(now, local, remote, bytes, &repr),
+            PacketType::CloseAck => self.on_close_ack(bytes, &repr),
+            PacketType::Notify => self.on_notify(bytes, &repr),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    // ---- timers ---------------------------------------------------------------------
+
+    fn expire(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let (limit, remove_after) = match a.state {
+            AssocState::I1Sent => (self.config.i1_tries, false),
+            AssocState::I2Sent => (self.config.i2_tries, false),
+            AssocState::Closing => (self.config.close_tries, true),
+            AssocState::R2Sent => {
+                a.state = AssocState::Established;
+                a.timer = None;
+                return;
+            }
+            AssocState::Closed | AssocState::Failed | AssocState::Established => {
+                self.assocs.remove(&peer);
+                return;
+            }
+        };
+        if a.tries < limit {
+            a.backoff(now, self.config.max_timeout);
+            if a.state == AssocState::I1Sent {
+                let a = self.assocs.remove(&peer);
+                if let Some(a) = a {
+                    self.send_i1(&a);
+                    self.assocs.insert(peer, a);
+                }
+            } else if let Some(bytes) = a.last_sent.clone() {
+                let (local, remote) = (a.local, a.remote);
+                self.transmit(local, remote, &bytes);
+            }
+        } else if remove_after {
+            self.assocs.remove(&peer);
+            self.push_event(Event::Closed { peer });
+        } else {
+            tracing::debug!(peer = %peer, state = %a.state, "exchange failed");
+            a.state = AssocState::Failed;
+            a.timer = Some(now + self.config.linger);
+            a.last_error = Some(Error::Timeout);
+            self.push_event(Event::Failed {
+                peer,
+                error: Error::Timeout,
+            });
+        }
+    }
+
+    // ---- output ---------------------------------------------------------------------
+
+    fn send_i1(&mut self, a: &Assoc) {
+        if let Some(i1) = &a.last_sent {
+            for remote in &a.candidates {
+                let t = Transmit {
+                    local: a.local,
+                    remote: *remote,
+                    payload: marked(i1),
+                };
+                self.push_transmit(t);
+            }
+        }
+    }
+
+    fn transmit(&mut self, local: SocketAddr, remote: SocketAddr, hip: &[u8]) {
+        self.push_transmit(Transmit {
+            local,
+            remote,
+            payload: marked(hip),
+        });
+    }
+
+    fn push_transmit(&mut self, t: Transmit) {
+        if self.transmits.len() >= self.config.max_transmits {
+            self.stats.transmits_lost += 1;
+        } else {
+            self.transmits.push_back(t);
+        }
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() >= self.config.max_events {
+            self.stats.events_lost += 1;
+        } else {
+            self.events.push_back(e);
+        }
+    }
+
+    fn drop_packet(&mut self, e: Error) {
+        tracing::debug!(error = %e, "HIP packet dropped");
+        self.stats.dropped += 1;
+        self.stats.last_drop = Some(e);
+    }
+
+    fn new_handle(&mut self) -> AssocHandle {
+        self.next_handle = self.next_handle.wrapping_add(1);
+        AssocHandle(self.next_handle)
+    }
+
+    /// A fresh inbound SPI: random, above the reserved 1..=255, unused here.
+    fn new_spi(&mut self) -> u32 {
+        loop {
+            let spi = self.rng.next_u32();
+            let taken = self
+                .assocs
+                .values()
+                .any(|a| a.keys.as_ref().is_some_and(|k| k.esp.spi_in == spi));
+            if spi > 255 && !taken {
+                return spi;
+            }
+        }
+    }
+}
+
+fn info(a: &Assoc) -> AssocInfo {
+    AssocInfo {
+        handle: a.handle,
+        peer: a.peer_hit,
+        state: a.state,
+        initiator: a.initiator,
+        local: a.local,
+        remote: a.remote,
+        established_at: a.established_at,
+    }
+}
+
+/// The first entry of `offered` (looking at six at most, RFC 7401 §5.2.8) that we accept.
+fn first_common(offered: &[u16], accepted: &[u16]) -> Option<u16> {
+    offered
+        .iter()
+        .take(6)
+        .copied()
+        .find(|id| accepted.contains(id))
+}
+
+fn unknown_critical(repr: &HipRepr) -> Option<u16> {
+    repr.params.iter().find_map(|p| match p {
+        Param::Unknown { ty, .. } if ty & 1 == 1 => Some(*ty),
+        _ => None,
+    })
+}
+
+/// The UDP payload for a HIP control packet: the zero marker, then the packet.
+fn marked(hip: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + hip.len());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(hip);
+    v
+}
+
+fn random32(rng: &mut ChaCha20Rng) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    rng.fill_bytes(&mut b);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bex::{opaque_of, padded, parse_tlv};
+    use super::*;
+
+    #[test]
+    fn first_common_looks_at_six_offers_only() {
+        assert_eq!(first_common(&[9, 8, 2], &[2, 8]), Some(8));
+        assert_eq!(first_common(&[1, 1, 1, 1, 1, 1, 2], &[2]), None);
+        assert_eq!(first_common(&[], &[2]), None);
+    }
+
+    #[test]
+    fn tlv_padding_and_opaque() {
+        assert_eq!(padded(3), 8);
+        assert_eq!(padded(4), 8);
+        assert_eq!(padded(5), 16);
+        assert_eq!(padded(36 + 6), 48);
+        assert_eq!(opaque_of(0x1_0002), [0, 2]);
+    }
+
+    #[test]
+    fn parse_tlv_refuses_short_or_lying_lengths() {
+        assert!(parse_tlv(&[]).is_none());
+        assert!(parse_tlv(&[0x01, 0x81, 0, 200, 1, 2]).is_none());
+        let h = Param::HostId(
+            HostIdentity::from_secret([1; 32])
+                .public()
+                .host_id()
+                .clone(),
+        );
+        assert_eq!(parse_tlv(&h.to_bytes()), Some(h));
+    }
+
+    #[test]
+    fn connect_refuses_our_own_or_a_non_orchid_hit() {
+        let now = Instant::now();
+        let mut h = Host::new(
+            HostIdentity::from_secret([1; 32]),
+            Config::default(),
+            [2; 32],
+            now,
+        );
+        let local: SocketAddr = "198.51.100.1:10500".parse().unwrap();
+        let peer: SocketAddr = "198.51.100.2:10500".parse().unwrap();
+        let me = h.hit();
+        assert_eq!(h.connect(now, me, local, &[peer]), Err(Error::InvalidHit));
+        assert_eq!(
+            h.connect(now, Hit([0xfe; 16]), local, &[peer]),
+            Err(Error::InvalidHit)
+        );
+        assert!(h.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn timeout_with_nothing_due_does_nothing() {
+        let now = Instant::now();
+        let mut h = Host::new(
+            HostIdentity::from_secret([1; 32]),
+            Config::default(),
+            [2; 32],
+            now,
+        );
+        h.handle_timeout(now);
+        assert!(h.poll_transmit().is_none());
+        assert!(h.poll_event().is_none());
+        assert_eq!(
+            h.poll_timeout(),
+            Some(now + Config::default().secret_rotation)
+        );
+    }
+}
