@@ -3,9 +3,12 @@
 //! of associations and the stateless responder.
 
 use crate::crypto::Profile;
+use crate::esp::{InboundSa, OutboundSa};
 use crate::identity::{Hit, HostIdentity, PublicIdentity, ALGORITHM_EDDSA};
+use crate::wire::EspInfo;
 use crate::wire::{param_type, HipRepr, Packet, Param};
 use crate::Error;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -77,6 +80,60 @@ pub(crate) struct SessionKeys {
     pub mac_out: Zeroizing<Vec<u8>>,
     pub mac_in: Zeroizing<Vec<u8>>,
     pub esp: EspKeys,
+    /// What KEYMAT was made from, so that a rekey without new Diffie-Hellman can draw the
+    /// next ESP keys from the same stream (RFC 7402 §6.8).
+    pub seed: KeymatSeed,
+    /// The next unused KEYMAT byte.
+    pub keymat_next: usize,
+}
+
+/// The inputs of KEYMAT.
+pub(crate) struct KeymatSeed {
+    pub kij: Zeroizing<Vec<u8>>,
+    pub i: Vec<u8>,
+    pub j: Vec<u8>,
+    pub hit_i: Hit,
+    pub hit_r: Hit,
+}
+
+/// Traffic counters of one association.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub last_tx: Option<Instant>,
+    pub last_rx: Option<Instant>,
+}
+
+/// The live ESP security associations of an association.
+pub(crate) struct EspState {
+    pub out: OutboundSa,
+    /// Newest first; the one before stays for packets still in flight after a rekey.
+    pub inbound: Vec<InboundSa>,
+    pub installed_at: Instant,
+    pub rekeys: u32,
+}
+
+/// A rekey in progress (RFC 7402 §6.8–6.10): our half, and the peer's once it arrives.
+pub(crate) struct Rekey {
+    pub our_spi: u32,
+    pub our_index: usize,
+    pub our_seq: u32,
+    pub acked: bool,
+    pub peer_info: Option<EspInfo>,
+    /// The new outbound SA, ready once both halves are known; used from the final ACK on.
+    pub next_out: Option<OutboundSa>,
+}
+
+/// An UPDATE waiting for its ACK.
+pub(crate) struct PendingUpdate {
+    pub seq: u32,
+    pub bytes: Vec<u8>,
+    pub due: Instant,
+    pub rto: Duration,
+    pub tries: u32,
 }
 
 pub(crate) struct Assoc {
@@ -107,6 +164,15 @@ pub(crate) struct Assoc {
     pub tries: u32,
     pub established_at: Option<Instant>,
     pub last_error: Option<Error>,
+    pub esp: Option<EspState>,
+    /// Inner packets (next header, transport payload) waiting for the base exchange.
+    pub queue: VecDeque<(u8, Vec<u8>)>,
+    pub traffic: Traffic,
+    /// Our next UPDATE ID (RFC 7401 §5.2.16), and the last one of the peer's we processed.
+    pub next_update_id: u32,
+    pub peer_update_id: Option<u32>,
+    pub rekey: Option<Rekey>,
+    pub pending_update: Option<PendingUpdate>,
 }
 
 impl Assoc {
@@ -133,6 +199,13 @@ impl Assoc {
             tries: 0,
             established_at: None,
             last_error: None,
+            esp: None,
+            queue: VecDeque::new(),
+            traffic: Traffic::default(),
+            next_update_id: 0,
+            peer_update_id: None,
+            rekey: None,
+            pending_update: None,
         }
     }
 

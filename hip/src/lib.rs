@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod esp;
 pub mod identity;
 pub mod lsi;
 pub mod puzzle;
@@ -23,5 +24,8 @@ mod error;
 mod host;
 
 pub use error::Error;
-pub use host::{AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host, Stats, Transmit};
+pub use host::{
+    AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host, Inbound, Outbound, Stats,
+    Traffic, Transmit,
+};
 pub use identity::{Hit, HostIdentity, PublicIdentity};

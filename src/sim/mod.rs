@@ -33,6 +33,8 @@ pub trait Endpoint {
 }
 
 impl Endpoint for hip::Host {
+    /// HIP control packets and ESP alike; delivered inner payloads are only counted (in
+    /// the host's traffic counters): the simulator has no TUN behind the host.
     fn handle_datagram(
         &mut self,
         now: Instant,
@@ -40,7 +42,8 @@ impl Endpoint for hip::Host {
         remote: SocketAddr,
         payload: &[u8],
     ) {
-        hip::Host::handle_datagram(self, now, local, remote, payload)
+        let mut buf = payload.to_vec();
+        hip::Host::decapsulate(self, now, local, remote, &mut buf);
     }
     fn handle_timeout(&mut self, now: Instant) {
         hip::Host::handle_timeout(self, now)
@@ -251,7 +254,9 @@ impl<E: Endpoint> Sim<E> {
             .unwrap_or(self.default_link)
     }
 
-    fn send(&mut self, d: Datagram) {
+    /// Puts a datagram on its link, as if a node had sent it: filter, loss, duplication
+    /// and delay apply.
+    pub fn send(&mut self, d: Datagram) {
         let elapsed = self.elapsed();
         let out = match self.filter.as_mut().map(|f| f(elapsed, &d)) {
             None | Some(Verdict::Pass) => vec![d],

@@ -458,6 +458,7 @@ impl Host {
         self.stats.i2_accepted += 1;
         tracing::debug!(peer = %peer_hit, "I2 accepted, sending R2");
         self.transmit(local, remote, &r2);
+        self.install_esp(now, peer_hit)?;
         self.push_event(Event::Established {
             handle,
             peer: peer_hit,
@@ -508,7 +509,7 @@ impl Host {
         a.established_at = Some(now);
         tracing::debug!(peer = %r2.sender_hit, "R2 accepted, association established");
         self.push_event(event);
-        Ok(())
+        self.install_esp(now, r2.sender_hit)
     }
 
     // ---- responder state ------------------------------------------------------------
@@ -609,67 +610,84 @@ pub(super) fn derive(
     spi_in: u32,
     we_are_initiator: bool,
 ) -> Result<Derived, Error> {
-    let (enc_len, auth_len) = esp_key_lens(suite).ok_or(Error::NoEspTransform)?;
+    let seed = KeymatSeed {
+        kij: Zeroizing::new(kij.to_vec()),
+        i: i.to_vec(),
+        j: j.to_vec(),
+        hit_i,
+        hit_r,
+    };
     let hip_len = hip_keys_len(profile, cipher);
-    let mut keymat = Zeroizing::new(vec![0u8; hip_len + 2 * (enc_len + auth_len)]);
+    let mut keymat = Zeroizing::new(vec![0u8; hip_len]);
     profile.keymat(kij, i, j, &hit_i, &hit_r, &mut keymat);
-    let hip = draw_hip_keys(&keymat, profile, cipher);
-    let esp = draw_esp_keys(&keymat, hip_len, suite).ok_or(Error::NoEspTransform)?;
-    Ok(orient(
-        hip,
-        esp,
-        suite,
-        spi_in,
-        we_are_initiator == (hit_i > hit_r),
-    ))
-}
-
-pub(super) fn orient(
-    hip: crate::crypto::HipKeys,
-    esp: crate::crypto::EspKeyMaterial,
-    suite: u16,
-    spi_in: u32,
-    we_are_greater: bool,
-) -> Derived {
     let crate::crypto::HipKeys {
         enc_gl,
         int_gl,
         enc_lg,
         int_lg,
-    } = hip;
-    let crate::crypto::EspKeyMaterial {
-        enc_gl: e_gl,
-        auth_gl,
-        enc_lg: e_lg,
-        auth_lg,
-    } = esp;
+    } = draw_hip_keys(&keymat, profile, cipher);
+    let we_are_greater = we_are_initiator == (hit_i > hit_r);
     let (enc_out, enc_in, mac_out, mac_in) = if we_are_greater {
         (enc_gl, enc_lg, int_gl, int_lg)
     } else {
         (enc_lg, enc_gl, int_lg, int_gl)
     };
-    let (esp_enc_out, esp_auth_out, esp_enc_in, esp_auth_in) = if we_are_greater {
-        (e_gl, auth_gl, e_lg, auth_lg)
-    } else {
-        (e_lg, auth_lg, e_gl, auth_gl)
-    };
-    Derived {
+    let (esp, keymat_next) = esp_keys_at(profile, &seed, hip_len, suite, spi_in, we_are_greater)?;
+    Ok(Derived {
         enc_out,
         enc_in,
         session: SessionKeys {
             mac_out,
             mac_in,
-            esp: EspKeys {
-                suite,
-                spi_in,
-                spi_out: 0,
-                enc_in: esp_enc_in,
-                auth_in: esp_auth_in,
-                enc_out: esp_enc_out,
-                auth_out: esp_auth_out,
-            },
+            esp,
+            seed,
+            keymat_next,
         },
-    }
+    })
+}
+
+/// The ESP keys drawn at KEYMAT `index` (RFC 7402 §7), oriented for this host, and the
+/// index after them. `spi_out` is left 0 for the caller to fill in.
+pub(super) fn esp_keys_at(
+    profile: &dyn Profile,
+    seed: &KeymatSeed,
+    index: usize,
+    suite: u16,
+    spi_in: u32,
+    we_are_greater: bool,
+) -> Result<(EspKeys, usize), Error> {
+    let (enc_len, auth_len) = esp_key_lens(suite).ok_or(Error::NoEspTransform)?;
+    let end = index + 2 * (enc_len + auth_len);
+    let mut keymat = Zeroizing::new(vec![0u8; end]);
+    profile.keymat(
+        &seed.kij,
+        &seed.i,
+        &seed.j,
+        &seed.hit_i,
+        &seed.hit_r,
+        &mut keymat,
+    );
+    let crate::crypto::EspKeyMaterial {
+        enc_gl,
+        auth_gl,
+        enc_lg,
+        auth_lg,
+    } = draw_esp_keys(&keymat, index, suite).ok_or(Error::NoEspTransform)?;
+    let (enc_out, auth_out, enc_in, auth_in) = if we_are_greater {
+        (enc_gl, auth_gl, enc_lg, auth_lg)
+    } else {
+        (enc_lg, auth_lg, enc_gl, auth_gl)
+    };
+    let keys = EspKeys {
+        suite,
+        spi_in,
+        spi_out: 0,
+        enc_in,
+        auth_in,
+        enc_out,
+        auth_out,
+    };
+    Ok((keys, end))
 }
 
 /// Parses one complete TLV (the plaintext of ENCRYPTED).

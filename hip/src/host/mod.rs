@@ -28,11 +28,16 @@
 
 mod bex;
 mod close;
+mod data;
+mod update;
+
+pub use data::{Inbound, Outbound};
 
 use crate::assoc::{
-    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, SessionKeys,
+    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, EspState, KeymatSeed,
+    SessionKeys,
 };
-pub use crate::assoc::{AssocHandle, AssocState, EspKeys};
+pub use crate::assoc::{AssocHandle, AssocState, EspKeys, Traffic};
 use crate::crypto::{
     draw_esp_keys, draw_hip_keys, esp_key_lens, hip_keys_len, DhKeyPair, EdX25519, HipCipher,
     Profile, ESP_SUITE_AES128_GCM16, HIP_CIPHER_AES128_CBC, TRANSPORT_FORMAT_ESP,
@@ -94,6 +99,18 @@ pub struct Config {
     pub max_events: usize,
     /// NOTIFYs we send per second at most.
     pub notify_rate: u32,
+    /// Anti-replay window of each inbound SA, in packets.
+    pub replay_window: usize,
+    /// Rekey an SA after it sealed this many packets.
+    pub rekey_after_packets: u64,
+    /// Rekey an SA after this long; zero: never by time.
+    pub rekey_after: Duration,
+    /// Inner packets held per peer while its base exchange is under way.
+    pub queue_per_peer: usize,
+    /// First UPDATE retransmission timeout; doubles up to `max_timeout`.
+    pub update_timeout: Duration,
+    /// UPDATE transmissions before the association is declared broken.
+    pub update_tries: u32,
 }
 
 impl Default for Config {
@@ -120,6 +137,12 @@ impl Default for Config {
             max_transmits: 4096,
             max_events: 4096,
             notify_rate: 100,
+            replay_window: 8192,
+            rekey_after_packets: 1 << 32,
+            rekey_after: Duration::from_secs(3600),
+            queue_per_peer: 64,
+            update_timeout: Duration::from_millis(500),
+            update_tries: 8,
         }
     }
 }
@@ -150,6 +173,12 @@ pub enum Event {
     Failed { peer: Hit, error: Error },
     /// The association was closed, by us or by the peer.
     Closed { peer: Hit },
+    /// The ESP SAs were replaced by a rekey.
+    Rekeyed {
+        peer: Hit,
+        spi_in: u32,
+        spi_out: u32,
+    },
     /// The peer sent an authenticated NOTIFY.
     Notified {
         peer: Hit,
@@ -168,6 +197,10 @@ pub struct AssocInfo {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub established_at: Option<Instant>,
+    pub traffic: Traffic,
+    /// Current inbound and outbound SPIs, once ESP is up.
+    pub spis: Option<(u32, u32)>,
+    pub rekeys: u32,
 }
 
 /// Counters. `dropped` counts every packet refused for any reason; `last_drop` says why
@@ -184,6 +217,13 @@ pub struct Stats {
     pub esp_ignored: u64,
     pub transmits_lost: u64,
     pub events_lost: u64,
+    /// Inner packets dropped because a peer's queue was full during its base exchange.
+    pub queue_dropped: u64,
+    pub esp_out_errors: u64,
+    pub esp_unknown_spi: u64,
+    pub esp_replayed: u64,
+    /// ESP packets that failed authentication or were malformed.
+    pub esp_auth_failed: u64,
 }
 
 /// One puzzle generation: the R1 Diffie-Hellman key that goes with a puzzle secret, and the
@@ -205,6 +245,8 @@ pub struct Host {
     config: Config,
     rng: ChaCha20Rng,
     assocs: HashMap<Hit, Assoc>,
+    /// Inbound SPI → peer; may hold stale entries, checked on use.
+    spis: HashMap<u32, Hit>,
     next_handle: u32,
     secrets: Secrets,
     generations: VecDeque<Generation>,
@@ -243,6 +285,7 @@ impl Host {
             identity,
             rng,
             assocs: HashMap::new(),
+            spis: HashMap::new(),
             next_handle: 0,
             secrets,
             generations: VecDeque::with_capacity(GENERATIONS),
@@ -463,6 +506,7 @@ impl Host {
             PacketType::R2 => self.on_r2(now, bytes, &repr),
             PacketType::Close => self.on_close(now, local, remote, bytes, &repr),
             PacketType::CloseAck => self.on_close_ack(bytes, &repr),
+            PacketType::Update => self.on_update(now, bytes, &repr),
             PacketType::Notify => self.on_notify(bytes, &repr),
             _ => Err(Error::Unexpected),
         }
@@ -481,9 +525,14 @@ impl Host {
             AssocState::R2Sent => {
                 a.state = AssocState::Established;
                 a.timer = None;
+                self.schedule(now, peer);
                 return;
             }
-            AssocState::Closed | AssocState::Failed | AssocState::Established => {
+            AssocState::Established => {
+                self.established_timer(now, peer);
+                return;
+            }
+            AssocState::Closed | AssocState::Failed => {
                 self.assocs.remove(&peer);
                 return;
             }
@@ -573,7 +622,7 @@ impl Host {
                 .assocs
                 .values()
                 .any(|a| a.keys.as_ref().is_some_and(|k| k.esp.spi_in == spi));
-            if spi > 255 && !taken {
+            if spi > 255 && !taken && !self.spis.contains_key(&spi) {
                 return spi;
             }
         }
@@ -589,6 +638,13 @@ fn info(a: &Assoc) -> AssocInfo {
         local: a.local,
         remote: a.remote,
         established_at: a.established_at,
+        traffic: a.traffic,
+        spis: a
+            .keys
+            .as_ref()
+            .filter(|_| a.esp.is_some())
+            .map(|k| (k.esp.spi_in, k.esp.spi_out)),
+        rekeys: a.esp.as_ref().map_or(0, |e| e.rekeys),
     }
 }
 

@@ -1,0 +1,236 @@
+//! The data path: inner packets in and out of ESP (RFC 7402, BEET semantics, in UDP per
+//! RFC 9028 §5.11). The caller owns the buffers; nothing here allocates per packet except
+//! while a base exchange is under way (the bounded queue).
+//!
+//! Buffer layout for [`Host::encapsulate`]: the transport payload (the inner packet without
+//! its IP header) lies at `buf[payload]`, with [`esp::ESP_HEADER_LEN`] free bytes before it and
+//! [`esp::ESP_TAIL_MAX`] after. For [`Host::decapsulate`]: the whole UDP payload at the start of
+//! `buf`; a delivered payload is decrypted in place.
+
+use super::*;
+use crate::esp::{self, EspError, InboundSa, OutboundSa, ReplayWindow};
+use core::ops::Range;
+
+/// What became of an outbound packet.
+#[derive(Debug)]
+pub enum Outbound<'a> {
+    /// Send this ESP datagram (a UDP payload) from `local` to `remote`.
+    Send {
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &'a [u8],
+    },
+    /// Held until the base exchange with the peer completes.
+    Queued,
+    /// No association and none under way: `connect` to the peer, then hand the packet again.
+    NoAssociation,
+    /// Refused (queue full, SA exhausted); counted in [`Stats`].
+    Dropped,
+}
+
+/// What an inbound UDP payload was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// An inner packet from `peer`: protocol `next_header`, transport payload at
+    /// `buf[payload]`.
+    Deliver {
+        peer: Hit,
+        next_header: u8,
+        payload: Range<usize>,
+    },
+    /// A HIP control packet, handled: drain `poll_transmit` and `poll_event`.
+    Control,
+    /// ESP for an SPI we do not know: the peer may hold an association we lost.
+    UnknownSpi { spi: u32 },
+    /// Refused (bad ICV, replay, malformed); counted in [`Stats`].
+    Dropped,
+}
+
+impl Host {
+    /// Seals one inner packet for `peer`. See the module doc for the buffer layout.
+    pub fn encapsulate<'a>(
+        &mut self,
+        now: Instant,
+        peer: &Hit,
+        next_header: u8,
+        buf: &'a mut [u8],
+        payload: Range<usize>,
+    ) -> Outbound<'a> {
+        let rekey_after = self.config.rekey_after_packets;
+        let queue_bound = self.config.queue_per_peer;
+        let Some(a) = self.assocs.get_mut(peer) else {
+            return Outbound::NoAssociation;
+        };
+        let Some(esp) = a.esp.as_mut() else {
+            if matches!(a.state, AssocState::I1Sent | AssocState::I2Sent) {
+                if a.queue.len() < queue_bound {
+                    a.queue.push_back((next_header, buf[payload].to_vec()));
+                    return Outbound::Queued;
+                }
+                self.stats.queue_dropped += 1;
+                return Outbound::Dropped;
+            }
+            return Outbound::NoAssociation;
+        };
+        let len = payload.len() as u64;
+        match esp.out.seal(buf, payload, next_header) {
+            Ok(range) => {
+                let due = esp.out.packets_sent() >= rekey_after;
+                a.traffic.tx_packets += 1;
+                a.traffic.tx_bytes += len;
+                a.traffic.last_tx = Some(now);
+                let (local, remote) = (a.local, a.remote);
+                if due {
+                    self.start_rekey(now, *peer);
+                }
+                Outbound::Send {
+                    local,
+                    remote,
+                    datagram: &buf[range],
+                }
+            }
+            Err(e) => {
+                self.stats.esp_out_errors += 1;
+                tracing::debug!(peer = %peer, error = %e, "ESP seal refused");
+                if e == EspError::SequenceExhausted {
+                    self.start_rekey(now, *peer);
+                }
+                Outbound::Dropped
+            }
+        }
+    }
+
+    /// Takes one UDP payload received on `local` from `remote`: HIP control packets go to
+    /// the state machine, ESP is verified and decrypted in place.
+    pub fn decapsulate(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+    ) -> Inbound {
+        if buf.len() < 8 || buf[..4] == [0; 4] {
+            self.handle_datagram(now, local, remote, buf);
+            return Inbound::Control;
+        }
+        let spi = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let Some(peer) = self.spis.get(&spi).copied() else {
+            self.stats.esp_unknown_spi += 1;
+            return Inbound::UnknownSpi { spi };
+        };
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            self.spis.remove(&spi);
+            self.stats.esp_unknown_spi += 1;
+            return Inbound::UnknownSpi { spi };
+        };
+        let rekeying = a.rekey.as_ref().is_some_and(|r| r.next_out.is_some());
+        let Some((newest, sa)) = a.esp.as_mut().and_then(|e| {
+            e.inbound
+                .iter_mut()
+                .enumerate()
+                .find(|(_, sa)| sa.spi() == spi)
+        }) else {
+            self.spis.remove(&spi);
+            self.stats.esp_unknown_spi += 1;
+            return Inbound::UnknownSpi { spi };
+        };
+        match sa.open(buf) {
+            Ok(opened) => {
+                a.traffic.rx_packets += 1;
+                a.traffic.rx_bytes += opened.payload.len() as u64;
+                a.traffic.last_rx = Some(now);
+                // Authenticated traffic from the peer completes the responder's side.
+                if a.state == AssocState::R2Sent {
+                    a.state = AssocState::Established;
+                    a.timer = None;
+                    self.schedule(now, peer);
+                }
+                // The peer sends on our new SPI: it has finished its side of the rekey,
+                // which it can only do after our half reached it (RFC 7402 §6.10).
+                if rekeying && newest == 0 {
+                    self.implicit_ack(peer);
+                    let _ = self.advance_rekey(now, peer);
+                    self.schedule(now, peer);
+                }
+                Inbound::Deliver {
+                    peer,
+                    next_header: opened.next_header,
+                    payload: opened.payload,
+                }
+            }
+            Err(EspError::Replay) => {
+                self.stats.esp_replayed += 1;
+                Inbound::Dropped
+            }
+            Err(e) => {
+                tracing::trace!(peer = %peer, error = %e, "ESP packet refused");
+                self.stats.esp_auth_failed += 1;
+                Inbound::Dropped
+            }
+        }
+    }
+
+    /// Traffic counters of the association with `peer`.
+    pub fn traffic(&self, peer: &Hit) -> Option<Traffic> {
+        self.assocs.get(peer).map(|a| a.traffic)
+    }
+
+    /// Builds the SAs of a fresh association and sends what waited for it.
+    pub(super) fn install_esp(&mut self, now: Instant, peer: Hit) -> Result<(), Error> {
+        let window = self.config.replay_window;
+        let a = self.assocs.get_mut(&peer).ok_or(Error::UnknownPeer(peer))?;
+        let keys = &a.keys.as_ref().ok_or(Error::Unexpected)?.esp;
+        let out =
+            OutboundSa::new(keys.spi_out, &keys.enc_out).map_err(|_| Error::NoEspTransform)?;
+        let inbound = InboundSa::with_window(
+            keys.spi_in,
+            &keys.enc_in,
+            ReplayWindow::new(window).map_err(|_| Error::NoEspTransform)?,
+        )
+        .map_err(|_| Error::NoEspTransform)?;
+        let spi_in = keys.spi_in;
+        a.esp = Some(EspState {
+            out,
+            inbound: vec![inbound],
+            installed_at: now,
+            rekeys: 0,
+        });
+        let queued: Vec<_> = a.queue.drain(..).collect();
+        self.register_spi(spi_in, peer);
+        for (next_header, payload) in queued {
+            let mut buf = vec![0u8; esp::ESP_HEADER_LEN + payload.len() + esp::ESP_TAIL_MAX];
+            buf[esp::ESP_HEADER_LEN..esp::ESP_HEADER_LEN + payload.len()].copy_from_slice(&payload);
+            let range = esp::ESP_HEADER_LEN..esp::ESP_HEADER_LEN + payload.len();
+            if let Outbound::Send {
+                local,
+                remote,
+                datagram,
+            } = self.encapsulate(now, &peer, next_header, &mut buf, range)
+            {
+                let t = Transmit {
+                    local,
+                    remote,
+                    payload: datagram.to_vec(),
+                };
+                self.push_transmit(t);
+            }
+        }
+        self.schedule(now, peer);
+        Ok(())
+    }
+
+    /// Maps an inbound SPI to its association; forgets SPIs of associations that are gone
+    /// once the table has grown well past what is live.
+    pub(super) fn register_spi(&mut self, spi: u32, peer: Hit) {
+        self.spis.insert(spi, peer);
+        if self.spis.len() > 4 * self.assocs.len() + 64 {
+            let assocs = &self.assocs;
+            self.spis.retain(|spi, hit| {
+                assocs
+                    .get(hit)
+                    .and_then(|a| a.esp.as_ref())
+                    .is_some_and(|e| e.inbound.iter().any(|sa| sa.spi() == *spi))
+            });
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! UPDATE (RFC 7401 §5.3.5, §6.11–6.12) and ESP rekeying (RFC 7402 §6.8–6.10).
+//!
+//! Each UPDATE with a SEQ is retransmitted until the peer ACKs it; one is outstanding at a
+//! time. A rekey is two halves, ours and the peer's, each an ESP_INFO with a new inbound
+//! SPI and a KEYMAT index. Once both are known the new ESP keys are drawn at the larger
+//! index from the base exchange's KEYMAT (no new Diffie-Hellman; see docs/PROTOCOL.md),
+//! the new inbound SA is installed at once, and the outbound SA switches when our half has
+//! been ACKed. The old inbound SA stays for packets still in flight.
+
+use super::*;
+use crate::assoc::{PendingUpdate, Rekey};
+use crate::esp::{InboundSa, OutboundSa, ReplayWindow};
+
+/// Inbound SAs kept per association: the newest and the one before it.
+const INBOUND_SAS: usize = 2;
+
+impl Host {
+    /// Starts a rekey of the association with `peer` unless one is under way.
+    pub(super) fn start_rekey(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        if a.state != AssocState::Established || a.rekey.is_some() || a.pending_update.is_some() {
+            return;
+        }
+        let Some(keys) = a.keys.as_ref() else { return };
+        let index = keys.keymat_next;
+        let Some(old_spi) = a.esp.as_ref().map(|e| e.inbound[0].spi()) else {
+            return;
+        };
+        if index + 2 * esp_key_lens(keys.esp.suite).map_or(0, |(e, a)| e + a) > u16::MAX as usize {
+            // KEYMAT indices are 16 bits: past that a rekey would need new Diffie-Hellman
+            // values; a new base exchange is simpler and gives forward secrecy as well.
+            tracing::info!(peer = %peer, "KEYMAT exhausted, closing for a new base exchange");
+            let _ = self.close(now, &peer);
+            return;
+        }
+        let spi = self.new_spi();
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let seq = a.next_update_id;
+        a.next_update_id = a.next_update_id.wrapping_add(1);
+        a.rekey = Some(Rekey {
+            our_spi: spi,
+            our_index: index,
+            our_seq: seq,
+            acked: false,
+            peer_info: None,
+            next_out: None,
+        });
+        tracing::debug!(peer = %peer, spi = format_args!("{spi:#010x}"), "starting rekey");
+        let info = EspInfo {
+            reserved: 0,
+            keymat_index: index as u16,
+            old_spi,
+            new_spi: spi,
+        };
+        self.send_update(
+            now,
+            peer,
+            vec![Param::EspInfo(info), Param::Seq(seq)],
+            Some(seq),
+        );
+    }
+
+    pub(super) fn on_update(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        update: &HipRepr,
+    ) -> Result<(), Error> {
+        let peer = update.sender_hit;
+        let profile = self.profile;
+        let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
+        if !matches!(a.state, AssocState::Established | AssocState::R2Sent) {
+            return Err(Error::Unexpected);
+        }
+        let (Some(keys), Some(id)) = (a.keys.as_ref(), a.peer.as_ref()) else {
+            return Err(Error::Unexpected);
+        };
+        check_mac(bytes, profile, &keys.mac_in, param_type::HIP_MAC, &[])?;
+        check_signature(bytes, id, param_type::HIP_SIGNATURE)?;
+        let seq = update.params.iter().find_map(|p| match p {
+            Param::Seq(s) => Some(*s),
+            _ => None,
+        });
+        let acks: &[u32] = match update.param(param_type::ACK) {
+            Some(Param::Ack(ids)) => ids,
+            _ => &[],
+        };
+        if seq.is_none() && acks.is_empty() {
+            return Err(Error::MissingParam(param_type::SEQ));
+        }
+        if a.state == AssocState::R2Sent {
+            a.state = AssocState::Established;
+            a.timer = None;
+        }
+        if let Some(p) = &a.pending_update {
+            if acks.contains(&p.seq) {
+                let acked = p.seq;
+                a.pending_update = None;
+                if let Some(r) = a.rekey.as_mut().filter(|r| r.our_seq == acked) {
+                    r.acked = true;
+                }
+            }
+        }
+        if let Some(seq) = seq {
+            // Circular comparison (RFC 7401 §6.12): an ID at or before the last one we
+            // processed is a retransmission: ACK it again, do not act on it twice.
+            let fresh = a
+                .peer_update_id
+                .is_none_or(|last| (seq.wrapping_sub(last) as i32) > 0);
+            let info = match update.param(param_type::ESP_INFO) {
+                Some(Param::EspInfo(info)) => Some(*info),
+                _ => None,
+            };
+            if !fresh {
+                self.send_update(now, peer, vec![Param::Ack(vec![seq])], None);
+            } else {
+                a.peer_update_id = Some(seq);
+                match info {
+                    Some(info) if a.rekey.is_none() => {
+                        // The peer starts a rekey: answer with our half and the ACK.
+                        let index = a.keys.as_ref().map_or(0, |k| k.keymat_next);
+                        let old_spi = a.esp.as_ref().map_or(0, |e| e.inbound[0].spi());
+                        let our_seq = a.next_update_id;
+                        a.next_update_id = a.next_update_id.wrapping_add(1);
+                        let spi = self.new_spi();
+                        let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
+                        let index = index.max(info.keymat_index as usize);
+                        a.rekey = Some(Rekey {
+                            our_spi: spi,
+                            our_index: index,
+                            our_seq,
+                            acked: false,
+                            peer_info: Some(info),
+                            next_out: None,
+                        });
+                        let ours = EspInfo {
+                            reserved: 0,
+                            keymat_index: index as u16,
+                            old_spi,
+                            new_spi: spi,
+                        };
+                        let params = vec![
+                            Param::EspInfo(ours),
+                            Param::Seq(our_seq),
+                            Param::Ack(vec![seq]),
+                        ];
+                        self.send_update(now, peer, params, Some(our_seq));
+                    }
+                    Some(info) if a.rekey.as_ref().is_some_and(|r| r.peer_info.is_none()) => {
+                        // The answer to our rekey (or a simultaneous one): the peer's half.
+                        if let Some(r) = a.rekey.as_mut() {
+                            r.peer_info = Some(info);
+                        }
+                        self.send_update(now, peer, vec![Param::Ack(vec![seq])], None);
+                    }
+                    Some(_) => {
+                        // A new rekey while we still wait for the ACK of our half of the
+                        // last one: the peer can only have finished that rekey if it
+                        // received our half, so its ACK was lost. Finish ours, then treat
+                        // this UPDATE again as the start of a new rekey.
+                        self.implicit_ack(peer);
+                        self.advance_rekey(now, peer)?;
+                        if let Some(a) = self.assocs.get_mut(&peer) {
+                            a.peer_update_id = Some(seq.wrapping_sub(1));
+                        }
+                        return self.on_update(now, bytes, update);
+                    }
+                    None => self.send_update(now, peer, vec![Param::Ack(vec![seq])], None),
+                }
+            }
+        }
+        self.advance_rekey(now, peer)?;
+        self.schedule(now, peer);
+        Ok(())
+    }
+
+    /// Takes our half of the rekey under way as acknowledged, on evidence other than an
+    /// ACK: the peer used our new SPI, or started the next rekey.
+    pub(super) fn implicit_ack(&mut self, peer: Hit) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let Some(r) = a.rekey.as_mut() else { return };
+        if r.peer_info.is_none() {
+            return;
+        }
+        r.acked = true;
+        if a.pending_update
+            .as_ref()
+            .is_some_and(|p| p.seq == r.our_seq)
+        {
+            a.pending_update = None;
+        }
+    }
+
+    /// Installs the new inbound SA once both halves are known, and switches the outbound
+    /// SA once our half is acknowledged.
+    pub(super) fn advance_rekey(&mut self, now: Instant, peer: Hit) -> Result<(), Error> {
+        let window = self.config.replay_window;
+        let profile = self.profile;
+        let we_are_greater = self.hit() > peer;
+        let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
+        let (Some(r), Some(keys), Some(esp)) = (a.rekey.as_mut(), a.keys.as_mut(), a.esp.as_mut())
+        else {
+            return Ok(());
+        };
+        let Some(info) = r.peer_info else {
+            return Ok(());
+        };
+        let mut new_spi = None;
+        if r.next_out.is_none() {
+            let index = r.our_index.max(info.keymat_index as usize);
+            let (mut fresh, next) = bex::esp_keys_at(
+                profile,
+                &keys.seed,
+                index,
+                keys.esp.suite,
+                r.our_spi,
+                we_are_greater,
+            )?;
+            fresh.spi_out = info.new_spi;
+            let inbound = InboundSa::with_window(
+                fresh.spi_in,
+                &fresh.enc_in,
+                ReplayWindow::new(window).map_err(|_| Error::NoEspTransform)?,
+            )
+            .map_err(|_| Error::NoEspTransform)?;
+            r.next_out = Some(
+                OutboundSa::new(fresh.spi_out, &fresh.enc_out)
+                    .map_err(|_| Error::NoEspTransform)?,
+            );
+            esp.inbound.insert(0, inbound);
+            esp.inbound.truncate(INBOUND_SAS);
+            keys.esp = fresh;
+            keys.keymat_next = next;
+            new_spi = Some(r.our_spi);
+        }
+        if r.acked {
+            if let Some(out) = r.next_out.take() {
+                esp.out = out;
+            }
+            esp.installed_at = now;
+            esp.rekeys += 1;
+            a.rekey = None;
+            let (spi_in, spi_out) = (keys.esp.spi_in, keys.esp.spi_out);
+            tracing::debug!(peer = %peer, spi_in = format_args!("{spi_in:#010x}"),
+                spi_out = format_args!("{spi_out:#010x}"), "rekey complete");
+            self.push_event(Event::Rekeyed {
+                peer,
+                spi_in,
+                spi_out,
+            });
+        }
+        if let Some(spi) = new_spi {
+            self.register_spi(spi, peer);
+        }
+        Ok(())
+    }
+
+    /// Sends an UPDATE with `params` (in type order), MAC and signature; if `seq` is set it
+    /// is retransmitted until ACKed.
+    fn send_update(&mut self, now: Instant, peer: Hit, params: Vec<Param>, seq: Option<u32>) {
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        let Some(keys) = a.keys.as_ref() else { return };
+        let mut update = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::Update,
+            version: 2,
+            controls: 0,
+            sender_hit: self.identity.hit(),
+            receiver_hit: peer,
+            params,
+        };
+        add_mac(
+            &mut update,
+            self.profile,
+            &keys.mac_out,
+            param_type::HIP_MAC,
+            &[],
+        );
+        add_signature(&mut update, &self.identity, param_type::HIP_SIGNATURE);
+        let bytes = update.to_bytes();
+        let (local, remote) = (a.local, a.remote);
+        let rto = self.config.update_timeout;
+        if let (Some(seq), Some(a)) = (seq, self.assocs.get_mut(&peer)) {
+            a.pending_update = Some(PendingUpdate {
+                seq,
+                bytes: bytes.clone(),
+                due: now + rto,
+                rto,
+                tries: 1,
+            });
+        }
+        self.transmit(local, remote, &bytes);
+        self.schedule(now, peer);
+    }
+
+    /// The timer of an ESTABLISHED association: UPDATE retransmission or time to rekey.
+    pub(super) fn schedule(&mut self, _now: Instant, peer: Hit) {
+        let rekey_after = self.config.rekey_after;
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        if a.state != AssocState::Established {
+            return;
+        }
+        let retransmit = a.pending_update.as_ref().map(|p| p.due);
+        let rekey = match (&a.esp, &a.rekey, rekey_after.is_zero()) {
+            (Some(e), None, false) => Some(e.installed_at + rekey_after),
+            _ => None,
+        };
+        a.timer = match (retransmit, rekey) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+    }
+
+    /// An ESTABLISHED association's timer fired.
+    pub(super) fn established_timer(&mut self, now: Instant, peer: Hit) {
+        let tries = self.config.update_tries;
+        let cap = self.config.max_timeout;
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        if let Some(p) = a.pending_update.as_mut().filter(|p| p.due <= now) {
+            if p.tries >= tries {
+                // RFC 7401 §6.11: no ACK after the retries means the association is broken.
+                tracing::info!(peer = %peer, "UPDATE unanswered, association failed");
+                a.state = AssocState::Failed;
+                a.esp = None;
+                a.pending_update = None;
+                a.rekey = None;
+                a.timer = Some(now + self.config.linger);
+                self.push_event(Event::Failed {
+                    peer,
+                    error: Error::Timeout,
+                });
+                return;
+            }
+            p.tries += 1;
+            p.rto = p.rto.saturating_mul(2).min(cap);
+            p.due = now + p.rto;
+            let (local, remote, bytes) = (a.local, a.remote, p.bytes.clone());
+            self.transmit(local, remote, &bytes);
+        } else if a
+            .esp
+            .as_ref()
+            .is_some_and(|e| e.installed_at + self.config.rekey_after <= now)
+            && !self.config.rekey_after.is_zero()
+        {
+            self.start_rekey(now, peer);
+        }
+        self.schedule(now, peer);
+    }
+}
