@@ -1,5 +1,9 @@
 //! The hipbone node: everything that touches the operating system, plus the deterministic
 //! simulator that drives the sans-IO protocol crates with virtual time.
 
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod keys;
 pub mod sim;
+pub mod tun;

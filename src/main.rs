@@ -13,6 +13,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{ArgAction, Parser, Subcommand};
+use hipbone::config::{self, Config};
+use hipbone::control;
 use hipbone::keys::{self, KeyOrigin};
 use tracing_subscriber::EnvFilter;
 use zeroize::Zeroizing;
@@ -51,6 +53,27 @@ enum Command {
         /// Read a base64 public key on stdin instead of a private key.
         #[arg(long)]
         public: bool,
+    },
+    /// Run the node: bring up the TUN device and serve HIP and ESP (as root, in the
+    /// foreground; stop it with `hipbone down` or a signal).
+    Up {
+        /// Configuration file (TOML); without it, /etc/hipbone/hipbone.toml if present,
+        /// else the defaults.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Stop the node that serves the given control socket (or the default one of hip0).
+    Down {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show the node's identity and associations, like `wg show`.
+    Status {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the raw JSON document instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the deterministic simulator.
     #[command(subcommand)]
@@ -110,8 +133,34 @@ fn run(command: Command) -> anyhow::Result<()> {
             };
             print_line(&hit.to_string())
         }
+        Command::Up { config } => hipbone::daemon::run(load_config(config.as_deref())?),
+        Command::Down { config } => {
+            let path = load_config(config.as_deref())?.interface.control_path();
+            control::call(&path, control::Request::Down)?;
+            Ok(())
+        }
+        Command::Status { config, json } => {
+            let path = load_config(config.as_deref())?.interface.control_path();
+            let answer = control::call(&path, control::Request::Status)?;
+            if json {
+                print_line(answer.trim_end())
+            } else {
+                let status: control::Status = serde_json::from_str(&answer)
+                    .context("the daemon's status answer is not what this hipbone expects")?;
+                print!("{}", control::render(&status));
+                Ok(())
+            }
+        }
         Command::Sim(SimCommand::Bex(args)) => hipbone::sim::bex::run(&args),
     }
+}
+
+/// The configuration named with -c, or the default file if it exists, or the defaults.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::load_or_default(std::path::Path::new(config::DEFAULT_PATH))?,
+    })
 }
 
 fn genkey(out: Option<PathBuf>) -> anyhow::Result<()> {

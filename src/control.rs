@@ -1,0 +1,236 @@
+//! The control socket: a Unix stream socket, root only (mode 0600), one request per
+//! connection. The client writes one line (`status` or `down`); the daemon answers with
+//! one JSON document and closes. `hipbone status` formats it the way `wg show` does.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Everything `hipbone status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub interface: String,
+    pub hit: String,
+    pub lsi: String,
+    pub listen: Vec<String>,
+    pub associations: Vec<AssocStatus>,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AssocStatus {
+    pub peer: String,
+    pub name: Option<String>,
+    pub lsi: Option<String>,
+    pub state: String,
+    pub role: String,
+    pub locator: String,
+    pub local: String,
+    pub spi_in: Option<String>,
+    pub spi_out: Option<String>,
+    pub rekeys: u32,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Seconds since the association was established.
+    pub established_secs: Option<f64>,
+    /// Seconds since the last packet in either direction.
+    pub idle_secs: Option<f64>,
+}
+
+/// Node-wide drop counters (packets refused, by reason).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    pub hip_dropped: u64,
+    pub esp_replayed: u64,
+    pub esp_auth_failed: u64,
+    pub esp_unknown_spi: u64,
+    pub queue_dropped: u64,
+    pub tun_refused: u64,
+    pub no_peer: u64,
+    pub too_big: u64,
+}
+
+/// A request on the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    Down,
+}
+
+impl Request {
+    pub fn parse(line: &str) -> Option<Request> {
+        match line.trim() {
+            "status" => Some(Request::Status),
+            "down" => Some(Request::Down),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Down => "down",
+        }
+    }
+}
+
+/// The longest request line the daemon reads.
+pub const MAX_REQUEST: usize = 64;
+
+/// Reads one request line from a fresh connection (bounded in size and time).
+pub fn read_request(stream: &UnixStream) -> std::io::Result<Option<Request>> {
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut line = String::new();
+    BufReader::new(stream.take(MAX_REQUEST as u64)).read_line(&mut line)?;
+    Ok(Request::parse(&line))
+}
+
+/// Sends `request` to the daemon behind `path` and returns its answer.
+pub fn call(path: &Path, request: Request) -> anyhow::Result<String> {
+    let mut s = UnixStream::connect(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the hipbone daemon at {}: {e} (is `hipbone up` running, and are you root?)",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    writeln!(s, "{}", request.as_str())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// The `wg show`-like rendering of a status.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, k: &str, v: &str| out.push_str(&format!("  {k}: {v}\n"));
+    out.push_str(&format!("interface: {}\n", s.interface));
+    line(&mut out, "hit", &s.hit);
+    line(&mut out, "lsi", &s.lsi);
+    line(&mut out, "listening", &s.listen.join(", "));
+    for a in &s.associations {
+        out.push('\n');
+        match &a.name {
+            Some(n) => out.push_str(&format!("peer: {} ({n})\n", a.peer)),
+            None => out.push_str(&format!("peer: {}\n", a.peer)),
+        }
+        if let Some(lsi) = &a.lsi {
+            line(&mut out, "lsi", lsi);
+        }
+        line(&mut out, "state", &format!("{} ({})", a.state, a.role));
+        line(
+            &mut out,
+            "locator",
+            &format!("{} (from {})", a.locator, a.local),
+        );
+        if let (Some(i), Some(o)) = (&a.spi_in, &a.spi_out) {
+            line(
+                &mut out,
+                "esp",
+                &format!("spi in {i}, out {o}, {} rekeys", a.rekeys),
+            );
+        }
+        if let Some(t) = a.established_secs {
+            line(&mut out, "established", &ago(t));
+        }
+        if let Some(t) = a.idle_secs {
+            line(&mut out, "latest packet", &ago(t));
+        }
+        line(
+            &mut out,
+            "transfer",
+            &format!(
+                "{} received ({} packets), {} sent ({} packets)",
+                bytes(a.rx_bytes),
+                a.rx_packets,
+                bytes(a.tx_bytes),
+                a.tx_packets
+            ),
+        );
+    }
+    let c = &s.counters;
+    out.push_str(&format!(
+        "\ndropped: {} HIP, {} ESP replayed, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} too big\n",
+        c.hip_dropped, c.esp_replayed, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.too_big
+    ));
+    out
+}
+
+fn ago(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..=59 => format!("{s} seconds ago"),
+        60..=3599 => format!("{} minutes, {} seconds ago", s / 60, s % 60),
+        _ => format!("{} hours, {} minutes ago", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_unknown_ones_do_not() {
+        assert_eq!(Request::parse("status\n"), Some(Request::Status));
+        assert_eq!(Request::parse(" down "), Some(Request::Down));
+        assert_eq!(Request::parse("rm -rf /"), None);
+    }
+
+    #[test]
+    fn rendering_shows_peers_and_counters() {
+        let s = Status {
+            interface: "hip0".into(),
+            hit: "2001:25::1".into(),
+            lsi: "100.64.0.1".into(),
+            listen: vec!["0.0.0.0:10500".into()],
+            associations: vec![AssocStatus {
+                peer: "2001:25::2".into(),
+                name: Some("bob".into()),
+                lsi: Some("100.64.0.2".into()),
+                state: "ESTABLISHED".into(),
+                role: "initiator".into(),
+                locator: "198.51.100.2:10500".into(),
+                local: "0.0.0.0:10500".into(),
+                spi_in: Some("0x00001000".into()),
+                spi_out: Some("0x00002000".into()),
+                rekeys: 1,
+                rx_packets: 3,
+                rx_bytes: 3 * 1024 * 1024,
+                tx_packets: 2,
+                tx_bytes: 100,
+                established_secs: Some(75.0),
+                idle_secs: Some(1.0),
+            }],
+            counters: Counters {
+                esp_replayed: 4,
+                ..Counters::default()
+            },
+        };
+        let text = render(&s);
+        assert!(text.contains("peer: 2001:25::2 (bob)"));
+        assert!(text.contains("3.00 MiB received (3 packets), 100 B sent (2 packets)"));
+        assert!(text.contains("1 minutes, 15 seconds ago"));
+        assert!(text.contains("4 ESP replayed"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
+    }
+}

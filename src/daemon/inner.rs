@@ -1,0 +1,194 @@
+//! Inner packets at the edge of the tunnel: what the TUN device hands us (IPv6 between
+//! HITs, or IPv4 between LSIs) becomes a transport payload for `hip::Host::encapsulate`, and
+//! a delivered payload becomes an IP packet again.
+//!
+//! LSIs are local (RFC 7401 §4.5.1, shared/spec/hip.md §1.4): on the wire every transport
+//! checksum is computed over the HITs. A TCP or UDP flow that a local program opened to an
+//! LSI is remembered, so that its replies are delivered as IPv4 between LSIs; ICMP (IPv4)
+//! always travels as IPv4, ICMPv6 as IPv6, and any other inbound flow is delivered between
+//! HITs.
+
+use hip::esp;
+use hip::lsi::LsiPool;
+use hip::Hit;
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+
+const ICMP: u8 = 1;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+/// An outbound inner packet, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub peer: Hit,
+    pub next_header: u8,
+    /// Range of the transport payload in the buffer that was classified.
+    pub payload: core::ops::Range<usize>,
+}
+
+/// Why an inner packet from the TUN device is not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Malformed,
+    /// Source is not our HIT or LSI.
+    NotOurs,
+    /// Destination is neither a HIT nor an allocated LSI.
+    NoPeer,
+    /// IPv4 fragments and options are not carried (BEET has no room for them).
+    Unsupported,
+}
+
+/// Flows opened over LSIs, per peer: (protocol, our port, their port). Bounded: the
+/// oldest flow is forgotten first.
+#[derive(Debug, Default)]
+pub struct LsiFlows {
+    flows: HashMap<Hit, VecDeque<(u8, u16, u16)>>,
+}
+
+/// Flows remembered per peer.
+const FLOWS_PER_PEER: usize = 256;
+
+impl LsiFlows {
+    fn note(&mut self, peer: Hit, flow: (u8, u16, u16)) {
+        let list = self.flows.entry(peer).or_default();
+        if !list.contains(&flow) {
+            if list.len() == FLOWS_PER_PEER {
+                list.pop_front();
+            }
+            list.push_back(flow);
+        }
+    }
+
+    fn contains(&self, peer: &Hit, flow: (u8, u16, u16)) -> bool {
+        self.flows.get(peer).is_some_and(|l| l.contains(&flow))
+    }
+}
+
+/// The edge: our own HIT and LSI, the LSI pool, the LSI flow table.
+#[derive(Debug)]
+pub struct Edge {
+    pub hit: Hit,
+    pub lsi: Ipv4Addr,
+    pub pool: LsiPool,
+    pub flows: LsiFlows,
+}
+
+fn ports(next_header: u8, payload: &[u8]) -> Option<(u16, u16)> {
+    if (next_header == TCP || next_header == UDP) && payload.len() >= 4 {
+        Some((
+            u16::from_be_bytes([payload[0], payload[1]]),
+            u16::from_be_bytes([payload[2], payload[3]]),
+        ))
+    } else {
+        None
+    }
+}
+
+impl Edge {
+    /// Classifies the packet at `buf[start..end]` read from the TUN device; for IPv4 the
+    /// transport checksum is rewritten in place to the HIT form.
+    pub fn outgoing(
+        &mut self,
+        buf: &mut [u8],
+        start: usize,
+        end: usize,
+    ) -> Result<Outgoing, Refused> {
+        let packet = buf.get(start..end).ok_or(Refused::Malformed)?;
+        match packet.first().map(|b| b >> 4) {
+            Some(6) => {
+                let inner = esp::parse_ipv6(packet).map_err(|_| Refused::Malformed)?;
+                let (src, dst) = (Hit(inner.src), Hit(inner.dst));
+                if src != self.hit {
+                    return Err(Refused::NotOurs);
+                }
+                if !dst.is_orchid() {
+                    return Err(Refused::NoPeer);
+                }
+                Ok(Outgoing {
+                    peer: dst,
+                    next_header: inner.next_header,
+                    payload: start + inner.payload.start..start + inner.payload.end,
+                })
+            }
+            Some(4) => {
+                let inner = esp::parse_ipv4(packet).map_err(|e| match e {
+                    esp::EspError::Unsupported => Refused::Unsupported,
+                    _ => Refused::Malformed,
+                })?;
+                let (src, dst) = (Ipv4Addr::from(inner.src), Ipv4Addr::from(inner.dst));
+                if src != self.lsi {
+                    return Err(Refused::NotOurs);
+                }
+                let peer = self.pool.hit_for(dst).ok_or(Refused::NoPeer)?;
+                let payload = start + inner.payload.start..start + inner.payload.end;
+                let nh = inner.next_header;
+                if let Some((sport, dport)) = ports(nh, &buf[payload.clone()]) {
+                    self.flows.note(peer, (nh, sport, dport));
+                }
+                esp::rewrite_transport_checksum(
+                    nh,
+                    &mut buf[payload.clone()],
+                    &inner.src,
+                    &inner.dst,
+                    &self.hit.0,
+                    &peer.0,
+                );
+                Ok(Outgoing {
+                    peer,
+                    next_header: nh,
+                    payload,
+                })
+            }
+            _ => Err(Refused::Malformed),
+        }
+    }
+
+    /// Puts an IP header in front of a delivered payload at `buf[payload]` (which must have
+    /// at least 40 bytes before it) and returns the packet's range.
+    pub fn incoming(
+        &mut self,
+        buf: &mut [u8],
+        peer: Hit,
+        next_header: u8,
+        payload: core::ops::Range<usize>,
+    ) -> Option<core::ops::Range<usize>> {
+        let as_ipv4 = next_header == ICMP
+            || ports(next_header, &buf[payload.clone()]).is_some_and(|(sport, dport)| {
+                self.flows.contains(&peer, (next_header, dport, sport))
+            });
+        let len = payload.len();
+        if as_ipv4 {
+            let peer_lsi = self.pool.lsi_for(&peer).ok()?;
+            esp::rewrite_transport_checksum(
+                next_header,
+                &mut buf[payload.clone()],
+                &peer.0,
+                &self.hit.0,
+                &peer_lsi.octets(),
+                &self.lsi.octets(),
+            );
+            let start = payload.start.checked_sub(esp::IPV4_HEADER_LEN)?;
+            esp::write_ipv4_header(
+                &mut buf[start..payload.start],
+                peer_lsi.octets(),
+                self.lsi.octets(),
+                next_header,
+                len,
+                64,
+            );
+            Some(start..payload.end)
+        } else {
+            let start = payload.start.checked_sub(esp::IPV6_HEADER_LEN)?;
+            esp::write_ipv6_header(
+                &mut buf[start..payload.start],
+                peer.0,
+                self.hit.0,
+                next_header,
+                len,
+                64,
+            );
+            Some(start..payload.end)
+        }
+    }
+}

@@ -1,0 +1,820 @@
+//! The TUN device through which unmodified applications reach HITs and LSIs.
+//!
+//! [`Tun`] owns one layer-3 TUN device without the packet-information header: every
+//! [`Tun::recv`] returns exactly one IPv4 or IPv6 packet and every [`Tun::send`] writes one.
+//! [`Tun::create`] leaves the device fully configured: its fd non-blocking (register it with
+//! mio as `mio::unix::SourceFd(&tun.as_raw_fd())`), its MTU and txqueuelen set, no IPv6
+//! link-local address, the link up, the host's HIT as `HIT/28` (the kernel's connected route
+//! then sends all of 2001:20::/28 here) and optionally the LSI with its prefix and a route for
+//! the LSI range; it returns once the kernel delivers packets for both addresses locally.
+//! Dropping the `Tun` closes the fd; the device is never persistent, so the
+//! kernel then deletes it together with its addresses and routes. A leftover device would
+//! keep 2001:20::/28 and blackhole the next run, which is why `create` refuses to attach to
+//! an existing device instead of reusing it.
+//!
+//! Configuration goes over rtnetlink (`netlink-packet-route` + `netlink-sys`), not ioctls and
+//! not the `ip` tool. One mechanism covers everything we set: MTU, txqueuelen, link flags, the
+//! IPv6 address-generation mode (no ioctl for it) and IPv4/IPv6 addresses with their flags
+//! (`IFA_F_NODAD`, `IFA_F_NOPREFIXROUTE`; the ioctls take neither, and IPv4 ioctls assign a
+//! classful netmask first). The kernel answers each request with its own errno, so an error
+//! names the exact step that failed; running `ip`, as wg-quick does, would make a daemon depend
+//! on iproute2 being on PATH and parse its stderr. A netlink socket, like the TUN fd, belongs to
+//! the network namespace of the thread that opened it, so a thread that has entered a lab
+//! namespace configures its device there (tests/lab_tun.rs relies on that). The module has no
+//! `unsafe`: tun-tap does TUNSETIFF in its C shim and FIONBIO with its `libc` feature, and
+//! netlink-sys owns the socket system calls.
+//!
+//! The HIT is added with `IFA_F_NODAD` as the lab rules ask. Duplicate address detection would
+//! in fact not run here either way: the kernel skips it on `IFF_NOARP` devices and TUN devices
+//! are `IFF_NOARP`; the flag keeps the address usable at once should that ever change.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoTun, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use tun_tap::{Iface, Mode};
+
+/// The smallest MTU [`Tun::create`] accepts: IPv6 requires every link to carry 1280-byte
+/// packets, and the kernel removes IPv6 (and with it the HIT) from a device set below that.
+pub const MIN_MTU: u16 = 1280;
+
+/// The txqueuelen given to the device. The kernel's default of 500 drops packets as soon as
+/// the daemon falls a little behind a fast sender (measured in the lab, see LAB.md).
+pub const TX_QUEUE_LEN: u32 = 10_000;
+
+/// Prefix length of the HIT on the device: ORCHIDv2 HITs all live in 2001:20::/28.
+pub const HIT_PREFIX_LEN: u8 = 28;
+
+/// Longest interface name the kernel accepts (IFNAMSIZ less the terminating NUL). tun-tap
+/// would truncate a longer name silently; we refuse it instead.
+const MAX_NAME_LEN: usize = 15;
+
+/// `IFLA_TUN_PERSIST` inside a TUN device's `IFLA_INFO_DATA` (linux/if_link.h); the parser
+/// leaves TUN attributes raw.
+const IFLA_TUN_PERSIST: u16 = 6;
+
+/// BEET mode strips this much from an inner IPv6 packet (its fixed header) ...
+const BEET_IPV6_HEADER: u16 = 40;
+/// ... and this much from an inner IPv4 packet (its header without options).
+const BEET_IPV4_HEADER: u16 = 20;
+/// ESP header (SPI and sequence number) plus the explicit IV of AES-GCM/ChaCha20-Poly1305.
+const ESP_HEADER_AND_IV: u16 = 4 + 4 + 8;
+/// ESP trailer: pad length and next header.
+const ESP_TRAILER: u16 = 2;
+/// Integrity check value of the AEAD transforms.
+const ESP_ICV: u16 = 16;
+/// ESP pads payload + trailer to a multiple of 4 (RFC 4303 §2.4), i.e. 0 to 3 bytes.
+const ESP_ALIGN: u16 = 4;
+const UDP_HEADER: u16 = 8;
+const IPV4_HEADER: u16 = 20;
+const IPV6_HEADER: u16 = 40;
+
+/// The largest TUN MTU such that an inner IPv6 packet of that size, carried in BEET-mode ESP
+/// (its 40-byte header stripped; SPI, sequence number, 8-byte IV, 0–3 bytes of padding, 2-byte
+/// trailer, 16-byte ICV) inside UDP inside IPv4 (`outer_ipv6 == false`) or IPv6, fits in
+/// `path_mtu`.
+///
+/// The result is exact, not just safe: the padding depends on the payload length, so one byte
+/// more would, for some sizes, need 3 bytes of padding and exceed `path_mtu`. It is never below
+/// [`MIN_MTU`]: IPv6 needs 1280-byte links, so on paths narrower than 1324 (IPv6) or 1304
+/// (IPv4) bytes the largest packets are fragmented by the outer IP layer, as RFC 4459 expects
+/// of tunnels. [`Tun::create`] gives IPv4 packets to LSIs a route MTU 20 bytes lower, since
+/// BEET strips only 20 bytes from them.
+pub fn mtu_for_path(path_mtu: u16, outer_ipv6: bool) -> u16 {
+    let outer = if outer_ipv6 { IPV6_HEADER } else { IPV4_HEADER };
+    let fixed = outer + UDP_HEADER + ESP_HEADER_AND_IV + ESP_ICV;
+    // What is left for the encrypted part (payload, padding, trailer), a multiple of ESP_ALIGN.
+    let encrypted = path_mtu.saturating_sub(fixed) / ESP_ALIGN * ESP_ALIGN;
+    let payload = encrypted.saturating_sub(ESP_TRAILER);
+    payload.saturating_add(BEET_IPV6_HEADER).max(MIN_MTU)
+}
+
+/// An operation on a TUN device, named in [`TunError::Os`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TunOp {
+    /// Opening the rtnetlink socket used to configure the device.
+    OpenNetlink,
+    /// Creating the device (opening /dev/net/tun and TUNSETIFF).
+    Create,
+    /// Making the device's fd non-blocking.
+    SetNonBlocking,
+    /// Looking the device up by name (existence check, index).
+    LookUp,
+    /// Setting the MTU.
+    SetMtu(u16),
+    /// Setting the transmit queue length.
+    SetTxQueueLen(u32),
+    /// Turning off IPv6 link-local address generation.
+    DisableLinkLocal,
+    /// Bringing the link up.
+    SetUp,
+    /// Adding an address with its prefix length.
+    AddAddress(IpAddr, u8),
+    /// Adding the route for the LSI range (network, prefix length).
+    AddLsiRoute(Ipv4Addr, u8),
+    /// Waiting until the kernel delivers packets for an address of ours locally.
+    AwaitAddress(IpAddr),
+}
+
+/// Why a TUN device could not be created or configured. Every variant names the device.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TunError {
+    /// The requested name is not one the kernel would keep unchanged.
+    InvalidName {
+        /// The requested name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The requested MTU is below [`MIN_MTU`].
+    MtuTooSmall {
+        /// The device.
+        name: String,
+        /// The requested MTU.
+        mtu: u16,
+    },
+    /// The address given as the HIT is not in 2001:20::/28.
+    NotAHit {
+        /// The device.
+        name: String,
+        /// The address given.
+        hit: Ipv6Addr,
+    },
+    /// The LSI prefix length is longer than 32.
+    InvalidLsiPrefix {
+        /// The device.
+        name: String,
+        /// The prefix length given.
+        prefix_len: u8,
+    },
+    /// A network device of that name exists already, perhaps left by an earlier run.
+    AlreadyExists {
+        /// The device.
+        name: String,
+    },
+    /// A system call or rtnetlink request failed.
+    Os {
+        /// The device.
+        name: String,
+        /// What was being done.
+        op: TunOp,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+}
+
+impl TunError {
+    fn os(name: &str, op: TunOp) -> impl FnOnce(io::Error) -> TunError + '_ {
+        move |source| TunError::Os {
+            name: name.to_owned(),
+            op,
+            source,
+        }
+    }
+}
+
+impl fmt::Display for TunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunError::InvalidName { name, reason } => {
+                write!(f, "creating TUN device {name:?}: invalid name: {reason}")
+            }
+            TunError::MtuTooSmall { name, mtu } => write!(
+                f,
+                "creating TUN device {name}: MTU {mtu} is below IPv6's minimum of {MIN_MTU}"
+            ),
+            TunError::NotAHit { name, hit } => write!(
+                f,
+                "creating TUN device {name}: {hit} is not a HIT (not in 2001:20::/28)"
+            ),
+            TunError::InvalidLsiPrefix { name, prefix_len } => write!(
+                f,
+                "creating TUN device {name}: LSI prefix length {prefix_len} is longer than 32"
+            ),
+            TunError::AlreadyExists { name } => write!(
+                f,
+                "creating TUN device {name}: a network device of that name already exists \
+                 (left over from an earlier run? remove it with `ip link del {name}`)"
+            ),
+            TunError::Os { name, op, source } => {
+                match op {
+                    TunOp::OpenNetlink => {
+                        write!(
+                            f,
+                            "opening an rtnetlink socket to configure TUN device {name}"
+                        )
+                    }
+                    TunOp::Create => write!(f, "creating TUN device {name}"),
+                    TunOp::SetNonBlocking => write!(f, "making TUN device {name} non-blocking"),
+                    TunOp::LookUp => write!(f, "looking up TUN device {name}"),
+                    TunOp::SetMtu(mtu) => write!(f, "setting MTU {mtu} on TUN device {name}"),
+                    TunOp::SetTxQueueLen(len) => {
+                        write!(f, "setting txqueuelen {len} on TUN device {name}")
+                    }
+                    TunOp::DisableLinkLocal => write!(
+                        f,
+                        "turning off IPv6 link-local addresses on TUN device {name}"
+                    ),
+                    TunOp::SetUp => write!(f, "bringing TUN device {name} up"),
+                    TunOp::AddAddress(addr, len) => {
+                        write!(f, "adding address {addr}/{len} to TUN device {name}")
+                    }
+                    TunOp::AddLsiRoute(net, len) => {
+                        write!(f, "adding route {net}/{len} via TUN device {name}")
+                    }
+                    TunOp::AwaitAddress(addr) => write!(
+                        f,
+                        "waiting for address {addr} on TUN device {name} to become usable"
+                    ),
+                }?;
+                write!(f, ": {source}")?;
+                match source.raw_os_error() {
+                    Some(libc::EPERM | libc::EACCES) => {
+                        write!(f, " (run as root or with CAP_NET_ADMIN)")
+                    }
+                    Some(libc::ENOENT) if *op == TunOp::Create => {
+                        write!(f, " (no /dev/net/tun: is the tun module loaded?)")
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for TunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TunError::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A configured TUN device; see the module documentation. Dropping it deletes the device.
+#[derive(Debug)]
+pub struct Tun {
+    iface: Iface,
+    index: u32,
+    mtu: u16,
+}
+
+impl Tun {
+    /// Creates and configures TUN device `name` in the calling thread's network namespace.
+    ///
+    /// The device gets MTU `mtu` (at least [`MIN_MTU`]; see [`mtu_for_path`]), txqueuelen
+    /// [`TX_QUEUE_LEN`], no IPv6 link-local address (so the kernel sends no router
+    /// solicitations through it), the address `hit/28` and, if `lsi` is given as
+    /// `(address, prefix_len)`, that address with a route for its range whose MTU is 20 bytes
+    /// below `mtu` (BEET strips 20 bytes from an IPv4 packet but 40 from an IPv6 one, so an
+    /// IPv4 packet of the device MTU would not fit the path). Needs CAP_NET_ADMIN.
+    ///
+    /// Fails with [`TunError::AlreadyExists`] rather than attaching to an existing device:
+    /// reusing a persistent leftover would leave it behind again on drop.
+    pub fn create(
+        name: &str,
+        mtu: u16,
+        hit: Ipv6Addr,
+        lsi: Option<(Ipv4Addr, u8)>,
+    ) -> Result<Tun, TunError> {
+        check_name(name)?;
+        if mtu < MIN_MTU {
+            return Err(TunError::MtuTooSmall {
+                name: name.to_owned(),
+                mtu,
+            });
+        }
+        if !is_hit(hit) {
+            return Err(TunError::NotAHit {
+                name: name.to_owned(),
+                hit,
+            });
+        }
+        if let Some((_, prefix_len)) = lsi {
+            if prefix_len > 32 {
+                return Err(TunError::InvalidLsiPrefix {
+                    name: name.to_owned(),
+                    prefix_len,
+                });
+            }
+        }
+
+        let mut rtnl = Rtnl::open().map_err(TunError::os(name, TunOp::OpenNetlink))?;
+        // TUNSETIFF attaches to an existing persistent TUN of the same name instead of failing;
+        // look first so that a leftover is reported, not silently reused.
+        if rtnl
+            .link_by_name(name)
+            .map_err(TunError::os(name, TunOp::LookUp))?
+            .is_some()
+        {
+            return Err(TunError::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        let iface = Iface::without_packet_info(name, Mode::Tun)
+            .map_err(TunError::os(name, TunOp::Create))?;
+        iface
+            .set_non_blocking()
+            .map_err(TunError::os(name, TunOp::SetNonBlocking))?;
+        let link = rtnl
+            .link_by_name(name)
+            .map_err(TunError::os(name, TunOp::LookUp))?
+            .ok_or_else(|| {
+                TunError::os(name, TunOp::LookUp)(io::Error::from_raw_os_error(libc::ENODEV))
+            })?;
+        if link.persistent {
+            // Someone created a persistent device of this name between our look-up and
+            // TUNSETIFF. Dropping `iface` detaches from it and leaves it as it was.
+            return Err(TunError::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        let index = link.index;
+
+        // Link-local generation must be off before the link goes up: going up is what
+        // creates the fe80:: address.
+        rtnl.set_link(index, |m| {
+            m.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                    vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                )]))
+        })
+        .map_err(TunError::os(name, TunOp::DisableLinkLocal))?;
+        rtnl.set_link(index, |m| {
+            m.attributes.push(LinkAttribute::Mtu(u32::from(mtu)))
+        })
+        .map_err(TunError::os(name, TunOp::SetMtu(mtu)))?;
+        rtnl.set_link(index, |m| {
+            m.attributes.push(LinkAttribute::TxQueueLen(TX_QUEUE_LEN))
+        })
+        .map_err(TunError::os(name, TunOp::SetTxQueueLen(TX_QUEUE_LEN)))?;
+        rtnl.set_link(index, |m| {
+            m.header.flags = LinkFlags::Up;
+            m.header.change_mask = LinkFlags::Up;
+        })
+        .map_err(TunError::os(name, TunOp::SetUp))?;
+
+        let hit = IpAddr::V6(hit);
+        rtnl.add_address(index, hit, HIT_PREFIX_LEN, AddressFlags::Nodad)
+            .map_err(TunError::os(name, TunOp::AddAddress(hit, HIT_PREFIX_LEN)))?;
+        if let Some((lsi, prefix_len)) = lsi {
+            // Without IFA_F_NOPREFIXROUTE the kernel would add the range's route itself, but
+            // without the lower MTU; we add it below instead.
+            rtnl.add_address(
+                index,
+                IpAddr::V4(lsi),
+                prefix_len,
+                AddressFlags::Noprefixroute,
+            )
+            .map_err(TunError::os(
+                name,
+                TunOp::AddAddress(IpAddr::V4(lsi), prefix_len),
+            ))?;
+            if prefix_len < 32 {
+                let network = ipv4_network(lsi, prefix_len);
+                let route_mtu = mtu - (BEET_IPV6_HEADER - BEET_IPV4_HEADER);
+                rtnl.add_lsi_route(index, lsi, prefix_len, route_mtu)
+                    .map_err(TunError::os(name, TunOp::AddLsiRoute(network, prefix_len)))?;
+            }
+        }
+
+        // The kernel installs an IPv6 address's local route from its address work queue,
+        // just after RTM_NEWADDR has returned: in that window (under a millisecond here) a
+        // packet to the HIT is dropped as Ip6InAddrErrors. Return only once both addresses
+        // are deliverable, so that the first reply written to the device is not lost.
+        let ours = std::iter::once(hit).chain(lsi.map(|(lsi, _)| IpAddr::V4(lsi)));
+        for addr in ours {
+            rtnl.await_local(addr)
+                .map_err(TunError::os(name, TunOp::AwaitAddress(addr)))?;
+        }
+
+        tracing::debug!(device = name, index, mtu, %hit, ?lsi, "TUN device up");
+        Ok(Tun { iface, index, mtu })
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        self.iface.name()
+    }
+
+    /// The device's interface index (stable while the `Tun` lives).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The MTU the device was created with.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// Reads one packet into `buf` and returns its length; `WouldBlock` when none is queued.
+    /// A packet longer than `buf` is truncated, so give it at least [`Tun::mtu`] bytes.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.iface.recv(buf)
+    }
+
+    /// Writes one IPv4 or IPv6 packet to the kernel, as if it had arrived on the device. The
+    /// kernel drops malformed packets silently; `WouldBlock` is not expected in practice (TUN
+    /// writes do not wait for queue space).
+    pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        self.iface.send(packet)
+    }
+}
+
+impl AsRawFd for Tun {
+    fn as_raw_fd(&self) -> RawFd {
+        self.iface.as_raw_fd()
+    }
+}
+
+/// Refuses names the kernel would reject or tun-tap would change: tun-tap truncates long
+/// names, and `%d` templates make the kernel choose, which defeats the existence check.
+fn check_name(name: &str) -> Result<(), TunError> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("longer than 15 bytes")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' are reserved")
+    } else if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c == '%' || c.is_whitespace() || c == '\0')
+    {
+        Some("contains '/', ':', '%', NUL or whitespace")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(TunError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `addr` is in the ORCHIDv2 prefix 2001:20::/28.
+fn is_hit(addr: Ipv6Addr) -> bool {
+    let s = addr.segments();
+    s[0] == 0x2001 && s[1] & 0xfff0 == 0x0020
+}
+
+fn ipv4_network(addr: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix_len))
+        .unwrap_or(0);
+    Ipv4Addr::from(u32::from(addr) & mask)
+}
+
+/// What [`Rtnl::link_by_name`] reports about a device.
+struct Link {
+    index: u32,
+    persistent: bool,
+}
+
+/// A blocking rtnetlink request/acknowledge channel; configuration only, not the hot path.
+struct Rtnl {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Rtnl {
+    fn open() -> io::Result<Rtnl> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Rtnl { socket, seq: 0 })
+    }
+
+    /// Sends one request with NLM_F_ACK and returns the replies that precede the kernel's
+    /// acknowledgement, or the errno that the kernel answered instead.
+    fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+
+        let mut replies = Vec::new();
+        loop {
+            let (datagram, _) = self.socket.recv_from_full()?;
+            let mut rest = &datagram[..];
+            while !rest.is_empty() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                // Messages in one datagram are 4-byte aligned.
+                let len = (reply.header.length as usize + 3) & !3;
+                rest = rest.get(len..).unwrap_or_default();
+                if reply.header.sequence_number != self.seq {
+                    continue; // not ours (nothing else is outstanding, but be strict)
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(e) if e.code.is_none() => return Ok(replies),
+                    NetlinkPayload::Error(e) => return Err(e.to_io()),
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => replies.push(m),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The device called `name`, or `None` if there is none.
+    fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        let replies = match self.request(RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(replies) => replies,
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(replies.into_iter().find_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => Some(Link {
+                index: link.header.index,
+                persistent: is_persistent_tun(&link),
+            }),
+            _ => None,
+        }))
+    }
+
+    /// Changes attributes or flags of device `index` (RTM_SETLINK); `edit` fills the message.
+    fn set_link(&mut self, index: u32, edit: impl FnOnce(&mut LinkMessage)) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        edit(&mut m);
+        self.request(RouteNetlinkMessage::SetLink(m), 0).map(drop)
+    }
+
+    fn add_address(
+        &mut self,
+        index: u32,
+        addr: IpAddr,
+        prefix_len: u8,
+        flags: AddressFlags,
+    ) -> io::Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = match addr {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        m.header.prefix_len = prefix_len;
+        m.header.scope = AddressScope::Universe;
+        m.header.index = index;
+        // The header has room for the low 8 flag bits only; IFA_FLAGS carries all of them.
+        m.header.flags = AddressHeaderFlags::from_bits_truncate(flags.bits() as u8);
+        // IFA_LOCAL is the address; IFA_ADDRESS is the peer on point-to-point links (TUN is
+        // one), and the same address when there is no peer, as iproute2 sends it.
+        m.attributes.push(AddressAttribute::Local(addr));
+        m.attributes.push(AddressAttribute::Address(addr));
+        m.attributes.push(AddressAttribute::Flags(flags));
+        self.request(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Routes the range of `lsi`/`prefix_len` to device `index` with route MTU `mtu`, like the
+    /// kernel's own prefix route (scope link, preferred source the LSI) plus the MTU.
+    fn add_lsi_route(
+        &mut self,
+        index: u32,
+        lsi: Ipv4Addr,
+        prefix_len: u8,
+        mtu: u16,
+    ) -> io::Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = prefix_len;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Link;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                ipv4_network(lsi, prefix_len),
+            )));
+        m.attributes.push(RouteAttribute::Oif(index));
+        m.attributes
+            .push(RouteAttribute::PrefSource(RouteAddress::Inet(lsi)));
+        m.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(u32::from(
+                mtu,
+            ))]));
+        self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL)
+            .map(drop)
+    }
+
+    /// The type of the route the kernel picks for `addr` (as `ip route get`), or `None` if
+    /// it has none.
+    fn route_type(&mut self, addr: IpAddr) -> io::Result<Option<RouteType>> {
+        let mut m = RouteMessage::default();
+        (m.header.address_family, m.header.destination_prefix_length) = match addr {
+            IpAddr::V4(_) => (AddressFamily::Inet, 32),
+            IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+        };
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(addr)));
+        match self.request(RouteNetlinkMessage::GetRoute(m), 0) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|reply| match reply {
+                RouteNetlinkMessage::NewRoute(route) => Some(route.header.kind),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until packets to `addr` are delivered locally (its route is of type local).
+    fn await_local(&mut self, addr: IpAddr) -> io::Result<()> {
+        let deadline = Instant::now() + AWAIT_LOCAL_TIMEOUT;
+        while self.route_type(addr)? != Some(RouteType::Local) {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no local route after {AWAIT_LOCAL_TIMEOUT:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+}
+
+/// How long [`Rtnl::await_local`] waits; the kernel takes well under a millisecond.
+const AWAIT_LOCAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether an RTM_NEWLINK reply describes a TUN device with `IFF_PERSIST` set.
+fn is_persistent_tun(link: &LinkMessage) -> bool {
+    use netlink_packet_core::Nla;
+    link.attributes.iter().any(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos.iter().any(|info| match info {
+            LinkInfo::Data(InfoData::Tun(tun)) => tun.iter().any(|nla| match nla {
+                InfoTun::Other(nla) if nla.kind() == IFLA_TUN_PERSIST => {
+                    let mut value = [0u8; 1];
+                    if nla.value_len() != value.len() {
+                        return false;
+                    }
+                    nla.emit_value(&mut value);
+                    value[0] != 0
+                }
+                _ => false,
+            }),
+            _ => false,
+        }),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes on the wire for an inner IPv6 packet of `inner` bytes, computed step by step
+    /// the way the ESP code builds it.
+    fn wire_len(inner: u16, outer_ipv6: bool) -> u32 {
+        let payload = u32::from(inner) - 40;
+        let unpadded = payload + 2;
+        let padding = (4 - unpadded % 4) % 4;
+        assert!(padding <= 3);
+        let esp = 4 + 4 + 8 + unpadded + padding + 16;
+        let outer = if outer_ipv6 { 40 } else { 20 };
+        outer + 8 + esp
+    }
+
+    #[test]
+    fn mtu_for_common_paths() {
+        // 1500 - 20 (IPv4) - 8 (UDP) - 16 (SPI, seq, IV) - 16 (ICV) = 1440 = 1438 + 2,
+        // no padding: 1438 + 40 = 1478.
+        assert_eq!(mtu_for_path(1500, false), 1478);
+        assert_eq!(wire_len(1478, false), 1500);
+        assert_eq!(mtu_for_path(1500, true), 1458);
+        assert_eq!(wire_len(1458, true), 1500);
+        assert_eq!(mtu_for_path(9000, false), 8978);
+        assert_eq!(mtu_for_path(65535, true), 65490);
+    }
+
+    #[test]
+    fn mtu_for_path_is_the_largest_that_fits() {
+        for outer_ipv6 in [false, true] {
+            for path in 0..=u16::MAX {
+                let mtu = mtu_for_path(path, outer_ipv6);
+                assert!(mtu >= MIN_MTU);
+                if mtu > MIN_MTU || wire_len(MIN_MTU, outer_ipv6) <= u32::from(path) {
+                    assert!(
+                        wire_len(mtu, outer_ipv6) <= u32::from(path),
+                        "path {path} v6 {outer_ipv6}: {mtu} does not fit"
+                    );
+                    if let Some(next) = mtu.checked_add(1) {
+                        assert!(
+                            wire_len(next, outer_ipv6) > u32::from(path),
+                            "path {path} v6 {outer_ipv6}: {next} would fit too"
+                        );
+                    }
+                } else {
+                    assert_eq!(
+                        mtu, MIN_MTU,
+                        "narrow path {path} is clamped to IPv6's minimum"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn narrow_paths_keep_ipv6_minimum() {
+        assert_eq!(mtu_for_path(0, false), MIN_MTU);
+        assert_eq!(mtu_for_path(1280, true), MIN_MTU);
+        // The narrowest paths that carry a 1280-byte inner packet without fragmentation.
+        assert_eq!(wire_len(MIN_MTU, false), 1304);
+        assert_eq!(wire_len(MIN_MTU, true), 1324);
+        assert_eq!(mtu_for_path(1323, true), MIN_MTU);
+        // At 1324 the two bytes of padding a 1280-byte packet needs become room for data.
+        assert_eq!(mtu_for_path(1324, true), 1282);
+        assert_eq!(mtu_for_path(1303, false), MIN_MTU);
+        assert_eq!(mtu_for_path(1304, false), 1282);
+    }
+
+    #[test]
+    fn names_the_kernel_would_change_are_refused() {
+        assert!(check_name("hip0").is_ok());
+        assert!(check_name("hb-0123456789ab").is_ok());
+        for bad in [
+            "",
+            "hb-0123456789abc",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "tun%d",
+            "a b",
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(TunError::InvalidName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn hit_prefix() {
+        assert!(is_hit("2001:20::1".parse().unwrap()));
+        assert!(is_hit("2001:2f:ffff::1".parse().unwrap()));
+        assert!(!is_hit("2001:30::1".parse().unwrap()));
+        assert!(!is_hit("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn lsi_network() {
+        let lsi = Ipv4Addr::new(1, 2, 3, 4);
+        assert_eq!(ipv4_network(lsi, 8), Ipv4Addr::new(1, 0, 0, 0));
+        assert_eq!(ipv4_network(lsi, 0), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(ipv4_network(lsi, 32), lsi);
+    }
+
+    #[test]
+    fn errors_name_device_and_step() {
+        let e = TunError::os("hip0", TunOp::Create)(io::Error::from_raw_os_error(libc::EPERM));
+        let text = e.to_string();
+        assert!(text.starts_with("creating TUN device hip0: "), "{text}");
+        assert!(
+            text.ends_with("(run as root or with CAP_NET_ADMIN)"),
+            "{text}"
+        );
+        let e = TunError::os("hip0", TunOp::AddAddress("2001:20::1".parse().unwrap(), 28))(
+            io::Error::from_raw_os_error(libc::EEXIST),
+        );
+        assert!(e
+            .to_string()
+            .starts_with("adding address 2001:20::1/28 to TUN device hip0: "));
+    }
+}
