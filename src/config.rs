@@ -617,6 +617,10 @@ impl Config {
             // Back-off doubles the timeout up to `max_timeout`; a first timeout above that
             // cap would make the retries come faster than the first try, so lift the cap.
             max_timeout: defaults.max_timeout.max(i1_timeout),
+            replay_window: self.esp.replay_window as usize,
+            rekey_after_packets: self.esp.rekey_after_packets,
+            rekey_after: self.esp.rekey_after().unwrap_or(Duration::ZERO),
+            queue_per_peer: self.esp.queue_per_peer as usize,
             ..defaults
         }
     }

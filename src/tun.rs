@@ -7,10 +7,13 @@
 //! link-local address, the link up, the host's HIT as `HIT/28` (the kernel's connected route
 //! then sends all of 2001:20::/28 here) and optionally the LSI with its prefix and a route for
 //! the LSI range; it returns once the kernel delivers packets for both addresses locally.
-//! Dropping the `Tun` closes the fd; the device is never persistent, so the
-//! kernel then deletes it together with its addresses and routes. A leftover device would
-//! keep 2001:20::/28 and blackhole the next run, which is why `create` refuses to attach to
-//! an existing device instead of reusing it.
+//! Dropping the `Tun` deletes the device (RTM_DELLINK), and with it its addresses and routes,
+//! before it closes the fd. Closing alone would do it too, since the device is never
+//! persistent, but not always at once: a child process that another thread is spawning holds
+//! a copy of every fd until it execs, and the device lives until the last copy closes (the
+//! tests saw this). If the process dies instead, the fd closes and the kernel deletes the
+//! device all the same. A leftover device would keep 2001:20::/28 and blackhole the next run,
+//! which is also why `create` refuses to attach to an existing device instead of reusing it.
 //!
 //! Configuration goes over rtnetlink (`netlink-packet-route` + `netlink-sys`), not ioctls and
 //! not the `ip` tool. One mechanism covers everything we set: MTU, txqueuelen, link flags, the
@@ -278,6 +281,9 @@ pub struct Tun {
     iface: Iface,
     index: u32,
     mtu: u16,
+    /// Kept for deleting the device on drop: the socket stays in the namespace the device
+    /// was created in, whichever thread drops the `Tun`.
+    rtnl: Rtnl,
 }
 
 impl Tun {
@@ -410,7 +416,12 @@ impl Tun {
         }
 
         tracing::debug!(device = name, index, mtu, %hit, ?lsi, "TUN device up");
-        Ok(Tun { iface, index, mtu })
+        Ok(Tun {
+            iface,
+            index,
+            mtu,
+            rtnl,
+        })
     }
 
     /// The device's name.
@@ -439,6 +450,18 @@ impl Tun {
     /// writes do not wait for queue space).
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
         self.iface.send(packet)
+    }
+}
+
+impl Drop for Tun {
+    fn drop(&mut self) {
+        match self.rtnl.delete_link(self.index) {
+            Ok(()) => tracing::debug!(device = self.name(), "TUN device deleted"),
+            // Already gone (deleted by hand): nothing is left behind.
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+            // Closing the fd (right after this) still deletes it, perhaps a little later.
+            Err(e) => tracing::warn!(device = self.name(), error = %e, "deleting TUN device"),
+        }
     }
 }
 
@@ -494,6 +517,7 @@ struct Link {
 }
 
 /// A blocking rtnetlink request/acknowledge channel; configuration only, not the hot path.
+#[derive(Debug)]
 struct Rtnl {
     socket: Socket,
     seq: u32,
@@ -564,6 +588,13 @@ impl Rtnl {
             }),
             _ => None,
         }))
+    }
+
+    /// Deletes device `index` (RTM_DELLINK).
+    fn delete_link(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(m), 0).map(drop)
     }
 
     /// Changes attributes or flags of device `index` (RTM_SETLINK); `edit` fills the message.
@@ -799,6 +830,13 @@ mod tests {
         assert_eq!(ipv4_network(lsi, 8), Ipv4Addr::new(1, 0, 0, 0));
         assert_eq!(ipv4_network(lsi, 0), Ipv4Addr::UNSPECIFIED);
         assert_eq!(ipv4_network(lsi, 32), lsi);
+    }
+
+    #[test]
+    fn tun_can_move_to_and_be_shared_with_other_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Tun>();
+        send_sync::<TunError>();
     }
 
     #[test]

@@ -1,0 +1,82 @@
+# Shared by the namespace lab tests: node set-up on top of scripts/lab.sh, and checks that
+# count passes and failures. Source it after setting HB (the hipbone binary).
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lab.sh"
+
+PASSED=0
+FAILED=0
+
+# check NAME CMD...: runs CMD, records and prints the outcome.
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    echo "ok   $name"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL $name"
+  fi
+}
+
+# finish: the closing line the test runner reads, and the exit status.
+finish() {
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}
+
+# node_config NAME PEER_NAME PEER_ADDR [EXTRA_TOML]: a key and a config for node NAME in the
+# lab's state directory, with PEER_NAME as its one static peer (its key must exist too).
+node_key() {
+  local key
+  key="$(lab_state)/$1.key"
+  [ -f "$key" ] || "$HB" genkey -o "$key" 2>/dev/null
+  echo "$key"
+}
+
+node_hit() { "$HB" hit -k "$(node_key "$1")"; }
+
+node_config() {
+  local name=$1 peer=$2 peer_addr=$3 extra=${4:-}
+  local dir
+  dir=$(lab_state)
+  cat >"$dir/$name.toml" <<TOML
+[interface]
+identity = "$(node_key "$name")"
+control = "$dir/$name.sock"
+$extra
+
+[[peer]]
+hit = "$(node_hit "$peer")"
+locators = ["$peer_addr"]
+name = "$peer"
+TOML
+}
+
+# node_up NAME: starts the node of host NAME and waits for its control socket.
+node_up() {
+  local dir
+  dir=$(lab_state)
+  lab_spawn "$1" "$HB" up -c "$dir/$1.toml" -vv >>"$dir/$1.log" 2>&1
+  eval "NODE_PID_$1=$LAB_PID"
+  for _ in $(seq 50); do
+    "$HB" status -c "$dir/$1.toml" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "node $1 did not come up; its log:" >&2
+  tail -20 "$dir/$1.log" >&2
+  return 1
+}
+
+# node_down NAME: stops the node by the PID this script started.
+node_down() {
+  local pid_var="NODE_PID_$1"
+  kill "${!pid_var}" 2>/dev/null
+  wait "${!pid_var}" 2>/dev/null || true
+}
+
+node_status_json() { "$HB" status --json -c "$(lab_state)/$1.toml"; }
+
+# node_field NAME PYTHON_EXPR: evaluates EXPR on the status JSON (as `s`) of node NAME.
+node_field() {
+  node_status_json "$1" | python3 -c "import json,sys; s=json.load(sys.stdin); print($2)"
+}
