@@ -8,9 +8,10 @@
 #
 # Stable toolchain, no cargo-fuzz. The flags cargo-fuzz passes for coverage guidance
 # (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*, --cfg fuzzing) are stable
-# codegen options, so the build is the one `cargo fuzz build -s none` makes. What stable
-# lacks is cargo-fuzz's default AddressSanitizer (-Zsanitizer=address): we go without it,
-# since hip and overlay forbid unsafe code and a Rust panic is what the targets look for.
+# codegen options, so the targets are coverage-guided exactly as under `cargo fuzz run
+# -s none`. What stable lacks is cargo-fuzz's default AddressSanitizer (-Zsanitizer=address,
+# nightly only): we go without it, since the targets reach no unsafe code of ours (hip
+# forbids it) and what they look for is a panic or a broken assertion.
 # Overflow checks and debug assertions for our crates come from fuzz/Cargo.toml's profile.
 # libfuzzer-sys compiles libFuzzer itself, which needs a C++ compiler.
 #
@@ -21,6 +22,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 seconds=${FUZZ_SECONDS:-20}
+# libFuzzer reads -max_total_time=0 as "no limit".
+case $seconds in
+  '' | *[!0-9]* | 0) echo "fuzz-smoke: FUZZ_SECONDS must be a whole number above 0" >&2; exit 1 ;;
+esac
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   # Every [[bin]] of fuzz/Cargo.toml, so that a new target is never left out.
@@ -66,7 +71,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/$t" "artifacts/$t"
   args=(-max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048
         -print_final_stats=1 -artifact_prefix="artifacts/$t/" "$work/$t")
-  [ -d "seeds/$t" ] && args+=("seeds/$t")
+  if [ -d "seeds/$t" ]; then args+=("seeds/$t"); fi
   echo "+ fuzz/$bin ${args[*]}"
   if ! "$bin" "${args[@]}" >"$work/$t.log" 2>&1; then
     tail -n 60 "$work/$t.log" >&2
