@@ -53,7 +53,7 @@ pub const DEFAULT_PORT: u16 = 10500;
 /// [`Interface::lsi_mtu`] = `mtu - 20` to keep outer packets within `path_mtu`.
 pub const ESP_UDP_OVERHEAD: u32 = 40 + 8 + 8 + 8 + 3 + 2 + 16 - 40;
 
-/// How many bytes more an IPv4 header is short of an IPv6 header (see [`ESP_UDP_OVERHEAD`]).
+/// How much shorter an IPv4 header is than an IPv6 header (see [`ESP_UDP_OVERHEAD`]).
 const IPV4_HEADER_SHORTFALL: u32 = 40 - 20;
 
 /// The largest configuration file read. A real one is a few kilobytes; the bound keeps
@@ -174,7 +174,7 @@ impl Interface {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Esp {
-    /// Anti-replay window, in packets.
+    /// Anti-replay window, in packets (hip rounds it up to a multiple of 64).
     pub replay_window: u32,
     /// Rekey an SA after this many packets.
     pub rekey_after_packets: u64,
@@ -258,7 +258,9 @@ pub struct LsiRange {
 }
 
 impl Default for LsiRange {
-    /// 100.64.0.0/16, in the RFC 6598 shared address space; docs/CONFIG.md says why.
+    /// 100.64.0.0/16, in the RFC 6598 shared address space: never routed on the Internet
+    /// (unlike HIP's conventional 1.0.0.0/8) and not where LANs live (unlike RFC 1918).
+    /// docs/CONFIG.md gives the whole reasoning.
     fn default() -> Self {
         LsiRange {
             network: Ipv4Addr::new(100, 64, 0, 0),
@@ -312,20 +314,32 @@ impl fmt::Display for LsiRange {
     }
 }
 
+/// Text that is not `a.b.c.d/n` with `n` ≤ 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LsiRangeError;
+
+impl fmt::Display for LsiRangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not an IPv4 prefix (like \"100.64.0.0/16\")")
+    }
+}
+
+impl std::error::Error for LsiRangeError {}
+
 impl FromStr for LsiRange {
-    type Err = ();
+    type Err = LsiRangeError;
 
     /// `a.b.c.d/n` with `n` ≤ 32.
-    fn from_str(s: &str) -> Result<LsiRange, ()> {
-        let (addr, len) = s.split_once('/').ok_or(())?;
-        let network = addr.parse().map_err(|_| ())?;
+    fn from_str(s: &str) -> Result<LsiRange, LsiRangeError> {
+        let (addr, len) = s.split_once('/').ok_or(LsiRangeError)?;
+        let network = addr.parse().map_err(|_| LsiRangeError)?;
         // u8::from_str would take "+8"; a prefix length is plain digits.
         if len.is_empty() || len.len() > 2 || !len.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
+            return Err(LsiRangeError);
         }
-        let prefix_len: u8 = len.parse().map_err(|_| ())?;
+        let prefix_len: u8 = len.parse().map_err(|_| LsiRangeError)?;
         if prefix_len > 32 {
-            return Err(());
+            return Err(LsiRangeError);
         }
         Ok(LsiRange {
             network,
@@ -334,97 +348,114 @@ impl FromStr for LsiRange {
     }
 }
 
-impl<'de> Deserialize<'de> for LsiRange {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(|()| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not an IPv4 prefix (like \"100.64.0.0/16\")"
-            ))
-        })
-    }
-}
-
 // ---- deserialisation of single values -------------------------------------------------
 //
-// Addresses and HITs are parsed by element types with their own `Deserialize`, so that the
-// toml deserialiser attaches the element's own span to an error (`peer[0].locators[1]`, not
-// just `peer[0].locators`), and the message quotes the text that was wrong.
+// Addresses, prefixes and HITs are strings parsed by a visitor: an error raised inside the
+// visitor carries the span of the value being deserialised, so that a bad element is
+// reported as `peer[0].locators[1]`, not just `peer[0].locators`. Messages quote the text.
+
+/// Deserialises a TOML string with `parse`, whose error message becomes the error.
+fn from_text<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Text<T>(fn(&str) -> Result<T, String>);
+
+    impl<T> serde::de::Visitor<'_> for Text<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.0)(v).map_err(E::custom)
+        }
+    }
+
+    d.deserialize_str(Text(parse))
+}
+
+fn parse_hit(text: &str) -> Result<Hit, String> {
+    text.parse().map_err(|_| match text.parse::<Ipv6Addr>() {
+        Ok(_) => format!("{text:?} is not a HIT (not in 2001:20::/28)"),
+        Err(_) => format!("{text:?} is not a HIT (not an IPv6 address)"),
+    })
+}
+
+fn parse_listen(text: &str) -> Result<IpAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an IP address (the port is interface.port)"))
+}
+
+fn parse_lsi(text: &str) -> Result<Option<Ipv4Addr>, String> {
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("{text:?} is not an IPv4 address"))
+}
+
+fn parse_lsi_range(text: &str) -> Result<LsiRange, String> {
+    text.parse().map_err(|e| format!("{text:?} is {e}"))
+}
+
+/// A peer locator: `IP`, `IP:port`, `[IPv6]` or `[IPv6]:port`; no port means
+/// [`DEFAULT_PORT`].
+fn parse_locator(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) => inner.parse().map(IpAddr::V6).ok(),
+        None => text.parse().ok(),
+    };
+    // DNS names are refused rather than resolved: start-up must not hang on, or silently
+    // depend on, a resolver.
+    let example = "like \"198.51.100.2:10500\" or \"[2001:db8::2]\"; names are not resolved";
+    ip.map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
+        .ok_or_else(|| format!("{text:?} is not an IP address with an optional port ({example})"))
+}
 
 fn de_hit<'de, D: Deserializer<'de>>(d: D) -> Result<Hit, D::Error> {
-    let text = String::deserialize(d)?;
-    match text.parse::<Hit>() {
-        Ok(hit) => Ok(hit),
-        Err(_) => Err(serde::de::Error::custom(match text.parse::<Ipv6Addr>() {
-            Ok(_) => format!("{text:?} is not a HIT (not in 2001:20::/28)"),
-            Err(_) => format!("{text:?} is not a HIT (not an IPv6 address)"),
-        })),
+    from_text(d, parse_hit)
+}
+
+fn de_lsi<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+    from_text(d, parse_lsi)
+}
+
+impl<'de> Deserialize<'de> for LsiRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_text(d, parse_lsi_range)
     }
 }
 
-/// One `listen` address.
+/// One `listen` address; a type of its own so that each element is deserialised (and its
+/// error located) separately.
 struct ListenAddr(IpAddr);
 
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map(ListenAddr).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not an IP address (the port is interface.port)"
-            ))
-        })
+        from_text(d, parse_listen).map(ListenAddr)
     }
 }
 
 fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
-    Ok(Vec::<ListenAddr>::deserialize(d)?
-        .into_iter()
-        .map(|a| a.0)
-        .collect())
+    let addrs = Vec::<ListenAddr>::deserialize(d)?;
+    Ok(addrs.into_iter().map(|a| a.0).collect())
 }
 
-fn de_lsi<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse()
-        .map(Some)
-        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an IPv4 address")))
-}
-
-/// One peer locator: `IP`, `IP:port`, `[IPv6]` or `[IPv6]:port`.
+/// One peer locator (see [`parse_locator`]).
 struct Locator(SocketAddr);
-
-impl Locator {
-    fn parse(text: &str) -> Option<SocketAddr> {
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Some(addr);
-        }
-        let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-            Some(inner) => IpAddr::V6(inner.parse().ok()?),
-            None => text.parse().ok()?,
-        };
-        Some(SocketAddr::new(ip, DEFAULT_PORT))
-    }
-}
 
 impl<'de> Deserialize<'de> for Locator {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Locator::parse(&text).map(Locator).ok_or_else(|| {
-            // DNS names are refused rather than resolved: start-up must not hang on, or
-            // silently depend on, a resolver.
-            serde::de::Error::custom(format!(
-                "{text:?} is not an IP address with an optional port \
-                 (like \"198.51.100.2:10500\" or \"[2001:db8::2]\"; names are not resolved)"
-            ))
-        })
+        from_text(d, parse_locator).map(Locator)
     }
 }
 
 fn de_locators<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
-    Ok(Vec::<Locator>::deserialize(d)?
-        .into_iter()
-        .map(|l| l.0)
-        .collect())
+    let locators = Vec::<Locator>::deserialize(d)?;
+    Ok(locators.into_iter().map(|l| l.0).collect())
 }
 
 // ---- errors -------------------------------------------------------------------------------
@@ -465,9 +496,8 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Read { path, source } => {
-                write!(f, "reading {}: {source}", path.display())
-            }
+            // The io::Error is the `source()`; callers print the chain, as for `KeyError`.
+            ConfigError::Read { path, .. } => write!(f, "reading {}", path.display()),
             ConfigError::Invalid {
                 origin,
                 line,
@@ -488,8 +518,12 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {
-    // The io::Error is printed in the message itself (one line, always the same shape), so
-    // it is not also returned as a source that `{:#}` would print a second time.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::Invalid { .. } => None,
+        }
+    }
 }
 
 /// A key path as written in TOML: `peer[1].locators[0]`.
@@ -606,7 +640,7 @@ impl Config {
         })
     }
 
-    /// The [`hip::Config`] for this node: the `[hip]` keys over hip's defaults.
+    /// The [`hip::Config`] for this node: the `[hip]` and `[esp]` keys over hip's defaults.
     pub fn to_hip_config(&self) -> hip::Config {
         let defaults = hip::Config::default();
         let i1_timeout = Duration::from_millis(self.hip.i1_timeout_ms);
@@ -617,8 +651,10 @@ impl Config {
             // Back-off doubles the timeout up to `max_timeout`; a first timeout above that
             // cap would make the retries come faster than the first try, so lift the cap.
             max_timeout: defaults.max_timeout.max(i1_timeout),
+            // u32 → usize is lossless on every target hipbone builds for (32 and 64 bits).
             replay_window: self.esp.replay_window as usize,
             rekey_after_packets: self.esp.rekey_after_packets,
+            // hip takes a zero duration as "never by time", like rekey_after_seconds = 0.
             rekey_after: self.esp.rekey_after().unwrap_or(Duration::ZERO),
             queue_per_peer: self.esp.queue_per_peer as usize,
             ..defaults
@@ -681,7 +717,7 @@ impl Document<'_> {
             &mut |path, span| {
                 let holds = span.start <= offset && offset < span.end.max(span.start + 1);
                 let len = span.end - span.start;
-                if holds && best.as_ref().map_or(true, |(l, _)| len <= *l) {
+                if holds && best.as_ref().is_none_or(|(l, _)| len <= *l) {
                     best = Some((len, path.clone()));
                 }
             },
@@ -964,7 +1000,7 @@ impl Config {
                 key("lsi_range"),
                 format!(
                     "interface.lsi_range = \"{range}\": the prefix length must be 8..=30 \
-                     (a /31 or /32 has no room for peers)"
+                     (the limits of the LSI pool)"
                 ),
             ));
         }
@@ -1027,11 +1063,13 @@ impl Config {
     fn check_esp(&self) -> Result<(), Broken> {
         let e = &self.esp;
         let key = |k: &str| KeyPath::of(&["esp", k]);
+        // The upper bound is hip's (a 128 KiB bitmap per SA); below 64 a window is smaller
+        // than one bitmap word and than RFC 4303's recommended size.
         in_range(
             key("replay_window"),
-            e.replay_window,
+            e.replay_window as usize,
             64,
-            1 << 20,
+            hip::esp::MAX_REPLAY_WINDOW,
             " packets",
         )?;
         // With 64-bit sequence numbers, at least 2^32 packets of margin for the rekey
@@ -1216,5 +1254,845 @@ pub fn load_or_create_identity(path: &Path) -> Result<HostIdentity, KeyError> {
         // Another process created it between our read and write: its key wins.
         Err(KeyError::AlreadyExists { .. }) => keys::read_key_file(path),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The RFC 8032 §7.1 TEST 1 key's HIT (tests/cli.rs uses the same).
+    const HIT: &str = "2001:25:94f8:6e7a:36ad:d203:ed89:625f";
+
+    /// The example of the design brief, every key set.
+    const EXAMPLE: &str = r#"
+[interface]
+identity = "/var/lib/hipbone/identity.key"   # private key file
+port = 10500
+listen = ["0.0.0.0", "::"]
+tun = "hip0"
+mtu = 1400
+path_mtu = 1500
+lsi_range = "100.64.0.0/16"
+lsi = "100.64.0.1"
+control = "/run/hipbone/hip0.sock"
+log = "info"
+
+[esp]
+replay_window = 8192
+rekey_after_packets = 4294967296
+rekey_after_seconds = 3600
+queue_per_peer = 64
+
+[hip]
+max_associations = 4096
+i1_timeout_ms = 500
+i1_tries = 10
+
+[[peer]]
+hit = "2001:25:94f8:6e7a:36ad:d203:ed89:625f"
+locators = ["198.51.100.2:10500", "[2001:db8:1::2]"]
+name = "bob"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "hipbone.toml")
+    }
+
+    /// The one-line message of a text expected to be refused; checks that it names the
+    /// file and `key`, and that `ConfigError::key` is `key`.
+    fn refused(text: &str, key: &str) -> String {
+        let e = match parse(text) {
+            Ok(c) => panic!("accepted {text:?}: {c:?}"),
+            Err(e) => e,
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with("hipbone.toml:"), "{msg}");
+        assert!(msg.contains(key), "{msg} does not name {key}");
+        assert!(!msg.contains('\n'), "more than one line: {msg}");
+        assert_eq!(e.key(), Some(key), "{msg}");
+        msg
+    }
+
+    /// One `[[peer]]` with a valid HIT and the given extra lines.
+    fn peer(extra: &str) -> String {
+        format!("[[peer]]\nhit = \"{HIT}\"\n{extra}\n")
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let c = parse(EXAMPLE).unwrap();
+        let i = &c.interface;
+        assert_eq!(i.identity, Path::new("/var/lib/hipbone/identity.key"));
+        assert_eq!(
+            i.listen_addrs(),
+            vec![
+                "0.0.0.0:10500".parse::<SocketAddr>().unwrap(),
+                "[::]:10500".parse().unwrap()
+            ]
+        );
+        assert_eq!((i.mtu, i.path_mtu), (1400, 1500));
+        assert_eq!(i.lsi_range.to_string(), "100.64.0.0/16");
+        assert_eq!(i.own_lsi(), Ipv4Addr::new(100, 64, 0, 1));
+        assert_eq!(i.control_path(), Path::new("/run/hipbone/hip0.sock"));
+        assert_eq!(c.esp.rekey_after_packets, 1 << 32);
+        assert_eq!(c.esp.rekey_after(), Some(Duration::from_secs(3600)));
+        assert_eq!(c.peers.len(), 1);
+        let p = &c.peers[0];
+        assert_eq!(p.hit, HIT.parse().unwrap());
+        assert_eq!(
+            p.locators,
+            vec![
+                "198.51.100.2:10500".parse::<SocketAddr>().unwrap(),
+                "[2001:db8:1::2]:10500".parse().unwrap()
+            ]
+        );
+        assert_eq!(p.name.as_deref(), Some("bob"));
+        // Every value of the example is a default, so only the peer differs.
+        assert_eq!(
+            Config {
+                peers: Vec::new(),
+                interface: Interface {
+                    listen: Vec::new(),
+                    lsi: None,
+                    control: None,
+                    ..c.interface.clone()
+                },
+                ..c.clone()
+            },
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn empty_text_gives_the_defaults() {
+        for text in [
+            "",
+            "\n",
+            "# nothing but a comment\n",
+            "[interface]\n[esp]\n[hip]\n",
+        ] {
+            assert_eq!(parse(text).unwrap(), Config::default(), "{text:?}");
+        }
+        let c = Config::default();
+        c.validate().unwrap();
+        let i = &c.interface;
+        assert_eq!(i.port, DEFAULT_PORT);
+        assert_eq!(i.tun, "hip0");
+        assert_eq!(i.lsi_range.to_string(), "100.64.0.0/16");
+        assert_eq!(i.own_lsi(), Ipv4Addr::new(100, 64, 0, 1));
+        assert_eq!(i.control_path(), Path::new("/run/hipbone/hip0.sock"));
+        assert_eq!(i.lsi_mtu(), 1380);
+        assert_eq!(i.listen_addrs().len(), 2);
+        assert!(c.peers.is_empty());
+        let hip = hip::Config::default();
+        assert_eq!(c.hip.max_associations, hip.max_associations);
+        assert_eq!(Duration::from_millis(c.hip.i1_timeout_ms), hip.i1_timeout);
+        assert_eq!(c.hip.i1_tries, hip.i1_tries);
+    }
+
+    #[test]
+    fn the_default_lsi_range_is_not_publicly_routed() {
+        // RFC 6598 shared address space, 100.64.0.0/10.
+        let shared = LsiRange {
+            network: Ipv4Addr::new(100, 64, 0, 0),
+            prefix_len: 10,
+        };
+        let range = LsiRange::default();
+        assert!(shared.contains(range.network));
+        assert!(range.prefix_len >= shared.prefix_len);
+        assert!(range.pool().is_ok());
+    }
+
+    #[test]
+    fn control_path_follows_the_tun_name() {
+        let c = parse("[interface]\ntun = \"hip7\"\n").unwrap();
+        assert_eq!(
+            c.interface.control_path(),
+            Path::new("/run/hipbone/hip7.sock")
+        );
+    }
+
+    #[test]
+    fn the_mtu_rule_says_the_largest_mtu() {
+        let msg = refused("[interface]\nmtu = 1480\n", "interface.mtu");
+        assert_eq!(
+            msg,
+            "hipbone.toml:2: interface.mtu = 1480 leaves no room for the ESP/UDP overhead: \
+             with path_mtu = 1500 the largest mtu is 1455"
+        );
+        assert!(parse("[interface]\nmtu = 1455\n").is_ok());
+        // mtu at its default, path_mtu too small: the line shown is path_mtu's.
+        let msg = refused("[interface]\n\npath_mtu = 1400\n", "interface.mtu");
+        assert!(
+            msg.starts_with("hipbone.toml:3: interface.mtu = 1400 leaves no room"),
+            "{msg}"
+        );
+        assert!(msg.ends_with("the largest mtu is 1355"), "{msg}");
+        assert!(parse("[interface]\nmtu = 9000\npath_mtu = 9045\n").is_ok());
+    }
+
+    #[test]
+    fn every_interface_rule_names_its_key() {
+        let long_control = format!("/run/{}.sock", "x".repeat(100));
+        let cases: Vec<(String, &str, &str)> = vec![
+            ("identity = \"\"".into(), "interface.identity", "is empty"),
+            ("port = 0".into(), "interface.port", "interface.port = 0"),
+            (
+                "listen = [\"::\", \"0.0.0.0\", \"::\"]".into(),
+                "interface.listen[2]",
+                "listed twice (also listen[0])",
+            ),
+            ("tun = \"\"".into(), "interface.tun", "it is empty"),
+            (
+                "tun = \"hip0123456789abc\"".into(),
+                "interface.tun",
+                "16 bytes long, at most 15",
+            ),
+            (
+                "tun = \"hip/0\"".into(),
+                "interface.tun",
+                "'/' is not allowed",
+            ),
+            (
+                "tun = \"hip 0\"".into(),
+                "interface.tun",
+                "' ' is not allowed",
+            ),
+            (
+                "tun = \"hip%d\"".into(),
+                "interface.tun",
+                "'%' is not allowed",
+            ),
+            (
+                "tun = \"hip:0\"".into(),
+                "interface.tun",
+                "':' is not allowed",
+            ),
+            ("tun = \"..\"".into(), "interface.tun", "directory name"),
+            (
+                "mtu = 1279".into(),
+                "interface.mtu",
+                "1279 is outside 1280..=65000",
+            ),
+            (
+                "mtu = 65001".into(),
+                "interface.mtu",
+                "outside 1280..=65000",
+            ),
+            (
+                "path_mtu = 1279".into(),
+                "interface.path_mtu",
+                "1279 is outside 1280..=65535",
+            ),
+            (
+                "path_mtu = 65536".into(),
+                "interface.path_mtu",
+                "outside 1280..=65535",
+            ),
+            (
+                "lsi_range = \"10.0.0.0/7\"".into(),
+                "interface.lsi_range",
+                "prefix length must be 8..=30",
+            ),
+            (
+                "lsi_range = \"10.0.0.0/31\"".into(),
+                "interface.lsi_range",
+                "prefix length must be 8..=30",
+            ),
+            (
+                "lsi_range = \"100.64.0.1/16\"".into(),
+                "interface.lsi_range",
+                "has host bits set (did you mean \"100.64.0.0/16\"?)",
+            ),
+            (
+                "lsi_range = \"100.64.0.0\"".into(),
+                "interface.lsi_range",
+                "\"100.64.0.0\" is not an IPv4 prefix",
+            ),
+            (
+                "lsi_range = \"100.64.0.0/33\"".into(),
+                "interface.lsi_range",
+                "is not an IPv4 prefix",
+            ),
+            (
+                "lsi = \"10.0.0.1\"".into(),
+                "interface.lsi",
+                "\"10.0.0.1\" is outside lsi_range = \"100.64.0.0/16\"",
+            ),
+            (
+                "lsi = \"100.64.0.0\"".into(),
+                "interface.lsi",
+                "network or broadcast address",
+            ),
+            (
+                "lsi = \"100.64.255.255\"".into(),
+                "interface.lsi",
+                "network or broadcast address",
+            ),
+            (
+                "lsi = \"100.64.0.x\"".into(),
+                "interface.lsi",
+                "not an IPv4 address",
+            ),
+            (
+                format!("control = \"{long_control}\""),
+                "interface.control",
+                "a Unix socket path must be 1..=107",
+            ),
+            (
+                "control = \"\"".into(),
+                "interface.control",
+                "is 0 bytes long",
+            ),
+            (
+                "log = \"info,hip=loud\"".into(),
+                "interface.log",
+                "is not a log filter",
+            ),
+        ];
+        for (line, key, problem) in cases {
+            let msg = refused(&format!("[interface]\n{line}\n"), key);
+            assert!(msg.contains(problem), "{line}: {msg}");
+            assert!(msg.starts_with("hipbone.toml:2: "), "{line}: {msg}");
+        }
+    }
+
+    #[test]
+    fn interface_values_at_the_edges_are_accepted() {
+        for line in [
+            "port = 1",
+            "port = 65535",
+            "tun = \"hip0123456789ab\"",
+            "tun = \"wg_=+.-0\"",
+            "mtu = 1280",
+            "lsi_range = \"10.0.0.0/8\"",
+            "lsi_range = \"192.0.2.0/30\"\nlsi = \"192.0.2.2\"",
+            "lsi = \"100.64.255.254\"",
+            "listen = []",
+            "listen = [\"127.0.0.1\", \"::1\"]",
+            "log = \"warn,hip=debug\"",
+            "control = \"hip.sock\"",
+            "identity = \"id.key\"",
+        ] {
+            let text = format!("[interface]\n{line}\n");
+            if let Err(e) = parse(&text) {
+                panic!("{line}: {e}");
+            }
+        }
+        let c = parse("[interface]\nlisten = [\"192.0.2.1\"]\nport = 4000\n").unwrap();
+        assert_eq!(
+            c.interface.listen_addrs(),
+            vec!["192.0.2.1:4000".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn every_esp_and_hip_rule_names_its_key() {
+        let cases = [
+            (
+                "[esp]\nreplay_window = 63",
+                "esp.replay_window",
+                "63 is outside 64..=1048576",
+            ),
+            (
+                "[esp]\nreplay_window = 1048577",
+                "esp.replay_window",
+                "outside 64..=1048576",
+            ),
+            (
+                "[esp]\nrekey_after_packets = 0",
+                "esp.rekey_after_packets",
+                "0 is outside 1..=18446744069414584320",
+            ),
+            (
+                "[esp]\nrekey_after_seconds = 4294967296",
+                "esp.rekey_after_seconds",
+                "outside 0..=4294967295",
+            ),
+            (
+                "[esp]\nqueue_per_peer = 0",
+                "esp.queue_per_peer",
+                "0 is outside 1..=65536",
+            ),
+            (
+                "[esp]\nqueue_per_peer = 65537",
+                "esp.queue_per_peer",
+                "outside 1..=65536",
+            ),
+            (
+                "[hip]\nmax_associations = 0",
+                "hip.max_associations",
+                "would refuse every association",
+            ),
+            (
+                "[hip]\ni1_timeout_ms = 9",
+                "hip.i1_timeout_ms",
+                "9 is outside 10..=60000",
+            ),
+            (
+                "[hip]\ni1_timeout_ms = 60001",
+                "hip.i1_timeout_ms",
+                "outside 10..=60000",
+            ),
+            (
+                "[hip]\ni1_tries = 0",
+                "hip.i1_tries",
+                "would never send an I1",
+            ),
+        ];
+        for (text, key, problem) in cases {
+            let msg = refused(text, key);
+            assert!(msg.contains(problem), "{text}: {msg}");
+            assert!(msg.starts_with("hipbone.toml:2: "), "{text}: {msg}");
+        }
+        for text in [
+            "[esp]\nreplay_window = 64\nrekey_after_seconds = 0\nqueue_per_peer = 65536",
+            "[esp]\nreplay_window = 1048576\nrekey_after_packets = 1",
+            "[esp]\nrekey_after_packets = 9223372036854775807",
+            "[hip]\nmax_associations = 1\ni1_timeout_ms = 10\ni1_tries = 1",
+        ] {
+            if let Err(e) = parse(text) {
+                panic!("{text}: {e}");
+            }
+        }
+        assert_eq!(
+            parse("[esp]\nrekey_after_seconds = 0\n")
+                .unwrap()
+                .esp
+                .rekey_after(),
+            None
+        );
+    }
+
+    #[test]
+    fn peer_hits_must_be_hits() {
+        let text = format!(
+            "{}[[peer]]\nhit = \"2001:db8::1\"\nlocators = [\"192.0.2.1\"]\n",
+            peer("locators = [\"192.0.2.2\"]")
+        );
+        let msg = refused(&text, "peer[1].hit");
+        assert_eq!(
+            msg,
+            "hipbone.toml:5: peer[1].hit: \"2001:db8::1\" is not a HIT (not in 2001:20::/28)"
+        );
+        let msg = refused("[[peer]]\nhit = \"bob\"\n", "peer[0].hit");
+        assert!(
+            msg.ends_with("\"bob\" is not a HIT (not an IPv6 address)"),
+            "{msg}"
+        );
+        let msg = refused("[[peer]]\nlocators = [\"192.0.2.1\"]\n", "peer[0].hit");
+        assert_eq!(msg, "hipbone.toml:1: peer[0].hit is missing");
+    }
+
+    #[test]
+    fn every_peer_rule_names_its_key() {
+        let dup = format!(
+            "{}{}",
+            peer("locators = [\"192.0.2.1\"]"),
+            // The same HIT written another way.
+            "[[peer]]\nhit = \"2001:0025:94f8:6e7a:36ad:d203:ed89:625F\"\n\
+             locators = [\"192.0.2.2\"]\n"
+        );
+        let msg = refused(&dup, "peer[1].hit");
+        assert!(msg.contains("listed twice (also peer[0])"), "{msg}");
+        assert!(msg.starts_with("hipbone.toml:5: "), "{msg}");
+
+        let cases = [
+            ("locators = []", "peer[0].locators", "is empty"),
+            ("", "peer[0].locators", "is empty"),
+            (
+                "locators = [\"192.0.2.1\", \"192.0.2.2:0\"]",
+                "peer[0].locators[1]",
+                "port 0 cannot be sent to",
+            ),
+            (
+                "locators = [\"0.0.0.0\"]",
+                "peer[0].locators[0]",
+                "unspecified address",
+            ),
+            (
+                "locators = [\"[ff02::1]:10500\"]",
+                "peer[0].locators[0]",
+                "multicast",
+            ),
+            (
+                "locators = [\"192.0.2.1\", \"bob.example\"]",
+                "peer[0].locators[1]",
+                "\"bob.example\" is not an IP address with an optional port",
+            ),
+            (
+                "locators = [\"192.0.2.1\"]\nname = \"\"",
+                "peer[0].name",
+                "must be 1..=64 bytes",
+            ),
+            (
+                "locators = [\"192.0.2.1\"]\nname = \"bob\\u001b[2J\"",
+                "peer[0].name",
+                "without control characters",
+            ),
+        ];
+        for (extra, key, problem) in cases {
+            let msg = refused(&peer(extra), key);
+            assert!(msg.contains(problem), "{extra}: {msg}");
+        }
+
+        let other = "2001:2a::1";
+        let names = format!(
+            "{}[[peer]]\nhit = \"{other}\"\nlocators = [\"192.0.2.2\"]\nname = \"bob\"\n",
+            peer("locators = [\"192.0.2.1\"]\nname = \"bob\"")
+        );
+        let msg = refused(&names, "peer[1].name");
+        assert!(
+            msg.contains("\"bob\" is listed twice (also peer[0])"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn locators_take_the_hip_port_by_default() {
+        let c = parse(&peer(
+            "locators = [\"192.0.2.1\", \"192.0.2.2:4000\", \"2001:db8::3\", \
+             \"[2001:db8::4]\", \"[2001:db8::5]:4001\"]",
+        ))
+        .unwrap();
+        let want: Vec<SocketAddr> = [
+            "192.0.2.1:10500",
+            "192.0.2.2:4000",
+            "[2001:db8::3]:10500",
+            "[2001:db8::4]:10500",
+            "[2001:db8::5]:4001",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(c.peers[0].locators, want);
+        // Our own port is ours: a peer's default port stays the IANA one.
+        let c = parse(&format!(
+            "[interface]\nport = 4000\n{}",
+            peer("locators = [\"192.0.2.1\"]")
+        ))
+        .unwrap();
+        assert_eq!(c.peers[0].locators[0].port(), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_suggestion() {
+        let msg = refused("[interface]\nmut = 1400\n", "interface.mut");
+        assert_eq!(
+            msg,
+            "hipbone.toml:2: unknown key interface.mut (did you mean mtu?)"
+        );
+        let msg = refused("[interfaces]\nmtu = 1400\n", "interfaces");
+        assert!(
+            msg.ends_with("unknown key interfaces (did you mean interface?)"),
+            "{msg}"
+        );
+        let msg = refused("[hip]\ni1_timeout = 500\n", "hip.i1_timeout");
+        assert!(msg.ends_with("(did you mean i1_timeout_ms?)"), "{msg}");
+        let text = format!(
+            "{}{}",
+            peer("locators = [\"192.0.2.1\"]"),
+            "[[peer]]\nhit = \"2001:2a::1\"\nlocators = [\"192.0.2.2\"]\nnmae = \"x\"\n"
+        );
+        let msg = refused(&text, "peer[1].nmae");
+        assert!(
+            msg == "hipbone.toml:7: unknown key peer[1].nmae (did you mean name?)",
+            "{msg}"
+        );
+        // Nothing close: the known keys are listed instead.
+        let msg = refused("[esp]\nwindow_of_replay = 64\n", "esp.window_of_replay");
+        assert!(
+            msg.ends_with(
+                "(known keys: replay_window, rekey_after_packets, rekey_after_seconds, \
+                 queue_per_peer)"
+            ),
+            "{msg}"
+        );
+        refused("[interface.extra]\n", "interface.extra");
+    }
+
+    #[test]
+    fn wrong_types_are_refused_with_the_key() {
+        let cases = [
+            (
+                "[interface]\nmtu = \"big\"",
+                "interface.mtu",
+                "invalid type: string \"big\"",
+            ),
+            (
+                "[interface]\nport = 70000",
+                "interface.port",
+                "expected an integer 0..=65535",
+            ),
+            ("[interface]\nport = -1", "interface.port", "integer `-1`"),
+            (
+                "[interface]\nlisten = \"::\"",
+                "interface.listen",
+                "expected an array",
+            ),
+            (
+                "[interface]\nlisten = [\"::\", \"1.2.3\"]",
+                "interface.listen[1]",
+                "\"1.2.3\" is not an IP address",
+            ),
+            ("[interface]\ntun = 0", "interface.tun", "expected a string"),
+            (
+                "[interface]\ncontrol = 5",
+                "interface.control",
+                "expected a string",
+            ),
+            ("[interface]\nlsi = 5", "interface.lsi", "expected a string"),
+            (
+                "[esp]\nreplay_window = 1.5",
+                "esp.replay_window",
+                "invalid type: float",
+            ),
+            (
+                "[hip]\ni1_tries = true",
+                "hip.i1_tries",
+                "invalid type: boolean",
+            ),
+            ("interface = 5", "interface", "expected a table"),
+            ("peer = 5", "peer", "expected an array"),
+        ];
+        for (text, key, problem) in cases {
+            let msg = refused(text, key);
+            assert!(msg.contains(problem), "{text}: {msg}");
+        }
+        let text = format!("peer = [{{ hit = \"{HIT}\", locators = [\"192.0.2.1\", 5] }}]");
+        let msg = refused(&text, "peer[0].locators[1]");
+        assert!(
+            msg.contains("invalid type: integer `5`, expected a string"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line() {
+        for (text, line) in [
+            ("[interface\n", 1),
+            ("\n\nx = \n", 3),
+            ("[interface]\nmtu = 1400\nmtu = 1300\n", 3),
+        ] {
+            let e = parse(text).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("hipbone.toml:{line}: invalid TOML: ")),
+                "{text:?}: {msg}"
+            );
+            assert!(!msg.contains('\n'), "{msg}");
+            assert_eq!(e.key(), None);
+        }
+    }
+
+    #[test]
+    fn validate_on_a_config_built_in_code() {
+        let mut c = Config::default();
+        c.interface.mtu = 1500;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key(), Some("interface.mtu"));
+        assert!(
+            e.to_string()
+                .starts_with("interface.mtu = 1500 leaves no room"),
+            "{e}"
+        );
+        c.interface.mtu = 1400;
+        c.peers.push(Peer {
+            hit: HIT.parse().unwrap(),
+            locators: Vec::new(),
+            name: None,
+        });
+        assert_eq!(c.validate().unwrap_err().key(), Some("peer[0].locators"));
+    }
+
+    #[test]
+    fn to_hip_config_maps_the_hip_and_esp_sections() {
+        let c = parse("[hip]\nmax_associations = 7\ni1_timeout_ms = 250\ni1_tries = 3\n").unwrap();
+        let h = c.to_hip_config();
+        let d = hip::Config::default();
+        assert_eq!(h.max_associations, 7);
+        assert_eq!(h.i1_timeout, Duration::from_millis(250));
+        assert_eq!(h.i1_tries, 3);
+        assert_eq!(h.max_timeout, d.max_timeout);
+        assert_eq!(h.i2_tries, d.i2_tries);
+        assert_eq!(h.replay_window, d.replay_window);
+        assert_eq!(h.rekey_after, Duration::from_secs(3600));
+        let c = parse(
+            "[esp]\nreplay_window = 128\nrekey_after_packets = 1000\n\
+             rekey_after_seconds = 0\nqueue_per_peer = 5\n",
+        )
+        .unwrap();
+        let h = c.to_hip_config();
+        assert_eq!(h.replay_window, 128);
+        assert_eq!(h.rekey_after_packets, 1000);
+        assert_eq!(h.rekey_after, Duration::ZERO);
+        assert_eq!(h.queue_per_peer, 5);
+        // A first timeout above the back-off cap lifts the cap.
+        let c = parse("[hip]\ni1_timeout_ms = 5000\n").unwrap();
+        let h = c.to_hip_config();
+        assert_eq!(h.max_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn lsi_range_text() {
+        let r: LsiRange = "10.1.0.0/16".parse().unwrap();
+        assert_eq!(r.to_string(), "10.1.0.0/16");
+        assert!(r.contains(Ipv4Addr::new(10, 1, 255, 255)));
+        assert!(!r.contains(Ipv4Addr::new(10, 2, 0, 0)));
+        assert_eq!(r.first_host(), Ipv4Addr::new(10, 1, 0, 1));
+        for bad in [
+            "10.1.0.0",
+            "10.1.0.0/",
+            "10.1.0.0/+8",
+            "10.1.0.0/33",
+            "10.1.0/8",
+            "/8",
+        ] {
+            assert!(bad.parse::<LsiRange>().is_err(), "{bad}");
+        }
+        let zero: LsiRange = "0.0.0.0/0".parse().unwrap();
+        assert!(zero.contains(Ipv4Addr::new(192, 0, 2, 1)));
+    }
+
+    #[test]
+    fn edit_distance_counts_transpositions_as_one() {
+        assert_eq!(edit_distance("mut", "mtu"), 1);
+        assert_eq!(edit_distance("mtu", "mtu"), 0);
+        assert_eq!(edit_distance("", "log"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(did_you_mean("lgo", &["log", "lsi"]), Some("log"));
+        assert_eq!(did_you_mean("foo", &["log", "lsi"]), None);
+    }
+
+    // ---- files --------------------------------------------------------------------------
+
+    /// A directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "hipbone-config-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The error and its causes on one line, as `main` prints them (`{:#}` of anyhow).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out = format!("{out}: {c}");
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn load_names_the_file_and_requires_it() {
+        let dir = TempDir::new("load");
+        let path = dir.0.join("hipbone.toml");
+        let e = Config::load(&path).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        );
+        assert_eq!(e.to_string(), format!("reading {}", path.display()));
+        assert!(
+            chain(&e).ends_with("No such file or directory (os error 2)"),
+            "{e}"
+        );
+        // The default path may be missing.
+        assert_eq!(Config::load_or_default(&path).unwrap(), Config::default());
+
+        fs::write(&path, "[interface]\nmtu = 1480\n").unwrap();
+        let e = Config::load_or_default(&path).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:2: interface.mtu = 1480", path.display())),
+            "{e}"
+        );
+        fs::write(&path, EXAMPLE).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), parse(EXAMPLE).unwrap());
+    }
+
+    #[test]
+    fn load_refuses_huge_and_binary_files() {
+        let dir = TempDir::new("huge");
+        let path = dir.0.join("hipbone.toml");
+        fs::write(&path, vec![b'#'; MAX_CONFIG_LEN as usize + 1]).unwrap();
+        let msg = chain(&Config::load(&path).unwrap_err());
+        assert!(msg.contains("longer than"), "{msg}");
+        fs::write(&path, [0xff, 0xfe]).unwrap();
+        let msg = chain(&Config::load(&path).unwrap_err());
+        assert!(msg.contains("not UTF-8"), "{msg}");
+        // A directory is not a configuration file.
+        assert!(Config::load(&dir.0).is_err());
+    }
+
+    #[test]
+    fn identity_is_created_0600_in_a_new_0700_directory() {
+        let dir = TempDir::new("create");
+        let path = dir.0.join("lib/hipbone/identity.key");
+        let id = load_or_create_identity(&path).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.0.join("lib")), 0o700);
+        // Only the key, no temporary left behind.
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        // Loading again gives the same identity.
+        assert_eq!(load_or_create_identity(&path).unwrap().hit(), id.hit());
+        // The key never shows in Debug output.
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!format!("{id:?}").contains(text.trim()));
+    }
+
+    #[test]
+    fn an_existing_identity_is_never_overwritten() {
+        let dir = TempDir::new("existing");
+        let path = dir.0.join("identity.key");
+        let id = HostIdentity::from_secret([7; 32]);
+        keys::write_key_file(&path, &id).unwrap();
+        let before = fs::read(&path).unwrap();
+        assert_eq!(load_or_create_identity(&path).unwrap().hit(), id.hit());
+        assert_eq!(fs::read(&path).unwrap(), before);
+
+        // A file that is not a key is an error, and stays as it was.
+        fs::write(&path, "precious\n").unwrap();
+        let e = load_or_create_identity(&path).unwrap_err();
+        assert!(matches!(e, KeyError::Malformed { .. }), "{e:?}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn a_world_readable_identity_is_refused() {
+        let dir = TempDir::new("mode");
+        let path = dir.0.join("identity.key");
+        keys::write_key_file(&path, &HostIdentity::from_secret([7; 32])).unwrap();
+        let before = fs::read(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_or_create_identity(&path).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, KeyError::Unprotected { mode: 0o644, .. }),
+            "{e:?}"
+        );
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("chmod 600"), "{msg}");
+        assert_eq!(fs::read(&path).unwrap(), before);
     }
 }
