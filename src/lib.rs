@@ -7,3 +7,4 @@ pub mod daemon;
 pub mod keys;
 pub mod sim;
 pub mod tun;
+pub mod udp;

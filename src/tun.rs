@@ -2,6 +2,10 @@
 //!
 //! [`Tun`] owns one layer-3 TUN device without the packet-information header: every
 //! [`Tun::recv`] returns exactly one IPv4 or IPv6 packet and every [`Tun::send`] writes one.
+//! A device made by [`Tun::create_offload`] puts a `virtio_net_hdr` ([`VNET_HDR_LEN`] bytes)
+//! in front of every packet both ways and lets the kernel hand over TCP super-packets of up to
+//! 64 KiB (TSO) with their checksums left to us, and accept such super-packets from us; the
+//! caller segments and coalesces (see `crate::daemon::offload`).
 //! [`Tun::create`] leaves the device fully configured: its fd non-blocking (register it with
 //! mio as `mio::unix::SourceFd(&tun.as_raw_fd())`), its MTU and txqueuelen set, no IPv6
 //! link-local address, the link up, the host's HIT as `HIT/28` (the kernel's connected route
@@ -23,18 +27,20 @@
 //! names the exact step that failed; running `ip`, as wg-quick does, would make a daemon depend
 //! on iproute2 being on PATH and parse its stderr. A netlink socket, like the TUN fd, belongs to
 //! the network namespace of the thread that opened it, so a thread that has entered a lab
-//! namespace configures its device there (tests/lab_tun.rs relies on that). The module has no
-//! `unsafe`: tun-tap does TUNSETIFF in its C shim and FIONBIO with its `libc` feature, and
-//! netlink-sys owns the socket system calls.
+//! namespace configures its device there (tests/lab_tun.rs relies on that). The only `unsafe`
+//! is the two TUN ioctls (TUNSETIFF, TUNSETOFFLOAD) in [`open_device`]; reads and writes go
+//! through `std::fs::File`, and netlink-sys owns the socket system calls.
 //!
 //! The HIT is added with `IFA_F_NODAD` as the lab rules ask. Duplicate address detection would
 //! in fact not run here either way: the kernel skips it on `IFF_NOARP` devices and TUN devices
 //! are `IFF_NOARP`; the flag keeps the address usable at once should that ever change.
 
 use std::fmt;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use netlink_packet_core::{
@@ -54,7 +60,6 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use tun_tap::{Iface, Mode};
 
 /// The smallest MTU [`Tun::create`] accepts: IPv6 requires every link to carry 1280-byte
 /// packets, and the kernel removes IPv6 (and with it the HIT) from a device set below that.
@@ -66,6 +71,15 @@ pub const TX_QUEUE_LEN: u32 = 10_000;
 
 /// Prefix length of the HIT on the device: ORCHIDv2 HITs all live in 2001:20::/28.
 pub const HIT_PREFIX_LEN: u8 = 28;
+
+/// Length of the `virtio_net_hdr` (without `num_buffers`) that precedes every packet read
+/// from or written to a device made by [`Tun::create_offload`].
+pub const VNET_HDR_LEN: usize = 10;
+
+/// The offloads a [`Tun::create_offload`] device asks for: checksums and TCP segmentation
+/// for IPv4 and IPv6 (linux/if_tun.h). Not USO: UDP super-packets are rare and would need a
+/// second segmenter.
+const TUN_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ less the terminating NUL). tun-tap
 /// would truncate a longer name silently; we refuse it instead.
@@ -121,6 +135,8 @@ pub enum TunOp {
     Create,
     /// Making the device's fd non-blocking.
     SetNonBlocking,
+    /// Turning on checksum and segmentation offloads (TUNSETOFFLOAD).
+    SetOffload,
     /// Looking the device up by name (existence check, index).
     LookUp,
     /// Setting the MTU.
@@ -230,6 +246,7 @@ impl fmt::Display for TunError {
                     }
                     TunOp::Create => write!(f, "creating TUN device {name}"),
                     TunOp::SetNonBlocking => write!(f, "making TUN device {name} non-blocking"),
+                    TunOp::SetOffload => write!(f, "turning on offloads of TUN device {name}"),
                     TunOp::LookUp => write!(f, "looking up TUN device {name}"),
                     TunOp::SetMtu(mtu) => write!(f, "setting MTU {mtu} on TUN device {name}"),
                     TunOp::SetTxQueueLen(len) => {
@@ -278,7 +295,10 @@ impl std::error::Error for TunError {
 /// A configured TUN device; see the module documentation. Dropping it deletes the device.
 #[derive(Debug)]
 pub struct Tun {
-    iface: Iface,
+    file: File,
+    name: String,
+    /// Packets carry a `virtio_net_hdr` both ways.
+    vnet_hdr: bool,
     index: u32,
     mtu: u16,
     /// Kept for deleting the device on drop: the socket stays in the namespace the device
@@ -303,6 +323,30 @@ impl Tun {
         mtu: u16,
         hit: Ipv6Addr,
         lsi: Option<(Ipv4Addr, u8)>,
+    ) -> Result<Tun, TunError> {
+        Tun::create_with(name, mtu, hit, lsi, false)
+    }
+
+    /// Like [`Tun::create`], but every packet read or written starts with a `virtio_net_hdr`
+    /// of [`VNET_HDR_LEN`] bytes (IFF_VNET_HDR), and the device offloads checksums and TCP
+    /// segmentation (TUNSETOFFLOAD with CSUM, TSO4, TSO6) to us: reads may return TCP
+    /// super-packets of up to 64 KiB that must be segmented, and packets whose transport
+    /// checksum is only partial; writes may carry super-packets too.
+    pub fn create_offload(
+        name: &str,
+        mtu: u16,
+        hit: Ipv6Addr,
+        lsi: Option<(Ipv4Addr, u8)>,
+    ) -> Result<Tun, TunError> {
+        Tun::create_with(name, mtu, hit, lsi, true)
+    }
+
+    fn create_with(
+        name: &str,
+        mtu: u16,
+        hit: Ipv6Addr,
+        lsi: Option<(Ipv4Addr, u8)>,
+        vnet_hdr: bool,
     ) -> Result<Tun, TunError> {
         check_name(name)?;
         if mtu < MIN_MTU {
@@ -338,11 +382,7 @@ impl Tun {
                 name: name.to_owned(),
             });
         }
-        let iface = Iface::without_packet_info(name, Mode::Tun)
-            .map_err(TunError::os(name, TunOp::Create))?;
-        iface
-            .set_non_blocking()
-            .map_err(TunError::os(name, TunOp::SetNonBlocking))?;
+        let file = open_device(name, vnet_hdr)?;
         let link = rtnl
             .link_by_name(name)
             .map_err(TunError::os(name, TunOp::LookUp))?
@@ -351,7 +391,7 @@ impl Tun {
             })?;
         if link.persistent {
             // Someone created a persistent device of this name between our look-up and
-            // TUNSETIFF. Dropping `iface` detaches from it and leaves it as it was.
+            // TUNSETIFF. Dropping `file` detaches from it and leaves it as it was.
             return Err(TunError::AlreadyExists {
                 name: name.to_owned(),
             });
@@ -417,7 +457,9 @@ impl Tun {
 
         tracing::debug!(device = name, index, mtu, %hit, ?lsi, "TUN device up");
         Ok(Tun {
-            iface,
+            file,
+            name: name.to_owned(),
+            vnet_hdr,
             index,
             mtu,
             rtnl,
@@ -426,7 +468,12 @@ impl Tun {
 
     /// The device's name.
     pub fn name(&self) -> &str {
-        self.iface.name()
+        &self.name
+    }
+
+    /// Whether packets carry a `virtio_net_hdr` ([`Tun::create_offload`]).
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
     }
 
     /// The device's interface index (stable while the `Tun` lives).
@@ -440,16 +487,18 @@ impl Tun {
     }
 
     /// Reads one packet into `buf` and returns its length; `WouldBlock` when none is queued.
-    /// A packet longer than `buf` is truncated, so give it at least [`Tun::mtu`] bytes.
+    /// A packet longer than `buf` is truncated, so give it at least [`Tun::mtu`] bytes, or
+    /// [`VNET_HDR_LEN`] + 65535 with offloads.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.iface.recv(buf)
+        (&self.file).read(buf)
     }
 
-    /// Writes one IPv4 or IPv6 packet to the kernel, as if it had arrived on the device. The
-    /// kernel drops malformed packets silently; `WouldBlock` is not expected in practice (TUN
-    /// writes do not wait for queue space).
+    /// Writes one IPv4 or IPv6 packet (after its `virtio_net_hdr` with offloads) to the
+    /// kernel, as if it had arrived on the device. The kernel drops malformed packets
+    /// silently (and refuses a malformed `virtio_net_hdr` with `EINVAL`); `WouldBlock` is not
+    /// expected in practice (TUN writes do not wait for queue space).
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        self.iface.send(packet)
+        (&self.file).write(packet)
     }
 }
 
@@ -467,8 +516,47 @@ impl Drop for Tun {
 
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
-        self.iface.as_raw_fd()
+        self.file.as_raw_fd()
     }
+}
+
+/// Opens /dev/net/tun non-blocking and attaches it to a new TUN device `name` (TUNSETIFF,
+/// IFF_TUN | IFF_NO_PI, plus IFF_VNET_HDR and TUNSETOFFLOAD when `vnet_hdr`). `name` has
+/// passed [`check_name`], so it fits IFNAMSIZ with its NUL.
+fn open_device(name: &str, vnet_hdr: bool) -> Result<File, TunError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(TunError::os(name, TunOp::Create))?;
+    // SAFETY: ifreq is a plain C struct (a char array and a union of integers, sockaddrs
+    // and a pointer); all zeroes is a valid value of every field.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `req` is, for the
+    // duration of the call; the fd is open.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+        return Err(TunError::os(name, TunOp::Create)(io::Error::last_os_error()));
+    }
+    if vnet_hdr {
+        // SAFETY: TUNSETOFFLOAD takes its flags by value (an unsigned long) and touches no
+        // memory of ours.
+        let offloads = libc::c_ulong::from(TUN_OFFLOADS);
+        if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETOFFLOAD, offloads) } < 0 {
+            return Err(TunError::os(name, TunOp::SetOffload)(
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(file)
 }
 
 /// Refuses names the kernel would reject or tun-tap would change: tun-tap truncates long

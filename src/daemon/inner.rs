@@ -5,9 +5,11 @@
 //! LSIs are local (RFC 7401 §4.5.1, shared/spec/hip.md §1.4): on the wire every transport
 //! checksum is computed over the HITs. A TCP or UDP flow that a local program opened to an
 //! LSI is remembered, so that its replies are delivered as IPv4 between LSIs; ICMP (IPv4)
-//! always travels as IPv4, ICMPv6 as IPv6, and any other inbound flow is delivered between
-//! HITs.
+//! always travels as IPv4, ICMPv6 as IPv6. A flow the peer opens is delivered between LSIs
+//! when only an IPv4 socket listens on its port here, else between HITs (see
+//! [`listeners`]), and that choice is kept for the flow.
 
+use super::listeners;
 use hip::esp;
 use hip::lsi::LsiPool;
 use hip::Hit;
@@ -39,29 +41,40 @@ pub enum Refused {
     Unsupported,
 }
 
-/// Flows opened over LSIs, per peer: (protocol, our port, their port). Bounded: the
-/// oldest flow is forgotten first.
+/// How each TCP/UDP flow with a peer is delivered: `true` between LSIs (IPv4), `false`
+/// between HITs. Keyed by (protocol, our port, their port). Bounded per peer: the oldest
+/// decision is forgotten first.
 #[derive(Debug, Default)]
 pub struct LsiFlows {
-    flows: HashMap<Hit, VecDeque<(u8, u16, u16)>>,
+    flows: HashMap<Hit, PeerFlows>,
 }
+
+/// (protocol, our port, their port).
+type Flow = (u8, u16, u16);
+
+/// One peer's flow decisions, and their order for eviction.
+type PeerFlows = (HashMap<Flow, bool>, VecDeque<Flow>);
 
 /// Flows remembered per peer.
 const FLOWS_PER_PEER: usize = 256;
 
 impl LsiFlows {
-    fn note(&mut self, peer: Hit, flow: (u8, u16, u16)) {
-        let list = self.flows.entry(peer).or_default();
-        if !list.contains(&flow) {
-            if list.len() == FLOWS_PER_PEER {
-                list.pop_front();
+    fn note(&mut self, peer: Hit, flow: Flow, ipv4: bool) {
+        let (map, order) = self.flows.entry(peer).or_default();
+        if map.insert(flow, ipv4).is_none() {
+            if order.len() == FLOWS_PER_PEER {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
             }
-            list.push_back(flow);
+            order.push_back(flow);
         }
     }
 
-    fn contains(&self, peer: &Hit, flow: (u8, u16, u16)) -> bool {
-        self.flows.get(peer).is_some_and(|l| l.contains(&flow))
+    fn get(&self, peer: &Hit, flow: Flow) -> Option<bool> {
+        self.flows
+            .get(peer)
+            .and_then(|(map, _)| map.get(&flow).copied())
     }
 }
 
@@ -72,6 +85,15 @@ pub struct Edge {
     pub lsi: Ipv4Addr,
     pub pool: LsiPool,
     pub flows: LsiFlows,
+}
+
+/// A TCP SYN (without ACK), or any UDP datagram: the packets that can open a flow.
+fn opens_flow(next_header: u8, payload: &[u8]) -> bool {
+    match next_header {
+        TCP => payload.get(13).is_some_and(|flags| flags & 0x12 == 0x02),
+        UDP => true,
+        _ => false,
+    }
 }
 
 fn ports(next_header: u8, payload: &[u8]) -> Option<(u16, u16)> {
@@ -124,7 +146,7 @@ impl Edge {
                 let payload = start + inner.payload.start..start + inner.payload.end;
                 let nh = inner.next_header;
                 if let Some((sport, dport)) = ports(nh, &buf[payload.clone()]) {
-                    self.flows.note(peer, (nh, sport, dport));
+                    self.flows.note(peer, (nh, sport, dport), true);
                 }
                 esp::rewrite_transport_checksum(
                     nh,
@@ -155,7 +177,18 @@ impl Edge {
     ) -> Option<core::ops::Range<usize>> {
         let as_ipv4 = next_header == ICMP
             || ports(next_header, &buf[payload.clone()]).is_some_and(|(sport, dport)| {
-                self.flows.contains(&peer, (next_header, dport, sport))
+                let flow = (next_header, dport, sport);
+                match self.flows.get(&peer, flow) {
+                    Some(ipv4) => ipv4,
+                    // A flow the peer opens: the wire does not say whether its program used
+                    // our HIT or our LSI, so deliver it the way a local program can take it.
+                    None if opens_flow(next_header, &buf[payload.clone()]) => {
+                        let ipv4 = listeners::ipv4_only(next_header, dport);
+                        self.flows.note(peer, flow, ipv4);
+                        ipv4
+                    }
+                    None => false,
+                }
             });
         let len = payload.len();
         if as_ipv4 {

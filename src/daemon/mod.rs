@@ -4,29 +4,48 @@
 //! request.
 //!
 //! Packet paths:
-//! - TUN → [`inner::Edge::outgoing`] → `Host::encapsulate` → UDP `send_to`.
-//! - UDP → `Host::decapsulate` → [`inner::Edge::incoming`] → TUN.
+//! - TUN → [`inner::Edge::outgoing`] → `Host::encapsulate` → UDP. The TUN device hands over
+//!   TCP super-packets of up to 64 KiB ([`crate::tun::Tun::create_offload`]); each is cut
+//!   into MSS-sized segments ([`offload::TcpSegments`]) written straight into the send buffer
+//!   and sealed there one ESP packet per segment, and runs of datagrams for one peer leave
+//!   with one UDP_SEGMENT `sendmsg` ([`batch::TxQueue`], [`crate::udp::send`]).
+//! - UDP → `Host::decapsulate` → [`inner::Edge::incoming`] → TUN. With UDP_GRO one `recvmsg`
+//!   returns a train of datagrams; each is opened in place, and consecutive TCP segments of
+//!   one flow are joined into one super-packet for one TUN write ([`offload::Coalescer`]).
 //!
-//! Buffers are allocated once; a packet is read at an offset that leaves room in front for
-//! the ESP header (outbound) or for the rebuilt IP header (inbound), so nothing is copied.
+//! On the wire nothing changes: every ESP packet carries one inner packet of at most the
+//! TUN MTU, so peers without offloads interoperate. Without IFF_VNET_HDR (the kernel refuses
+//! the offloads, or `HIPBONE_OFFLOAD=0` is set in the environment, for comparisons) the same
+//! paths run one packet at a time, and without UDP GSO/GRO one datagram per system call.
+//!
+//! Buffers are allocated once and the hot path does not allocate. A source that still has
+//! packets after a batch is marked ready and served again before the loop sleeps: mio's
+//! readiness is edge-triggered, so it would not be reported again.
 
+pub mod batch;
 pub mod inner;
+mod listeners;
+pub mod offload;
 
 use crate::config::Config;
 use crate::control::{self, AssocStatus, Counters, Request, Status};
 use crate::tun::Tun;
+use crate::udp;
 use anyhow::Context;
+use batch::{Train, TxQueue};
+use hip::esp::ESP_HEADER_LEN;
 use hip::{Event, Hit, Host, Inbound, Outbound};
 use inner::{Edge, Refused};
 use mio::net::{UdpSocket, UnixListener};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use offload::{Coalescer, GsoType, Offer, TcpSegments, VnetHdr, VNET_HDR_LEN};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const TUN: Token = Token(0);
 const CONTROL: Token = Token(1);
@@ -34,13 +53,17 @@ const SIGNALS: Token = Token(2);
 /// UDP sockets are tokens 16.. in the order of `Daemon::sockets`.
 const UDP_BASE: usize = 16;
 
-/// Room kept in front of a packet in the I/O buffer: enough for the ESP header before an
-/// outbound payload and for the IPv6 header before a delivered one.
-const FRONT: usize = 64;
-/// The I/O buffer: front room, the largest datagram, and the ESP trailer.
-const BUF_LEN: usize = FRONT + 65535 + 64;
-/// Packets handled per readiness event before other sources get a turn.
-const BATCH: usize = 256;
+/// Room kept in front of a received datagram: for the `virtio_net_hdr` and the IPv6 header
+/// rebuilt before its payload (which starts 16 bytes in). Later datagrams of a GRO train
+/// reuse the tail of the one before, which has been delivered or copied by then.
+const RX_FRONT: usize = 64;
+/// Largest IP packet or UDP payload.
+const MAX_PACKET: usize = 65535;
+/// Reads (TUN) or receives (UDP) per turn before other sources get theirs.
+const BATCH: usize = 64;
+/// UDP socket buffers: bursts at multi-gigabit rates overflow the defaults.
+const SOCKET_BUFFER: usize = 8 << 20;
+const TCP: u8 = 6;
 
 /// A configured peer: where to send the first I1.
 #[derive(Debug, Clone)]
@@ -61,7 +84,20 @@ pub struct Daemon {
     peers: HashMap<Hit, PeerEntry>,
     interface: String,
     counters: Counters,
-    buf: Vec<u8>,
+    /// TUN reads: `virtio_net_hdr` and a packet of up to 64 KiB.
+    tun_buf: Vec<u8>,
+    /// Sealed datagrams waiting to leave in trains.
+    tx: TxQueue,
+    /// UDP receives, [`RX_FRONT`] bytes in.
+    rx_buf: Vec<u8>,
+    /// The super-packet being built for the TUN device, behind its `virtio_net_hdr`.
+    deliver_buf: Vec<u8>,
+    coalescer: Coalescer,
+    /// Per socket: UDP_SEGMENT works on it.
+    gso: Vec<bool>,
+    /// Sources that had more to read when their turn ended.
+    tun_ready: bool,
+    udp_ready: Vec<bool>,
     running: bool,
 }
 
@@ -111,19 +147,37 @@ impl Daemon {
             peers.insert(p.hit, entry);
         }
 
+        let offload = std::env::var_os("HIPBONE_OFFLOAD").is_none_or(|v| v != "0");
         let mut sockets = Vec::new();
+        let mut gso = Vec::new();
         for addr in config.interface.listen_addrs() {
             let socket = bind_udp(addr).with_context(|| format!("binding UDP {addr}"))?;
+            gso.push(offload && udp::supports_gso(&socket));
+            if offload {
+                if let Err(e) = udp::enable_gro(&socket) {
+                    tracing::debug!(error = %e, %addr, "no UDP_GRO: one datagram per receive");
+                }
+            }
             sockets.push((socket, addr));
         }
         let mtu = u16::try_from(config.interface.mtu).context("interface.mtu")?;
-        let tun = Tun::create(
-            &config.interface.tun,
-            mtu,
-            hit.to_ipv6(),
-            Some((lsi, prefix)),
-        )
-        .with_context(|| format!("setting up TUN device {}", config.interface.tun))?;
+        let name = &config.interface.tun;
+        let addrs = (hit.to_ipv6(), Some((lsi, prefix)));
+        let tun = if offload {
+            Tun::create_offload(name, mtu, addrs.0, addrs.1).or_else(|e| match e {
+                crate::tun::TunError::Os {
+                    op: crate::tun::TunOp::SetOffload,
+                    ..
+                } => {
+                    tracing::warn!(error = %e, "TUN offloads refused: one packet per read");
+                    Tun::create(name, mtu, addrs.0, addrs.1)
+                }
+                e => Err(e),
+            })
+        } else {
+            Tun::create(name, mtu, addrs.0, addrs.1)
+        }
+        .with_context(|| format!("setting up TUN device {name}"))?;
         let control_path = config.interface.control_path();
         let control = bind_control(&control_path)?;
         let signals = signal_hook_mio::v1_0::Signals::new([
@@ -150,11 +204,25 @@ impl Daemon {
             peers,
             interface: config.interface.tun.clone(),
             counters: Counters::default(),
-            buf: vec![0u8; BUF_LEN],
+            tun_buf: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
+            tx: TxQueue::new(),
+            rx_buf: vec![0u8; RX_FRONT + MAX_PACKET],
+            deliver_buf: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
+            coalescer: Coalescer::default(),
+            udp_ready: vec![false; gso.len()],
+            gso,
+            tun_ready: false,
             running: true,
         };
         daemon.register().context("registering event sources")?;
-        tracing::info!(hit = %hit, lsi = %lsi, tun = %daemon.interface, "hipbone is up");
+        tracing::info!(
+            hit = %hit,
+            lsi = %lsi,
+            tun = %daemon.interface,
+            tun_offload = daemon.tun.vnet_hdr(),
+            udp_gso = ?daemon.gso,
+            "hipbone is up"
+        );
         Ok(daemon)
     }
 
@@ -176,10 +244,14 @@ impl Daemon {
     fn run(&mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(64);
         while self.running {
-            let timeout = self
-                .host
-                .poll_timeout()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let busy = self.tun_ready || self.udp_ready.contains(&true);
+            let timeout = if busy {
+                Some(Duration::ZERO)
+            } else {
+                self.host
+                    .poll_timeout()
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -187,7 +259,7 @@ impl Daemon {
             }
             for event in events.iter() {
                 match event.token() {
-                    TUN => self.drain_tun(),
+                    TUN => self.tun_ready = true,
                     CONTROL => self.accept_control(),
                     SIGNALS => {
                         for signal in self.signals.pending() {
@@ -195,8 +267,18 @@ impl Daemon {
                             self.running = false;
                         }
                     }
-                    Token(t) if t >= UDP_BASE => self.drain_udp(t - UDP_BASE),
+                    Token(t) if t >= UDP_BASE && t - UDP_BASE < self.udp_ready.len() => {
+                        self.udp_ready[t - UDP_BASE] = true
+                    }
                     _ => {}
+                }
+            }
+            if self.tun_ready {
+                self.tun_ready = !self.drain_tun();
+            }
+            for i in 0..self.udp_ready.len() {
+                if self.udp_ready[i] {
+                    self.udp_ready[i] = !self.drain_udp(i);
                 }
             }
             let now = Instant::now();
@@ -208,24 +290,56 @@ impl Daemon {
         Ok(())
     }
 
-    /// Reads packets from the TUN device and sends them sealed, up to a batch.
-    fn drain_tun(&mut self) {
+    /// Reads packets from the TUN device and sends them sealed, up to a batch; true when
+    /// the device has nothing more.
+    fn drain_tun(&mut self) -> bool {
+        let vnet = self.tun.vnet_hdr();
+        let mut drained = false;
         for _ in 0..BATCH {
-            let n = match self.tun.recv(&mut self.buf[FRONT..BUF_LEN - 64]) {
+            let n = match self.tun.recv(&mut self.tun_buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading from the TUN device");
-                    return;
+                    drained = true;
+                    break;
                 }
             };
-            self.outbound(FRONT, FRONT + n);
+            let now = Instant::now();
+            if vnet {
+                match VnetHdr::parse(&self.tun_buf[..n]) {
+                    Some(hdr) => self.outbound(now, hdr, VNET_HDR_LEN, n),
+                    None => self.counters.tun_refused += 1,
+                }
+            } else {
+                self.outbound(now, VnetHdr::default(), 0, n);
+            }
         }
+        if let Some(t) = self.tx.take() {
+            self.send_train(t);
+        }
+        drained
     }
 
-    fn outbound(&mut self, start: usize, end: usize) {
-        let now = Instant::now();
-        let out = match self.edge.outgoing(&mut self.buf, start, end) {
+    /// Classifies the packet at `tun_buf[start..end]` (described by `hdr`) and seals it, or
+    /// each of its segments, into the send queue.
+    fn outbound(&mut self, now: Instant, hdr: VnetHdr, start: usize, end: usize) {
+        let gso = hdr.gso_type;
+        if gso == GsoType::None
+            && hdr.needs_csum()
+            && !offload::complete_checksum(
+                &mut self.tun_buf[start..end],
+                hdr.csum_start,
+                hdr.csum_offset,
+            )
+        {
+            self.counters.tun_refused += 1;
+            return;
+        }
+        let out = match self.edge.outgoing(&mut self.tun_buf, start, end) {
             Ok(o) => o,
             Err(Refused::NoPeer) => {
                 self.counters.no_peer += 1;
@@ -236,27 +350,76 @@ impl Daemon {
                 return;
             }
         };
+        match gso {
+            GsoType::None => {
+                let len = out.payload.len();
+                self.make_room();
+                let at = self.tx.slot() + ESP_HEADER_LEN;
+                self.tx.buf[at..at + len].copy_from_slice(&self.tun_buf[out.payload]);
+                self.seal(now, out.peer, out.next_header, len);
+            }
+            GsoType::TcpV4 | GsoType::TcpV6 if out.next_header == TCP => {
+                let tcp = out.payload;
+                let Ok(segments) = TcpSegments::new(&self.tun_buf[tcp.clone()], hdr.gso_size)
+                else {
+                    self.counters.tun_refused += 1;
+                    return;
+                };
+                // The checksum the peer verifies is over the HITs, also for LSI flows.
+                let pseudo = offload::pseudo_header_sum(&self.edge.hit.0, &out.peer.0, TCP);
+                for i in 0..segments.count() {
+                    self.make_room();
+                    let at = self.tx.slot() + ESP_HEADER_LEN;
+                    let len = segments.write(
+                        &self.tun_buf[tcp.clone()],
+                        i,
+                        &mut self.tx.buf[at..],
+                        pseudo,
+                    );
+                    self.seal(now, out.peer, TCP, len);
+                }
+            }
+            _ => self.counters.tun_refused += 1,
+        }
+    }
+
+    /// Sends the pending train if the next datagram would not fit in it.
+    fn make_room(&mut self) {
+        if let Some(t) = self.tx.make_room() {
+            self.send_train(t);
+        }
+    }
+
+    /// Seals the payload of `len` bytes at the send queue's slot for `peer` and queues the
+    /// datagram; starts a base exchange if there is no association yet.
+    fn seal(&mut self, now: Instant, peer: Hit, next_header: u8, len: usize) {
+        let slot = self.tx.slot();
+        let payload = slot + ESP_HEADER_LEN..slot + ESP_HEADER_LEN + len;
         let mut attempt = 0;
         loop {
-            let result = self.host.encapsulate(
-                now,
-                &out.peer,
-                out.next_header,
-                &mut self.buf,
-                out.payload.clone(),
-            );
+            let result =
+                self.host
+                    .encapsulate(now, &peer, next_header, &mut self.tx.buf, payload.clone());
             match result {
                 Outbound::Send {
                     local,
                     remote,
                     datagram,
                 } => {
-                    send(&self.sockets, local, remote, datagram);
+                    // The ESP header goes just before the payload (hip::esp buffer layout),
+                    // so the datagram starts at the slot.
+                    let len = datagram.len();
+                    let Some(socket) = socket_for(&self.sockets, local, remote) else {
+                        return;
+                    };
+                    if let Some(t) = self.tx.push(socket, remote, len) {
+                        self.send_train(t);
+                    }
                     return;
                 }
                 Outbound::NoAssociation if attempt == 0 => {
                     attempt += 1;
-                    if !self.connect(now, out.peer) {
+                    if !self.connect(now, peer) {
                         self.counters.no_peer += 1;
                         return;
                     }
@@ -267,6 +430,31 @@ impl Daemon {
         }
     }
 
+    /// Sends a train of datagrams: with one UDP_SEGMENT `sendmsg` where the socket allows,
+    /// else one by one. A kernel that refuses the segmentation loses GSO on that socket.
+    fn send_train(&mut self, t: Train) {
+        let socket = &self.sockets[t.socket].0;
+        let buf = &self.tx.buf;
+        if self.gso[t.socket] || t.count == 1 {
+            let segment = t.gso_segment();
+            match udp::send(socket, &buf[t.start..t.end], segment, t.remote) {
+                Ok(_) => return,
+                Err(e) if segment.is_some() && gso_refused(&e) => {
+                    tracing::debug!(error = %e, "UDP_SEGMENT refused: sending one by one");
+                    self.gso[t.socket] = false;
+                }
+                Err(e) => {
+                    tracing::trace!(error = %e, remote = %t.remote, "UDP send");
+                    return;
+                }
+            }
+        }
+        for d in t.datagrams() {
+            if let Err(e) = udp::send(socket, &buf[d], None, t.remote) {
+                tracing::trace!(error = %e, remote = %t.remote, "UDP send");
+            }
+        }
+    }
     /// Starts a base exchange with a configured peer; false if we know no locator for it.
     fn connect(&mut self, now: Instant, peer: Hit) -> bool {
         let Some(entry) = self.peers.get(&peer) else {
@@ -295,53 +483,125 @@ impl Daemon {
             .unwrap_or(self.sockets[0].1)
     }
 
-    /// Receives datagrams on socket `i` and delivers what they carry, up to a batch.
-    fn drain_udp(&mut self, i: usize) {
+    /// Receives datagrams on socket `i` and delivers what they carry, up to a batch; true
+    /// when the socket has nothing more.
+    fn drain_udp(&mut self, i: usize) -> bool {
         let local = self.sockets[i].1;
+        let mut drained = false;
         for _ in 0..BATCH {
-            let (n, remote) = match self.sockets[i].0.recv_from(&mut self.buf[FRONT..]) {
+            let r = match udp::recv(&self.sockets[i].0, &mut self.rx_buf[RX_FRONT..]) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "receiving on UDP");
-                    return;
+                    drained = true;
+                    break;
                 }
             };
-            let remote = unmap(remote);
+            let remote = unmap(r.from);
             let now = Instant::now();
-            let verdict =
-                self.host
-                    .decapsulate(now, local, remote, &mut self.buf[FRONT..FRONT + n]);
-            match verdict {
-                Inbound::Deliver {
-                    peer,
-                    next_header,
-                    payload,
-                } => {
-                    let payload = FRONT + payload.start..FRONT + payload.end;
-                    if let Some(range) =
-                        self.edge
-                            .incoming(&mut self.buf, peer, next_header, payload)
-                    {
-                        if let Err(e) = self.tun.send(&self.buf[range]) {
-                            tracing::debug!(error = %e, "writing to the TUN device");
-                        }
-                    }
+            if r.len == 0 {
+                self.inbound(now, local, remote, RX_FRONT, 0);
+                continue;
+            }
+            // segment >= 1 whenever len >= 1.
+            for at in (0..r.len).step_by(r.segment) {
+                let len = r.segment.min(r.len - at);
+                self.inbound(now, local, remote, RX_FRONT + at, len);
+            }
+        }
+        self.flush_deliveries();
+        drained
+    }
+
+    /// Handles the datagram at `rx_buf[at..at + len]`.
+    fn inbound(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        at: usize,
+        len: usize,
+    ) {
+        let verdict = self
+            .host
+            .decapsulate(now, local, remote, &mut self.rx_buf[at..at + len]);
+        match verdict {
+            Inbound::Deliver {
+                peer,
+                next_header,
+                payload,
+            } => {
+                let payload = at + payload.start..at + payload.end;
+                if let Some(range) =
+                    self.edge
+                        .incoming(&mut self.rx_buf, peer, next_header, payload)
+                {
+                    self.deliver(range);
                 }
-                Inbound::UnknownSpi { spi } => {
-                    // The peer holds an association we lost (we restarted): a fresh base
-                    // exchange with the configured peer at that address replaces it.
-                    let peer = self
-                        .peers
-                        .iter()
-                        .find(|(_, e)| e.locators.iter().any(|l| l.ip() == remote.ip()))
-                        .map(|(h, _)| *h);
-                    tracing::debug!(spi = format_args!("{spi:#010x}"), from = %remote, "ESP for an unknown SPI");
-                    if let Some(peer) = peer {
-                        self.connect(now, peer);
-                    }
+            }
+            Inbound::UnknownSpi { spi } => {
+                // The peer holds an association we lost (we restarted): a fresh base
+                // exchange with the configured peer at that address replaces it.
+                let peer = self
+                    .peers
+                    .iter()
+                    .find(|(_, e)| e.locators.iter().any(|l| l.ip() == remote.ip()))
+                    .map(|(h, _)| *h);
+                tracing::debug!(spi = format_args!("{spi:#010x}"), from = %remote, "ESP for an unknown SPI");
+                if let Some(peer) = peer {
+                    self.connect(now, peer);
                 }
-                Inbound::Control | Inbound::Dropped => {}
+            }
+            Inbound::Control | Inbound::Dropped => {}
+        }
+    }
+
+    /// Writes the IP packet at `rx_buf[range]` to the TUN device, or joins it to the
+    /// super-packet being built.
+    fn deliver(&mut self, range: core::ops::Range<usize>) {
+        if !self.tun.vnet_hdr() {
+            if let Err(e) = self.tun.send(&self.rx_buf[range]) {
+                tracing::debug!(error = %e, "writing to the TUN device");
+            }
+            return;
+        }
+        loop {
+            match self.coalescer.offer(&self.rx_buf[range.clone()]) {
+                Offer::Start => {
+                    let len = range.len();
+                    self.deliver_buf[VNET_HDR_LEN..VNET_HDR_LEN + len]
+                        .copy_from_slice(&self.rx_buf[range]);
+                    return;
+                }
+                Offer::Append { data_start, at } => {
+                    let data = range.start + data_start..range.end;
+                    let at = VNET_HDR_LEN + at;
+                    self.deliver_buf[at..at + data.len()].copy_from_slice(&self.rx_buf[data]);
+                    return;
+                }
+                Offer::Flush => self.flush_deliveries(),
+                Offer::Alone => {
+                    // Room before the packet: RX_FRONT, or the delivered datagram before it.
+                    let start = range.start - VNET_HDR_LEN;
+                    VnetHdr::default().emit(&mut self.rx_buf[start..]);
+                    if let Err(e) = self.tun.send(&self.rx_buf[start..range.end]) {
+                        tracing::debug!(error = %e, "writing to the TUN device");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes the super-packet being built, if any, to the TUN device.
+    fn flush_deliveries(&mut self) {
+        if let Some(f) = self.coalescer.finish(&mut self.deliver_buf) {
+            if let Err(e) = self.tun.send(&self.deliver_buf[..VNET_HDR_LEN + f.len]) {
+                tracing::debug!(error = %e, segments = f.segments, "writing to the TUN device");
             }
         }
     }
@@ -465,22 +725,39 @@ impl Daemon {
     }
 }
 
+/// The socket bound to `local`, or else one of `remote`'s family.
+fn socket_for(
+    sockets: &[(UdpSocket, SocketAddr)],
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Option<usize> {
+    sockets.iter().position(|(_, a)| *a == local).or_else(|| {
+        sockets
+            .iter()
+            .position(|(_, a)| a.is_ipv4() == remote.is_ipv4())
+    })
+}
+
 fn send(
     sockets: &[(UdpSocket, SocketAddr)],
     local: SocketAddr,
     remote: SocketAddr,
     datagram: &[u8],
 ) {
-    let socket = sockets.iter().find(|(_, a)| *a == local).or_else(|| {
-        sockets
-            .iter()
-            .find(|(_, a)| a.is_ipv4() == remote.is_ipv4())
-    });
-    if let Some((s, _)) = socket {
-        if let Err(e) = s.send_to(datagram, remote) {
+    if let Some(i) = socket_for(sockets, local, remote) {
+        if let Err(e) = sockets[i].0.send_to(datagram, remote) {
             tracing::trace!(error = %e, remote = %remote, "UDP send");
         }
     }
+}
+
+/// Whether a UDP_SEGMENT send failed because of the segmentation itself (no support, or a
+/// segment larger than the route's MTU), so that sending one by one would work.
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+    )
 }
 
 /// IPv4-mapped IPv6 sources (from a dual-stack socket) as plain IPv4.
@@ -507,9 +784,13 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    // Bursts at multi-gigabit rates overflow the default buffers.
-    let _ = s.set_recv_buffer_size(8 << 20);
-    let _ = s.set_send_buffer_size(8 << 20);
+    // Bursts at multi-gigabit rates overflow the default buffers. The forced variants pass
+    // net.core.[rw]mem_max, which a network namespace cannot raise; they need CAP_NET_ADMIN,
+    // which the TUN device needs too, and the plain ones are the fallback.
+    if udp::force_buffers(&s, SOCKET_BUFFER).is_err() {
+        let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(UdpSocket::from_std(s.into()))
