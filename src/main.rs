@@ -88,8 +88,7 @@ enum SimCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
-    match run(cli.command) {
+    match run(cli.command, cli.verbose) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` joins the cause chain on one line: "context: cause: cause".
@@ -99,12 +98,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+/// Logs to stderr. The filter is `RUST_LOG` if set, else the `-v` level if given, else
+/// `default` (the node's `interface.log`, or warnings for the other commands).
+fn init_tracing(verbose: u8, default: &str) {
     let filter = if std::env::var_os("RUST_LOG").is_some() {
         EnvFilter::from_default_env()
     } else {
         EnvFilter::new(match verbose {
-            0 => "warn",
+            0 => default,
             1 => "info",
             2 => "debug",
             _ => "trace",
@@ -116,7 +117,22 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command, verbose: u8) -> anyhow::Result<()> {
+    match command {
+        Command::Up { config } => {
+            let config = load_config(config.as_deref())?;
+            init_tracing(verbose, &config.interface.log);
+            hipbone::daemon::run(config)
+        }
+        other => {
+            init_tracing(verbose, "warn");
+            run_tool(other)
+        }
+    }
+}
+
+/// Every command but `up`.
+fn run_tool(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Genkey { out } => genkey(out),
         Command::Pubkey => {
@@ -133,7 +149,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             };
             print_line(&hit.to_string())
         }
-        Command::Up { config } => hipbone::daemon::run(load_config(config.as_deref())?),
+        Command::Up { .. } => anyhow::bail!("`up` is not a tool command"),
         Command::Down { config } => {
             let path = load_config(config.as_deref())?.interface.control_path();
             control::call(&path, control::Request::Down)?;
