@@ -1261,7 +1261,6 @@ pub fn load_or_create_identity(path: &Path) -> Result<HostIdentity, KeyError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// The RFC 8032 §7.1 TEST 1 key's HIT (tests/cli.rs uses the same).
     const HIT: &str = "2001:25:94f8:6e7a:36ad:d203:ed89:625f";
@@ -1969,27 +1968,7 @@ name = "bob"
 
     // ---- files --------------------------------------------------------------------------
 
-    /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "hipbone-config-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testdir::TempDir;
 
     /// The error and its causes on one line, as `main` prints them (`{:#}` of anyhow).
     fn chain(e: &dyn std::error::Error) -> String {

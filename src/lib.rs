@@ -8,3 +8,6 @@ pub mod keys;
 pub mod sim;
 pub mod tun;
 pub mod udp;
+
+#[cfg(test)]
+mod testdir;

@@ -258,12 +258,32 @@ fn close_is_acknowledged_and_both_sides_forget() {
 
 /// Runs an exchange in which the first packet named `which` is replaced by `change(packet)`.
 fn tampered(seed: u64, which: &'static str, change: impl Fn(&[u8]) -> Vec<u8> + 'static) -> Pair {
+    tampered_n(seed, which, 1, change)
+}
+
+/// Runs an exchange in which every packet named `which` is replaced by `change(packet)`.
+fn always_tampered(
+    seed: u64,
+    which: &'static str,
+    change: impl Fn(&[u8]) -> Vec<u8> + 'static,
+) -> Pair {
+    tampered_n(seed, which, usize::MAX, change)
+}
+
+/// Runs an exchange in which the first `times` packets named `which` are replaced by
+/// `change(packet)`.
+fn tampered_n(
+    seed: u64,
+    which: &'static str,
+    times: usize,
+    change: impl Fn(&[u8]) -> Vec<u8> + 'static,
+) -> Pair {
     let mut p = pair(seed);
-    let done = Rc::new(RefCell::new(false));
+    let done = Rc::new(RefCell::new(0usize));
     let d = done.clone();
     p.sim.set_filter(Box::new(move |_, dg: &Datagram| {
-        if packet_name(&dg.payload) == which && !*d.borrow() {
-            *d.borrow_mut() = true;
+        if packet_name(&dg.payload) == which && *d.borrow() < times {
+            *d.borrow_mut() += 1;
             Verdict::Replace(vec![Datagram {
                 payload: change(&dg.payload),
                 ..dg.clone()
@@ -482,48 +502,12 @@ fn bad_signature_and_bad_mac_are_told_apart() {
     let p = tampered(14, "R2", flip_in(param_type::HIP_SIGNATURE));
     assert_eq!(p.sim.node(p.a).stats().dropped, 1);
     assert!(p.keys_agree(), "recovered by retransmission");
-    let mut q = pair(14);
-    q.sim.set_filter(Box::new(move |_, dg: &Datagram| {
-        if packet_name(&dg.payload) == "R2" {
-            Verdict::Replace(vec![Datagram {
-                payload: flip_in(param_type::HIP_SIGNATURE)(&dg.payload),
-                ..dg.clone()
-            }])
-        } else {
-            Verdict::Pass
-        }
-    }));
-    q.connect_a();
-    q.run(Duration::from_secs(30));
+    let q = always_tampered(14, "R2", flip_in(param_type::HIP_SIGNATURE));
     assert_eq!(drop_reason(&q, q.a), Some(Error::BadSignature));
-    let mut q = pair(14);
-    q.sim.set_filter(Box::new(move |_, dg: &Datagram| {
-        if packet_name(&dg.payload) == "R2" {
-            Verdict::Replace(vec![Datagram {
-                payload: flip_in(param_type::HIP_MAC_2)(&dg.payload),
-                ..dg.clone()
-            }])
-        } else {
-            Verdict::Pass
-        }
-    }));
-    q.connect_a();
-    q.run(Duration::from_secs(30));
+    let q = always_tampered(14, "R2", flip_in(param_type::HIP_MAC_2));
     assert_eq!(drop_reason(&q, q.a), Some(Error::BadMac));
     // A bad MAC on an I2 whose puzzle was solved earns the initiator a NOTIFY.
-    let mut q = pair(15);
-    q.sim.set_filter(Box::new(move |_, dg: &Datagram| {
-        if packet_name(&dg.payload) == "I2" {
-            Verdict::Replace(vec![Datagram {
-                payload: flip_in(param_type::HIP_MAC)(&dg.payload),
-                ..dg.clone()
-            }])
-        } else {
-            Verdict::Pass
-        }
-    }));
-    q.connect_a();
-    q.run(Duration::from_secs(30));
+    let q = always_tampered(15, "I2", flip_in(param_type::HIP_MAC));
     assert_eq!(drop_reason(&q, q.b), Some(Error::BadMac));
     assert!(q.events.iter().any(|(_, n, e)| *n == q.a
         && matches!(

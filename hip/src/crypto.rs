@@ -466,18 +466,8 @@ impl core::fmt::Debug for Hex<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testutil::{arr32, hex};
     use tiny_keccak::CShake;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    fn arr32(s: &str) -> [u8; 32] {
-        hex(s).try_into().unwrap()
-    }
 
     // --- The primitives we build on: NIST SP 800-185 examples (shared/spec/hip.md §9.5). ---
 

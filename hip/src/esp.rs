@@ -1016,13 +1016,7 @@ fn read_u32(b: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::wire::testutil::hex;
 
     const KEY: &str = "feffe9928665731c6d6a8f9467308308cafebabe";
     const SPI: u32 = 0x9a3b_c4d5;

@@ -277,18 +277,8 @@ impl PublicIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testutil::{arr32, hex};
     use tiny_keccak::CShake;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    fn arr32(s: &str) -> [u8; 32] {
-        hex(s).try_into().unwrap()
-    }
 
     // RFC 8032 §7.1 TEST 1 and TEST 2 (shared/spec/hip.md §9 item 2).
     const T1_SK: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";

@@ -156,9 +156,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Helpers the tests of every wire module share.
+/// Helpers the tests of the crate's modules share.
 #[cfg(test)]
-mod testutil {
+pub(crate) mod testutil {
     /// Bytes from hex digits; whitespace and `|` separators are ignored.
     pub fn hex(s: &str) -> Vec<u8> {
         let digits: Vec<u8> = s
@@ -169,6 +169,11 @@ mod testutil {
             .chunks(2)
             .map(|pair| u8::from_str_radix(core::str::from_utf8(pair).unwrap(), 16).unwrap())
             .collect()
+    }
+
+    /// 32 bytes from 64 hex digits.
+    pub fn arr32(s: &str) -> [u8; 32] {
+        hex(s).try_into().unwrap()
     }
 
     /// The I1 of RFC 7401 Appendix C: HITs 2001:20::1 → 2001:20::2, one DH_GROUP_LIST
