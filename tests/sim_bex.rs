@@ -617,7 +617,13 @@ fn responder_keeps_no_state_before_i2_and_raises_difficulty_under_load() {
             receiver_hit: b_hit,
             params: vec![Param::DhGroupList(vec![13])],
         };
-        b.handle_datagram(now, local, remote, &marked(&i1));
+        // From many addresses: R1s to one source are rate-limited.
+        let source = std::net::SocketAddr::new(
+            std::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, n as u16 + 1).into(),
+            10500,
+        );
+        let _ = remote;
+        b.handle_datagram(now, local, source, &marked(&i1));
         let r1 = b.poll_transmit().expect("an R1");
         let repr = hip_of(&r1.payload);
         match repr.param(param_type::PUZZLE) {
@@ -697,4 +703,123 @@ fn unanswered_exchange_fails_after_its_retries() {
         .filter(|r| packet_name(&r.datagram.payload) == "I1")
         .count();
     assert_eq!(i1s as u32, Config::default().i1_tries);
+}
+
+#[test]
+fn an_i2_replayed_after_the_association_is_gone_is_refused() {
+    // Within the same puzzle generation the replay would rebuild the same keys.
+    let mut p = pair(21);
+    p.connect_a();
+    p.run(Duration::from_secs(10)).unwrap();
+    let i2 = p
+        .sim
+        .trace()
+        .iter()
+        .find(|r| packet_name(&r.datagram.payload) == "I2")
+        .unwrap()
+        .datagram
+        .clone();
+    let now = p.sim.now();
+    let b_hit = p.b_hit;
+    p.sim.node_mut(p.a).close(now, &b_hit).unwrap();
+    let end = p.sim.now() + Duration::from_secs(40);
+    p.sim.run_until(end, |_| false);
+    assert!(p.sim.node(p.b).association(&p.a_hit).is_none());
+    assert!(
+        p.sim.elapsed() < Config::default().secret_rotation,
+        "still the same generation"
+    );
+    p.sim.inject(i2);
+    let end = p.sim.now() + Duration::from_secs(1);
+    p.sim.run_until(end, |_| false);
+    assert!(p.sim.node(p.b).association(&p.a_hit).is_none());
+    assert_eq!(drop_reason(&p, p.b), Some(Error::Replayed));
+}
+
+#[test]
+fn an_r1_replayed_at_a_closed_association_is_ignored() {
+    let mut p = pair(22);
+    p.connect_a();
+    p.run(Duration::from_secs(10)).unwrap();
+    let r1 = p
+        .sim
+        .trace()
+        .iter()
+        .find(|r| packet_name(&r.datagram.payload) == "R1")
+        .unwrap()
+        .datagram
+        .clone();
+    let now = p.sim.now();
+    let a_hit = p.a_hit;
+    p.sim.node_mut(p.b).close(now, &a_hit).unwrap();
+    let end = p.sim.now() + Duration::from_secs(1);
+    p.sim.run_until(end, |_| false);
+    assert_eq!(
+        p.sim.node(p.a).association(&p.b_hit).unwrap().state,
+        AssocState::Closed
+    );
+    // The same R1, sent from a third party's address.
+    let victim: std::net::SocketAddr = "203.0.113.9:10500".parse().unwrap();
+    let sent_before = p.sim.trace().len();
+    p.sim.inject(Datagram { from: victim, ..r1 });
+    let end = p.sim.now() + Duration::from_secs(10);
+    p.sim.run_until(end, |_| false);
+    assert_eq!(drop_reason(&p, p.a), Some(Error::Unexpected));
+    assert!(
+        p.sim.trace()[sent_before..]
+            .iter()
+            .all(|r| r.datagram.to != victim),
+        "packets were sent to the replay's source"
+    );
+    // And ESP for the closed association is not sent anywhere: the next packet needs a
+    // new exchange.
+    let mut buf = vec![0u8; 64];
+    let now = p.sim.now();
+    let b_hit = p.b_hit;
+    assert!(matches!(
+        p.sim
+            .node_mut(p.a)
+            .encapsulate(now, &b_hit, 17, &mut buf, 16..32),
+        hip::Outbound::NoAssociation
+    ));
+}
+
+#[test]
+fn a_puzzle_too_hard_is_refused_at_once() {
+    let mut hard = Config::default();
+    hard.difficulty.base_k = 30;
+    let mut p = Pair::new(23, Link::default(), false, hard);
+    p.connect_a();
+    p.run(Duration::from_secs(2));
+    assert_eq!(drop_reason(&p, p.a), Some(Error::PuzzleTooHard));
+    assert!(!p.established(p.a));
+}
+
+#[test]
+fn r1s_to_one_source_are_rate_limited() {
+    let mut p = pair(24);
+    let now = p.sim.now();
+    let (local, remote, b_hit) = (p.b_addr, p.a_addr, p.b_hit);
+    let b = p.sim.node_mut(p.b);
+    let mut r1s = 0;
+    for n in 0..50u32 {
+        let mut hit = [0u8; 16];
+        hit[..4].copy_from_slice(&[0x20, 0x01, 0x00, 0x25]);
+        hit[12..].copy_from_slice(&n.to_be_bytes());
+        let i1 = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::I1,
+            version: 2,
+            controls: 0,
+            sender_hit: Hit(hit),
+            receiver_hit: b_hit,
+            params: vec![Param::DhGroupList(vec![13])],
+        };
+        b.handle_datagram(now, local, remote, &marked(&i1));
+        while b.poll_transmit().is_some() {
+            r1s += 1;
+        }
+    }
+    assert_eq!(r1s, Config::default().r1_per_source);
+    assert_eq!(b.stats().last_drop, Some(Error::RateLimited));
 }

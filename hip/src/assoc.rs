@@ -118,6 +118,7 @@ pub(crate) struct EspState {
 
 /// A rekey in progress (RFC 7402 §6.8–6.10): our half, and the peer's once it arrives.
 pub(crate) struct Rekey {
+    pub started: Instant,
     pub our_spi: u32,
     pub our_index: usize,
     pub our_seq: u32,

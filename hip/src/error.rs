@@ -40,8 +40,13 @@ pub enum Error {
     UnknownPeer(Hit),
     /// Retransmissions ran out.
     Timeout,
-    /// The puzzle was not solved within the configured number of tries.
+    /// The puzzle was not solved within the configured number of tries, or its K is above
+    /// the configured limit.
     PuzzleTooHard,
+    /// A packet seen before (an I2 whose exchange already happened).
+    Replayed,
+    /// More packets from one source than the configured rate allows.
+    RateLimited,
 }
 
 impl Error {
@@ -88,7 +93,9 @@ impl core::fmt::Display for Error {
             Error::TooManyAssociations => f.write_str("association table is full"),
             Error::UnknownPeer(h) => write!(f, "no association with {h}"),
             Error::Timeout => f.write_str("no answer after all retransmissions"),
-            Error::PuzzleTooHard => f.write_str("puzzle not solved within the allowed tries"),
+            Error::PuzzleTooHard => f.write_str("puzzle too hard (K or tries above the limit)"),
+            Error::Replayed => f.write_str("replayed packet"),
+            Error::RateLimited => f.write_str("rate limit for this source reached"),
         }
     }
 }

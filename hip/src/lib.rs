@@ -22,6 +22,7 @@ pub mod wire;
 mod assoc;
 mod error;
 mod host;
+mod ratelimit;
 
 pub use error::Error;
 pub use host::{

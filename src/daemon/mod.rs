@@ -15,8 +15,10 @@
 //!
 //! On the wire nothing changes: every ESP packet carries one inner packet of at most the
 //! TUN MTU, so peers without offloads interoperate. Without IFF_VNET_HDR (the kernel refuses
-//! the offloads, or `HIPBONE_OFFLOAD=0` is set in the environment, for comparisons) the same
-//! paths run one packet at a time, and without UDP GSO/GRO one datagram per system call.
+//! the offloads) the same paths run one packet at a time, and without UDP GSO/GRO one
+//! datagram per system call. For comparisons (scripts/bench-throughput.sh), the environment
+//! variable `HIPBONE_OFFLOAD` turns them off: `none` (plain reads, writes and datagrams) or
+//! `udp` (UDP GSO/GRO only, no TUN offloads).
 //!
 //! Buffers are allocated once and the hot path does not allocate. A source that still has
 //! packets after a batch is marked ready and served again before the loop sleeps: mio's
@@ -147,13 +149,18 @@ impl Daemon {
             peers.insert(p.hit, entry);
         }
 
-        let offload = std::env::var_os("HIPBONE_OFFLOAD").is_none_or(|v| v != "0");
+        let mode = std::env::var("HIPBONE_OFFLOAD").unwrap_or_default();
+        let (udp_offload, tun_offload) = match mode.as_str() {
+            "none" => (false, false),
+            "udp" => (true, false),
+            _ => (true, true),
+        };
         let mut sockets = Vec::new();
         let mut gso = Vec::new();
         for addr in config.interface.listen_addrs() {
             let socket = bind_udp(addr).with_context(|| format!("binding UDP {addr}"))?;
-            gso.push(offload && udp::supports_gso(&socket));
-            if offload {
+            gso.push(udp_offload && udp::supports_gso(&socket));
+            if udp_offload {
                 if let Err(e) = udp::enable_gro(&socket) {
                     tracing::debug!(error = %e, %addr, "no UDP_GRO: one datagram per receive");
                 }
@@ -163,7 +170,7 @@ impl Daemon {
         let mtu = u16::try_from(config.interface.mtu).context("interface.mtu")?;
         let name = &config.interface.tun;
         let addrs = (hit.to_ipv6(), Some((lsi, prefix)));
-        let tun = if offload {
+        let tun = if tun_offload {
             Tun::create_offload(name, mtu, addrs.0, addrs.1).or_else(|e| match e {
                 crate::tun::TunError::Os {
                     op: crate::tun::TunOp::SetOffload,

@@ -125,17 +125,26 @@ impl VnetHdr {
 /// Adds `data` to `acc` as big-endian 16-bit words, a trailing odd byte padded with zero.
 /// Pieces summed one after another must have even lengths, except the last.
 #[inline]
-pub fn checksum_add(mut acc: u64, data: &[u8]) -> u64 {
-    // 32-bit words: one is congruent to the sum of its halves modulo 0xffff, and the u64
-    // cannot overflow for any buffer that fits in memory.
-    let mut words = data.chunks_exact(4);
+pub fn checksum_add(acc: u64, data: &[u8]) -> u64 {
+    // The one's-complement sum does not depend on byte order (RFC 1071 §2(B)): sum the
+    // bytes as little-endian 64-bit words with end-around carry, fold, and swap the result
+    // into the big-endian sum. Eight bytes per addition, no swapping per word.
+    let mut sum: u64 = 0;
+    let mut add = |w: u64| {
+        let (s, carry) = sum.overflowing_add(w);
+        sum = s + u64::from(carry);
+    };
+    let mut words = data.chunks_exact(8);
     for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        add(u64::from_le_bytes([
+            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+        ]));
     }
     let rest = words.remainder();
-    let mut tail = [0; 4];
+    let mut tail = [0; 8];
     tail[..rest.len()].copy_from_slice(rest);
-    acc + u64::from(u32::from_be_bytes(tail))
+    add(u64::from_le_bytes(tail));
+    acc + u64::from(checksum_fold(sum).swap_bytes())
 }
 
 /// Folds a sum into 16 bits (not complemented).
@@ -520,4 +529,421 @@ fn parse_tcp_data(packet: &[u8]) -> Option<Flow> {
         psh: flags & TCP_PSH != 0,
         closed: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC6: [u8; 16] = [0x20, 0x01, 0x00, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const DST6: [u8; 16] = [0x20, 0x01, 0x00, 0x2b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    const SRC4: [u8; 4] = [100, 64, 0, 1];
+    const DST4: [u8; 4] = [100, 64, 0, 2];
+
+    /// RFC 1071 the slow way: big-endian 16-bit words, end-around carry.
+    fn reference_sum(parts: &[&[u8]]) -> u16 {
+        let bytes: Vec<u8> = parts.concat();
+        let mut sum: u32 = 0;
+        for w in bytes.chunks(2) {
+            sum += u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0));
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    fn pseudo(src: &[u8], dst: &[u8], len: usize) -> Vec<u8> {
+        let mut p = [src, dst].concat();
+        p.extend_from_slice(&(len as u32).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, PROTO_TCP]);
+        p
+    }
+
+    /// Whether the TCP checksum of `tcp` verifies over the given addresses.
+    fn tcp_checksum_ok(src: &[u8], dst: &[u8], tcp: &[u8]) -> bool {
+        reference_sum(&[&pseudo(src, dst, tcp.len()), tcp]) == 0xffff
+    }
+
+    /// A TCP segment (header with 12 bytes of timestamp option, then `data`) with a correct
+    /// checksum over `src`, `dst`.
+    fn tcp(src: &[u8], dst: &[u8], seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+        let mut t = vec![
+            0x9c, 0x40, 0x13, 0x89, // ports 40000 -> 5001
+            0, 0, 0, 0, // seq
+            0x11, 0x22, 0x33, 0x44, // ack
+            0x80, flags, 0x01, 0xf5, // data offset 8 words, flags, window
+            0, 0, 0, 0, // checksum, urgent
+            1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9, // NOP NOP timestamps
+        ];
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t.extend_from_slice(data);
+        let sum = !reference_sum(&[&pseudo(src, dst, t.len()), &t]);
+        t[16..18].copy_from_slice(&sum.to_be_bytes());
+        t
+    }
+
+    fn ipv6(tcp: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[PROTO_TCP, 64]);
+        p.extend_from_slice(&SRC6);
+        p.extend_from_slice(&DST6);
+        p.extend_from_slice(tcp);
+        p
+    }
+
+    fn ipv4(tcp: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, PROTO_TCP, 0, 0]);
+        p.extend_from_slice(&SRC4);
+        p.extend_from_slice(&DST4);
+        let sum = !reference_sum(&[&p]);
+        p[10..12].copy_from_slice(&sum.to_be_bytes());
+        p.extend_from_slice(tcp);
+        p
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn vnet_header_known_bytes_both_ways() {
+        // A TCPv6 super-packet as the kernel hands it over: NEEDS_CSUM, ECN, headers of
+        // 40 + 32 bytes, MSS 1348, checksum at 40 + 16.
+        let bytes = [0x01, 0x84, 72, 0, 0x44, 0x05, 40, 0, 16, 0];
+        let hdr = VnetHdr::parse(&bytes).unwrap();
+        assert_eq!(
+            hdr,
+            VnetHdr {
+                flags: F_NEEDS_CSUM,
+                gso_type: GsoType::TcpV6,
+                ecn: true,
+                hdr_len: 72,
+                gso_size: 1348,
+                csum_start: 40,
+                csum_offset: 16,
+            }
+        );
+        assert!(hdr.needs_csum());
+        let mut out = [0xaa; VNET_HDR_LEN];
+        hdr.emit(&mut out);
+        assert_eq!(out, bytes);
+        assert_eq!(VnetHdr::parse(&bytes[..9]), None);
+        let mut plain = [0xaa; VNET_HDR_LEN];
+        VnetHdr::default().emit(&mut plain);
+        assert_eq!(plain, [0; VNET_HDR_LEN]);
+    }
+
+    #[test]
+    fn gso_types_round_trip_unknown_ones_too() {
+        for raw in 0..0x80u8 {
+            assert_eq!(u8::from(GsoType::from(raw)), raw);
+        }
+        assert_eq!(GsoType::from(1), GsoType::TcpV4);
+        assert_eq!(GsoType::from(4), GsoType::TcpV6);
+        assert_eq!(GsoType::from(5), GsoType::UdpL4);
+        assert_eq!(GsoType::from(3), GsoType::Unknown(3));
+    }
+
+    #[test]
+    fn checksum_matches_rfc_1071_and_the_slow_way() {
+        // RFC 1071 §3: 0001 f203 f4f5 f6f7 sums to 0xddf2.
+        let rfc = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum_fold(checksum_add(0, &rfc)), 0xddf2);
+        let d = data(3000);
+        for len in [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 1399, 1400, 3000] {
+            assert_eq!(
+                checksum_fold(checksum_add(0, &d[..len])),
+                reference_sum(&[&d[..len]]),
+                "length {len}"
+            );
+        }
+        // Pieces of even length compose.
+        let split = checksum_add(
+            checksum_add(checksum_add(0, &d[..6]), &d[6..1006]),
+            &d[1006..1399],
+        );
+        assert_eq!(checksum_fold(split), reference_sum(&[&d[..1399]]));
+        // All-ones words: the end-around carry must not be lost.
+        let ones = [0xff; 24];
+        assert_eq!(checksum_fold(checksum_add(0, &ones)), 0xffff);
+    }
+
+    #[test]
+    fn partial_checksum_is_completed() {
+        let segment = tcp(&SRC6, &DST6, 1, TCP_ACK | TCP_PSH, &data(999));
+        let mut packet = ipv6(&segment);
+        let want = packet[40 + 16..40 + 18].to_vec();
+        // What the kernel leaves: the pseudo-header sum, not complemented.
+        let partial =
+            checksum_fold(pseudo_header_sum(&SRC6, &DST6, PROTO_TCP) + segment.len() as u64);
+        packet[56..58].copy_from_slice(&partial.to_be_bytes());
+        assert!(complete_checksum(&mut packet, 40, 16));
+        assert_eq!(packet[56..58], want[..]);
+        assert!(tcp_checksum_ok(&SRC6, &DST6, &packet[40..]));
+        let len = packet.len() as u16;
+        assert!(!complete_checksum(&mut packet, len - 1, 0));
+    }
+
+    /// A super-packet's TCP part with FIN, PSH and CWR: 3500 bytes in MSS 1400.
+    fn super_tcp() -> Vec<u8> {
+        let mut t = tcp(
+            &SRC6,
+            &DST6,
+            0xffff_fc18,
+            TCP_ACK | TCP_PSH | TCP_FIN | TCP_CWR,
+            &data(3500),
+        );
+        // As TSO hands it over, the checksum is partial; segmentation ignores it.
+        t[16..18].copy_from_slice(&[0x12, 0x34]);
+        t
+    }
+
+    #[test]
+    fn tso_super_packet_is_cut_into_mss_segments() {
+        let whole = super_tcp();
+        let seg = TcpSegments::new(&whole, 1400).unwrap();
+        assert_eq!(seg.count(), 3);
+        assert_eq!((seg.len(0), seg.len(1), seg.len(2)), (1432, 1432, 732));
+        assert!(!seg.is_empty());
+        let pseudo = pseudo_header_sum(&SRC6, &DST6, PROTO_TCP);
+        let mut out = vec![0u8; 1500];
+        let mut joined = Vec::new();
+        // Sequence numbers wrap past 2^32; flags as tcp_gso_segment sets them.
+        let want = [
+            (0xffff_fc18u32, TCP_ACK | TCP_CWR),
+            (0x0000_0190, TCP_ACK),
+            (0x0000_0708, TCP_ACK | TCP_PSH | TCP_FIN),
+        ];
+        for (i, (seq, flags)) in want.into_iter().enumerate() {
+            let n = seg.write(&whole, i, &mut out, pseudo);
+            let s = &out[..n];
+            assert_eq!(s[4..8], seq.to_be_bytes(), "segment {i} seq");
+            assert_eq!(s[13], flags, "segment {i} flags");
+            // Everything else of the header is the super-packet's, options included.
+            assert_eq!(s[..4], whole[..4]);
+            assert_eq!(s[8..13], whole[8..13]);
+            assert_eq!(s[14..16], whole[14..16]);
+            assert_eq!(s[18..32], whole[18..32]);
+            assert!(tcp_checksum_ok(&SRC6, &DST6, s), "segment {i} checksum");
+            joined.extend_from_slice(&s[32..]);
+        }
+        assert_eq!(joined, whole[32..]);
+        // The first segment, byte for byte: a freshly built one with the same fields.
+        let n = seg.write(&whole, 0, &mut out, pseudo);
+        assert_eq!(
+            out[..n],
+            tcp(
+                &SRC6,
+                &DST6,
+                0xffff_fc18,
+                TCP_ACK | TCP_CWR,
+                &whole[32..1432]
+            )[..]
+        );
+    }
+
+    #[test]
+    fn segmentation_edge_cases() {
+        // No data: one bare segment. Data of exactly one MSS: one segment.
+        let bare = tcp(&SRC4, &DST4, 5, TCP_ACK, &[]);
+        let s = TcpSegments::new(&bare, 1400).unwrap();
+        assert_eq!((s.count(), s.len(0), s.is_empty()), (1, 32, true));
+        let one = tcp(&SRC4, &DST4, 5, TCP_ACK, &data(1400));
+        assert_eq!(TcpSegments::new(&one, 1400).unwrap().count(), 1);
+        let mut out = vec![0u8; 1500];
+        let pseudo = pseudo_header_sum(&SRC4, &DST4, PROTO_TCP);
+        let n = TcpSegments::new(&one, 1400)
+            .unwrap()
+            .write(&one, 0, &mut out, pseudo);
+        assert_eq!(out[..n], one[..]);
+        // Malformed: a zero MSS, a header cut short, a data offset past the end.
+        assert_eq!(TcpSegments::new(&one, 0), Err(SegmentError::ZeroMss));
+        assert_eq!(
+            TcpSegments::new(&one[..12], 1400),
+            Err(SegmentError::BadTcpHeader)
+        );
+        let mut bad = bare.clone();
+        bad[12] = 0xf0;
+        assert_eq!(
+            TcpSegments::new(&bad, 1400),
+            Err(SegmentError::BadTcpHeader)
+        );
+        bad[12] = 0x40;
+        assert_eq!(
+            TcpSegments::new(&bad, 1400),
+            Err(SegmentError::BadTcpHeader)
+        );
+    }
+
+    /// Offers `packets` to a coalescer writing into `buf` the way the daemon does; returns
+    /// what was written to the TUN device (header and packet), one entry per write.
+    fn coalesce(packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut c = Coalescer::default();
+        let mut buf = vec![0u8; VNET_HDR_LEN + MAX_SUPER];
+        let mut writes = Vec::new();
+        let finish = |c: &mut Coalescer, buf: &mut Vec<u8>, writes: &mut Vec<Vec<u8>>| {
+            if let Some(f) = c.finish(buf) {
+                writes.push(buf[..VNET_HDR_LEN + f.len].to_vec());
+            }
+        };
+        for p in packets {
+            loop {
+                match c.offer(p) {
+                    Offer::Start => {
+                        buf[VNET_HDR_LEN..VNET_HDR_LEN + p.len()].copy_from_slice(p);
+                        break;
+                    }
+                    Offer::Append { data_start, at } => {
+                        let d = &p[data_start..];
+                        buf[VNET_HDR_LEN + at..VNET_HDR_LEN + at + d.len()].copy_from_slice(d);
+                        break;
+                    }
+                    Offer::Flush => finish(&mut c, &mut buf, &mut writes),
+                    Offer::Alone => {
+                        writes.push([&[0u8; VNET_HDR_LEN][..], p].concat());
+                        break;
+                    }
+                }
+            }
+        }
+        finish(&mut c, &mut buf, &mut writes);
+        assert!(!c.is_pending());
+        writes
+    }
+
+    /// `n` consecutive segments of `mss` bytes (the last `last` bytes), PSH on the last.
+    fn flow(v6: bool, n: usize, mss: usize, last: usize) -> Vec<Vec<u8>> {
+        let (src, dst): (&[u8], &[u8]) = if v6 { (&SRC6, &DST6) } else { (&SRC4, &DST4) };
+        let d = data((n - 1) * mss + last);
+        (0..n)
+            .map(|i| {
+                let chunk = &d[i * mss..(i * mss + mss).min(d.len())];
+                let flags = if i + 1 == n {
+                    TCP_ACK | TCP_PSH
+                } else {
+                    TCP_ACK
+                };
+                let t = tcp(src, dst, 1000 + (i * mss) as u32, flags, chunk);
+                if v6 {
+                    ipv6(&t)
+                } else {
+                    ipv4(&t)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_segments_become_one_gso_packet_and_split_back() {
+        for v6 in [true, false] {
+            let packets = flow(v6, 4, 1348, 500);
+            let writes = coalesce(&packets);
+            assert_eq!(writes.len(), 1, "v6 {v6}");
+            let w = &writes[0];
+            let hdr = VnetHdr::parse(w).unwrap();
+            let ip_len = if v6 { 40 } else { 20 };
+            assert_eq!(
+                hdr,
+                VnetHdr {
+                    flags: F_NEEDS_CSUM,
+                    gso_type: if v6 { GsoType::TcpV6 } else { GsoType::TcpV4 },
+                    ecn: false,
+                    hdr_len: ip_len as u16 + 32,
+                    gso_size: 1348,
+                    csum_start: ip_len as u16,
+                    csum_offset: 16,
+                }
+            );
+            let p = &w[VNET_HDR_LEN..];
+            assert_eq!(p.len(), ip_len + 32 + 3 * 1348 + 500);
+            if v6 {
+                assert_eq!(usize::from(u16::from_be_bytes([p[4], p[5]])), p.len() - 40);
+            } else {
+                assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
+                assert_eq!(reference_sum(&[&p[..20]]), 0xffff, "IPv4 header checksum");
+            }
+            // PSH of the last segment, and the partial checksum of a GSO packet.
+            assert_eq!(p[ip_len + 13], TCP_ACK | TCP_PSH);
+            let (src, dst): (&[u8], &[u8]) = if v6 { (&SRC6, &DST6) } else { (&SRC4, &DST4) };
+            let partial =
+                checksum_fold(pseudo_header_sum(src, dst, PROTO_TCP) + (p.len() - ip_len) as u64);
+            assert_eq!(p[ip_len + 16..ip_len + 18], partial.to_be_bytes());
+            // Cut again, it gives back exactly the segments that went in.
+            let tcp_part = &p[ip_len..];
+            let seg = TcpSegments::new(tcp_part, hdr.gso_size).unwrap();
+            assert_eq!(seg.count(), 4);
+            let mut out = vec![0u8; 1500];
+            for (i, original) in packets.iter().enumerate() {
+                let n = seg.write(
+                    tcp_part,
+                    i,
+                    &mut out,
+                    pseudo_header_sum(src, dst, PROTO_TCP),
+                );
+                assert_eq!(out[..n], original[ip_len..], "v6 {v6} segment {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_continuations_are_joined() {
+        // A single packet goes out as it came, with a plain header.
+        let one = flow(true, 1, 1348, 1348);
+        assert_eq!(
+            coalesce(&one),
+            vec![[&[0u8; VNET_HDR_LEN][..], &one[0]].concat()]
+        );
+        // A gap in the sequence numbers, a longer segment after a shorter one, another
+        // flow, a packet after PSH: each starts a new super-packet.
+        let mut p = flow(true, 3, 1000, 1000);
+        p.swap(1, 2);
+        assert_eq!(coalesce(&p).len(), 3);
+        let mut p = flow(true, 2, 1000, 600);
+        p.push(flow(true, 1, 1000, 1000)[0].clone());
+        assert_eq!(coalesce(&p).len(), 2);
+        let mut mixed = flow(true, 2, 1000, 1000);
+        mixed.insert(1, flow(false, 1, 1000, 1000)[0].clone());
+        assert_eq!(coalesce(&mixed).len(), 3);
+        let two_bursts: Vec<_> = flow(true, 2, 1000, 1000)
+            .into_iter()
+            .chain(flow(true, 2, 1000, 1000))
+            .collect();
+        assert_eq!(coalesce(&two_bursts).len(), 2);
+        // SYN, FIN, a bare ACK and non-TCP are delivered alone, in order.
+        let syn = ipv6(&tcp(&SRC6, &DST6, 1, TCP_SYN, &[]));
+        let fin = ipv6(&tcp(&SRC6, &DST6, 1, TCP_ACK | TCP_FIN, &data(10)));
+        let ack = ipv6(&tcp(&SRC6, &DST6, 1, TCP_ACK, &[]));
+        let mut udp = ipv6(&[0; 16]);
+        udp[6] = 17;
+        let seq = flow(true, 2, 1000, 1000);
+        let all = vec![
+            syn.clone(),
+            seq[0].clone(),
+            fin.clone(),
+            seq[1].clone(),
+            ack.clone(),
+            udp.clone(),
+        ];
+        let writes = coalesce(&all);
+        assert_eq!(writes.len(), 6);
+        for (w, p) in writes.iter().zip(&all) {
+            assert_eq!(w[..VNET_HDR_LEN], [0; VNET_HDR_LEN]);
+            assert_eq!(w[VNET_HDR_LEN..], p[..]);
+        }
+    }
+
+    #[test]
+    fn super_packets_stay_within_64_kib() {
+        let packets = flow(true, 60, 1348, 1348);
+        let writes = coalesce(&packets);
+        assert_eq!(writes.len(), 2);
+        for w in &writes {
+            assert!(w.len() - VNET_HDR_LEN <= MAX_SUPER);
+        }
+        let total: usize = writes.iter().map(|w| w.len() - VNET_HDR_LEN - 72).sum();
+        assert_eq!(total, 60 * 1348);
+    }
 }

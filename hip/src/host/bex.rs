@@ -21,6 +21,9 @@ impl Host {
                 return Ok(());
             }
         }
+        if !self.r1_limiter.allow(now, remote.ip()) {
+            return Err(Error::RateLimited);
+        }
         let k = self.difficulty.on_i1(now);
         let generation = self.generations.back().map_or(0, |g| g.number);
         let template = self.r1_template(generation, k)?;
@@ -63,7 +66,9 @@ impl Host {
             _ => None,
         });
         match a.state {
-            AssocState::I1Sent | AssocState::Closing | AssocState::Closed => {}
+            // Not in CLOSING or CLOSED (RFC 7401 §6.8 drops it there): HIP_SIGNATURE_2 does
+            // not cover the receiver HIT, so an old R1 of the peer could be replayed at us.
+            AssocState::I1Sent => {}
             // A newer R1 (larger counter) restarts the I2 (RFC 7401 §4.4.2).
             AssocState::I2Sent
                 if counter.is_some_and(|(_, c)| a.r1_counter.is_some_and(|old| c > old)) => {}
@@ -102,6 +107,10 @@ impl Host {
             Some(Param::Puzzle(p)) if p.i.len() == self.profile.rhash_len() => p,
             _ => return Err(Error::MissingParam(param_type::PUZZLE)),
         };
+        // A responder (or a replay of its R1) must not make us hash for seconds.
+        if puzzle.k > self.config.max_puzzle_k {
+            return Err(Error::PuzzleTooHard);
+        }
         let cipher = match r1.param(param_type::HIP_CIPHER) {
             Some(Param::HipCipher(ids)) => first_common(ids, &self.config.hip_ciphers),
             _ => None,
@@ -249,7 +258,10 @@ impl Host {
                 _ => {}
             }
         }
-        self.check_solution(local, remote, peer_hit, i2, solution)?;
+        // Every I2 counts as load, like an I1: a flood of I2s raises the difficulty too.
+        self.difficulty.on_i1(now);
+        let generation = self.check_solution(local, remote, peer_hit, i2, solution)?;
+        self.admit_solution(generation, solution)?;
         // The puzzle is solved: from here on the initiator is worth a NOTIFY.
         match self.accept_i2(now, local, remote, bytes, i2, solution) {
             Ok(()) => Ok(()),
@@ -270,7 +282,7 @@ impl Host {
         peer_hit: Hit,
         i2: &HipRepr,
         solution: &Solution,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let generation = match i2.param(param_type::R1_COUNTER) {
             Some(Param::R1Counter { counter, .. }) => Some(*counter),
             _ => self
@@ -306,7 +318,44 @@ impl Host {
         {
             return Err(Error::BadPuzzle);
         }
+        Ok(generation)
+    }
+
+    /// Admits a solved puzzle to the expensive part of I2 processing. The same (#I, #J)
+    /// as an I2 already accepted is a replay (the duplicate of a live association was
+    /// answered before this): with the generation's Diffie-Hellman key it would rebuild the
+    /// same keys, and ESP would reuse its nonces. More than a few attempts for one #I is a
+    /// flood of cheap solutions to one puzzle; an honest initiator needs one per exchange,
+    /// or a few when copies are corrupted on the way.
+    fn admit_solution(&mut self, generation: u64, solution: &Solution) -> Result<(), Error> {
+        let limit = self.config.max_solutions;
+        let g = self
+            .generations
+            .iter_mut()
+            .find(|g| g.number == generation)
+            .ok_or(Error::BadPuzzle)?;
+        if !g.solutions.contains_key(&solution.i) && g.solutions.len() >= limit {
+            return Err(Error::TooManyAssociations);
+        }
+        let entry = g.solutions.entry(solution.i.clone()).or_default();
+        if entry.accepted.contains(&solution.j) {
+            return Err(Error::Replayed);
+        }
+        if entry.attempts >= ATTEMPTS_PER_PUZZLE {
+            return Err(Error::BadPuzzle);
+        }
+        entry.attempts += 1;
         Ok(())
+    }
+
+    /// Remembers the solution of an I2 that was accepted, so that a copy is a replay.
+    fn accepted_solution(&mut self, generation: u64, solution: &Solution) {
+        if let Some(g) = self.generations.iter_mut().find(|g| g.number == generation) {
+            let entry = g.solutions.entry(solution.i.clone()).or_default();
+            if entry.accepted.len() < ATTEMPTS_PER_PUZZLE as usize {
+                entry.accepted.push(solution.j.clone());
+            }
+        }
     }
 
     pub(super) fn accept_i2(
@@ -440,11 +489,14 @@ impl Host {
 
         // A valid I2 replaces whatever we had with this peer (RFC 7401 §4.4.2): a
         // simultaneous exchange we lost, or an association the peer has forgotten.
-        let handle = match self.assocs.get(&peer_hit) {
-            Some(old) => old.handle,
-            None => self.new_handle(),
+        let (handle, queue) = match self.assocs.get_mut(&peer_hit) {
+            Some(old) => (old.handle, std::mem::take(&mut old.queue)),
+            None => (self.new_handle(), Default::default()),
         };
         let mut a = Assoc::new(handle, peer_hit, AssocState::R2Sent);
+        // Packets queued for an exchange we started and lost (simultaneous initiation)
+        // go out on this one.
+        a.queue = queue;
         a.local = local;
         a.remote = remote;
         a.peer = Some(peer);
@@ -456,6 +508,7 @@ impl Host {
         a.keys = Some(keys.session);
         self.assocs.insert(peer_hit, a);
         self.stats.i2_accepted += 1;
+        self.accepted_solution(generation, solution);
         tracing::debug!(peer = %peer_hit, "I2 accepted, sending R2");
         self.transmit(local, remote, &r2);
         self.install_esp(now, peer_hit)?;
@@ -526,6 +579,7 @@ impl Host {
             number,
             dh,
             templates: Vec::new(),
+            solutions: HashMap::new(),
         });
         let _ = self.r1_template(number, self.config.difficulty.base_k);
     }

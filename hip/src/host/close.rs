@@ -37,6 +37,9 @@ impl Host {
         let bytes = close.to_bytes();
         a.close_nonce = Some(nonce);
         a.state = AssocState::Closing;
+        // No more ESP on this association: a packet for the peer now finds no association
+        // and starts a new exchange (RFC 7401 §4.4.2, CLOSING: need association → I1).
+        a.esp = None;
         a.last_sent = Some(bytes.clone());
         a.arm(now, self.config.close_timeout);
         let (local, remote) = (a.local, a.remote);
@@ -47,8 +50,6 @@ impl Host {
     pub(super) fn on_close(
         &mut self,
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
         bytes: &[u8],
         close: &HipRepr,
     ) -> Result<(), Error> {
@@ -85,8 +86,12 @@ impl Host {
         add_signature(&mut ack, &self.identity, param_type::HIP_SIGNATURE);
         let was_closed = a.state == AssocState::Closed;
         a.state = AssocState::Closed;
+        a.esp = None;
         a.timer = Some(now + self.config.linger);
         a.last_sent = None;
+        // To the peer's known locator, not to wherever this copy came from: a replayed
+        // CLOSE must not aim our answers at a third party.
+        let (local, remote) = (a.local, a.remote);
         self.transmit(local, remote, &ack.to_bytes());
         if !was_closed {
             self.push_event(Event::Closed { peer: peer_hit });

@@ -135,6 +135,11 @@ impl Host {
             return Inbound::UnknownSpi { spi };
         };
         match sa.open(buf) {
+            Ok(opened) if opened.next_header == esp::NEXT_HEADER_NONE => {
+                // A dummy packet (RFC 4303 §2.6): authentic, carries nothing.
+                a.traffic.last_rx = Some(now);
+                Inbound::Dropped
+            }
             Ok(opened) => {
                 a.traffic.rx_packets += 1;
                 a.traffic.rx_bytes += opened.payload.len() as u64;

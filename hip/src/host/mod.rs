@@ -89,6 +89,17 @@ pub struct Config {
     pub difficulty: DifficultyPolicy,
     /// Give up on an R1 whose puzzle needs more than this many hash tries.
     pub max_puzzle_tries: u64,
+    /// Refuse an R1 whose puzzle difficulty K is above this.
+    pub max_puzzle_k: u8,
+    /// Puzzles remembered per generation (replay and flood protection); I2s for further
+    /// puzzles are refused until the next generation.
+    pub max_solutions: usize,
+    /// R1s sent to one source address per second at most (RFC 7401 §6.7).
+    pub r1_per_source: u32,
+    /// Close an association after this long without traffic (the RFC's UAL); zero: never.
+    pub idle_timeout: Duration,
+    /// Give up a rekey that has not completed after this long, and close.
+    pub rekey_timeout: Duration,
     /// HIP_CIPHER IDs we offer or accept, preferred first.
     pub hip_ciphers: Vec<u16>,
     /// ESP transform suites we offer or accept, preferred first.
@@ -131,7 +142,12 @@ impl Default for Config {
             secret_rotation: Duration::from_secs(120),
             puzzle_lifetime: 37,
             difficulty: DifficultyPolicy::default(),
-            max_puzzle_tries: 1 << 26,
+            max_puzzle_tries: 1 << 24,
+            max_puzzle_k: 20,
+            max_solutions: 65536,
+            r1_per_source: 20,
+            idle_timeout: Duration::from_secs(15 * 60),
+            rekey_timeout: Duration::from_secs(30),
             hip_ciphers: vec![HIP_CIPHER_AES128_CBC],
             esp_suites: vec![ESP_SUITE_AES128_GCM16],
             max_transmits: 4096,
@@ -232,7 +248,21 @@ struct Generation {
     number: u64,
     dh: DhKeyPair,
     templates: Vec<(u8, HipRepr)>,
+    /// What this generation's puzzles were used for, by #I.
+    solutions: HashMap<Vec<u8>, PuzzleUse>,
 }
+
+/// How often one puzzle (#I) was answered with a valid solution, and the solutions whose
+/// I2 was accepted.
+#[derive(Default)]
+struct PuzzleUse {
+    attempts: u32,
+    accepted: Vec<Vec<u8>>,
+}
+
+/// Valid solutions admitted per puzzle and generation: a few reconnects of one initiator
+/// and a few corrupted copies, not a flood.
+const ATTEMPTS_PER_PUZZLE: u32 = 16;
 
 /// Generations kept: the current one and the one before, so that an initiator that got an
 /// R1 just before a rotation can still finish (RFC 7401 §4.1.2).
@@ -257,6 +287,7 @@ pub struct Host {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     notify_window: (Instant, u32),
+    r1_limiter: crate::ratelimit::RateLimiter,
     stats: Stats,
 }
 
@@ -281,6 +312,7 @@ impl Host {
             difficulty: Difficulty::new(config.difficulty),
             next_rotation: now + config.secret_rotation,
             notify_window: (now, 0),
+            r1_limiter: crate::ratelimit::RateLimiter::new(config.r1_per_source, 4096, now),
             config,
             identity,
             rng,
@@ -504,7 +536,7 @@ impl Host {
             PacketType::R1 => self.on_r1(now, local, remote, bytes, &repr),
             PacketType::I2 => self.on_i2(now, local, remote, bytes, &repr),
             PacketType::R2 => self.on_r2(now, bytes, &repr),
-            PacketType::Close => self.on_close(now, local, remote, bytes, &repr),
+            PacketType::Close => self.on_close(now, bytes, &repr),
             PacketType::CloseAck => self.on_close_ack(bytes, &repr),
             PacketType::Update => self.on_update(now, bytes, &repr),
             PacketType::Notify => self.on_notify(bytes, &repr),
@@ -618,10 +650,10 @@ impl Host {
     fn new_spi(&mut self) -> u32 {
         loop {
             let spi = self.rng.next_u32();
-            let taken = self
-                .assocs
-                .values()
-                .any(|a| a.keys.as_ref().is_some_and(|k| k.esp.spi_in == spi));
+            let taken = self.assocs.values().any(|a| {
+                a.keys.as_ref().is_some_and(|k| k.esp.spi_in == spi)
+                    || a.rekey.as_ref().is_some_and(|r| r.our_spi == spi)
+            });
             if spi > 255 && !taken && !self.spis.contains_key(&spi) {
                 return spi;
             }

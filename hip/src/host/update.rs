@@ -42,6 +42,7 @@ impl Host {
         let seq = a.next_update_id;
         a.next_update_id = a.next_update_id.wrapping_add(1);
         a.rekey = Some(Rekey {
+            started: now,
             our_spi: spi,
             our_index: index,
             our_seq: seq,
@@ -112,6 +113,10 @@ impl Host {
                 .peer_update_id
                 .is_none_or(|last| (seq.wrapping_sub(last) as i32) > 0);
             let info = match update.param(param_type::ESP_INFO) {
+                // SPIs 0..=255 are reserved (RFC 4303); refuse before acknowledging it.
+                Some(Param::EspInfo(info)) if info.new_spi <= 255 => {
+                    return Err(Error::MissingParam(param_type::ESP_INFO))
+                }
                 Some(Param::EspInfo(info)) => Some(*info),
                 _ => None,
             };
@@ -130,6 +135,7 @@ impl Host {
                         let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
                         let index = index.max(info.keymat_index as usize);
                         a.rekey = Some(Rekey {
+                            started: now,
                             our_spi: spi,
                             our_index: index,
                             our_seq,
@@ -303,22 +309,23 @@ impl Host {
 
     /// The timer of an ESTABLISHED association: UPDATE retransmission or time to rekey.
     pub(super) fn schedule(&mut self, _now: Instant, peer: Hit) {
-        let rekey_after = self.config.rekey_after;
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
         if a.state != AssocState::Established {
             return;
         }
-        let retransmit = a.pending_update.as_ref().map(|p| p.due);
-        let rekey = match (&a.esp, &a.rekey, rekey_after.is_zero()) {
-            (Some(e), None, false) => Some(e.installed_at + rekey_after),
-            _ => None,
-        };
-        a.timer = match (retransmit, rekey) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        };
+        a.timer = [
+            a.pending_update.as_ref().map(|p| p.due),
+            rekey_due(a, &self.config),
+            a.rekey
+                .as_ref()
+                .map(|r| r.started + self.config.rekey_timeout),
+            idle_due(a, &self.config),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
     }
 
     /// An ESTABLISHED association's timer fired.
@@ -328,6 +335,17 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
+        let stuck = a
+            .rekey
+            .as_ref()
+            .is_some_and(|r| r.started + self.config.rekey_timeout <= now);
+        if idle_due(a, &self.config).is_some_and(|t| t <= now) || stuck {
+            // Unused for the idle lifetime (the RFC's UAL), or a rekey that cannot finish:
+            // close; the next packet for the peer starts a fresh exchange.
+            tracing::info!(peer = %peer, stuck, "closing association");
+            let _ = self.close(now, &peer);
+            return;
+        }
         if let Some(p) = a.pending_update.as_mut().filter(|p| p.due <= now) {
             if p.tries >= tries {
                 // RFC 7401 §6.11: no ACK after the retries means the association is broken.
@@ -348,14 +366,31 @@ impl Host {
             p.due = now + p.rto;
             let (local, remote, bytes) = (a.local, a.remote, p.bytes.clone());
             self.transmit(local, remote, &bytes);
-        } else if a
-            .esp
-            .as_ref()
-            .is_some_and(|e| e.installed_at + self.config.rekey_after <= now)
-            && !self.config.rekey_after.is_zero()
-        {
+        } else if rekey_due(a, &self.config).is_some_and(|t| t <= now) {
             self.start_rekey(now, peer);
         }
         self.schedule(now, peer);
     }
+}
+
+/// When the association's SAs are due for a rekey by age, if no rekey is under way.
+fn rekey_due(a: &Assoc, config: &Config) -> Option<Instant> {
+    match (&a.esp, &a.rekey) {
+        (Some(e), None) if !config.rekey_after.is_zero() => {
+            Some(e.installed_at + config.rekey_after)
+        }
+        _ => None,
+    }
+}
+
+/// When the association has been idle for the configured lifetime.
+fn idle_due(a: &Assoc, config: &Config) -> Option<Instant> {
+    if config.idle_timeout.is_zero() {
+        return None;
+    }
+    let last = [a.traffic.last_rx, a.traffic.last_tx, a.established_at]
+        .into_iter()
+        .flatten()
+        .max()?;
+    Some(last + config.idle_timeout)
 }
