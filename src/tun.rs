@@ -81,8 +81,8 @@ pub const VNET_HDR_LEN: usize = 10;
 /// second segmenter.
 const TUN_OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
 
-/// Longest interface name the kernel accepts (IFNAMSIZ less the terminating NUL). tun-tap
-/// would truncate a longer name silently; we refuse it instead.
+/// Longest interface name the kernel accepts (IFNAMSIZ less the terminating NUL). Copying a
+/// longer one into `ifreq` would truncate it silently; we refuse it instead.
 const MAX_NAME_LEN: usize = 15;
 
 /// `IFLA_TUN_PERSIST` inside a TUN device's `IFLA_INFO_DATA` (linux/if_link.h); the parser
@@ -559,8 +559,8 @@ fn open_device(name: &str, vnet_hdr: bool) -> Result<File, TunError> {
     Ok(file)
 }
 
-/// Refuses names the kernel would reject or tun-tap would change: tun-tap truncates long
-/// names, and `%d` templates make the kernel choose, which defeats the existence check.
+/// Refuses names the kernel would reject or change: a long name would be truncated to fit
+/// `ifreq`, and `%d` templates make the kernel choose, which defeats the existence check.
 fn check_name(name: &str) -> Result<(), TunError> {
     let reason = if name.is_empty() {
         Some("empty")

@@ -13,7 +13,7 @@ use super::listeners;
 use hip::esp;
 use hip::lsi::LsiPool;
 use hip::Hit;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 const ICMP: u8 = 1;
@@ -42,39 +42,47 @@ pub enum Refused {
 }
 
 /// How each TCP/UDP flow with a peer is delivered: `true` between LSIs (IPv4), `false`
-/// between HITs. Keyed by (protocol, our port, their port). Bounded per peer: the oldest
-/// decision is forgotten first.
+/// between HITs. Bounded per peer; when full, the least recently used flow is forgotten,
+/// so a long-lived flow outlives any number of short ones.
 #[derive(Debug, Default)]
 pub struct LsiFlows {
-    flows: HashMap<Hit, PeerFlows>,
+    flows: HashMap<Hit, HashMap<Flow, (bool, u64)>>,
+    /// Advances on every use; the second field of an entry is its last use.
+    clock: u64,
 }
 
 /// (protocol, our port, their port).
 type Flow = (u8, u16, u16);
 
-/// One peer's flow decisions, and their order for eviction.
-type PeerFlows = (HashMap<Flow, bool>, VecDeque<Flow>);
-
 /// Flows remembered per peer.
-const FLOWS_PER_PEER: usize = 256;
+const FLOWS_PER_PEER: usize = 1024;
 
 impl LsiFlows {
     fn note(&mut self, peer: Hit, flow: Flow, ipv4: bool) {
-        let (map, order) = self.flows.entry(peer).or_default();
-        if map.insert(flow, ipv4).is_none() {
-            if order.len() == FLOWS_PER_PEER {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
-                }
+        self.clock += 1;
+        let map = self.flows.entry(peer).or_default();
+        if map.len() >= FLOWS_PER_PEER && !map.contains_key(&flow) {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(f, _)| *f)
+            {
+                map.remove(&oldest);
             }
-            order.push_back(flow);
         }
+        map.insert(flow, (ipv4, self.clock));
     }
 
-    fn get(&self, peer: &Hit, flow: Flow) -> Option<bool> {
-        self.flows
-            .get(peer)
-            .and_then(|(map, _)| map.get(&flow).copied())
+    fn get(&mut self, peer: &Hit, flow: Flow) -> Option<bool> {
+        self.clock += 1;
+        let entry = self.flows.get_mut(peer)?.get_mut(&flow)?;
+        entry.1 = self.clock;
+        Some(entry.0)
+    }
+
+    /// Forgets everything about `peer` (its association is gone).
+    pub fn forget(&mut self, peer: &Hit) {
+        self.flows.remove(peer);
     }
 }
 
@@ -85,6 +93,7 @@ pub struct Edge {
     pub lsi: Ipv4Addr,
     pub pool: LsiPool,
     pub flows: LsiFlows,
+    pub listeners: listeners::Listeners,
 }
 
 /// A TCP SYN (without ACK), or any UDP datagram: the packets that can open a flow.
@@ -183,7 +192,7 @@ impl Edge {
                     // A flow the peer opens: the wire does not say whether its program used
                     // our HIT or our LSI, so deliver it the way a local program can take it.
                     None if opens_flow(next_header, &buf[payload.clone()]) => {
-                        let ipv4 = listeners::ipv4_only(next_header, dport);
+                        let ipv4 = self.listeners.ipv4_only(next_header, dport);
                         self.flows.note(peer, flow, ipv4);
                         ipv4
                     }

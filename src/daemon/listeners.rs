@@ -1,40 +1,70 @@
 //! Which address family a local program listens on, from the kernel's socket tables
-//! (`/proc/net/{tcp,tcp6,udp,udp6}` of the daemon's network namespace). Used once per flow
-//! a peer opens, to deliver it where a socket can take it.
+//! (`/proc/net/{tcp,tcp6,udp,udp6}` of the daemon's network namespace). Consulted once per
+//! flow a peer opens, to deliver it where a socket can take it; the tables are read at most
+//! once per [`REFRESH`], so a peer opening flows fast cannot make us read them per packet.
 
+use std::collections::HashSet;
 use std::fs;
+use std::time::{Duration, Instant};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 /// TCP_LISTEN in the `st` column.
 const LISTEN: &str = "0A";
+/// How old a snapshot of the socket tables may be.
+pub const REFRESH: Duration = Duration::from_secs(1);
 
-/// True if a socket listens for `protocol` on `port` over IPv4 and none over IPv6 (a
-/// dual-stack IPv6 socket takes the flow between HITs).
-pub fn ipv4_only(protocol: u8, port: u16) -> bool {
-    let (v4, v6) = match protocol {
-        TCP => ("/proc/net/tcp", "/proc/net/tcp6"),
-        UDP => ("/proc/net/udp", "/proc/net/udp6"),
-        _ => return false,
-    };
-    let listens =
-        |path: &str| fs::read_to_string(path).is_ok_and(|table| listening(&table, protocol, port));
-    listens(v4) && !listens(v6)
+/// The ports with a socket that can take a new flow, per protocol and family.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    read_at: Option<Instant>,
+    tcp4: HashSet<u16>,
+    tcp6: HashSet<u16>,
+    udp4: HashSet<u16>,
+    udp6: HashSet<u16>,
 }
 
-/// True if `table` (the text of one /proc/net socket table) has a socket bound to `port`
-/// that can take a new flow: a listening TCP socket, or any UDP socket.
-fn listening(table: &str, protocol: u8, port: u16) -> bool {
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let local = fields.nth(1).unwrap_or("");
-        let state = fields.nth(1).unwrap_or("");
-        let bound = local
-            .rsplit_once(':')
-            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-            == Some(port);
-        bound && (protocol == UDP || state == LISTEN)
-    })
+impl Listeners {
+    /// True if a socket listens for `protocol` on `port` over IPv4 and none over IPv6 (a
+    /// dual-stack IPv6 socket takes the flow between HITs).
+    pub fn ipv4_only(&mut self, protocol: u8, port: u16) -> bool {
+        let now = Instant::now();
+        if self
+            .read_at
+            .is_none_or(|t| now.duration_since(t) >= REFRESH)
+        {
+            self.read_at = Some(now);
+            self.tcp4 = bound_ports("/proc/net/tcp", TCP);
+            self.tcp6 = bound_ports("/proc/net/tcp6", TCP);
+            self.udp4 = bound_ports("/proc/net/udp", UDP);
+            self.udp6 = bound_ports("/proc/net/udp6", UDP);
+        }
+        match protocol {
+            TCP => self.tcp4.contains(&port) && !self.tcp6.contains(&port),
+            UDP => self.udp4.contains(&port) && !self.udp6.contains(&port),
+            _ => false,
+        }
+    }
+}
+
+fn bound_ports(path: &str, protocol: u8) -> HashSet<u16> {
+    fs::read_to_string(path).map_or_else(|_| HashSet::new(), |t| parse_table(&t, protocol))
+}
+
+/// The ports in `table` (the text of one /proc/net socket table) with a socket that can
+/// take a new flow: a listening TCP socket, or any UDP socket.
+fn parse_table(table: &str, protocol: u8) -> HashSet<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
+            (protocol == UDP || state == LISTEN).then_some(port)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -47,19 +77,15 @@ mod tests {
 ";
 
     #[test]
-    fn a_listening_tcp_socket_is_found_by_port() {
-        assert!(listening(TCP4, TCP, 5012)); // 0x1394
-        assert!(
-            !listening(TCP4, TCP, 22),
-            "an established socket is not a listener"
+    fn listening_sockets_are_found_by_port() {
+        assert_eq!(parse_table(TCP4, TCP), HashSet::from([5012])); // 0x1394
+        assert_eq!(
+            parse_table(TCP4, UDP),
+            HashSet::from([5012, 22]),
+            "any bound UDP socket"
         );
-        assert!(!listening(TCP4, TCP, 80));
-        assert!(
-            listening(TCP4, UDP, 22),
-            "any bound UDP socket takes datagrams"
-        );
-        assert!(!listening("", TCP, 5012));
-        assert!(!listening("header only\n", TCP, 5012));
-        assert!(!listening("h\n   0: garbage\n", TCP, 5012));
+        assert!(parse_table("", TCP).is_empty());
+        assert!(parse_table("header only\n", TCP).is_empty());
+        assert!(parse_table("h\n   0: garbage\n", TCP).is_empty());
     }
 }

@@ -201,6 +201,7 @@ impl Daemon {
                 lsi,
                 pool,
                 flows: Default::default(),
+                listeners: Default::default(),
             },
             tun,
             sockets,
@@ -630,12 +631,26 @@ impl Daemon {
                     tracing::info!(peer = %peer, remote = %remote, initiator, "association established");
                 }
                 Event::Failed { peer, error } => {
-                    tracing::info!(peer = %peer, error = %error, "base exchange failed")
+                    tracing::info!(peer = %peer, error = %error, "association failed");
+                    self.forget(&peer);
                 }
-                Event::Closed { peer } => tracing::info!(peer = %peer, "association closed"),
+                Event::Closed { peer } => {
+                    tracing::info!(peer = %peer, "association closed");
+                    self.forget(&peer);
+                }
                 Event::Rekeyed { peer, .. } => tracing::debug!(peer = %peer, "ESP rekeyed"),
                 other => tracing::debug!(event = ?other, "HIP event"),
             }
+        }
+    }
+
+    /// Drops what the edge keeps for a peer whose association is gone: its flows, and its
+    /// LSI unless the peer is configured (a configured peer keeps its LSI for good, so
+    /// that programs can keep using it).
+    fn forget(&mut self, peer: &Hit) {
+        self.edge.flows.forget(peer);
+        if !self.peers.contains_key(peer) {
+            self.edge.pool.release(peer);
         }
     }
 
