@@ -518,8 +518,13 @@ impl Host {
             return Err(Error::Unexpected);
         }
         if let Some(ty) = unknown_critical(&repr) {
-            // Never answer an I1 with anything but an R1 (RFC 7401 §5.4).
-            if repr.packet_type != PacketType::I1 {
+            // Told only to a host we have an exchange with, at the address we know for it:
+            // an unauthenticated sender must not turn us into a reflector. Never in answer
+            // to an I1 (RFC 7401 §5.4) or to a NOTIFY.
+            let known = self.assocs.get(&repr.sender_hit).is_some_and(|a| {
+                a.remote == remote || a.candidates.contains(&remote)
+            });
+            if known && !matches!(repr.packet_type, PacketType::I1 | PacketType::Notify) {
                 self.notify(
                     now,
                     local,
