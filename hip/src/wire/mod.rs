@@ -47,7 +47,10 @@ mod param;
 
 pub use checksum::{checksum, fill_checksum, verify_checksum};
 pub use header::{HipRepr, Packet, PacketType, RawParam, RawParams, HEADER_LEN, MAX_PACKET_LEN};
-pub use param::{param_type, EspInfo, HostId, Notification, NotifyType, Param, Puzzle, Solution};
+pub use param::{
+    param_type, EspInfo, HostId, Locator, Notification, NotifyType, Param, Puzzle, Solution,
+    TransportLocator,
+};
 
 /// Why a buffer is not a HIP packet. Small on purpose: the parser reports *what* is
 /// wrong, the association layer decides what goes on the wire in reply.

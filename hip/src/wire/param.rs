@@ -134,6 +134,78 @@ pub struct Notification {
     pub data: Vec<u8>,
 }
 
+/// One locator of a LOCATOR_SET (RFC 8046 §4; type 2 from RFC 9028 §5.7). The Locator
+/// field is kept as bytes so that every locator type round-trips; [`TransportLocator`]
+/// reads and writes type 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locator {
+    /// 0 both, 1 HIP signaling, 2 ESP.
+    pub traffic_type: u8,
+    pub locator_type: u8,
+    /// Reserved (7 bits) and P, the preferred bit (the lowest bit), as on the wire.
+    pub flags: u8,
+    /// Seconds.
+    pub lifetime: u32,
+    /// Locator Length × 4 bytes.
+    pub locator: Vec<u8>,
+}
+
+/// Locator type 2, a transport address (RFC 9028 §5.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportLocator {
+    pub port: u16,
+    /// IP protocol of the transport; 17 (UDP).
+    pub protocol: u8,
+    /// 0 host, 1 server-reflexive, 2 peer-reflexive, 3 relayed.
+    pub kind: u8,
+    pub priority: u32,
+    /// SPI the sender expects on ESP that uses this locator.
+    pub spi: u32,
+    /// IPv6 or IPv4-mapped IPv6.
+    pub address: [u8; 16],
+}
+
+impl Locator {
+    pub const TYPE_TRANSPORT: u8 = 2;
+
+    pub fn preferred(&self) -> bool {
+        self.flags & 1 == 1
+    }
+
+    /// The transport address of a type-2 locator.
+    pub fn transport(&self) -> Option<TransportLocator> {
+        if self.locator_type != Self::TYPE_TRANSPORT || self.locator.len() != 28 {
+            return None;
+        }
+        let l = &self.locator;
+        Some(TransportLocator {
+            port: u16::from_be_bytes([l[0], l[1]]),
+            protocol: l[2],
+            kind: l[3],
+            priority: u32::from_be_bytes([l[4], l[5], l[6], l[7]]),
+            spi: u32::from_be_bytes([l[8], l[9], l[10], l[11]]),
+            address: l[12..28].try_into().ok()?,
+        })
+    }
+
+    /// A type-2 locator for both kinds of traffic.
+    pub fn from_transport(t: &TransportLocator, preferred: bool, lifetime: u32) -> Locator {
+        let mut locator = Vec::with_capacity(28);
+        locator.extend_from_slice(&t.port.to_be_bytes());
+        locator.extend_from_slice(&[t.protocol, t.kind]);
+        locator.extend_from_slice(&t.priority.to_be_bytes());
+        locator.extend_from_slice(&t.spi.to_be_bytes());
+        locator.extend_from_slice(&t.address);
+        Locator {
+            traffic_type: 0,
+            locator_type: Self::TYPE_TRANSPORT,
+            flags: u8::from(preferred),
+            lifetime,
+            locator,
+        }
+    }
+}
+
 /// One parameter. Lists keep their raw numeric IDs so that unknown algorithms round-trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Param {
@@ -143,6 +215,7 @@ pub enum Param {
         reserved: u32,
         counter: u64,
     },
+    LocatorSet(Vec<Locator>),
     Puzzle(Puzzle),
     Solution(Solution),
     Seq(u32),
@@ -196,6 +269,7 @@ impl Param {
         match self {
             Param::EspInfo(_) => t::ESP_INFO,
             Param::R1Counter { .. } => t::R1_COUNTER,
+            Param::LocatorSet(_) => t::LOCATOR_SET,
             Param::Puzzle(_) => t::PUZZLE,
             Param::Solution(_) => t::SOLUTION,
             Param::Seq(_) => t::SEQ,
@@ -236,6 +310,26 @@ impl Param {
                 reserved: r.u32()?,
                 counter: r.u64()?,
             },
+            t::LOCATOR_SET => {
+                let mut locators = Vec::new();
+                while r.remaining() > 0 {
+                    let (traffic_type, locator_type, len, flags) =
+                        (r.u8()?, r.u8()?, r.u8()?, r.u8()?);
+                    let lifetime = r.u32()?;
+                    let locator = r.take(usize::from(len) * 4)?.to_vec();
+                    locators.push(Locator {
+                        traffic_type,
+                        locator_type,
+                        flags,
+                        lifetime,
+                        locator,
+                    });
+                }
+                if locators.is_empty() {
+                    return Err(WireError::BadParam(ty));
+                }
+                Param::LocatorSet(locators)
+            }
             t::PUZZLE => {
                 let (k, lifetime, opaque) = (r.u8()?, r.u8()?, r.array()?);
                 if r.remaining() == 0 {
@@ -393,6 +487,16 @@ impl Param {
             }
             Param::Seq(id) => w.u32(*id),
             Param::Ack(ids) => ids.iter().for_each(|&id| w.u32(id)),
+            Param::LocatorSet(locators) => {
+                for l in locators {
+                    // Locator Length counts 4-byte words; a locator that is not whole words
+                    // cannot be written as it is, and is cut to whole words.
+                    let words = (l.locator.len() / 4).min(255);
+                    w.put(&[l.traffic_type, l.locator_type, words as u8, l.flags]);
+                    w.u32(l.lifetime);
+                    w.put(&l.locator[..words * 4]);
+                }
+            }
             Param::DiffieHellman { group, public } => {
                 w.put(&[*group]);
                 w.u16(saturate(public.len(), u16::MAX));
@@ -523,11 +627,26 @@ pub(super) mod tests {
                 },
             ),
             (
-                hex("00c1 0005 | 0102030405 | 00000000000000"),
-                Param::Unknown {
-                    ty: t::LOCATOR_SET,
-                    contents: vec![1, 2, 3, 4, 5],
-                },
+                // One transport locator (RFC 9028 §5.7), preferred, 3600 s, UDP port 10500,
+                // host kind, priority 0x7e0000ff, SPI 0x12345678, ::ffff:198.51.100.1.
+                hex(
+                    "00c1 0024 | 00 02 07 01 | 00000e10 | 2904 11 00 | 7e0000ff | 12345678
+                     | 00000000 00000000 0000ffff c6336401",
+                ),
+                Param::LocatorSet(vec![Locator::from_transport(
+                    &TransportLocator {
+                        port: 10500,
+                        protocol: 17,
+                        kind: 0,
+                        priority: 0x7e00_00ff,
+                        spi: 0x1234_5678,
+                        address: std::net::Ipv4Addr::new(198, 51, 100, 1)
+                            .to_ipv6_mapped()
+                            .octets(),
+                    },
+                    true,
+                    3600,
+                )]),
             ),
             (
                 hex("0101 0009 | 10 25 d3fe | 0102030405 | 000000"),
@@ -775,7 +894,7 @@ pub(super) mod tests {
 
     #[test]
     fn unknown_types_keep_their_contents_whatever_the_critical_bit() {
-        for ty in [0, 128, 193, 608, 4096, 32769, 65535] {
+        for ty in [0, 128, 195, 608, 4096, 32769, 65535] {
             let p = Param::parse(ty, &[1, 2, 3]).unwrap();
             assert_eq!(
                 p,
@@ -826,5 +945,42 @@ pub(super) mod tests {
         );
         let len = host_id.contents_len();
         assert!(Param::parse(t::HOST_ID, &bytes[4..4 + len]).is_err());
+    }
+
+    #[test]
+    fn locator_sets_read_their_transport_locators_and_refuse_bad_lengths() {
+        let (bytes, param) = vectors()
+            .into_iter()
+            .find(|(_, p)| p.ty() == t::LOCATOR_SET)
+            .unwrap();
+        let Param::LocatorSet(locators) = &param else {
+            unreachable!()
+        };
+        let t = locators[0].transport().unwrap();
+        assert_eq!(
+            (t.port, t.spi, locators[0].preferred()),
+            (10500, 0x1234_5678, true)
+        );
+        // A locator whose length runs past the contents, and an empty set.
+        let mut cut = bytes[4..4 + 36].to_vec();
+        cut.truncate(30);
+        assert_eq!(
+            Param::parse(t::LOCATOR_SET, &cut),
+            Err(WireError::BadParam(t::LOCATOR_SET))
+        );
+        assert_eq!(
+            Param::parse(t::LOCATOR_SET, &[]),
+            Err(WireError::BadParam(t::LOCATOR_SET))
+        );
+        // Another locator type survives as bytes, and is not a transport address.
+        let other = [
+            0, 0, 4, 0, 0, 0, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+        ];
+        let p = Param::parse(t::LOCATOR_SET, &other).unwrap();
+        let Param::LocatorSet(l) = &p else {
+            unreachable!()
+        };
+        assert!(l[0].transport().is_none());
+        assert_eq!(p.to_bytes()[4..4 + other.len()], other);
     }
 }
