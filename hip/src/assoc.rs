@@ -135,6 +135,18 @@ pub(crate) struct PendingUpdate {
     pub due: Instant,
     pub rto: Duration,
     pub tries: u32,
+    /// Where it goes, when not to the peer's current locator (an address under test).
+    pub to: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// A new address of the peer under test (RFC 8046 §5.4): nothing but the UPDATE carrying
+/// the nonce goes there until the nonce comes back.
+pub(crate) struct Verify {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub nonce: Vec<u8>,
+    /// The UPDATE ID of the UPDATE that carries the nonce.
+    pub seq: u32,
 }
 
 pub(crate) struct Assoc {
@@ -174,6 +186,11 @@ pub(crate) struct Assoc {
     pub peer_update_id: Option<u32>,
     pub rekey: Option<Rekey>,
     pub pending_update: Option<PendingUpdate>,
+    pub verify: Option<Verify>,
+    /// Addresses whose check went unanswered, and when.
+    pub failed_checks: Vec<(SocketAddr, Instant)>,
+    /// The last time the peer's locator changed, and how long its check took.
+    pub last_move: Option<(Instant, Duration)>,
 }
 
 impl Assoc {
@@ -207,6 +224,9 @@ impl Assoc {
             peer_update_id: None,
             rekey: None,
             pending_update: None,
+            verify: None,
+            failed_checks: Vec::new(),
+            last_move: None,
         }
     }
 

@@ -179,6 +179,16 @@ impl<E: Endpoint> Sim<E> {
         id
     }
 
+    /// Gives endpoint `id` another address (a host that moves or gains an interface).
+    pub fn assign(&mut self, id: usize, addr: SocketAddr) {
+        self.owners.insert(addr, id);
+    }
+
+    /// Takes an address away: datagrams to it are lost from now on.
+    pub fn unassign(&mut self, addr: SocketAddr) {
+        self.owners.remove(&addr);
+    }
+
     /// The link used between any two addresses without a link of their own.
     pub fn set_default_link(&mut self, link: Link) {
         self.default_link = link;

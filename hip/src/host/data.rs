@@ -145,10 +145,17 @@ impl Host {
                 a.traffic.rx_bytes += opened.payload.len() as u64;
                 a.traffic.last_rx = Some(now);
                 // Authenticated traffic from the peer completes the responder's side.
-                if a.state == AssocState::R2Sent {
+                let completes = a.state == AssocState::R2Sent;
+                if completes {
                     a.state = AssocState::Established;
                     a.timer = None;
+                }
+                let moved = remote != a.remote;
+                if completes {
                     self.schedule(now, peer);
+                }
+                if moved {
+                    self.esp_from_new_address(now, peer, local, remote);
                 }
                 // The peer sends on our new SPI: it has finished its side of the rekey,
                 // which it can only do after our half reached it (RFC 7402 §6.10).

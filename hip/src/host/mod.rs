@@ -29,6 +29,7 @@
 mod bex;
 mod close;
 mod data;
+mod mobility;
 mod update;
 
 pub use data::{Inbound, Outbound};
@@ -189,6 +190,8 @@ pub enum Event {
     Failed { peer: Hit, error: Error },
     /// The association was closed, by us or by the peer.
     Closed { peer: Hit },
+    /// The peer moved: its locator is now `remote`, checked by a signed echo.
+    LocatorChanged { peer: Hit, remote: SocketAddr },
     /// The ESP SAs were replaced by a rekey.
     Rekeyed {
         peer: Hit,
@@ -214,6 +217,9 @@ pub struct AssocInfo {
     pub remote: SocketAddr,
     pub established_at: Option<Instant>,
     pub traffic: Traffic,
+    /// When the peer last moved, and how long from its last packet at the old address
+    /// until the new one was verified.
+    pub last_move: Option<(Instant, Duration)>,
     /// Current inbound and outbound SPIs, once ESP is up.
     pub spis: Option<(u32, u32)>,
     pub rekeys: u32,
@@ -288,6 +294,8 @@ pub struct Host {
     events: VecDeque<Event>,
     notify_window: (Instant, u32),
     r1_limiter: crate::ratelimit::RateLimiter,
+    /// Our addresses as last told by `set_local_addresses`.
+    local_addresses: Vec<SocketAddr>,
     stats: Stats,
 }
 
@@ -313,6 +321,7 @@ impl Host {
             next_rotation: now + config.secret_rotation,
             notify_window: (now, 0),
             r1_limiter: crate::ratelimit::RateLimiter::new(config.r1_per_source, 4096, now),
+            local_addresses: Vec::new(),
             config,
             identity,
             rng,
@@ -521,9 +530,10 @@ impl Host {
             // Told only to a host we have an exchange with, at the address we know for it:
             // an unauthenticated sender must not turn us into a reflector. Never in answer
             // to an I1 (RFC 7401 §5.4) or to a NOTIFY.
-            let known = self.assocs.get(&repr.sender_hit).is_some_and(|a| {
-                a.remote == remote || a.candidates.contains(&remote)
-            });
+            let known = self
+                .assocs
+                .get(&repr.sender_hit)
+                .is_some_and(|a| a.remote == remote || a.candidates.contains(&remote));
             if known && !matches!(repr.packet_type, PacketType::I1 | PacketType::Notify) {
                 self.notify(
                     now,
@@ -543,7 +553,7 @@ impl Host {
             PacketType::R2 => self.on_r2(now, bytes, &repr),
             PacketType::Close => self.on_close(now, bytes, &repr),
             PacketType::CloseAck => self.on_close_ack(bytes, &repr),
-            PacketType::Update => self.on_update(now, bytes, &repr),
+            PacketType::Update => self.on_update(now, local, remote, bytes, &repr),
             PacketType::Notify => self.on_notify(bytes, &repr),
             _ => Err(Error::Unexpected),
         }
@@ -676,6 +686,7 @@ fn info(a: &Assoc) -> AssocInfo {
         remote: a.remote,
         established_at: a.established_at,
         traffic: a.traffic,
+        last_move: a.last_move,
         spis: a
             .keys
             .as_ref()

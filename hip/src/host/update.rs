@@ -68,6 +68,8 @@ impl Host {
     pub(super) fn on_update(
         &mut self,
         now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
         bytes: &[u8],
         update: &HipRepr,
     ) -> Result<(), Error> {
@@ -121,7 +123,9 @@ impl Host {
                 _ => None,
             };
             if !fresh {
-                self.send_update(now, peer, vec![Param::Ack(vec![seq])], None);
+                let mut params = vec![Param::Ack(vec![seq])];
+                params.extend(echo_response(update));
+                self.send_update_to(now, peer, params, None, Some((local, remote)));
             } else {
                 a.peer_update_id = Some(seq);
                 match info {
@@ -173,11 +177,16 @@ impl Host {
                         if let Some(a) = self.assocs.get_mut(&peer) {
                             a.peer_update_id = Some(seq.wrapping_sub(1));
                         }
-                        return self.on_update(now, bytes, update);
+                        return self.on_update(now, local, remote, bytes, update);
                     }
-                    None => self.send_update(now, peer, vec![Param::Ack(vec![seq])], None),
+                    None => self.answer_update(now, peer, seq, local, remote, update),
                 }
             }
+        }
+        if let Some(Param::EchoResponseSigned(nonce)) =
+            update.param(param_type::ECHO_RESPONSE_SIGNED)
+        {
+            self.address_verified(now, peer, remote, nonce);
         }
         self.advance_rekey(now, peer)?;
         self.schedule(now, peer);
@@ -269,7 +278,26 @@ impl Host {
 
     /// Sends an UPDATE with `params` (in type order), MAC and signature; if `seq` is set it
     /// is retransmitted until ACKed.
-    fn send_update(&mut self, now: Instant, peer: Hit, params: Vec<Param>, seq: Option<u32>) {
+    pub(super) fn send_update(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        params: Vec<Param>,
+        seq: Option<u32>,
+    ) {
+        self.send_update_to(now, peer, params, seq, None);
+    }
+
+    /// Like `send_update`, to `to` (local, remote) instead of the peer's current locator:
+    /// answers go where the UPDATE came from, address checks to the address checked.
+    pub(super) fn send_update_to(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        params: Vec<Param>,
+        seq: Option<u32>,
+        to: Option<(SocketAddr, SocketAddr)>,
+    ) {
         let Some(a) = self.assocs.get(&peer) else {
             return;
         };
@@ -292,7 +320,7 @@ impl Host {
         );
         add_signature(&mut update, &self.identity, param_type::HIP_SIGNATURE);
         let bytes = update.to_bytes();
-        let (local, remote) = (a.local, a.remote);
+        let (local, remote) = to.unwrap_or((a.local, a.remote));
         let rto = self.config.update_timeout;
         if let (Some(seq), Some(a)) = (seq, self.assocs.get_mut(&peer)) {
             a.pending_update = Some(PendingUpdate {
@@ -301,6 +329,7 @@ impl Host {
                 due: now + rto,
                 rto,
                 tries: 1,
+                to,
             });
         }
         self.transmit(local, remote, &bytes);
@@ -347,6 +376,19 @@ impl Host {
             return;
         }
         if let Some(p) = a.pending_update.as_mut().filter(|p| p.due <= now) {
+            if p.tries >= tries && a.verify.as_ref().is_some_and(|v| v.seq == p.seq) {
+                // The address under test never answered: keep the locator we have.
+                tracing::info!(peer = %peer, "new locator not verified, keeping the old one");
+                if let Some(v) = a.verify.take() {
+                    if a.failed_checks.len() == mobility::FAILED_CHECKS {
+                        a.failed_checks.remove(0);
+                    }
+                    a.failed_checks.push((v.remote, now));
+                }
+                a.pending_update = None;
+                self.schedule(now, peer);
+                return;
+            }
             if p.tries >= tries {
                 // RFC 7401 §6.11: no ACK after the retries means the association is broken.
                 tracing::info!(peer = %peer, "UPDATE unanswered, association failed");
@@ -364,7 +406,8 @@ impl Host {
             p.tries += 1;
             p.rto = p.rto.saturating_mul(2).min(cap);
             p.due = now + p.rto;
-            let (local, remote, bytes) = (a.local, a.remote, p.bytes.clone());
+            let (local, remote) = p.to.unwrap_or((a.local, a.remote));
+            let bytes = p.bytes.clone();
             self.transmit(local, remote, &bytes);
         } else if rekey_due(a, &self.config).is_some_and(|t| t <= now) {
             self.start_rekey(now, peer);
@@ -393,4 +436,12 @@ fn idle_due(a: &Assoc, config: &Config) -> Option<Instant> {
         .flatten()
         .max()?;
     Some(last + config.idle_timeout)
+}
+
+/// ECHO_RESPONSE_SIGNED for the ECHO_REQUEST_SIGNED of `update`, if it has one.
+pub(super) fn echo_response(update: &HipRepr) -> Option<Param> {
+    match update.param(param_type::ECHO_REQUEST_SIGNED) {
+        Some(Param::EchoRequestSigned(nonce)) => Some(Param::EchoResponseSigned(nonce.clone())),
+        _ => None,
+    }
 }
