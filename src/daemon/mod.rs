@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 const TUN: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const NETMON: Token = Token(3);
 /// UDP sockets are tokens 16.. in the order of `Daemon::sockets`.
 const UDP_BASE: usize = 16;
 
@@ -82,6 +83,7 @@ pub struct Daemon {
     control: UnixListener,
     control_path: PathBuf,
     signals: signal_hook_mio::v1_0::Signals,
+    netmon: crate::netmon::AddressMonitor,
     poll: Poll,
     peers: HashMap<Hit, PeerEntry>,
     interface: String,
@@ -187,6 +189,8 @@ impl Daemon {
         .with_context(|| format!("setting up TUN device {name}"))?;
         let control_path = config.interface.control_path();
         let control = bind_control(&control_path)?;
+        let netmon =
+            crate::netmon::AddressMonitor::open().context("subscribing to address changes")?;
         let signals = signal_hook_mio::v1_0::Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
@@ -208,6 +212,7 @@ impl Daemon {
             control,
             control_path,
             signals,
+            netmon,
             poll,
             peers,
             interface: config.interface.tun.clone(),
@@ -223,6 +228,7 @@ impl Daemon {
             running: true,
         };
         daemon.register().context("registering event sources")?;
+        daemon.update_addresses();
         tracing::info!(
             hit = %hit,
             lsi = %lsi,
@@ -234,6 +240,23 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Reads the host's addresses and tells the HIP host, which announces a change to its
+    /// peers (RFC 8046).
+    fn update_addresses(&mut self) {
+        let port = self.sockets.first().map_or(0, |(_, a)| a.port());
+        match crate::netmon::addresses(self.tun.index()) {
+            Ok(ips) => {
+                let addrs: Vec<SocketAddr> = ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect();
+                tracing::debug!(addresses = ?addrs, "local addresses");
+                self.host.set_local_addresses(Instant::now(), &addrs);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the host's addresses"),
+        }
+    }
+
     fn register(&mut self) -> io::Result<()> {
         let registry = self.poll.registry();
         registry.register(
@@ -243,6 +266,11 @@ impl Daemon {
         )?;
         registry.register(&mut self.control, CONTROL, Interest::READABLE)?;
         registry.register(&mut self.signals, SIGNALS, Interest::READABLE)?;
+        registry.register(
+            &mut SourceFd(&self.netmon.as_raw_fd()),
+            NETMON,
+            Interest::READABLE,
+        )?;
         for (i, (s, _)) in self.sockets.iter_mut().enumerate() {
             registry.register(s, Token(UDP_BASE + i), Interest::READABLE)?;
         }
@@ -269,6 +297,11 @@ impl Daemon {
                 match event.token() {
                     TUN => self.tun_ready = true,
                     CONTROL => self.accept_control(),
+                    NETMON => {
+                        if self.netmon.drain() {
+                            self.update_addresses();
+                        }
+                    }
                     SIGNALS => {
                         for signal in self.signals.pending() {
                             tracing::info!(signal, "shutting down");

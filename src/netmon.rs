@@ -1,0 +1,149 @@
+//! The host's own addresses, and word from the kernel when they change: an rtnetlink
+//! socket subscribed to the IPv4 and IPv6 address groups (RTM_NEWADDR / RTM_DELADDR), read
+//! by the daemon's event loop when it becomes readable — no polling. On any change the
+//! daemon reads the whole address list again (a dump) and tells `hip::Host`.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// rtnetlink multicast groups (linux/rtnetlink.h): RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR.
+const GROUP_IPV4_IFADDR: u32 = 5;
+const GROUP_IPV6_IFADDR: u32 = 9;
+
+/// The subscription to address changes.
+#[derive(Debug)]
+pub struct AddressMonitor {
+    socket: Socket,
+}
+
+impl AddressMonitor {
+    pub fn open() -> io::Result<AddressMonitor> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.add_membership(GROUP_IPV4_IFADDR)?;
+        socket.add_membership(GROUP_IPV6_IFADDR)?;
+        socket.set_non_blocking(true)?;
+        Ok(AddressMonitor { socket })
+    }
+
+    /// Reads every pending notification; true if any arrived. (What changed is read again
+    /// with [`addresses`]; a lost notification at worst delays that until the next.)
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = self.socket.recv(&mut &mut buf[..], 0) {
+            if n == 0 {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+}
+
+impl AsRawFd for AddressMonitor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// The addresses a peer can reach us at: every address of every device except loopback,
+/// IPv6 link-local, and those of the device `exclude` (our TUN, which carries the HIT and
+/// the LSI).
+pub fn addresses(exclude: u32) -> io::Result<Vec<IpAddr>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Unspec;
+    let mut packet = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(RouteNetlinkMessage::GetAddress(message)),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+
+    let mut found = Vec::new();
+    loop {
+        let (datagram, _) = socket.recv_from_full()?;
+        let mut rest = &datagram[..];
+        while !rest.is_empty() {
+            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let len = (reply.header.length as usize + 3) & !3;
+            rest = rest.get(len..).unwrap_or_default();
+            match reply.payload {
+                NetlinkPayload::Done(_) => return Ok(usable(found)),
+                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m))
+                    if m.header.index != exclude =>
+                {
+                    // IFA_LOCAL is the host's own address on point-to-point links, where
+                    // IFA_ADDRESS is the far end; elsewhere the two are the same.
+                    let local = m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Local(ip) => Some(*ip),
+                        _ => None,
+                    });
+                    let address = m.attributes.iter().find_map(|a| match a {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    });
+                    if let Some(ip) = local.or(address) {
+                        found.push(ip);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Drops what no peer can reach, and sorts for a stable order (IPv4 first, then IPv6).
+fn usable(mut found: Vec<IpAddr>) -> Vec<IpAddr> {
+    found.retain(|ip| match ip {
+        IpAddr::V4(a) => !a.is_loopback() && !a.is_unspecified(),
+        IpAddr::V6(a) => {
+            !a.is_loopback() && !a.is_unspecified() && (a.segments()[0] & 0xffc0) != 0xfe80
+        }
+    });
+    found.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    found.dedup();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_link_local_are_not_locators() {
+        let ips: Vec<IpAddr> = [
+            "::1",
+            "fe80::1",
+            "127.0.0.1",
+            "2001:db8::1",
+            "198.51.100.1",
+            "198.51.100.1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let expected: Vec<IpAddr> = ["198.51.100.1", "2001:db8::1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(usable(ips), expected);
+    }
+}
