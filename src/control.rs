@@ -39,6 +39,10 @@ pub struct AssocStatus {
     pub established_secs: Option<f64>,
     /// Seconds since the last packet in either direction.
     pub idle_secs: Option<f64>,
+    /// The peer's last move: seconds ago, and milliseconds from the first packet seen at
+    /// the new address until that address was verified.
+    #[serde(default)]
+    pub last_move: Option<(f64, f64)>,
 }
 
 /// Node-wide drop counters (packets refused, by reason).
@@ -140,6 +144,13 @@ pub fn render(s: &Status) -> String {
         if let Some(t) = a.idle_secs {
             line(&mut out, "latest packet", &ago(t));
         }
+        if let Some((t, gap)) = a.last_move {
+            line(
+                &mut out,
+                "last move",
+                &format!("{}, verified after {gap:.0} ms", ago(t)),
+            );
+        }
         line(
             &mut out,
             "transfer",
@@ -219,6 +230,7 @@ mod tests {
                 tx_bytes: 100,
                 established_secs: Some(75.0),
                 idle_secs: Some(1.0),
+                last_move: Some((2.0, 31.0)),
             }],
             counters: Counters {
                 esp_replayed: 4,
@@ -230,6 +242,7 @@ mod tests {
         assert!(text.contains("3.00 MiB received (3 packets), 100 B sent (2 packets)"));
         assert!(text.contains("1 minutes, 15 seconds ago"));
         assert!(text.contains("4 ESP replayed"));
+        assert!(text.contains("last move: 2 seconds ago, verified after 31 ms"));
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
     }

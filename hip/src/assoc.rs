@@ -147,6 +147,8 @@ pub(crate) struct Verify {
     pub nonce: Vec<u8>,
     /// The UPDATE ID of the UPDATE that carries the nonce.
     pub seq: u32,
+    /// When the new address was first seen.
+    pub started: Instant,
 }
 
 pub(crate) struct Assoc {
@@ -189,7 +191,8 @@ pub(crate) struct Assoc {
     pub verify: Option<Verify>,
     /// Addresses whose check went unanswered, and when.
     pub failed_checks: Vec<(SocketAddr, Instant)>,
-    /// The last time the peer's locator changed, and how long its check took.
+    /// The last time the peer's locator changed, and how long from the first packet seen
+    /// at the new address until it was verified.
     pub last_move: Option<(Instant, Duration)>,
 }
 

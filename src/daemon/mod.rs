@@ -297,11 +297,7 @@ impl Daemon {
                 match event.token() {
                     TUN => self.tun_ready = true,
                     CONTROL => self.accept_control(),
-                    NETMON => {
-                        if self.netmon.drain() {
-                            self.update_addresses();
-                        }
-                    }
+                    NETMON if self.netmon.drain() => self.update_addresses(),
                     SIGNALS => {
                         for signal in self.signals.pending() {
                             tracing::info!(signal, "shutting down");
@@ -747,6 +743,9 @@ impl Daemon {
                     tx_bytes: a.traffic.tx_bytes,
                     established_secs: a.established_at.map(|t| (now - t).as_secs_f64()),
                     idle_secs: last.map(|t| (now - t).as_secs_f64()),
+                    last_move: a
+                        .last_move
+                        .map(|(at, gap)| ((now - at).as_secs_f64(), gap.as_secs_f64() * 1000.0)),
                 }
             })
             .collect();

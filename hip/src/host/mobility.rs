@@ -120,6 +120,7 @@ impl Host {
             remote,
             nonce: nonce.clone(),
             seq: our_seq,
+            started: now,
         });
         tracing::debug!(peer = %peer, remote = %remote, "checking the peer's new address");
         let mut params = vec![Param::Seq(our_seq), Param::Ack(vec![seq])];
@@ -161,6 +162,7 @@ impl Host {
             remote,
             nonce: nonce.clone(),
             seq,
+            started: now,
         });
         tracing::debug!(peer = %peer, remote = %remote, "ESP from a new address, checking it");
         let params = vec![Param::Seq(seq), Param::EchoRequestSigned(nonce)];
@@ -182,7 +184,7 @@ impl Host {
         if v.nonce != nonce || v.remote != from {
             return;
         }
-        let (local, remote) = (v.local, v.remote);
+        let (local, remote, started) = (v.local, v.remote, v.started);
         a.verify = None;
         if a.pending_update
             .as_ref()
@@ -193,8 +195,7 @@ impl Host {
         let old = a.remote;
         a.local = local;
         a.remote = remote;
-        let since = a.traffic.last_rx.unwrap_or(now);
-        a.last_move = Some((now, now.saturating_duration_since(since)));
+        a.last_move = Some((now, now.saturating_duration_since(started)));
         tracing::info!(peer = %peer, from = %old, to = %remote, "peer moved");
         self.push_event(Event::LocatorChanged { peer, remote });
     }

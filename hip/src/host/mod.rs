@@ -217,8 +217,8 @@ pub struct AssocInfo {
     pub remote: SocketAddr,
     pub established_at: Option<Instant>,
     pub traffic: Traffic,
-    /// When the peer last moved, and how long from its last packet at the old address
-    /// until the new one was verified.
+    /// When the peer last moved, and how long from the first packet seen at its new
+    /// address until that address was verified.
     pub last_move: Option<(Instant, Duration)>,
     /// Current inbound and outbound SPIs, once ESP is up.
     pub spis: Option<(u32, u32)>,
