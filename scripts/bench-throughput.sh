@@ -105,7 +105,7 @@ if has_path boringtun; then
   BTA=bta-$LAB_SUFFIX
   BTB=btb-$LAB_SUFFIX
   for h in a b; do
-    wg genkey >"$dir/wg-$h.key"
+    (umask 077 && wg genkey >"$dir/wg-$h.key")
     wg pubkey <"$dir/wg-$h.key" >"$dir/wg-$h.pub"
   done
   bt_up() { # HOST IFNAME ADDR PEER_HOST PEER_UNDERLAY PEER_INNER
