@@ -187,14 +187,7 @@ fn replayed_i2_changes_nothing_and_stale_i2_is_refused() {
     let mut p = pair(4);
     p.connect_a();
     assert!(p.run(Duration::from_secs(10)).is_some());
-    let i2 = p
-        .sim
-        .trace()
-        .iter()
-        .find(|r| packet_name(&r.datagram.payload) == "I2")
-        .unwrap()
-        .datagram
-        .clone();
+    let i2 = p.first("I2").unwrap();
     let spi_before = p.sim.node(p.b).esp_keys(&p.a_hit).unwrap().spi_in;
     let events_before = p.events.len();
     p.sim.inject(i2.clone());
@@ -711,14 +704,7 @@ fn an_i2_replayed_after_the_association_is_gone_is_refused() {
     let mut p = pair(21);
     p.connect_a();
     p.run(Duration::from_secs(10)).unwrap();
-    let i2 = p
-        .sim
-        .trace()
-        .iter()
-        .find(|r| packet_name(&r.datagram.payload) == "I2")
-        .unwrap()
-        .datagram
-        .clone();
+    let i2 = p.first("I2").unwrap();
     let now = p.sim.now();
     let b_hit = p.b_hit;
     p.sim.node_mut(p.a).close(now, &b_hit).unwrap();
@@ -741,14 +727,7 @@ fn an_r1_replayed_at_a_closed_association_is_ignored() {
     let mut p = pair(22);
     p.connect_a();
     p.run(Duration::from_secs(10)).unwrap();
-    let r1 = p
-        .sim
-        .trace()
-        .iter()
-        .find(|r| packet_name(&r.datagram.payload) == "R1")
-        .unwrap()
-        .datagram
-        .clone();
+    let r1 = p.first("R1").unwrap();
     let now = p.sim.now();
     let a_hit = p.a_hit;
     p.sim.node_mut(p.b).close(now, &a_hit).unwrap();

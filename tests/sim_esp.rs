@@ -2,50 +2,10 @@
 //! during the exchange, replays and forgeries refused, and rekeying by UPDATE under load
 //! and loss.
 
-use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX};
-use hip::{Config, Event, Hit, Outbound};
+use hip::{Config, Event, Outbound};
 use hipbone::sim::bex::Pair;
-use hipbone::sim::{Datagram, Link};
+use hipbone::sim::Link;
 use std::time::Duration;
-
-/// Seals `payload` at `from` for `to` and puts it on the virtual wire.
-fn send(p: &mut Pair, from: usize, to: Hit, payload: &[u8]) -> bool {
-    sealed(p, from, to, payload).is_some()
-}
-
-/// Like `send`, returning the datagram put on the wire.
-fn sealed(p: &mut Pair, from: usize, to: Hit, payload: &[u8]) -> Option<Datagram> {
-    let now = p.sim.now();
-    let mut buf = vec![0u8; ESP_HEADER_LEN + payload.len() + ESP_TAIL_MAX];
-    buf[ESP_HEADER_LEN..ESP_HEADER_LEN + payload.len()].copy_from_slice(payload);
-    let range = ESP_HEADER_LEN..ESP_HEADER_LEN + payload.len();
-    match p
-        .sim
-        .node_mut(from)
-        .encapsulate(now, &to, 17, &mut buf, range)
-    {
-        Outbound::Send {
-            local,
-            remote,
-            datagram,
-        } => {
-            let d = Datagram {
-                from: local,
-                to: remote,
-                payload: datagram.to_vec(),
-            };
-            p.sim.send(d.clone());
-            Some(d)
-        }
-        _ => None,
-    }
-}
-
-fn settle(p: &mut Pair, d: Duration) {
-    let end = p.sim.now() + d;
-    p.sim.run_until(end, |_| false);
-    p.collect_events();
-}
 
 fn established(seed: u64, config: Config, link: Link) -> Pair {
     let mut p = Pair::new(seed, link, false, config);
@@ -59,10 +19,10 @@ fn packets_flow_both_ways_and_are_counted() {
     let mut p = established(1, Config::default(), Link::default());
     let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
     for n in 0..100u32 {
-        assert!(send(&mut p, a, b_hit, &n.to_be_bytes().repeat(100)));
-        assert!(send(&mut p, b, a_hit, &[7; 1200]));
+        assert!(p.send_esp(a, b_hit, &n.to_be_bytes().repeat(100)).is_some());
+        assert!(p.send_esp(b, a_hit, &[7; 1200]).is_some());
     }
-    settle(&mut p, Duration::from_millis(100));
+    p.settle(Duration::from_millis(100));
     let ta = p.sim.node(a).traffic(&b_hit).unwrap();
     let tb = p.sim.node(b).traffic(&a_hit).unwrap();
     assert_eq!((ta.tx_packets, tb.rx_packets), (100, 100));
@@ -112,7 +72,7 @@ fn packets_sent_during_the_exchange_wait_and_then_go() {
     ));
     assert_eq!(p.sim.node(a).stats().queue_dropped, 1);
     p.run(Duration::from_secs(10)).unwrap();
-    settle(&mut p, Duration::from_millis(100));
+    p.settle(Duration::from_millis(100));
     assert_eq!(p.sim.node(p.b).traffic(&p.a_hit).unwrap().rx_packets, 3);
 }
 
@@ -120,8 +80,8 @@ fn packets_sent_during_the_exchange_wait_and_then_go() {
 fn replayed_and_forged_esp_is_dropped_and_counted() {
     let mut p = established(3, Config::default(), Link::default());
     let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
-    let esp = sealed(&mut p, a, b_hit, b"hello").unwrap();
-    settle(&mut p, Duration::from_millis(50));
+    let esp = p.send_esp(a, b_hit, b"hello").unwrap();
+    p.settle(Duration::from_millis(50));
     p.sim.inject(esp.clone());
     // A forgery with a sequence number not yet seen, so that it reaches the ICV check.
     let mut forged = esp.clone();
@@ -130,7 +90,7 @@ fn replayed_and_forged_esp_is_dropped_and_counted() {
     let mut other_spi = esp;
     other_spi.payload[0] ^= 0x40;
     p.sim.inject(other_spi);
-    settle(&mut p, Duration::from_millis(50));
+    p.settle(Duration::from_millis(50));
     let stats = p.sim.node(b).stats();
     assert_eq!(stats.esp_replayed, 1);
     assert_eq!(stats.esp_auth_failed, 1);
@@ -148,13 +108,13 @@ fn rekeying_by_packet_count_keeps_every_packet() {
     let mut p = established(4, config, Link::default());
     let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
     for n in 0..1000u32 {
-        assert!(send(&mut p, a, b_hit, &n.to_be_bytes()));
-        assert!(send(&mut p, b, a_hit, &n.to_be_bytes()));
+        assert!(p.send_esp(a, b_hit, &n.to_be_bytes()).is_some());
+        assert!(p.send_esp(b, a_hit, &n.to_be_bytes()).is_some());
         if n % 10 == 0 {
-            settle(&mut p, Duration::from_millis(5));
+            p.settle(Duration::from_millis(5));
         }
     }
-    settle(&mut p, Duration::from_secs(2));
+    p.settle(Duration::from_secs(2));
     let (ta, tb) = (
         p.sim.node(a).traffic(&b_hit).unwrap(),
         p.sim.node(b).traffic(&a_hit).unwrap(),
@@ -197,11 +157,11 @@ fn rekeying_survives_loss() {
         let mut p = established(100 + seed, config.clone(), link);
         let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
         for n in 0..400u32 {
-            send(&mut p, a, b_hit, &n.to_be_bytes());
-            send(&mut p, b, a_hit, &n.to_be_bytes());
-            settle(&mut p, Duration::from_millis(10));
+            p.send_esp(a, b_hit, &n.to_be_bytes());
+            p.send_esp(b, a_hit, &n.to_be_bytes());
+            p.settle(Duration::from_millis(10));
         }
-        settle(&mut p, Duration::from_secs(10));
+        p.settle(Duration::from_secs(10));
         // Some data packets are lost with the link; the rest arrive and keys stay in step.
         let tb = p.sim.node(b).traffic(&a_hit).unwrap();
         assert!(
@@ -212,9 +172,9 @@ fn rekeying_survives_loss() {
         assert_eq!(p.sim.node(b).stats().esp_auth_failed, 0, "seed {seed}");
         // After the losses, more packets still get through (a few, as the link loses 10 %).
         for _ in 0..5 {
-            assert!(send(&mut p, a, b_hit, b"last"));
+            assert!(p.send_esp(a, b_hit, b"last").is_some());
         }
-        settle(&mut p, Duration::from_millis(100));
+        p.settle(Duration::from_millis(100));
         let after = p.sim.node(b).traffic(&a_hit).unwrap().rx_packets;
         assert!(
             after > tb.rx_packets,
@@ -225,10 +185,10 @@ fn rekeying_survives_loss() {
         let before = rekeys(&p);
         assert!(before >= 3, "seed {seed}: {before} rekeys");
         for n in 0..200u32 {
-            send(&mut p, a, b_hit, &n.to_be_bytes());
-            settle(&mut p, Duration::from_millis(20));
+            p.send_esp(a, b_hit, &n.to_be_bytes());
+            p.settle(Duration::from_millis(20));
         }
-        settle(&mut p, Duration::from_secs(10));
+        p.settle(Duration::from_secs(10));
         assert!(
             rekeys(&p) > before,
             "seed {seed}: rekeying stopped at {before}"

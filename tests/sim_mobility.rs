@@ -2,44 +2,11 @@
 //! peer checks the new address before it sends anything else there, and a peer that
 //! announces someone else's address gets nothing but a few checks sent there.
 
-use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX};
-use hip::{Config, Event, Hit, Outbound};
+use hip::{Config, Event, Outbound};
 use hipbone::sim::bex::{packet_name, Pair};
 use hipbone::sim::{Datagram, Link};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-fn send(p: &mut Pair, from: usize, to: Hit, payload: &[u8]) -> bool {
-    let now = p.sim.now();
-    let mut buf = vec![0u8; ESP_HEADER_LEN + payload.len() + ESP_TAIL_MAX];
-    buf[ESP_HEADER_LEN..ESP_HEADER_LEN + payload.len()].copy_from_slice(payload);
-    let range = ESP_HEADER_LEN..ESP_HEADER_LEN + payload.len();
-    match p
-        .sim
-        .node_mut(from)
-        .encapsulate(now, &to, 17, &mut buf, range)
-    {
-        Outbound::Send {
-            local,
-            remote,
-            datagram,
-        } => {
-            p.sim.send(Datagram {
-                from: local,
-                to: remote,
-                payload: datagram.to_vec(),
-            });
-            true
-        }
-        _ => false,
-    }
-}
-
-fn settle(p: &mut Pair, d: Duration) {
-    let end = p.sim.now() + d;
-    p.sim.run_until(end, |_| false);
-    p.collect_events();
-}
 
 fn established(seed: u64, link: Link) -> Pair {
     let mut p = Pair::new(seed, link, false, Config::default());
@@ -58,7 +25,7 @@ fn a_host_that_moves_keeps_its_association() {
     p.sim.assign(a, new);
     let now = p.sim.now();
     p.sim.node_mut(a).set_local_addresses(now, &[new]);
-    settle(&mut p, Duration::from_millis(200));
+    p.settle(Duration::from_millis(200));
     let info = p.sim.node(b).association(&a_hit).unwrap();
     assert_eq!(info.remote, new, "B did not move A to its new address");
     assert!(p
@@ -68,10 +35,10 @@ fn a_host_that_moves_keeps_its_association() {
     // Traffic flows both ways at the new address, on the same SAs.
     let before = p.sim.node(a).traffic(&b_hit).unwrap().rx_packets;
     for n in 0..20u32 {
-        assert!(send(&mut p, b, a_hit, &n.to_be_bytes()));
-        assert!(send(&mut p, a, b_hit, &n.to_be_bytes()));
+        assert!(p.send_esp(b, a_hit, &n.to_be_bytes()).is_some());
+        assert!(p.send_esp(a, b_hit, &n.to_be_bytes()).is_some());
     }
-    settle(&mut p, Duration::from_millis(100));
+    p.settle(Duration::from_millis(100));
     assert_eq!(
         p.sim.node(a).traffic(&b_hit).unwrap().rx_packets,
         before + 20
@@ -96,7 +63,7 @@ fn a_move_survives_loss() {
         p.sim.assign(a, new);
         let now = p.sim.now();
         p.sim.node_mut(a).set_local_addresses(now, &[new]);
-        settle(&mut p, Duration::from_secs(10));
+        p.settle(Duration::from_secs(10));
         assert_eq!(
             p.sim.node(b).association(&a_hit).unwrap().remote,
             new,
@@ -129,7 +96,7 @@ fn esp_from_a_new_address_is_checked_before_the_peer_moves_there() {
         to: remote,
         payload: datagram.to_vec(),
     });
-    settle(&mut p, Duration::from_millis(200));
+    p.settle(Duration::from_millis(200));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, new);
 }
 
@@ -143,10 +110,10 @@ fn announcing_a_victims_address_sends_only_a_few_checks_there() {
     let now = p.sim.now();
     p.sim.node_mut(a).set_local_addresses(now, &[victim]);
     for n in 0..50u32 {
-        send(&mut p, b, a_hit, &n.to_be_bytes());
-        settle(&mut p, Duration::from_millis(100));
+        p.send_esp(b, a_hit, &n.to_be_bytes());
+        p.settle(Duration::from_millis(100));
     }
-    settle(&mut p, Duration::from_secs(30));
+    p.settle(Duration::from_secs(30));
     let to_victim: Vec<_> = p
         .sim
         .trace()

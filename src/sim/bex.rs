@@ -1,6 +1,6 @@
 //! `hipbone sim bex`: one base exchange between two simulated hosts, with its timeline.
 
-use super::{pcap, Link, Record, Sim};
+use super::{pcap, Datagram, Link, Record, Sim};
 use hip::{Event, Hit, Host, HostIdentity};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -150,6 +150,54 @@ impl Pair {
             && *ka.enc_out == *kb.enc_in
             && *ka.enc_in == *kb.enc_out
             && !ka.enc_out.is_empty()
+    }
+}
+
+impl Pair {
+    /// Seals `payload` (as UDP, protocol 17) at host `from` for `to` and puts it on the
+    /// virtual wire; the datagram, or `None` if the host had no SA to seal it with.
+    pub fn send_esp(&mut self, from: usize, to: Hit, payload: &[u8]) -> Option<Datagram> {
+        use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX};
+        let now = self.sim.now();
+        let mut buf = vec![0u8; ESP_HEADER_LEN + payload.len() + ESP_TAIL_MAX];
+        buf[ESP_HEADER_LEN..ESP_HEADER_LEN + payload.len()].copy_from_slice(payload);
+        let range = ESP_HEADER_LEN..ESP_HEADER_LEN + payload.len();
+        match self
+            .sim
+            .node_mut(from)
+            .encapsulate(now, &to, 17, &mut buf, range)
+        {
+            hip::Outbound::Send {
+                local,
+                remote,
+                datagram,
+            } => {
+                let d = Datagram {
+                    from: local,
+                    to: remote,
+                    payload: datagram.to_vec(),
+                };
+                self.sim.send(d.clone());
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// Lets `d` of virtual time pass, then collects the events.
+    pub fn settle(&mut self, d: Duration) {
+        let end = self.sim.now() + d;
+        self.sim.run_until(end, |_| false);
+        self.collect_events();
+    }
+
+    /// The first datagram of the trace whose packet is named `name` (see `packet_name`).
+    pub fn first(&self, name: &str) -> Option<Datagram> {
+        self.sim
+            .trace()
+            .iter()
+            .find(|r| packet_name(&r.datagram.payload) == name)
+            .map(|r| r.datagram.clone())
     }
 }
 

@@ -17,15 +17,8 @@ cd "$(dirname "$0")/../.."
 HB=${HB:-$PWD/target/release/hipbone}
 source tests/lab/common.sh
 
-lab_init
-lab_routed
-lab_link r a 198.51.100.128/25
+mobile_lab || { finish; exit 1; }
 dir=$(lab_state)
-node_key a >/dev/null
-node_key b >/dev/null
-node_config a b 203.0.113.2:10500
-node_config b a 198.51.100.2:10500
-node_up a && node_up b || { finish; exit 1; }
 HIT_B=$(node_hit b)
 check "A reaches B by HIT" lab_exec a ping -6 -c 2 -W 2 "$HIT_B"
 
