@@ -131,3 +131,37 @@ fn announcing_a_victims_address_sends_only_a_few_checks_there() {
     // B still talks to A where A really is.
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, old);
 }
+
+#[test]
+fn an_update_with_a_bad_signature_moves_nothing_and_checks_nothing() {
+    let mut p = established(4, Link::default());
+    let (a, b, a_hit) = (p.a, p.b, p.a_hit);
+    let new: SocketAddr = "203.0.113.7:10500".parse().unwrap();
+    let old = p.a_addr;
+    // Every UPDATE from A has one bit of its signature flipped on the way.
+    p.sim.set_filter(Box::new(|_, dg: &Datagram| {
+        if packet_name(&dg.payload) != "UPDATE" {
+            return hipbone::sim::Verdict::Pass;
+        }
+        let mut forged = dg.clone();
+        let last = forged.payload.len() - 20;
+        forged.payload[last] ^= 1;
+        hipbone::sim::Verdict::Replace(vec![forged])
+    }));
+    p.sim.assign(a, new);
+    let now = p.sim.now();
+    p.sim.node_mut(a).set_local_addresses(now, &[new]);
+    p.settle(Duration::from_secs(10));
+    assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, old);
+    assert_eq!(
+        p.sim.node(b).stats().last_drop,
+        Some(hip::Error::BadSignature)
+    );
+    assert!(
+        p.sim
+            .trace()
+            .iter()
+            .all(|r| r.datagram.from != p.b_addr || r.datagram.to != new),
+        "B sent something to the address of a forged UPDATE"
+    );
+}

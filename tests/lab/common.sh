@@ -81,17 +81,18 @@ node_field() {
   node_status_json "$1" | python3 -c "import json,sys; s=json.load(sys.stdin); print($2)"
 }
 
-# mobile_lab: A with two links to a router R, B behind R; a node on A and on B, each
-# configured with the other (A's first address on link 1). Used by the mobility test and
+# mobile_lab: A and B, each with two links to a router R; a node on A and on B, each
+# configured with the other's address on its first link. Used by the mobility test and
 # the handover benchmark.
 #
-#   A ── link 1 (198.51.100.0/25) ──┐
-#                                    R ── 203.0.113.0/25 ── B
-#   A ── link 3 (198.51.100.128/25) ─┘
+#   A ── link 1 (198.51.100.0/25) ───┐   ┌── link 2 (203.0.113.0/25) ─── B
+#                                     R
+#   A ── link 3 (198.51.100.128/25) ─┘   └── link 4 (203.0.113.128/25) ─ B
 mobile_lab() {
   lab_init
   lab_routed
   lab_link r a 198.51.100.128/25
+  lab_link r b 203.0.113.128/25
   node_key a >/dev/null
   node_key b >/dev/null
   node_config a b 203.0.113.2:10500
