@@ -9,7 +9,8 @@
 # A sends 60 MB to B over HITs at about 15 MB/s. Two seconds in, A's address on link 1 is
 # removed and its default route moved to link 3. A's node learns it from netlink and tells
 # B by UPDATE; B checks the new address and moves. The transfer must finish intact, over
-# the same TCP connection. Then the same with B moving from link 2 to link 4.
+# the same TCP connection. Then the same with B moving from link 2 to link 4, and a
+# failover: A's preferred link goes down while its other link stays up.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 HB=${HB:-$PWD/target/release/hipbone}
@@ -68,4 +69,15 @@ move_b() {
 check "B moves mid-transfer: no reset, SHA-256 matches" transfer_while move_b
 locator=$(node_field a '[x["locator"] for x in s["associations"]][0]')
 check "A now sends to B's new address ($locator)" test "$locator" = "203.0.113.130:10500"
+# Failover: A has both links again, link 3 preferred (a lower metric); link 3 goes down.
+# The kernel routes over link 1, authenticated ESP arrives at B from A's address there, B
+# checks it and follows.
+lab_exec a ip addr add 198.51.100.2/25 dev "$(lab_if a r)"
+lab_exec a ip route replace default via 198.51.100.129 metric 10
+lab_exec a ip route add default via 198.51.100.1 metric 100
+sleep 1
+link_down() { lab_exec a ip link set dev "$(tail -n +1 "$dir/ifs" | awk '$1 == "a" && $2 == "r" { n++; if (n == 2) print $3 }')" down; }
+check "A's preferred link fails mid-transfer: no reset, SHA-256 matches" transfer_while link_down
+locator=$(node_field b '[x["locator"] for x in s["associations"]][0]')
+check "B follows A to its other link ($locator)" test "$locator" = "198.51.100.2:10500"
 finish
