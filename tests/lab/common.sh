@@ -24,7 +24,7 @@ finish() {
   [ "$FAILED" -eq 0 ]
 }
 
-# node_config NAME PEER_NAME PEER_ADDR [EXTRA_TOML]: a key and a config for node NAME in the
+# node_config NAME PEER_NAME PEER_ADDRS [EXTRA_TOML]: a key and a config for node NAME in the
 # lab's state directory, with PEER_NAME as its one static peer (its key must exist too).
 node_key() {
   local key
@@ -36,9 +36,12 @@ node_key() {
 node_hit() { "$HB" hit -k "$(node_key "$1")"; }
 
 node_config() {
-  local name=$1 peer=$2 peer_addr=$3 extra=${4:-}
-  local dir
+  local name=$1 peer=$2 peer_addrs=$3 extra=${4:-}
+  local dir locators
   dir=$(lab_state)
+  # PEER_ADDR may list several locators, separated by spaces.
+  locators=$(printf '"%s", ' $peer_addrs)
+  locators=${locators%, }
   cat >"$dir/$name.toml" <<TOML
 [interface]
 identity = "$(node_key "$name")"
@@ -47,7 +50,7 @@ $extra
 
 [[peer]]
 hit = "$(node_hit "$peer")"
-locators = ["$peer_addr"]
+locators = [$locators]
 name = "$peer"
 TOML
 }
@@ -95,7 +98,7 @@ mobile_lab() {
   lab_link r b 203.0.113.128/25
   node_key a >/dev/null
   node_key b >/dev/null
-  node_config a b 203.0.113.2:10500
-  node_config b a 198.51.100.2:10500
+  node_config a b "203.0.113.2:10500 [2001:db8:2::2]:10500"
+  node_config b a "198.51.100.2:10500 [2001:db8:1::2]:10500"
   node_up a && node_up b
 }

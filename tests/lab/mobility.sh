@@ -76,8 +76,18 @@ lab_exec a ip addr add 198.51.100.2/25 dev "$(lab_if a r)"
 lab_exec a ip route replace default via 198.51.100.129 metric 10
 lab_exec a ip route add default via 198.51.100.1 metric 100
 sleep 1
-link_down() { lab_exec a ip link set dev "$(tail -n +1 "$dir/ifs" | awk '$1 == "a" && $2 == "r" { n++; if (n == 2) print $3 }')" down; }
+# A's interface on link 3 (its second link to R).
+a_link3() { awk '$1 == "a" && $2 == "r" { n++; if (n == 2) print $3 }' "$dir/ifs"; }
+link_down() { lab_exec a ip link set dev "$(a_link3)" down; }
 check "A's preferred link fails mid-transfer: no reset, SHA-256 matches" transfer_while link_down
 locator=$(node_field b '[x["locator"] for x in s["associations"]][0]')
 check "B follows A to its other link ($locator)" test "$locator" = "198.51.100.2:10500"
+# A leaves IPv4 altogether: its nodes announce from IPv6, to B's IPv6 locator, and both
+# ends move to IPv6 (the tunnel's inner packets are IPv6 between HITs either way).
+drop_ipv4() { lab_exec a ip -4 addr flush scope global; }
+check "A moves from IPv4 to IPv6 mid-transfer: no reset, SHA-256 matches" transfer_while drop_ipv4
+locator=$(node_field b '[x["locator"] for x in s["associations"]][0]')
+check "B sends to A over IPv6 now ($locator)" test "$locator" = "[2001:db8:1::2]:10500"
+locator=$(node_field a '[x["locator"] for x in s["associations"]][0]')
+check "A sends to B over IPv6 now ($locator)" test "$locator" = "[2001:db8:2::2]:10500"
 finish

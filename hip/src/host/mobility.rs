@@ -48,11 +48,21 @@ impl Host {
         if a.pending_update.is_some() {
             return;
         }
-        let Some(local) = self
+        let same_family = self
             .local_addresses
             .iter()
-            .find(|l| l.is_ipv4() == a.remote.is_ipv4())
-        else {
+            .find(|l| l.is_ipv4() == a.remote.is_ipv4());
+        // With no address left in the family of the peer's locator (an IPv4-only network
+        // left for an IPv6-only one), announce to a locator of the peer's we were given in
+        // a family we still have; its signed answer from there moves us to it.
+        let Some((local, remote)) = same_family.map(|l| (*l, a.remote)).or_else(|| {
+            a.candidates.iter().find_map(|c| {
+                self.local_addresses
+                    .iter()
+                    .find(|l| l.is_ipv4() == c.is_ipv4())
+                    .map(|l| (*l, *c))
+            })
+        }) else {
             return;
         };
         let spi = a.esp.as_ref().map_or(0, |e| e.inbound[0].spi());
@@ -69,16 +79,42 @@ impl Host {
                     spi,
                     address: mapped(addr.ip()),
                 };
-                Locator::from_transport(&t, addr == local, LOCATOR_LIFETIME)
+                Locator::from_transport(&t, *addr == local, LOCATOR_LIFETIME)
             })
             .collect();
         let seq = a.next_update_id;
         a.next_update_id = a.next_update_id.wrapping_add(1);
-        a.local = *local;
-        let remote = a.remote;
-        tracing::debug!(peer = %peer, local = %local, "announcing new locators");
+        if remote == a.remote {
+            a.local = local;
+        }
+        tracing::debug!(peer = %peer, local = %local, remote = %remote, "announcing new locators");
         let params = vec![Param::LocatorSet(locators), Param::Seq(seq)];
-        self.send_update_to(now, peer, params, Some(seq), Some((*local, remote)));
+        self.send_update_to(now, peer, params, Some(seq), Some((local, remote)));
+    }
+
+    /// Our UPDATE to `to` was acknowledged from `from`: a signed answer from the address we
+    /// sent to shows the peer is there, so an UPDATE sent to another of its addresses moves
+    /// the association to it.
+    pub(super) fn acknowledged_at(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        to: Option<(SocketAddr, SocketAddr)>,
+        from: SocketAddr,
+    ) {
+        let Some((local, remote)) = to else { return };
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        if remote != from || remote == a.remote || a.verify.is_some() {
+            return;
+        }
+        let old = a.remote;
+        a.local = local;
+        a.remote = remote;
+        a.last_move = Some((now, Duration::ZERO));
+        tracing::info!(peer = %peer, from = %old, to = %remote, "moved to another locator of the peer");
+        self.push_event(Event::LocatorChanged { peer, remote });
     }
 
     /// Answers a fresh UPDATE that is not a rekey: the ACK (with the echo it asks for)

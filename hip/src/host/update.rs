@@ -99,15 +99,23 @@ impl Host {
             a.state = AssocState::Established;
             a.timer = None;
         }
+        let mut acked_to = None;
         if let Some(p) = &a.pending_update {
             if acks.contains(&p.seq) {
                 let acked = p.seq;
+                acked_to = Some(p.to);
                 a.pending_update = None;
                 if let Some(r) = a.rekey.as_mut().filter(|r| r.our_seq == acked) {
                     r.acked = true;
                 }
             }
         }
+        if let Some(to) = acked_to {
+            self.acknowledged_at(now, peer, to, remote);
+        }
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return Err(Error::Unexpected);
+        };
         if let Some(seq) = seq {
             // Circular comparison (RFC 7401 §6.12): an ID at or before the last one we
             // processed is a retransmission: ACK it again, do not act on it twice.
