@@ -43,6 +43,9 @@ pub struct AssocStatus {
     /// the new address until that address was verified.
     #[serde(default)]
     pub last_move: Option<(f64, f64)>,
+    /// A new address of the peer being checked before use.
+    #[serde(default)]
+    pub checking: Option<String>,
 }
 
 /// Node-wide drop counters (packets refused, by reason).
@@ -129,8 +132,15 @@ pub fn render(s: &Status) -> String {
         line(
             &mut out,
             "locator",
-            &format!("{} (from {})", a.locator, a.local),
+            &format!("{} (from {}), verified", a.locator, a.local),
         );
+        if let Some(addr) = &a.checking {
+            line(
+                &mut out,
+                "checking",
+                &format!("{addr} (not used until it answers)"),
+            );
+        }
         if let (Some(i), Some(o)) = (&a.spi_in, &a.spi_out) {
             line(
                 &mut out,
@@ -231,6 +241,7 @@ mod tests {
                 established_secs: Some(75.0),
                 idle_secs: Some(1.0),
                 last_move: Some((2.0, 31.0)),
+                checking: Some("203.0.113.5:10500".into()),
             }],
             counters: Counters {
                 esp_replayed: 4,
@@ -243,6 +254,7 @@ mod tests {
         assert!(text.contains("1 minutes, 15 seconds ago"));
         assert!(text.contains("4 ESP replayed"));
         assert!(text.contains("last move: 2 seconds ago, verified after 31 ms"));
+        assert!(text.contains("checking: 203.0.113.5:10500"));
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
     }

@@ -743,6 +743,7 @@ impl Daemon {
                     tx_bytes: a.traffic.tx_bytes,
                     established_secs: a.established_at.map(|t| (now - t).as_secs_f64()),
                     idle_secs: last.map(|t| (now - t).as_secs_f64()),
+                    checking: a.checking.map(|addr| addr.to_string()),
                     last_move: a
                         .last_move
                         .map(|(at, gap)| ((now - at).as_secs_f64(), gap.as_secs_f64() * 1000.0)),

@@ -220,6 +220,8 @@ pub struct AssocInfo {
     /// When the peer last moved, and how long from the first packet seen at its new
     /// address until that address was verified.
     pub last_move: Option<(Instant, Duration)>,
+    /// A new address of the peer being checked (RFC 8046 §5.4), not used until verified.
+    pub checking: Option<SocketAddr>,
     /// Current inbound and outbound SPIs, once ESP is up.
     pub spis: Option<(u32, u32)>,
     pub rekeys: u32,
@@ -687,6 +689,7 @@ fn info(a: &Assoc) -> AssocInfo {
         established_at: a.established_at,
         traffic: a.traffic,
         last_move: a.last_move,
+        checking: a.verify.as_ref().map(|v| v.remote),
         spis: a
             .keys
             .as_ref()
