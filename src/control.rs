@@ -53,12 +53,13 @@ pub struct AssocStatus {
 pub struct Counters {
     pub hip_dropped: u64,
     pub esp_replayed: u64,
+    #[serde(default)]
+    pub esp_late: u64,
     pub esp_auth_failed: u64,
     pub esp_unknown_spi: u64,
     pub queue_dropped: u64,
     pub tun_refused: u64,
     pub no_peer: u64,
-    pub too_big: u64,
 }
 
 /// A request on the control socket.
@@ -175,8 +176,8 @@ pub fn render(s: &Status) -> String {
     }
     let c = &s.counters;
     out.push_str(&format!(
-        "\ndropped: {} HIP, {} ESP replayed, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} too big\n",
-        c.hip_dropped, c.esp_replayed, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.too_big
+        "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer\n",
+        c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer
     ));
     out
 }

@@ -165,3 +165,45 @@ fn an_update_with_a_bad_signature_moves_nothing_and_checks_nothing() {
         "B sent something to the address of a forged UPDATE"
     );
 }
+
+#[test]
+fn a_check_cut_short_by_a_rekey_does_not_stop_later_moves() {
+    let config = Config {
+        rekey_after_packets: 5,
+        ..Config::default()
+    };
+    let mut p = Pair::new(5, Link::default(), false, config);
+    p.connect_a();
+    p.run(Duration::from_secs(10)).unwrap();
+    let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+    // A copy of A's ESP arrives from an address where nobody answers: B starts a check.
+    let nowhere: SocketAddr = "203.0.113.99:10500".parse().unwrap();
+    let esp = p.send_esp(a, b_hit, b"copy").unwrap();
+    p.sim.send(Datagram {
+        from: nowhere,
+        ..esp
+    });
+    p.settle(Duration::from_millis(5));
+    // A rekeys meanwhile (its packet count runs out), which takes B's one outstanding UPDATE.
+    for n in 0..10u32 {
+        p.send_esp(a, b_hit, &n.to_be_bytes());
+    }
+    p.settle(Duration::from_secs(20));
+    assert!(
+        p.sim
+            .node(b)
+            .association(&a_hit)
+            .unwrap()
+            .checking
+            .is_none(),
+        "check still pending"
+    );
+    // A really moves: B follows.
+    let moved: SocketAddr = "203.0.113.7:10500".parse().unwrap();
+    p.sim.unassign(p.a_addr);
+    p.sim.assign(a, moved);
+    let now = p.sim.now();
+    p.sim.node_mut(a).set_local_addresses(now, &[moved]);
+    p.settle(Duration::from_secs(5));
+    assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, moved);
+}

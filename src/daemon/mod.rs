@@ -759,6 +759,7 @@ impl Daemon {
         let counters = Counters {
             hip_dropped: stats.dropped,
             esp_replayed: stats.esp_replayed,
+            esp_late: stats.esp_late,
             esp_auth_failed: stats.esp_auth_failed,
             esp_unknown_spi: stats.esp_unknown_spi,
             queue_dropped: stats.queue_dropped,

@@ -114,7 +114,8 @@ while pos + 16 <= len(data):
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for p in packets:
     s.sendto(p, ("198.51.100.2", 10500))  # replay
-    t = bytearray(p); t[-1] ^= 1; t[4:8] = b"\xff\xff\xff\x00"
+    t = bytearray(p); t[-1] ^= 1  # a forged ICV
+    t[4:8] = (int.from_bytes(p[4:8], "big") + 100000).to_bytes(4, "big")  # unseen, in range
     s.sendto(bytes(t), ("198.51.100.2", 10500))  # tampered, with an unseen sequence number
 print(len(packets))
 PY

@@ -174,6 +174,10 @@ impl Host {
                 self.stats.esp_replayed += 1;
                 Inbound::Dropped
             }
+            Err(EspError::Stale) => {
+                self.stats.esp_late += 1;
+                Inbound::Dropped
+            }
             Err(e) => {
                 tracing::trace!(peer = %peer, error = %e, "ESP packet refused");
                 self.stats.esp_auth_failed += 1;

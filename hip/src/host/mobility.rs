@@ -17,6 +17,8 @@ use crate::wire::{Locator, TransportLocator};
 const LOCATOR_LIFETIME: u32 = 3600;
 /// An address whose check went unanswered is not checked again before this.
 pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(60);
+/// A check is given up after this long, whatever happened to its UPDATE.
+pub(super) const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// Unanswered checks remembered per association.
 pub(super) const FAILED_CHECKS: usize = 4;
 

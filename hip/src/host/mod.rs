@@ -246,6 +246,8 @@ pub struct Stats {
     pub esp_out_errors: u64,
     pub esp_unknown_spi: u64,
     pub esp_replayed: u64,
+    /// ESP packets older than the replay window (late, or replays of old packets).
+    pub esp_late: u64,
     /// ESP packets that failed authentication or were malformed.
     pub esp_auth_failed: u64,
 }

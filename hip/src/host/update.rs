@@ -105,6 +105,11 @@ impl Host {
                 let acked = p.seq;
                 acked_to = Some(p.to);
                 a.pending_update = None;
+                // Our check was answered, but not from the address under check: the peer
+                // is not there.
+                if let Some(v) = a.verify.take_if(|v| v.seq == acked && v.remote != remote) {
+                    remember_failed_check(a, v.remote, now);
+                }
                 if let Some(r) = a.rekey.as_mut().filter(|r| r.our_seq == acked) {
                     r.acked = true;
                 }
@@ -131,9 +136,16 @@ impl Host {
                 _ => None,
             };
             if !fresh {
-                let mut params = vec![Param::Ack(vec![seq])];
-                params.extend(echo_response(update));
-                self.send_update_to(now, peer, params, None, Some((local, remote)));
+                // A retransmission is ACKed again only where the peer is known to be (or
+                // is being checked): a replayed UPDATE must not make us sign packets for
+                // whatever source it claims.
+                let known =
+                    remote == a.remote || a.verify.as_ref().is_some_and(|v| v.remote == remote);
+                if known {
+                    let mut params = vec![Param::Ack(vec![seq])];
+                    params.extend(echo_response(update));
+                    self.send_update_to(now, peer, params, None, Some((local, remote)));
+                }
             } else {
                 a.peer_update_id = Some(seq);
                 match info {
@@ -331,6 +343,16 @@ impl Host {
         let (local, remote) = to.unwrap_or((a.local, a.remote));
         let rto = self.config.update_timeout;
         if let (Some(seq), Some(a)) = (seq, self.assocs.get_mut(&peer)) {
+            // A new UPDATE with SEQ replaces the one outstanding; if that one carried an
+            // address check, the check is given up (the next packet from the address
+            // starts it again).
+            let replaced = a.pending_update.as_ref().map(|p| p.seq);
+            if a.verify
+                .as_ref()
+                .is_some_and(|v| Some(v.seq) == replaced && v.seq != seq)
+            {
+                a.verify = None;
+            }
             a.pending_update = Some(PendingUpdate {
                 seq,
                 bytes: bytes.clone(),
@@ -358,6 +380,9 @@ impl Host {
             a.rekey
                 .as_ref()
                 .map(|r| r.started + self.config.rekey_timeout),
+            a.verify
+                .as_ref()
+                .map(|v| v.started + mobility::CHECK_TIMEOUT),
             idle_due(a, &self.config),
         ]
         .into_iter()
@@ -372,6 +397,17 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
+        // A check that neither succeeded nor failed by now is given up (its UPDATE may
+        // have been replaced or answered from elsewhere).
+        if let Some(v) = a
+            .verify
+            .take_if(|v| v.started + mobility::CHECK_TIMEOUT <= now)
+        {
+            if a.pending_update.as_ref().is_some_and(|p| p.seq == v.seq) {
+                a.pending_update = None;
+            }
+            remember_failed_check(a, v.remote, now);
+        }
         let stuck = a
             .rekey
             .as_ref()
@@ -388,10 +424,7 @@ impl Host {
                 // The address under test never answered: keep the locator we have.
                 tracing::info!(peer = %peer, "new locator not verified, keeping the old one");
                 if let Some(v) = a.verify.take() {
-                    if a.failed_checks.len() == mobility::FAILED_CHECKS {
-                        a.failed_checks.remove(0);
-                    }
-                    a.failed_checks.push((v.remote, now));
+                    remember_failed_check(a, v.remote, now);
                 }
                 a.pending_update = None;
                 self.schedule(now, peer);
@@ -452,4 +485,12 @@ pub(super) fn echo_response(update: &HipRepr) -> Option<Param> {
         Some(Param::EchoRequestSigned(nonce)) => Some(Param::EchoResponseSigned(nonce.clone())),
         _ => None,
     }
+}
+
+/// Notes that `remote` did not answer a check, so that it is not checked again soon.
+pub(super) fn remember_failed_check(a: &mut Assoc, remote: SocketAddr, now: Instant) {
+    if a.failed_checks.len() == mobility::FAILED_CHECKS {
+        a.failed_checks.remove(0);
+    }
+    a.failed_checks.push((remote, now));
 }
