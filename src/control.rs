@@ -60,6 +60,11 @@ pub struct Counters {
     pub queue_dropped: u64,
     pub tun_refused: u64,
     pub no_peer: u64,
+    /// Datagrams the kernel refused to send, and packets it refused from us on the TUN.
+    #[serde(default)]
+    pub udp_send_failed: u64,
+    #[serde(default)]
+    pub tun_write_failed: u64,
 }
 
 /// A request on the control socket.
@@ -176,8 +181,8 @@ pub fn render(s: &Status) -> String {
     }
     let c = &s.counters;
     out.push_str(&format!(
-        "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer\n",
-        c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer
+        "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} UDP send failed, {} TUN write failed\n",
+        c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.udp_send_failed, c.tun_write_failed
     ));
     out
 }

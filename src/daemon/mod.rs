@@ -468,7 +468,9 @@ impl Daemon {
     }
 
     /// Sends a train of datagrams: with one UDP_SEGMENT `sendmsg` where the socket allows,
-    /// else one by one. A kernel that refuses the segmentation loses GSO on that socket.
+    /// else one by one. A kernel without UDP segmentation loses GSO on that socket; a
+    /// segment the route cannot take (EINVAL: a path MTU below the datagrams) sends this
+    /// train one by one and keeps GSO for the next.
     fn send_train(&mut self, t: Train) {
         let socket = &self.sockets[t.socket].0;
         let buf = &self.tx.buf;
@@ -478,10 +480,13 @@ impl Daemon {
                 Ok(_) => return,
                 Err(e) if segment.is_some() && gso_refused(&e) => {
                     tracing::debug!(error = %e, "UDP_SEGMENT refused: sending one by one");
-                    self.gso[t.socket] = false;
+                    if e.raw_os_error() != Some(libc::EINVAL) {
+                        self.gso[t.socket] = false;
+                    }
                 }
                 Err(e) => {
                     tracing::trace!(error = %e, remote = %t.remote, "UDP send");
+                    self.counters.udp_send_failed += t.count as u64;
                     return;
                 }
             }
@@ -489,6 +494,7 @@ impl Daemon {
         for d in t.datagrams() {
             if let Err(e) = udp::send(socket, &buf[d], None, t.remote) {
                 tracing::trace!(error = %e, remote = %t.remote, "UDP send");
+                self.counters.udp_send_failed += 1;
             }
         }
     }
@@ -603,6 +609,7 @@ impl Daemon {
         if !self.tun.vnet_hdr() {
             if let Err(e) = self.tun.send(&self.rx_buf[range]) {
                 tracing::debug!(error = %e, "writing to the TUN device");
+                self.counters.tun_write_failed += 1;
             }
             return;
         }
@@ -627,6 +634,7 @@ impl Daemon {
                     VnetHdr::default().emit(&mut self.rx_buf[start..]);
                     if let Err(e) = self.tun.send(&self.rx_buf[start..range.end]) {
                         tracing::debug!(error = %e, "writing to the TUN device");
+                        self.counters.tun_write_failed += 1;
                     }
                     return;
                 }
@@ -639,6 +647,7 @@ impl Daemon {
         if let Some(f) = self.coalescer.finish(&mut self.deliver_buf) {
             if let Err(e) = self.tun.send(&self.deliver_buf[..VNET_HDR_LEN + f.len]) {
                 tracing::debug!(error = %e, segments = f.segments, "writing to the TUN device");
+                self.counters.tun_write_failed += 1;
             }
         }
     }
