@@ -7,4 +7,5 @@
 //!   block, link framing and the bodies of the methods we use — parse and emit only.
 #![forbid(unsafe_code)]
 
+pub mod id;
 pub mod wire;
