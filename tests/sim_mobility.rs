@@ -207,3 +207,26 @@ fn a_check_cut_short_by_a_rekey_does_not_stop_later_moves() {
     p.settle(Duration::from_secs(5));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, moved);
 }
+
+#[test]
+fn an_announcement_held_back_by_a_rekey_is_made_afterwards() {
+    let config = Config {
+        rekey_after_packets: 5,
+        ..Config::default()
+    };
+    let mut p = Pair::new(6, Link::default(), false, config);
+    p.connect_a();
+    p.run(Duration::from_secs(10)).unwrap();
+    let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+    // A starts a rekey (its packet count runs out), and while its UPDATE is outstanding
+    // A moves: the announcement has to wait for the rekey's ACK.
+    for n in 0..6u32 {
+        p.send_esp(a, b_hit, &n.to_be_bytes());
+    }
+    let moved: SocketAddr = "203.0.113.7:10500".parse().unwrap();
+    p.sim.assign(a, moved);
+    let now = p.sim.now();
+    p.sim.node_mut(a).set_local_addresses(now, &[moved]);
+    p.settle(Duration::from_secs(5));
+    assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, moved);
+}

@@ -189,6 +189,8 @@ pub(crate) struct Assoc {
     pub rekey: Option<Rekey>,
     pub pending_update: Option<PendingUpdate>,
     pub verify: Option<Verify>,
+    /// Our addresses as the peer last heard them (at the exchange, or announced since).
+    pub announced: Vec<SocketAddr>,
     /// Addresses whose check went unanswered, and when.
     pub failed_checks: Vec<(SocketAddr, Instant)>,
     /// The last time the peer's locator changed, and how long from the first packet seen
@@ -229,6 +231,7 @@ impl Assoc {
             pending_update: None,
             verify: None,
             failed_checks: Vec::new(),
+            announced: Vec::new(),
             last_move: None,
         }
     }

@@ -205,6 +205,8 @@ impl Host {
         )
         .map_err(|_| Error::NoEspTransform)?;
         let spi_in = keys.spi_in;
+        // The peer reached us at the addresses we have now.
+        a.announced = self.local_addresses.clone();
         a.esp = Some(EspState {
             out,
             inbound: vec![inbound],

@@ -45,8 +45,8 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        // One outstanding UPDATE at a time (RFC 7401 §6.11): a rekey under way finishes
-        // first; its ACK arrives wherever we are, and the next address change announces.
+        // One outstanding UPDATE at a time (RFC 7401 §6.11): an UPDATE under way finishes
+        // first; when its ACK arrives, `announce_if_changed` catches up.
         if a.pending_update.is_some() {
             return;
         }
@@ -90,8 +90,23 @@ impl Host {
             a.local = local;
         }
         tracing::debug!(peer = %peer, local = %local, remote = %remote, "announcing new locators");
+        a.announced = self.local_addresses.clone();
         let params = vec![Param::LocatorSet(locators), Param::Seq(seq)];
         self.send_update_to(now, peer, params, Some(seq), Some((local, remote)));
+    }
+
+    /// Announces our addresses to `peer` if they changed since it last heard them and no
+    /// UPDATE is outstanding (an announcement skipped for a rekey is made up here).
+    pub(super) fn announce_if_changed(&mut self, now: Instant, peer: Hit) {
+        let due = self.assocs.get(&peer).is_some_and(|a| {
+            a.state == AssocState::Established
+                && a.pending_update.is_none()
+                && !self.local_addresses.is_empty()
+                && a.announced != self.local_addresses
+        });
+        if due {
+            self.announce_locators(now, peer);
+        }
     }
 
     /// Our UPDATE to `to` was acknowledged from `from`: a signed answer from the address we

@@ -209,6 +209,7 @@ impl Host {
             self.address_verified(now, peer, remote, nonce);
         }
         self.advance_rekey(now, peer)?;
+        self.announce_if_changed(now, peer);
         self.schedule(now, peer);
         Ok(())
     }
