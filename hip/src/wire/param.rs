@@ -25,6 +25,10 @@ pub mod param_type {
     pub const HIT_SUITE_LIST: u16 = 715;
     pub const NOTIFICATION: u16 = 832;
     pub const ECHO_REQUEST_SIGNED: u16 = 897;
+    pub const REG_INFO: u16 = 930;
+    pub const REG_REQUEST: u16 = 932;
+    pub const REG_RESPONSE: u16 = 934;
+    pub const REG_FAILED: u16 = 936;
     pub const ECHO_RESPONSE_SIGNED: u16 = 961;
     pub const TRANSPORT_FORMAT_LIST: u16 = 2049;
     pub const ESP_TRANSFORM: u16 = 4095;
@@ -34,6 +38,9 @@ pub mod param_type {
     pub const HIP_SIGNATURE: u16 = 61697;
     pub const ECHO_RESPONSE_UNSIGNED: u16 = 63425;
     pub const ECHO_REQUEST_UNSIGNED: u16 = 63661;
+    pub const FROM: u16 = 65498;
+    pub const RVS_HMAC: u16 = 65500;
+    pub const VIA_RVS: u16 = 65502;
 }
 
 /// ESP_INFO (RFC 7402 §5.1.1).
@@ -237,6 +244,28 @@ pub enum Param {
     HitSuiteList(Vec<u8>),
     Notification(Notification),
     EchoRequestSigned(Vec<u8>),
+    /// REG_INFO (RFC 8003 §4.1): lifetimes in the RFC's one-byte encoding, then the
+    /// registration types offered.
+    RegInfo {
+        min_lifetime: u8,
+        max_lifetime: u8,
+        types: Vec<u8>,
+    },
+    /// REG_REQUEST (RFC 8003 §4.2).
+    RegRequest {
+        lifetime: u8,
+        types: Vec<u8>,
+    },
+    /// REG_RESPONSE (RFC 8003 §4.3).
+    RegResponse {
+        lifetime: u8,
+        types: Vec<u8>,
+    },
+    /// REG_FAILED (RFC 8003 §4.4).
+    RegFailed {
+        failure: u8,
+        types: Vec<u8>,
+    },
     EchoResponseSigned(Vec<u8>),
     TransportFormatList(Vec<u16>),
     EspTransform {
@@ -255,6 +284,12 @@ pub enum Param {
     },
     EchoResponseUnsigned(Vec<u8>),
     EchoRequestUnsigned(Vec<u8>),
+    /// FROM (RFC 8004 §4.2.2): where the relayed I1 came from (IPv6 or IPv4-mapped).
+    From([u8; 16]),
+    /// RVS_HMAC (RFC 8004 §4.2.1).
+    RvsHmac(Vec<u8>),
+    /// VIA_RVS (RFC 8004 §4.2.3): the rendezvous servers an I1 went through.
+    ViaRvs(Vec<[u8; 16]>),
     /// Any other type, contents kept verbatim (without padding).
     Unknown {
         ty: u16,
@@ -282,7 +317,14 @@ impl Param {
             Param::HitSuiteList(_) => t::HIT_SUITE_LIST,
             Param::Notification(_) => t::NOTIFICATION,
             Param::EchoRequestSigned(_) => t::ECHO_REQUEST_SIGNED,
+            Param::RegInfo { .. } => t::REG_INFO,
+            Param::RegRequest { .. } => t::REG_REQUEST,
+            Param::RegResponse { .. } => t::REG_RESPONSE,
+            Param::RegFailed { .. } => t::REG_FAILED,
             Param::EchoResponseSigned(_) => t::ECHO_RESPONSE_SIGNED,
+            Param::From(_) => t::FROM,
+            Param::RvsHmac(_) => t::RVS_HMAC,
+            Param::ViaRvs(_) => t::VIA_RVS,
             Param::TransportFormatList(_) => t::TRANSPORT_FORMAT_LIST,
             Param::EspTransform { .. } => t::ESP_TRANSFORM,
             Param::HipMac(_) => t::HIP_MAC,
@@ -397,6 +439,26 @@ impl Param {
             }),
             t::ECHO_REQUEST_SIGNED => Param::EchoRequestSigned(r.rest().to_vec()),
             t::ECHO_RESPONSE_SIGNED => Param::EchoResponseSigned(r.rest().to_vec()),
+            t::REG_INFO => Param::RegInfo {
+                min_lifetime: r.u8()?,
+                max_lifetime: r.u8()?,
+                types: r.rest().to_vec(),
+            },
+            t::REG_REQUEST => Param::RegRequest {
+                lifetime: r.u8()?,
+                types: r.rest().to_vec(),
+            },
+            t::REG_RESPONSE => Param::RegResponse {
+                lifetime: r.u8()?,
+                types: r.rest().to_vec(),
+            },
+            t::REG_FAILED => Param::RegFailed {
+                failure: r.u8()?,
+                types: r.rest().to_vec(),
+            },
+            t::FROM => Param::From(r.array()?),
+            t::RVS_HMAC => Param::RvsHmac(r.rest().to_vec()),
+            t::VIA_RVS => Param::ViaRvs(r.list(Reader::array)?),
             t::TRANSPORT_FORMAT_LIST => Param::TransportFormatList(r.list(Reader::u16)?),
             t::ESP_TRANSFORM => Param::EspTransform {
                 reserved: r.u16()?,
@@ -537,7 +599,33 @@ impl Param {
                 w.u16(*algorithm);
                 w.put(signature);
             }
-            Param::DhGroupList(bytes)
+            Param::RegInfo {
+                min_lifetime,
+                max_lifetime,
+                types,
+            } => {
+                w.put(&[*min_lifetime, *max_lifetime]);
+                w.put(types);
+            }
+            Param::RegRequest {
+                lifetime: first,
+                types,
+            }
+            | Param::RegResponse {
+                lifetime: first,
+                types,
+            }
+            | Param::RegFailed {
+                failure: first,
+                types,
+            } => {
+                w.put(&[*first]);
+                w.put(types);
+            }
+            Param::From(address) => w.put(address),
+            Param::ViaRvs(addresses) => addresses.iter().for_each(|a| w.put(a)),
+            Param::RvsHmac(bytes)
+            | Param::DhGroupList(bytes)
             | Param::HitSuiteList(bytes)
             | Param::EchoRequestSigned(bytes)
             | Param::EchoResponseSigned(bytes)
@@ -721,6 +809,35 @@ pub(super) mod tests {
                 Param::EchoRequestSigned(hex("deadbeef")),
             ),
             (
+                hex("03a2 0003 | 60 a0 01 | 00"),
+                Param::RegInfo {
+                    min_lifetime: 0x60,
+                    max_lifetime: 0xa0,
+                    types: vec![1],
+                },
+            ),
+            (
+                hex("03a4 0002 | 9e 01 | 0000"),
+                Param::RegRequest {
+                    lifetime: 0x9e,
+                    types: vec![1],
+                },
+            ),
+            (
+                hex("03a6 0002 | 9e 01 | 0000"),
+                Param::RegResponse {
+                    lifetime: 0x9e,
+                    types: vec![1],
+                },
+            ),
+            (
+                hex("03a8 0002 | 01 01 | 0000"),
+                Param::RegFailed {
+                    failure: 1,
+                    types: vec![1],
+                },
+            ),
+            (
                 hex("03c1 0004 | deadbeef"),
                 Param::EchoResponseSigned(hex("deadbeef")),
             ),
@@ -762,6 +879,25 @@ pub(super) mod tests {
                 hex("f8ad 0000 | 00000000"),
                 Param::EchoRequestUnsigned(vec![]),
             ),
+            (
+                hex("ffda 0010 | 00000000 00000000 0000ffff c6336401 | 00000000"),
+                Param::From(
+                    std::net::Ipv4Addr::new(198, 51, 100, 1)
+                        .to_ipv6_mapped()
+                        .octets(),
+                ),
+            ),
+            (
+                hex("ffdc 0004 | 01020304"),
+                Param::RvsHmac(vec![1, 2, 3, 4]),
+            ),
+            (
+                hex("ffde 0010 | 20010db8 00000000 00000000 00000001 | 00000000"),
+                Param::ViaRvs(vec!["2001:db8::1"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets()]),
+            ),
         ]
     }
 
@@ -769,8 +905,9 @@ pub(super) mod tests {
     fn type_numbers_are_the_rfc_ones() {
         // Spelled in decimal here, in hex in the vectors: the two must agree.
         let decimal = [
-            65, 129, 193, 257, 321, 385, 449, 511, 513, 579, 641, 705, 715, 832, 897, 961, 2049,
-            4095, 61505, 61569, 61633, 61697, 63425, 63661,
+            65, 129, 193, 257, 321, 385, 449, 511, 513, 579, 641, 705, 715, 832, 897, 930, 932,
+            934, 936, 961, 2049, 4095, 61505, 61569, 61633, 61697, 63425, 63661, 65498, 65500,
+            65502,
         ];
         let types: Vec<u16> = vectors().iter().map(|(_, p)| p.ty()).collect();
         assert_eq!(types, decimal);
