@@ -27,6 +27,6 @@ mod ratelimit;
 pub use error::Error;
 pub use host::{
     AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host, Inbound, Outbound, Stats,
-    Traffic, Transmit,
+    Traffic, Transmit, REG_TYPE_RENDEZVOUS,
 };
 pub use identity::{Hit, HostIdentity, PublicIdentity};

@@ -9,8 +9,14 @@ impl Host {
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
+        bytes: &[u8],
         i1: &HipRepr,
     ) -> Result<(), Error> {
+        // Relayed by our rendezvous server: answer the initiator, not the server.
+        let (remote, via) = match self.relayed_from(local, remote, bytes, i1)? {
+            Some((initiator, server)) => (initiator, Some(server)),
+            None => (remote, None),
+        };
         let peer = i1.sender_hit;
         if !peer.is_orchid() || peer == self.hit() {
             return Err(Error::InvalidHit);
@@ -45,6 +51,11 @@ impl Host {
                 puzzle.i = i.clone();
                 puzzle.opaque = opaque_of(generation);
             }
+        }
+        if let Some(server) = via {
+            // Unsigned, after the signature (RFC 8004 §4.2.3).
+            r1.params
+                .push(Param::ViaRvs(vec![rendezvous::mapped(server.ip())]));
         }
         self.stats.r1_sent += 1;
         self.transmit(local, remote, &r1.to_bytes());
@@ -183,6 +194,7 @@ impl Host {
             reserved: 0,
             data: cipher.encrypt(&keys.enc_out, &iv, &self.host_id_tlv),
         });
+        params.extend(self.reg_request(&peer_hit, r1));
         params.push(Param::TransportFormatList(vec![TRANSPORT_FORMAT_ESP]));
         params.push(Param::EspTransform {
             reserved: 0,
@@ -477,6 +489,7 @@ impl Host {
                 new_spi: spi_in,
             })],
         };
+        r2.params.extend(self.reg_answer(peer_hit, i2));
         add_mac(
             &mut r2,
             self.profile,
@@ -562,6 +575,7 @@ impl Host {
         a.established_at = Some(now);
         tracing::debug!(peer = %r2.sender_hit, "R2 accepted, association established");
         self.push_event(event);
+        self.reg_granted(r2.sender_hit, r2);
         self.install_esp(now, r2.sender_hit)
     }
 
@@ -624,12 +638,17 @@ impl Host {
                 Param::HipCipher(self.config.hip_ciphers.clone()),
                 Param::HostId(self.identity.public().host_id().clone()),
                 Param::HitSuiteList(vec![self.profile.hit_suite() << 4]),
+            ]
+            .into_iter()
+            .chain(self.reg_info())
+            .chain([
                 Param::TransportFormatList(vec![TRANSPORT_FORMAT_ESP]),
                 Param::EspTransform {
                     reserved: 0,
                     suites: self.config.esp_suites.clone(),
                 },
-            ],
+            ])
+            .collect(),
         };
         add_signature(&mut r1, &self.identity, param_type::HIP_SIGNATURE_2);
         // A handful of difficulties per generation at most: K moves one step at a time.

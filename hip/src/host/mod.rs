@@ -30,9 +30,11 @@ mod bex;
 mod close;
 mod data;
 mod mobility;
+mod rendezvous;
 mod update;
 
 pub use data::{Inbound, Outbound};
+pub use rendezvous::REG_TYPE_RENDEZVOUS;
 
 use crate::assoc::{
     add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, EspState, KeymatSeed,
@@ -101,6 +103,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Give up a rekey that has not completed after this long, and close.
     pub rekey_timeout: Duration,
+    /// Offer the rendezvous service (RFC 8004) to hosts that ask for it in their I2.
+    pub rendezvous_server: bool,
+    /// Lifetime asked for when registering (RFC 8003 one-byte encoding; 0x9e ≈ 57 min).
+    pub registration_lifetime: u8,
     /// HIP_CIPHER IDs we offer or accept, preferred first.
     pub hip_ciphers: Vec<u16>,
     /// ESP transform suites we offer or accept, preferred first.
@@ -149,6 +155,8 @@ impl Default for Config {
             r1_per_source: 20,
             idle_timeout: Duration::from_secs(15 * 60),
             rekey_timeout: Duration::from_secs(30),
+            rendezvous_server: false,
+            registration_lifetime: 0x9e,
             hip_ciphers: vec![HIP_CIPHER_AES128_CBC],
             esp_suites: vec![ESP_SUITE_AES128_GCM16],
             max_transmits: 4096,
@@ -190,6 +198,8 @@ pub enum Event {
     Failed { peer: Hit, error: Error },
     /// The association was closed, by us or by the peer.
     Closed { peer: Hit },
+    /// A rendezvous server granted our registration.
+    Registered { server: Hit },
     /// The peer moved: its locator is now `remote`, checked by a signed echo.
     LocatorChanged { peer: Hit, remote: SocketAddr },
     /// The ESP SAs were replaced by a rekey.
@@ -235,6 +245,8 @@ pub struct Stats {
     pub dropped: u64,
     pub last_drop: Option<Error>,
     pub r1_sent: u64,
+    /// I1s passed on to registered clients, as a rendezvous server.
+    pub i1_relayed: u64,
     pub i2_accepted: u64,
     pub notify_sent: u64,
     /// ESP packets seen before the data plane takes them.
@@ -300,6 +312,11 @@ pub struct Host {
     r1_limiter: crate::ratelimit::RateLimiter,
     /// Our addresses as last told by `set_local_addresses`.
     local_addresses: Vec<SocketAddr>,
+    /// Rendezvous servers we want to register with, and those that granted it.
+    wanted_registrations: std::collections::HashSet<Hit>,
+    registered_with: std::collections::HashSet<Hit>,
+    /// As a rendezvous server: the registered clients.
+    rvs_clients: std::collections::HashSet<Hit>,
     stats: Stats,
 }
 
@@ -326,6 +343,9 @@ impl Host {
             notify_window: (now, 0),
             r1_limiter: crate::ratelimit::RateLimiter::new(config.r1_per_source, 4096, now),
             local_addresses: Vec::new(),
+            wanted_registrations: Default::default(),
+            registered_with: Default::default(),
+            rvs_clients: Default::default(),
             config,
             identity,
             rng,
@@ -528,6 +548,9 @@ impl Host {
         let opportunistic = repr.receiver_hit == Hit::NULL
             && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
         if !ours && !opportunistic {
+            if repr.packet_type == PacketType::I1 && self.rvs_clients.contains(&repr.receiver_hit) {
+                return self.relay_i1(remote, &repr);
+            }
             return Err(Error::Unexpected);
         }
         if let Some(ty) = unknown_critical(&repr) {
@@ -551,7 +574,7 @@ impl Host {
             return Err(Error::UnsupportedCritical(ty));
         }
         match repr.packet_type {
-            PacketType::I1 => self.on_i1(now, local, remote, &repr),
+            PacketType::I1 => self.on_i1(now, local, remote, bytes, &repr),
             PacketType::R1 => self.on_r1(now, local, remote, bytes, &repr),
             PacketType::I2 => self.on_i2(now, local, remote, bytes, &repr),
             PacketType::R2 => self.on_r2(now, bytes, &repr),

@@ -1,0 +1,178 @@
+//! Rendezvous in the simulator (RFC 8003, RFC 8004): B registers with a server S; A, who
+//! knows only S's address and B's HIT, reaches B through S; after B moves, A still finds B
+//! through S.
+
+use hip::{Config, Event, Host, HostIdentity};
+use hipbone::sim::{Link, Sim};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+struct World {
+    sim: Sim<Host>,
+    a: usize,
+    b: usize,
+    s: usize,
+    a_addr: SocketAddr,
+    b_addr: SocketAddr,
+    s_addr: SocketAddr,
+}
+
+fn world(link: Link) -> World {
+    let start = Instant::now();
+    let mut sim = Sim::new(7, start);
+    sim.set_default_link(link);
+    let host = |n: u8, config: Config| {
+        Host::new(
+            HostIdentity::from_secret([n; 32]),
+            config,
+            [n + 100; 32],
+            start,
+        )
+    };
+    let server = Config {
+        rendezvous_server: true,
+        ..Config::default()
+    };
+    let (a_addr, b_addr, s_addr): (SocketAddr, SocketAddr, SocketAddr) = (
+        "198.51.100.1:10500".parse().unwrap(),
+        "198.51.100.2:10500".parse().unwrap(),
+        "203.0.113.1:10500".parse().unwrap(),
+    );
+    let a = sim.add(host(1, Config::default()), &[a_addr]);
+    let b = sim.add(host(2, Config::default()), &[b_addr]);
+    let s = sim.add(host(3, server), &[s_addr]);
+    World {
+        sim,
+        a,
+        b,
+        s,
+        a_addr,
+        b_addr,
+        s_addr,
+    }
+}
+
+fn run(w: &mut World, d: Duration) -> Vec<(usize, Event)> {
+    let end = w.sim.now() + d;
+    w.sim.run_until(end, |_| false);
+    let mut events = Vec::new();
+    for id in [w.a, w.b, w.s] {
+        while let Some(e) = w.sim.node_mut(id).poll_event() {
+            events.push((id, e));
+        }
+    }
+    events
+}
+
+fn register(w: &mut World) {
+    let now = w.sim.now();
+    let s_hit = w.sim.node(w.s).hit();
+    let (b_addr, s_addr) = (w.b_addr, w.s_addr);
+    w.sim
+        .node_mut(w.b)
+        .register(now, s_hit, b_addr, &[s_addr])
+        .unwrap();
+    let events = run(w, Duration::from_secs(2));
+    assert!(events
+        .iter()
+        .any(|(n, e)| *n == w.b && matches!(e, Event::Registered { .. })));
+    assert!(w.sim.node(w.b).registered_with(&s_hit));
+}
+
+#[test]
+fn a_host_known_only_by_its_rendezvous_server_is_reached_through_it() {
+    let mut w = world(Link::default());
+    register(&mut w);
+    let b_hit = w.sim.node(w.b).hit();
+    let now = w.sim.now();
+    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
+    w.sim
+        .node_mut(w.a)
+        .connect(now, b_hit, a_addr, &[s_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(2));
+    let info = w.sim.node(w.a).association(&b_hit).unwrap();
+    assert_eq!(info.state, hip::AssocState::Established);
+    // The exchange went on directly: A talks to B at B's own address.
+    assert_eq!(info.remote, w.b_addr);
+    assert_eq!(w.sim.node(w.s).stats().i1_relayed, 1);
+}
+
+#[test]
+fn a_server_that_does_not_serve_refuses_and_relays_nothing() {
+    let mut w = world(Link::default());
+    let now = w.sim.now();
+    let a_hit = w.sim.node(w.a).hit();
+    let (b_addr, a_addr) = (w.b_addr, w.a_addr);
+    // A does not serve rendezvous; B's registration with it is not granted.
+    w.sim
+        .node_mut(w.b)
+        .register(now, a_hit, b_addr, &[a_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(2));
+    assert!(!w.sim.node(w.b).registered_with(&a_hit));
+    assert_eq!(w.sim.node(w.a).rendezvous_clients().count(), 0);
+}
+
+#[test]
+fn a_relayed_i1_with_a_forged_rvs_hmac_is_refused() {
+    let mut w = world(Link::default());
+    register(&mut w);
+    let b_hit = w.sim.node(w.b).hit();
+    // Every packet S sends to B has its last byte (in RVS_HMAC, or padding) flipped.
+    let (s_addr, b_addr) = (w.s_addr, w.b_addr);
+    w.sim
+        .set_filter(Box::new(move |_, d: &hipbone::sim::Datagram| {
+            if d.from == s_addr
+                && d.to == b_addr
+                && hipbone::sim::bex::packet_name(&d.payload) == "I1"
+            {
+                let mut forged = d.clone();
+                let n = forged.payload.len();
+                // RVS_HMAC is the last parameter: its 32 bytes end 4 bytes before the end.
+                forged.payload[n - 5] ^= 1;
+                return hipbone::sim::Verdict::Replace(vec![forged]);
+            }
+            hipbone::sim::Verdict::Pass
+        }));
+    let now = w.sim.now();
+    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
+    w.sim
+        .node_mut(w.a)
+        .connect(now, b_hit, a_addr, &[s_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(3));
+    assert!(
+        w.sim.node(w.a).association(&b_hit).map(|i| i.state) != Some(hip::AssocState::Established)
+    );
+    assert_eq!(w.sim.node(w.b).stats().last_drop, Some(hip::Error::BadMac));
+}
+
+#[test]
+fn after_b_moves_a_still_finds_it_through_the_server() {
+    let mut w = world(Link::default());
+    register(&mut w);
+    let b = w.b;
+    let moved: SocketAddr = "203.0.113.50:10500".parse().unwrap();
+    w.sim.unassign(w.b_addr);
+    w.sim.assign(b, moved);
+    let now = w.sim.now();
+    w.sim.node_mut(b).set_local_addresses(now, &[moved]);
+    run(&mut w, Duration::from_secs(2));
+    let b_hit = w.sim.node(b).hit();
+    assert_eq!(
+        w.sim.node(w.s).association(&b_hit).unwrap().remote,
+        moved,
+        "S did not follow B"
+    );
+    let now = w.sim.now();
+    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
+    w.sim
+        .node_mut(w.a)
+        .connect(now, b_hit, a_addr, &[s_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(2));
+    let info = w.sim.node(w.a).association(&b_hit).unwrap();
+    assert_eq!(info.state, hip::AssocState::Established);
+    assert_eq!(info.remote, moved);
+}
