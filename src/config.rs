@@ -110,6 +110,8 @@ pub struct Interface {
     pub control: Option<PathBuf>,
     /// `tracing` filter, `RUST_LOG` syntax.
     pub log: String,
+    /// Serve as a rendezvous server (RFC 8004) for hosts that register with us.
+    pub rendezvous: bool,
 }
 
 impl Default for Interface {
@@ -125,6 +127,7 @@ impl Default for Interface {
             lsi: None,
             control: None,
             log: "info".to_owned(),
+            rendezvous: false,
         }
     }
 }
@@ -244,6 +247,10 @@ pub struct Peer {
     /// A label for status output.
     #[serde(default)]
     pub name: Option<String>,
+    /// This peer is our rendezvous server: register with it at start (RFC 8003), so that
+    /// hosts that know only its address can reach us through it.
+    #[serde(default)]
+    pub rendezvous: bool,
 }
 
 /// An IPv4 prefix, `network/prefix_len`, written as `"100.64.0.0/16"`.
@@ -657,6 +664,7 @@ impl Config {
             // hip takes a zero duration as "never by time", like rekey_after_seconds = 0.
             rekey_after: self.esp.rekey_after().unwrap_or(Duration::ZERO),
             queue_per_peer: self.esp.queue_per_peer as usize,
+            rendezvous_server: self.interface.rendezvous,
             ..defaults
         }
     }
@@ -1903,6 +1911,7 @@ name = "bob"
             hit: HIT.parse().unwrap(),
             locators: Vec::new(),
             name: None,
+            rendezvous: false,
         });
         assert_eq!(c.validate().unwrap_err().key(), Some("peer[0].locators"));
     }

@@ -189,6 +189,9 @@ pub(crate) struct Assoc {
     pub rekey: Option<Rekey>,
     pub pending_update: Option<PendingUpdate>,
     pub verify: Option<Verify>,
+    /// A rendezvous registration runs over this association (either way): it is kept
+    /// even when idle.
+    pub registration: bool,
     /// Our addresses as the peer last heard them (at the exchange, or announced since).
     pub announced: Vec<SocketAddr>,
     /// Addresses whose check went unanswered, and when.
@@ -232,6 +235,7 @@ impl Assoc {
             verify: None,
             failed_checks: Vec::new(),
             announced: Vec::new(),
+            registration: false,
             last_move: None,
         }
     }

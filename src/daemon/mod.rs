@@ -73,6 +73,9 @@ const TCP: u8 = 6;
 struct PeerEntry {
     name: Option<String>,
     locators: Vec<SocketAddr>,
+    /// Our rendezvous server: registered with at start, and again whenever the
+    /// association with it ends.
+    rendezvous: bool,
 }
 
 pub struct Daemon {
@@ -147,6 +150,7 @@ impl Daemon {
             let entry = PeerEntry {
                 name: p.name.clone(),
                 locators: p.locators.clone(),
+                rendezvous: p.rendezvous,
             };
             peers.insert(p.hit, entry);
         }
@@ -229,6 +233,15 @@ impl Daemon {
         };
         daemon.register().context("registering event sources")?;
         daemon.update_addresses();
+        let servers: Vec<Hit> = daemon
+            .peers
+            .iter()
+            .filter(|(_, e)| e.rendezvous)
+            .map(|(h, _)| *h)
+            .collect();
+        for server in servers {
+            daemon.register_rendezvous(Instant::now(), server);
+        }
         tracing::info!(
             hit = %hit,
             lsi = %lsi,
@@ -671,10 +684,12 @@ impl Daemon {
                 Event::Failed { peer, error } => {
                     tracing::info!(peer = %peer, error = %error, "association failed");
                     self.forget(&peer);
+                    self.register_rendezvous(Instant::now(), peer);
                 }
                 Event::Closed { peer } => {
                     tracing::info!(peer = %peer, "association closed");
                     self.forget(&peer);
+                    self.register_rendezvous(Instant::now(), peer);
                 }
                 Event::Rekeyed { peer, .. } => tracing::debug!(peer = %peer, "ESP rekeyed"),
                 other => tracing::debug!(event = ?other, "HIP event"),
@@ -685,6 +700,21 @@ impl Daemon {
     /// Drops what the edge keeps for a peer whose association is gone: its flows, and its
     /// LSI unless the peer is configured (a configured peer keeps its LSI for good, so
     /// that programs can keep using it).
+    /// Registers with `peer` if it is a configured rendezvous server.
+    fn register_rendezvous(&mut self, now: Instant, peer: Hit) {
+        let Some(entry) = self.peers.get(&peer).filter(|e| e.rendezvous) else {
+            return;
+        };
+        let Some(first) = entry.locators.first() else {
+            return;
+        };
+        let local = self.local_for(first);
+        let locators = entry.locators.clone();
+        if let Err(e) = self.host.register(now, peer, local, &locators) {
+            tracing::warn!(server = %peer, error = %e, "cannot register for rendezvous");
+        }
+    }
+
     fn forget(&mut self, peer: &Hit) {
         self.edge.flows.forget(peer);
         if !self.peers.contains_key(peer) {

@@ -514,6 +514,7 @@ impl Host {
         a.remote = remote;
         a.peer = Some(peer);
         a.i2_solution = Some(solution.j.clone());
+        a.registration = self.rvs_clients.contains(&peer_hit);
         a.last_sent = Some(r2.clone());
         a.timer = Some(now + self.config.exchange_complete);
         a.established_at = Some(now);

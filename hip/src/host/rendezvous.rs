@@ -93,6 +93,9 @@ impl Host {
             Some(Param::RegResponse { types, .. }) if types.contains(&REG_TYPE_RENDEZVOUS))
         {
             self.registered_with.insert(server);
+            if let Some(a) = self.assocs.get_mut(&server) {
+                a.registration = true;
+            }
             tracing::info!(server = %server, "registered for rendezvous");
             self.push_event(Event::Registered { server });
         }

@@ -118,6 +118,13 @@ impl Host {
         if let Some(to) = acked_to {
             self.acknowledged_at(now, peer, to, remote);
         }
+        // An echo of our check is taken before this UPDATE's own SEQ is answered, so that
+        // the answer already goes to the verified address.
+        if let Some(Param::EchoResponseSigned(nonce)) =
+            update.param(param_type::ECHO_RESPONSE_SIGNED)
+        {
+            self.address_verified(now, peer, remote, nonce);
+        }
         let Some(a) = self.assocs.get_mut(&peer) else {
             return Err(Error::Unexpected);
         };
@@ -202,11 +209,6 @@ impl Host {
                     None => self.answer_update(now, peer, seq, local, remote, update),
                 }
             }
-        }
-        if let Some(Param::EchoResponseSigned(nonce)) =
-            update.param(param_type::ECHO_RESPONSE_SIGNED)
-        {
-            self.address_verified(now, peer, remote, nonce);
         }
         self.advance_rekey(now, peer)?;
         self.announce_if_changed(now, peer);
@@ -470,7 +472,7 @@ fn rekey_due(a: &Assoc, config: &Config) -> Option<Instant> {
 
 /// When the association has been idle for the configured lifetime.
 fn idle_due(a: &Assoc, config: &Config) -> Option<Instant> {
-    if config.idle_timeout.is_zero() {
+    if config.idle_timeout.is_zero() || a.registration {
         return None;
     }
     let last = [a.traffic.last_rx, a.traffic.last_tx, a.established_at]
