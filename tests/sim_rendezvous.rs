@@ -95,7 +95,7 @@ fn a_host_known_only_by_its_rendezvous_server_is_reached_through_it() {
     assert_eq!(info.state, hip::AssocState::Established);
     // The exchange went on directly: A talks to B at B's own address.
     assert_eq!(info.remote, w.b_addr);
-    assert_eq!(w.sim.node(w.s).stats().i1_relayed, 1);
+    assert_eq!(w.sim.node(w.s).stats().relayed, 1);
 }
 
 #[test]
@@ -175,4 +175,40 @@ fn after_b_moves_a_still_finds_it_through_the_server() {
     let info = w.sim.node(w.a).association(&b_hit).unwrap();
     assert_eq!(info.state, hip::AssocState::Established);
     assert_eq!(info.remote, moved);
+}
+
+#[test]
+fn when_both_ends_move_at_once_the_server_brings_them_together() {
+    let mut w = world(Link::default());
+    register(&mut w);
+    let (a, b) = (w.a, w.b);
+    let (a_hit, b_hit) = (w.sim.node(a).hit(), w.sim.node(b).hit());
+    let now = w.sim.now();
+    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
+    w.sim
+        .node_mut(a)
+        .connect(now, b_hit, a_addr, &[s_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(2));
+    assert_eq!(
+        w.sim.node(a).association(&b_hit).unwrap().state,
+        hip::AssocState::Established
+    );
+    // Both move at the same moment: each one's announcement goes to the other's old address.
+    let a_new: SocketAddr = "198.51.100.77:10500".parse().unwrap();
+    let b_new: SocketAddr = "203.0.113.77:10500".parse().unwrap();
+    w.sim.unassign(w.a_addr);
+    w.sim.unassign(w.b_addr);
+    w.sim.assign(a, a_new);
+    w.sim.assign(b, b_new);
+    let now = w.sim.now();
+    w.sim.node_mut(a).set_local_addresses(now, &[a_new]);
+    w.sim.node_mut(b).set_local_addresses(now, &[b_new]);
+    run(&mut w, Duration::from_secs(10));
+    assert_eq!(w.sim.node(a).association(&b_hit).unwrap().remote, b_new);
+    assert_eq!(w.sim.node(b).association(&a_hit).unwrap().remote, a_new);
+    assert!(
+        w.sim.node(w.s).stats().relayed >= 2,
+        "the UPDATE went through the server"
+    );
 }

@@ -102,3 +102,35 @@ mobile_lab() {
   node_config b a "198.51.100.2:10500 [2001:db8:1::2]:10500"
   node_up a && node_up b
 }
+
+# transfer_while MOVE...: sends $dir/blob from A to B's HIT ($HIT_B) at about 15 MB/s with
+# a paced sender that fails on any reset, runs MOVE two seconds in, and checks that what B
+# received hashes like the blob.
+transfer_while() {
+  local dir want
+  dir=$(lab_state)
+  want=$(sha256sum <"$dir/blob" | cut -d' ' -f1)
+  lab_exec b sh -c "socat -u TCP6-LISTEN:5001,reuseaddr - | sha256sum | cut -d' ' -f1 >'$dir/got'" &
+  local receiver=$! sender sent
+  sleep 0.3
+  lab_exec a python3 - "$dir/blob" "$HIT_B" >"$dir/sender.log" 2>&1 <<'PY' &
+import socket, sys, time
+data = open(sys.argv[1], "rb").read()
+s = socket.create_connection((sys.argv[2], 5001))
+chunk, rate, start = 256 * 1024, 15e6, time.time()
+for off in range(0, len(data), chunk):
+    s.sendall(data[off:off + chunk])
+    ahead = (off + chunk) / rate - (time.time() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+PY
+  sender=$!
+  sleep 2
+  "$@"
+  wait "$sender"
+  sent=$?
+  wait "$receiver"
+  [ "$sent" = 0 ] && [ "$want" = "$(cat "$dir/got")" ]
+}

@@ -22,35 +22,6 @@ HIT_B=$(node_hit b)
 check "A reaches B by HIT" lab_exec a ping -6 -c 2 -W 2 "$HIT_B"
 
 head -c 60M /dev/urandom >"$dir/blob"
-want=$(sha256sum <"$dir/blob" | cut -d' ' -f1)
-
-# transfer_while MOVE...: sends the blob from A to B at about 15 MB/s with a paced sender
-# that fails on any reset, runs MOVE two seconds in, and checks what B received.
-transfer_while() {
-  lab_exec b sh -c "socat -u TCP6-LISTEN:5001,reuseaddr - | sha256sum | cut -d' ' -f1 >'$dir/got'" &
-  local receiver=$! sender sent
-  sleep 0.3
-  lab_exec a python3 - "$dir/blob" "$HIT_B" >"$dir/sender.log" 2>&1 <<'PY' &
-import socket, sys, time
-data = open(sys.argv[1], "rb").read()
-s = socket.create_connection((sys.argv[2], 5001))
-chunk, rate, start = 256 * 1024, 15e6, time.time()
-for off in range(0, len(data), chunk):
-    s.sendall(data[off:off + chunk])
-    ahead = (off + chunk) / rate - (time.time() - start)
-    if ahead > 0:
-        time.sleep(ahead)
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-PY
-  sender=$!
-  sleep 2
-  "$@"
-  wait "$sender"
-  sent=$?
-  wait "$receiver"
-  [ "$sent" = 0 ] && [ "$want" = "$(cat "$dir/got")" ]
-}
 
 # A moves from link 1 to link 3.
 move_a() {

@@ -245,8 +245,8 @@ pub struct Stats {
     pub dropped: u64,
     pub last_drop: Option<Error>,
     pub r1_sent: u64,
-    /// I1s passed on to registered clients, as a rendezvous server.
-    pub i1_relayed: u64,
+    /// I1s and UPDATEs passed on to registered clients, as a rendezvous server.
+    pub relayed: u64,
     pub i2_accepted: u64,
     pub notify_sent: u64,
     /// ESP packets seen before the data plane takes them.
@@ -548,7 +548,11 @@ impl Host {
         let opportunistic = repr.receiver_hit == Hit::NULL
             && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
         if !ours && !opportunistic {
-            if repr.packet_type == PacketType::I1 && self.rvs_clients.contains(&repr.receiver_hit) {
+            // As a rendezvous server: an I1, or the UPDATE of a peer that lost track of a
+            // client that moved (RFC 8046 §3.2.3, the double jump), goes on to the client.
+            if matches!(repr.packet_type, PacketType::I1 | PacketType::Update)
+                && self.rvs_clients.contains(&repr.receiver_hit)
+            {
                 return self.relay_i1(remote, &repr);
             }
             return Err(Error::Unexpected);
@@ -580,7 +584,14 @@ impl Host {
             PacketType::R2 => self.on_r2(now, bytes, &repr),
             PacketType::Close => self.on_close(now, bytes, &repr),
             PacketType::CloseAck => self.on_close_ack(bytes, &repr),
-            PacketType::Update => self.on_update(now, local, remote, bytes, &repr),
+            PacketType::Update => {
+                // Relayed by our rendezvous server: the peer is at the address in FROM.
+                let remote = match self.relayed_from(local, remote, bytes, &repr)? {
+                    Some((from, _server)) => from,
+                    None => remote,
+                };
+                self.on_update(now, local, remote, bytes, &repr)
+            }
             PacketType::Notify => self.on_notify(bytes, &repr),
             _ => Err(Error::Unexpected),
         }

@@ -101,7 +101,7 @@ impl Host {
         }
     }
 
-    /// As the rendezvous server: passes an I1 for a registered client on to it.
+    /// As the rendezvous server: passes an I1 (or UPDATE) for a registered client on to it.
     pub(super) fn relay_i1(&mut self, remote: SocketAddr, i1: &HipRepr) -> Result<(), Error> {
         let client = i1.receiver_hit;
         let a = self.assocs.get(&client).ok_or(Error::UnknownPeer(client))?;
@@ -116,8 +116,8 @@ impl Host {
         self.profile.mac(&keys.mac_out, &covered, &mut mac);
         relayed.params.push(Param::RvsHmac(mac));
         let (local, to) = (a.local, a.remote);
-        tracing::debug!(client = %client, from = %remote, "relaying I1");
-        self.stats.i1_relayed += 1;
+        tracing::debug!(client = %client, from = %remote, kind = %i1.packet_type, "relaying");
+        self.stats.relayed += 1;
         self.transmit(local, to, &relayed.to_bytes());
         Ok(())
     }

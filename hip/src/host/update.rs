@@ -452,7 +452,22 @@ impl Host {
             p.due = now + p.rto;
             let (local, remote) = p.to.unwrap_or((a.local, a.remote));
             let bytes = p.bytes.clone();
+            // Unanswered at the peer's locator: the peer may have moved as well. From the
+            // third try on, a copy also goes to the other locators we were given for it —
+            // its rendezvous server relays it to where the peer is now (the double jump).
+            let others: Vec<SocketAddr> = if p.tries >= 3 && remote == a.remote {
+                a.candidates
+                    .iter()
+                    .copied()
+                    .filter(|c| *c != remote)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             self.transmit(local, remote, &bytes);
+            for other in others {
+                self.transmit(local, other, &bytes);
+            }
         } else if rekey_due(a, &self.config).is_some_and(|t| t <= now) {
             self.start_rekey(now, peer);
         }
