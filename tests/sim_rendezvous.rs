@@ -79,18 +79,24 @@ fn register(w: &mut World) {
     assert!(w.sim.node(w.b).registered_with(&s_hit));
 }
 
+/// A connects to B's HIT, knowing only the server's address, and the world runs for `d`.
+fn connect_through_server(w: &mut World, d: Duration) {
+    let b_hit = w.sim.node(w.b).hit();
+    let now = w.sim.now();
+    let (a, a_addr, s_addr) = (w.a, w.a_addr, w.s_addr);
+    w.sim
+        .node_mut(a)
+        .connect(now, b_hit, a_addr, &[s_addr])
+        .unwrap();
+    run(w, d);
+}
+
 #[test]
 fn a_host_known_only_by_its_rendezvous_server_is_reached_through_it() {
     let mut w = world(Link::default());
     register(&mut w);
     let b_hit = w.sim.node(w.b).hit();
-    let now = w.sim.now();
-    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
-    w.sim
-        .node_mut(w.a)
-        .connect(now, b_hit, a_addr, &[s_addr])
-        .unwrap();
-    run(&mut w, Duration::from_secs(2));
+    connect_through_server(&mut w, Duration::from_secs(2));
     let info = w.sim.node(w.a).association(&b_hit).unwrap();
     assert_eq!(info.state, hip::AssocState::Established);
     // The exchange went on directly: A talks to B at B's own address.
@@ -135,13 +141,7 @@ fn a_relayed_i1_with_a_forged_rvs_hmac_is_refused() {
             }
             hipbone::sim::Verdict::Pass
         }));
-    let now = w.sim.now();
-    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
-    w.sim
-        .node_mut(w.a)
-        .connect(now, b_hit, a_addr, &[s_addr])
-        .unwrap();
-    run(&mut w, Duration::from_secs(3));
+    connect_through_server(&mut w, Duration::from_secs(3));
     assert!(
         w.sim.node(w.a).association(&b_hit).map(|i| i.state) != Some(hip::AssocState::Established)
     );
@@ -165,13 +165,7 @@ fn after_b_moves_a_still_finds_it_through_the_server() {
         moved,
         "S did not follow B"
     );
-    let now = w.sim.now();
-    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
-    w.sim
-        .node_mut(w.a)
-        .connect(now, b_hit, a_addr, &[s_addr])
-        .unwrap();
-    run(&mut w, Duration::from_secs(2));
+    connect_through_server(&mut w, Duration::from_secs(2));
     let info = w.sim.node(w.a).association(&b_hit).unwrap();
     assert_eq!(info.state, hip::AssocState::Established);
     assert_eq!(info.remote, moved);
