@@ -60,6 +60,7 @@
 //! - Padding alignment is not enforced on receipt; a Next Header of 59
 //!   ([`NEXT_HEADER_NONE`]) marks a dummy packet (RFC 4303 §2.6) that the caller drops.
 
+use crate::inet::{add as add_words, fold};
 use core::fmt;
 use core::ops::Range;
 
@@ -982,31 +983,6 @@ fn ipv6_header_only(packet: &[u8]) -> Result<InnerV6, EspError> {
 }
 
 // --- Internet checksum -----------------------------------------------------------------
-
-/// Adds `data` to `acc` as big-endian 16-bit words, a trailing odd byte padded with zero.
-/// Reads 32-bit words: a 32-bit word is congruent to the sum of its halves modulo 0xffff,
-/// and the u64 accumulator cannot overflow for any buffer that fits in memory. Pieces
-/// summed one after another must have even lengths, except the last.
-#[inline]
-fn add_words(mut acc: u64, data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let rest = words.remainder();
-    let mut tail = [0; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    acc + u64::from(u32::from_be_bytes(tail))
-}
-
-/// Folds the accumulator into a 16-bit one's-complement sum (end-around carry).
-#[inline]
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
 
 #[inline]
 fn read_u32(b: &[u8]) -> u32 {

@@ -15,6 +15,7 @@
 pub mod crypto;
 pub mod esp;
 pub mod identity;
+pub mod inet;
 pub mod lsi;
 pub mod puzzle;
 pub mod wire;

@@ -122,33 +122,7 @@ impl VnetHdr {
 
 // --- Internet checksum (RFC 1071) --------------------------------------------------------
 
-/// Adds `data` to `acc` as big-endian 16-bit words, a trailing odd byte padded with zero.
-/// Pieces summed one after another must have even lengths, except the last.
-#[inline]
-pub fn checksum_add(acc: u64, data: &[u8]) -> u64 {
-    // The one's-complement sum does not depend on byte order (RFC 1071 §2(B)): sum the
-    // bytes as little-endian 32-bit words into a u64 (no carries to chase, and a form the
-    // compiler vectorises), fold, and swap the result into the big-endian sum. A u64
-    // cannot overflow before 2^32 words.
-    let mut words = data.chunks_exact(4);
-    let sum: u64 = (&mut words)
-        .map(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
-        .sum();
-    let rest = words.remainder();
-    let mut tail = [0; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    let sum = sum + u64::from(u32::from_le_bytes(tail));
-    acc + u64::from(checksum_fold(sum).swap_bytes())
-}
-
-/// Folds a sum into 16 bits (not complemented).
-#[inline]
-pub fn checksum_fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
+pub use hip::inet::{add as checksum_add, fold as checksum_fold};
 
 /// The part of a TCP or UDP pseudo-header sum that does not depend on the segment: source,
 /// destination (4 or 16 bytes each) and protocol. Add the segment length to finish it; the

@@ -3,6 +3,7 @@
 //! dissect HIP on port 10500 as they would on a real link.
 
 use super::Datagram;
+use hip::inet::{add, fold};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -76,7 +77,7 @@ pub fn ip_udp(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<Vec<u8
             h[9] = 17;
             h[12..16].copy_from_slice(&s.octets());
             h[16..20].copy_from_slice(&d.octets());
-            let c = fold(sum(0, &h));
+            let c = !fold(add(0, &h));
             h[10..12].copy_from_slice(&c.to_be_bytes());
             out.extend_from_slice(&h);
             let mut p = Vec::with_capacity(12);
@@ -84,7 +85,7 @@ pub fn ip_udp(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<Vec<u8
             p.extend_from_slice(&d.octets());
             p.extend_from_slice(&[0, 17]);
             p.extend_from_slice(&(udp_len as u16).to_be_bytes());
-            sum(0, &p)
+            add(0, &p)
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             let mut h = [0u8; 40];
@@ -100,35 +101,17 @@ pub fn ip_udp(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<Vec<u8
             p.extend_from_slice(&d.octets());
             p.extend_from_slice(&(udp_len as u32).to_be_bytes());
             p.extend_from_slice(&[0, 0, 0, 17]);
-            sum(0, &p)
+            add(0, &p)
         }
         _ => return None,
     };
-    let mut c = fold(sum(pseudo_sum, &udp));
+    let mut c = !fold(add(pseudo_sum, &udp));
     if c == 0 {
         c = 0xffff;
     }
     udp[6..8].copy_from_slice(&c.to_be_bytes());
     out.extend_from_slice(&udp);
     Some(out)
-}
-
-fn sum(mut acc: u32, bytes: &[u8]) -> u32 {
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    if let [last] = chunks.remainder() {
-        acc += (*last as u32) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
 }
 
 #[cfg(test)]
@@ -147,13 +130,13 @@ mod tests {
         assert_eq!(p.len(), 32);
         assert_eq!(&p[..4], &[0x45, 0, 0, 32]);
         // The IPv4 header sums to 0xffff with its checksum in place.
-        assert_eq!(fold(sum(0, &p[..20])), 0);
+        assert_eq!(fold(add(0, &p[..20])), 0xffff);
         assert_eq!(&p[20..26], &[0x29, 0x04, 0x29, 0x04, 0, 12]);
         // The UDP checksum verifies: pseudo-header plus segment sum to 0xffff.
         let mut pseudo = Vec::new();
         pseudo.extend_from_slice(&p[12..20]);
         pseudo.extend_from_slice(&[0, 17, 0, 12]);
-        assert_eq!(fold(sum(sum(0, &pseudo), &p[20..])), 0);
+        assert_eq!(fold(add(add(0, &pseudo), &p[20..])), 0xffff);
         // Hand-computed value of that checksum.
         assert_eq!(u16::from_be_bytes([p[26], p[27]]), 0x555d);
     }

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::header::field;
+use crate::inet::{add, fold};
 
 /// IP protocol number of HIP.
 const PROTOCOL_HIP: u8 = 139;
@@ -18,8 +19,10 @@ pub fn checksum(src: IpAddr, dst: IpAddr, hip: &[u8]) -> u16 {
     // Summing around the field rather than copying the packet to zero it.
     let before = hip.get(..field::CHECKSUM.start).unwrap_or(hip);
     let after = hip.get(field::CHECKSUM.end..).unwrap_or_default();
-    let sum = sum_words(pseudo_header_sum(src, dst, hip.len()), before);
-    !sum_words(sum, after)
+    !fold(add(
+        add(pseudo_header_sum(src, dst, hip.len()), before),
+        after,
+    ))
 }
 
 /// Writes the checksum into bytes 4..6. No-op if `hip` is shorter than 6 bytes.
@@ -36,15 +39,15 @@ pub fn fill_checksum(src: IpAddr, dst: IpAddr, hip: &mut [u8]) {
 /// both one's-complement zeros, 0x0000 and 0xffff, are accepted in the field.
 pub fn verify_checksum(src: IpAddr, dst: IpAddr, hip: &[u8]) -> bool {
     hip.len() >= field::CHECKSUM.end
-        && sum_words(pseudo_header_sum(src, dst, hip.len()), hip) == 0xffff
+        && fold(add(pseudo_header_sum(src, dst, hip.len()), hip)) == 0xffff
 }
 
 /// The one's-complement sum of the pseudo-header.
-fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: usize) -> u16 {
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: usize) -> u64 {
     // A HIP packet is at most 2048 bytes, so the length casts cannot truncate a real one;
     // absurd input gets a wrong sum rather than a panic. Every part has even length, so
     // summing them one after the other keeps the 16-bit words aligned.
-    let sum_parts = |parts: &[&[u8]]| parts.iter().fold(0, |sum, part| sum_words(sum, part));
+    let sum_parts = |parts: &[&[u8]]| parts.iter().fold(0, |sum, part| add(sum, part));
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => sum_parts(&[
             &s.octets(),
@@ -66,23 +69,6 @@ fn as_v6(a: IpAddr) -> Ipv6Addr {
         IpAddr::V4(a) => a.to_ipv6_mapped(),
         IpAddr::V6(a) => a,
     }
-}
-
-/// Adds `data` as big-endian 16-bit words (an odd last byte padded with zero) to `sum`,
-/// with end-around carry.
-fn sum_words(sum: u16, data: &[u8]) -> u16 {
-    let mut chunks = data.chunks_exact(2);
-    let mut sum = (&mut chunks).fold(sum, |s, w| ones_add(s, u16::from_be_bytes([w[0], w[1]])));
-    if let [last] = chunks.remainder() {
-        sum = ones_add(sum, u16::from_be_bytes([*last, 0]));
-    }
-    sum
-}
-
-fn ones_add(a: u16, b: u16) -> u16 {
-    let (s, carry) = a.overflowing_add(b);
-    // After a carry s <= 0xfffe, so adding it back cannot overflow.
-    s + u16::from(carry)
 }
 
 #[cfg(test)]
