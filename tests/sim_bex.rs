@@ -76,8 +76,7 @@ fn base_exchange_completes_and_keys_agree() {
     assert_eq!(b.state, AssocState::R2Sent);
     assert!(!b.initiator);
     // The responder's EC timer completes its side without further traffic.
-    let end = p.sim.now() + Duration::from_secs(20);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(20));
     let b = p.sim.node(p.b).association(&p.a_hit).unwrap();
     assert_eq!(b.state, AssocState::Established);
     let names: Vec<_> = p
@@ -191,8 +190,7 @@ fn replayed_i2_changes_nothing_and_stale_i2_is_refused() {
     let spi_before = p.sim.node(p.b).esp_keys(&p.a_hit).unwrap().spi_in;
     let events_before = p.events.len();
     p.sim.inject(i2.clone());
-    let end = p.sim.now() + Duration::from_secs(1);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(1));
     p.collect_events();
     assert_eq!(
         p.sim.node(p.b).esp_keys(&p.a_hit).unwrap().spi_in,
@@ -205,12 +203,10 @@ fn replayed_i2_changes_nothing_and_stale_i2_is_refused() {
     let now = p.sim.now();
     let b_hit = p.b_hit;
     p.sim.node_mut(p.a).close(now, &b_hit).unwrap();
-    let end = p.sim.now() + Duration::from_secs(400);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(400));
     assert!(p.sim.node(p.b).association(&p.a_hit).is_none());
     p.sim.inject(i2);
-    let end = p.sim.now() + Duration::from_secs(1);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(1));
     assert!(p.sim.node(p.b).association(&p.a_hit).is_none());
     assert_eq!(p.sim.node(p.b).stats().last_drop, Some(Error::BadPuzzle));
 }
@@ -223,8 +219,7 @@ fn close_is_acknowledged_and_both_sides_forget() {
     let now = p.sim.now();
     let b_hit = p.b_hit;
     p.sim.node_mut(p.a).close(now, &b_hit).unwrap();
-    let end = p.sim.now() + Duration::from_secs(1);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(1));
     p.collect_events();
     let closed = |id| {
         p.events
@@ -244,8 +239,7 @@ fn close_is_acknowledged_and_both_sides_forget() {
         .map(|r| packet_name(&r.datagram.payload))
         .collect();
     assert_eq!(&names[4..], ["CLOSE", "CLOSE_ACK"]);
-    let end = p.sim.now() + Duration::from_secs(60);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(60));
     assert!(p.sim.node(p.b).association(&p.a_hit).is_none());
 }
 
@@ -708,16 +702,14 @@ fn an_i2_replayed_after_the_association_is_gone_is_refused() {
     let now = p.sim.now();
     let b_hit = p.b_hit;
     p.sim.node_mut(p.a).close(now, &b_hit).unwrap();
-    let end = p.sim.now() + Duration::from_secs(40);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(40));
     assert!(p.sim.node(p.b).association(&p.a_hit).is_none());
     assert!(
         p.sim.elapsed() < Config::default().secret_rotation,
         "still the same generation"
     );
     p.sim.inject(i2);
-    let end = p.sim.now() + Duration::from_secs(1);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(1));
     assert!(p.sim.node(p.b).association(&p.a_hit).is_none());
     assert_eq!(drop_reason(&p, p.b), Some(Error::Replayed));
 }
@@ -731,8 +723,7 @@ fn an_r1_replayed_at_a_closed_association_is_ignored() {
     let now = p.sim.now();
     let a_hit = p.a_hit;
     p.sim.node_mut(p.b).close(now, &a_hit).unwrap();
-    let end = p.sim.now() + Duration::from_secs(1);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(1));
     assert_eq!(
         p.sim.node(p.a).association(&p.b_hit).unwrap().state,
         AssocState::Closed
@@ -741,8 +732,7 @@ fn an_r1_replayed_at_a_closed_association_is_ignored() {
     let victim: std::net::SocketAddr = "203.0.113.9:10500".parse().unwrap();
     let sent_before = p.sim.trace().len();
     p.sim.inject(Datagram { from: victim, ..r1 });
-    let end = p.sim.now() + Duration::from_secs(10);
-    p.sim.run_until(end, |_| false);
+    p.settle(Duration::from_secs(10));
     assert_eq!(drop_reason(&p, p.a), Some(Error::Unexpected));
     assert!(
         p.sim.trace()[sent_before..]
