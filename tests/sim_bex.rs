@@ -9,6 +9,27 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// A suite-5 HIT that is just a number (no key behind it), for I1 floods and table limits.
+fn numbered_hit(n: u32) -> Hit {
+    let mut hit = [0u8; 16];
+    hit[..4].copy_from_slice(&[0x20, 0x01, 0x00, 0x25]);
+    hit[12..].copy_from_slice(&n.to_be_bytes());
+    Hit(hit)
+}
+
+/// An I1 from `sender` to `receiver` offering X25519.
+fn i1(sender: Hit, receiver: Hit) -> HipRepr {
+    HipRepr {
+        next_header: 59,
+        packet_type: PacketType::I1,
+        version: 2,
+        controls: 0,
+        sender_hit: sender,
+        receiver_hit: receiver,
+        params: vec![Param::DhGroupList(vec![13])],
+    }
+}
+
 fn pair(seed: u64) -> Pair {
     Pair::new(seed, Link::default(), false, Config::default())
 }
@@ -592,18 +613,7 @@ fn responder_keeps_no_state_before_i2_and_raises_difficulty_under_load() {
     let b = p.sim.node_mut(p.b);
     let mut ks = Vec::new();
     for n in 0..400u32 {
-        let mut hit = [0u8; 16];
-        hit[..4].copy_from_slice(&[0x20, 0x01, 0x00, 0x25]);
-        hit[12..].copy_from_slice(&n.to_be_bytes());
-        let i1 = HipRepr {
-            next_header: 59,
-            packet_type: PacketType::I1,
-            version: 2,
-            controls: 0,
-            sender_hit: Hit(hit),
-            receiver_hit: b_hit,
-            params: vec![Param::DhGroupList(vec![13])],
-        };
+        let i1 = i1(numbered_hit(n), b_hit);
         // From many addresses: R1s to one source are rate-limited.
         let source = std::net::SocketAddr::new(
             std::net::Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, n as u16 + 1).into(),
@@ -623,15 +633,7 @@ fn responder_keeps_no_state_before_i2_and_raises_difficulty_under_load() {
     assert!(ks[399] > ks[0], "difficulty did not rise: {:?}", &ks[390..]);
     // After a quiet period it falls back.
     let later = now + Duration::from_secs(5);
-    let i1 = HipRepr {
-        next_header: 59,
-        packet_type: PacketType::I1,
-        version: 2,
-        controls: 0,
-        sender_hit: p.a_hit,
-        receiver_hit: b_hit,
-        params: vec![Param::DhGroupList(vec![13])],
-    };
+    let i1 = i1(p.a_hit, b_hit);
     let b = p.sim.node_mut(p.b);
     b.handle_datagram(later, local, remote, &marked(&i1));
     let r1 = hip_of(&b.poll_transmit().unwrap().payload);
@@ -655,16 +657,10 @@ fn association_table_bounds_hold() {
     let (a_addr, b_addr) = (p.a_addr, p.b_addr);
     let a = p.sim.node_mut(p.a);
     for n in 0..3u32 {
-        let mut hit = [0u8; 16];
-        hit[..4].copy_from_slice(&[0x20, 0x01, 0x00, 0x25]);
-        hit[12..].copy_from_slice(&n.to_be_bytes());
-        a.connect(now, Hit(hit), a_addr, &[b_addr]).unwrap();
+        a.connect(now, numbered_hit(n), a_addr, &[b_addr]).unwrap();
     }
-    let mut hit = [0u8; 16];
-    hit[..4].copy_from_slice(&[0x20, 0x01, 0x00, 0x25]);
-    hit[15] = 99;
     assert_eq!(
-        a.connect(now, Hit(hit), a_addr, &[b_addr]),
+        a.connect(now, numbered_hit(99), a_addr, &[b_addr]),
         Err(Error::TooManyAssociations)
     );
 }
@@ -772,18 +768,7 @@ fn r1s_to_one_source_are_rate_limited() {
     let b = p.sim.node_mut(p.b);
     let mut r1s = 0;
     for n in 0..50u32 {
-        let mut hit = [0u8; 16];
-        hit[..4].copy_from_slice(&[0x20, 0x01, 0x00, 0x25]);
-        hit[12..].copy_from_slice(&n.to_be_bytes());
-        let i1 = HipRepr {
-            next_header: 59,
-            packet_type: PacketType::I1,
-            version: 2,
-            controls: 0,
-            sender_hit: Hit(hit),
-            receiver_hit: b_hit,
-            params: vec![Param::DhGroupList(vec![13])],
-        };
+        let i1 = i1(numbered_hit(n), b_hit);
         b.handle_datagram(now, local, remote, &marked(&i1));
         while b.poll_transmit().is_some() {
             r1s += 1;
