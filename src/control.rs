@@ -46,6 +46,12 @@ pub struct AssocStatus {
     /// A new address of the peer being checked before use.
     #[serde(default)]
     pub checking: Option<String>,
+    /// A failover probe under way ("local -> remote"): the current path fell silent.
+    #[serde(default)]
+    pub probing: Option<String>,
+    /// The peer's addresses from its last announcement, preferred first.
+    #[serde(default)]
+    pub peer_locators: Vec<String>,
 }
 
 /// Node-wide drop counters (packets refused, by reason).
@@ -146,6 +152,12 @@ pub fn render(s: &Status) -> String {
                 "checking",
                 &format!("{addr} (not used until it answers)"),
             );
+        }
+        if let Some(path) = &a.probing {
+            line(&mut out, "probing", &format!("{path} (path silent)"));
+        }
+        if !a.peer_locators.is_empty() {
+            line(&mut out, "peer locators", &a.peer_locators.join(", "));
         }
         if let (Some(i), Some(o)) = (&a.spi_in, &a.spi_out) {
             line(
@@ -248,6 +260,8 @@ mod tests {
                 idle_secs: Some(1.0),
                 last_move: Some((2.0, 31.0)),
                 checking: Some("203.0.113.5:10500".into()),
+                probing: Some("198.51.100.130:10500 -> 203.0.113.2:10500".into()),
+                peer_locators: vec!["203.0.113.2:10500".into(), "203.0.113.130:10500".into()],
             }],
             counters: Counters {
                 esp_replayed: 4,
@@ -261,6 +275,8 @@ mod tests {
         assert!(text.contains("4 ESP replayed"));
         assert!(text.contains("last move: 2 seconds ago, verified after 31 ms"));
         assert!(text.contains("checking: 203.0.113.5:10500"));
+        assert!(text.contains("probing: 198.51.100.130:10500 -> 203.0.113.2:10500 (path silent)"));
+        assert!(text.contains("peer locators: 203.0.113.2:10500, 203.0.113.130:10500"));
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
     }

@@ -5,6 +5,11 @@
 //! consecutive datagrams of one sender laid end to end, with their size in a control
 //! message).
 //!
+//! The same calls carry the packet's own addresses (IP_PKTINFO / IPV6_PKTINFO): which local
+//! address a datagram arrived at, and which one a datagram is sent from. The sockets are
+//! bound to wildcard addresses, so without them a multihomed host could neither tell which
+//! of its locators a peer used nor choose the one a probe or an answer leaves from.
+//!
 //! These are the only `unsafe` blocks of the node's sockets; each says why it is sound.
 //! Both options exist since Linux 4.18 / 5.0; [`supports_gso`] and [`enable_gro`] tell the
 //! caller whether to use them, and everything works without them (one datagram per call).
@@ -12,7 +17,7 @@
 use socket2::{SockAddr, SockAddrStorage};
 use std::io;
 use std::mem::size_of;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
 /// Most datagrams one UDP_SEGMENT send may carry (UDP_MAX_SEGMENTS in older kernels; newer
@@ -23,9 +28,10 @@ pub const MAX_SEGMENTS: usize = 64;
 /// (65535 − 20 − 8), which is also within IPv6's limit.
 pub const MAX_TRAIN_BYTES: usize = 65_507;
 
-/// Control-message room for one `int` or `u16` (CMSG_SPACE(4) is 24 on 64-bit Linux),
-/// as u64 words so that it is aligned as `cmsghdr` needs.
-type Control = [u64; 8];
+/// Control-message room for a UDP_SEGMENT or UDP_GRO value (CMSG_SPACE(4) is 24 on 64-bit
+/// Linux) plus a packet-info structure (CMSG_SPACE(20) is 40), as u64 words so that it is
+/// aligned as `cmsghdr` needs.
+type Control = [u64; 12];
 
 fn setsockopt_int(
     fd: RawFd,
@@ -74,40 +80,87 @@ pub fn enable_gro(socket: &impl AsRawFd) -> io::Result<()> {
     setsockopt_int(socket.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
+/// Asks the kernel to report the destination address of every datagram received on
+/// `socket` (see [`Received::local`]).
+pub fn enable_pktinfo(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RECVPKTINFO,
+            1,
+        )
+    } else {
+        setsockopt_int(socket.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
 /// Sends `buf` to `to` as datagrams of `segment` bytes (the last one may be shorter) with
 /// one system call, or as a single datagram when `segment` is `None` or not less than
 /// `buf.len()`. `buf` must hold at most [`MAX_SEGMENTS`] segments and [`MAX_TRAIN_BYTES`].
+/// With `from`, the datagrams leave from that local address (of `to`'s family) instead of
+/// the one the kernel would pick; the route is still the kernel's.
 pub fn send(
     socket: &impl AsRawFd,
     buf: &[u8],
     segment: Option<u16>,
     to: SocketAddr,
+    from: Option<IpAddr>,
 ) -> io::Result<usize> {
     let addr = SockAddr::from(to);
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    let mut control: Control = [0; 8];
+    let mut control: Control = [0; 12];
     // SAFETY: msghdr is a plain C struct; all zeroes (null pointers, zero lengths) is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = addr.as_ptr() as *mut libc::c_void;
     msg.msg_namelen = addr.len();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    if let Some(segment) = segment.filter(|&s| usize::from(s) < buf.len()) {
-        msg.msg_control = control.as_mut_ptr().cast();
+    let segment = segment.filter(|&s| usize::from(s) < buf.len());
+    let pktinfo = from.and_then(|ip| PktInfo::for_source(ip, to));
+    let mut space = 0;
+    if segment.is_some() {
         // SAFETY: CMSG_SPACE only computes a size.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
-        // SAFETY: msg_control points at `control`, which is aligned for cmsghdr and larger
-        // than msg_controllen, so CMSG_FIRSTHDR returns a pointer into it (not null), and
-        // the header plus CMSG_LEN(2) bytes of data fit within msg_controllen.
+        space += unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+    }
+    if let Some(info) = &pktinfo {
+        // SAFETY: as above.
+        space += unsafe { libc::CMSG_SPACE(info.len() as u32) } as usize;
+    }
+    if space > 0 {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `control`, which is aligned for cmsghdr and at least
+        // `space` bytes long (both messages together need 64 of its 96), so CMSG_FIRSTHDR
+        // and CMSG_NXTHDR return pointers into it (not null) with room for each header and
+        // its CMSG_LEN data; the data is written unaligned.
         unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_UDP;
-            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if let Some(segment) = segment {
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+            if let Some(info) = &pktinfo {
+                (*cmsg).cmsg_len = libc::CMSG_LEN(info.len() as u32) as _;
+                match info {
+                    PktInfo::V4(i) => {
+                        (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                        (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), *i);
+                    }
+                    PktInfo::V6(i) => {
+                        (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                        (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), *i);
+                    }
+                }
+            }
         }
     }
     // SAFETY: every pointer in msg (address, iovec, control) points at a live value of the
@@ -119,13 +172,55 @@ pub fn send(
     Ok(n as usize)
 }
 
+/// The packet-info control message that picks a datagram's source address.
+enum PktInfo {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+}
+
+impl PktInfo {
+    /// The message sending from `ip` to `to`, if both are of one family and `ip` names an
+    /// address (the unspecified address leaves the choice to the kernel).
+    fn for_source(ip: IpAddr, to: SocketAddr) -> Option<PktInfo> {
+        match (ip, to) {
+            (IpAddr::V4(a), SocketAddr::V4(_)) if !a.is_unspecified() => {
+                Some(PktInfo::V4(libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                }))
+            }
+            (IpAddr::V6(a), SocketAddr::V6(_)) if !a.is_unspecified() => {
+                Some(PktInfo::V6(libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            PktInfo::V4(_) => size_of::<libc::in_pktinfo>(),
+            PktInfo::V6(_) => size_of::<libc::in6_pktinfo>(),
+        }
+    }
+}
+
 /// What [`recv`] got: `len` bytes from `from`, in datagrams of `segment` bytes (the last
-/// may be shorter); `segment == len` when the kernel joined nothing.
+/// may be shorter); `segment == len` when the kernel joined nothing. `local` is the address
+/// they were sent to, when [`enable_pktinfo`] asked for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     pub len: usize,
     pub segment: usize,
     pub from: SocketAddr,
+    pub local: Option<IpAddr>,
 }
 
 /// Receives into `buf` one datagram, or with [`enable_gro`] a train of them.
@@ -135,7 +230,7 @@ pub fn recv(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let mut control: Control = [0; 8];
+    let mut control: Control = [0; 12];
     // SAFETY: msghdr is a plain C struct; all zeroes is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut storage as *mut SockAddrStorage).cast();
@@ -152,17 +247,32 @@ pub fn recv(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
     }
     let len = n as usize;
     let mut segment = len;
+    let mut local = None;
     // SAFETY: recvmsg set msg_controllen to the bytes of control messages it wrote into
     // `control`; CMSG_FIRSTHDR/CMSG_NXTHDR walk only within that length and return null at
-    // its end, and a UDP_GRO message carries one int.
+    // its end. A UDP_GRO message carries one int, IP_PKTINFO an in_pktinfo and IPV6_PKTINFO
+    // an in6_pktinfo (each read unaligned).
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
-                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                if size > 0 {
-                    segment = (size as usize).min(len);
+            let data = libc::CMSG_DATA(cmsg);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, libc::UDP_GRO) => {
+                    let size = std::ptr::read_unaligned(data.cast::<libc::c_int>());
+                    if size > 0 {
+                        segment = (size as usize).min(len);
+                    }
                 }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let info = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                    let octets = info.ipi_addr.s_addr.to_ne_bytes();
+                    local = Some(IpAddr::from(octets));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let info = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                    local = Some(IpAddr::from(info.ipi6_addr.s6_addr));
+                }
+                _ => {}
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
@@ -173,7 +283,12 @@ pub fn recv(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
     let from = addr
         .as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP source address"))?;
-    Ok(Received { len, segment, from })
+    Ok(Received {
+        len,
+        segment,
+        from,
+        local,
+    })
 }
 
 /// Sets the receive and send buffers of `socket` to `bytes` past `net.core.rmem_max` and

@@ -4,7 +4,7 @@
 
 use hip::{Config, Event, Outbound};
 use hipbone::sim::bex::{packet_name, Pair};
-use hipbone::sim::{Datagram, Link};
+use hipbone::sim::{Datagram, Link, Record};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,16 +15,26 @@ fn established(seed: u64, link: Link) -> Pair {
     p
 }
 
+/// A's old address disappears and `new` appears, as netlink would report.
+fn move_a(p: &mut Pair, new: SocketAddr) {
+    p.sim.unassign(p.a_addr);
+    add_address(p, new, &[new]);
+}
+
+/// A gets `new` as well, and now has `all`.
+fn add_address(p: &mut Pair, new: SocketAddr, all: &[SocketAddr]) {
+    p.sim.assign(p.a, new);
+    let now = p.sim.now();
+    p.sim.node_mut(p.a).set_local_addresses(now, all);
+}
+
 #[test]
 fn a_host_that_moves_keeps_its_association() {
     let mut p = established(1, Link::default());
     let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
     let new: SocketAddr = "203.0.113.7:10500".parse().unwrap();
     // A's old address disappears and a new one appears, as netlink would report.
-    p.sim.unassign(p.a_addr);
-    p.sim.assign(a, new);
-    let now = p.sim.now();
-    p.sim.node_mut(a).set_local_addresses(now, &[new]);
+    move_a(&mut p, new);
     p.settle(Duration::from_millis(200));
     let info = p.sim.node(b).association(&a_hit).unwrap();
     assert_eq!(info.remote, new, "B did not move A to its new address");
@@ -57,12 +67,9 @@ fn a_move_survives_loss() {
     };
     for seed in 0..30 {
         let mut p = established(100 + seed, link);
-        let (a, b, a_hit) = (p.a, p.b, p.a_hit);
+        let (b, a_hit) = (p.b, p.a_hit);
         let new: SocketAddr = "203.0.113.7:10500".parse().unwrap();
-        p.sim.unassign(p.a_addr);
-        p.sim.assign(a, new);
-        let now = p.sim.now();
-        p.sim.node_mut(a).set_local_addresses(now, &[new]);
+        move_a(&mut p, new);
         p.settle(Duration::from_secs(10));
         assert_eq!(
             p.sim.node(b).association(&a_hit).unwrap().remote,
@@ -101,12 +108,18 @@ fn esp_from_a_new_address_is_checked_before_the_peer_moves_there() {
 }
 
 #[test]
-fn announcing_a_victims_address_sends_only_a_few_checks_there() {
+fn announcing_a_victims_address_sends_a_few_checks_and_no_more_data_than_was_received() {
     let mut p = established(3, Link::default());
-    let (a, b, a_hit) = (p.a, p.b, p.a_hit);
+    let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
     let victim: SocketAddr = "203.0.113.66:10500".parse().unwrap();
     let old = p.a_addr;
-    // A (a valid peer) claims the victim's address; the victim does not answer.
+    // A (a valid peer) first sends B some data, which earns it credit at B.
+    let mut earned = 0;
+    for _ in 0..20 {
+        earned += p.send_esp(a, b_hit, &[0u8; 100]).unwrap().payload.len();
+    }
+    p.settle(Duration::from_millis(100));
+    // Then A claims the victim's address (leaving its own out); the victim does not answer.
     let now = p.sim.now();
     p.sim.node_mut(a).set_local_addresses(now, &[victim]);
     for n in 0..50u32 {
@@ -121,21 +134,143 @@ fn announcing_a_victims_address_sends_only_a_few_checks_there() {
         .filter(|r| r.datagram.to == victim)
         .collect();
     assert!(!to_victim.is_empty(), "the address was never checked");
-    // One check (its retransmissions) and the ACKs of what arrived from there: no data,
-    // and no more than the UPDATE retry limit of each.
+    // The check (its retransmissions) and the ACKs of what arrived from there, no more than
+    // the UPDATE retry limit of each; data only within the credit A earned.
     let tries = Config::default().update_tries as usize;
-    assert!(to_victim.len() <= 2 * tries, "{} packets", to_victim.len());
-    assert!(to_victim
-        .iter()
-        .all(|r| packet_name(&r.datagram.payload) == "UPDATE"));
+    let (updates, data): (Vec<&Record>, Vec<&Record>) = to_victim
+        .into_iter()
+        .partition(|r| packet_name(&r.datagram.payload) == "UPDATE");
+    assert!(updates.len() <= 2 * tries, "{} UPDATEs", updates.len());
+    let data_bytes: usize = data.iter().map(|r| r.datagram.payload.len()).sum();
+    assert!(
+        data_bytes <= earned,
+        "{data_bytes} bytes sent on {earned} of credit"
+    );
     // B still talks to A where A really is.
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, old);
 }
 
 #[test]
+fn data_follows_a_move_on_credit_before_the_new_address_is_verified() {
+    let mut p = established(8, Link::default());
+    let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+    for _ in 0..10 {
+        p.send_esp(a, b_hit, &[0u8; 500]).unwrap();
+    }
+    p.settle(Duration::from_millis(50));
+    let new: SocketAddr = "203.0.113.7:10500".parse().unwrap();
+    move_a(&mut p, new);
+    // The announcement has reached B (one 10 ms hop), the answer to B's check has not.
+    p.settle(Duration::from_millis(12));
+    assert_eq!(
+        p.sim.node(b).association(&a_hit).unwrap().checking,
+        Some(new)
+    );
+    let sent = p.send_esp(b, a_hit, b"early").unwrap();
+    assert_eq!(sent.to, new, "data waited for the check");
+    // Credit runs out: past what A sent, data goes to the (deprecated) old locator.
+    let mut to_new = 0;
+    for _ in 0..20 {
+        if p.send_esp(b, a_hit, &[0u8; 1000]).unwrap().to == new {
+            to_new += 1;
+        }
+    }
+    assert!(to_new < 20, "{to_new} packets beyond the credit");
+    p.settle(Duration::from_millis(100));
+    assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, new);
+}
+
+/// Both ends send (like a TCP transfer and its ACKs) every 50 ms for `d`.
+fn both_ways(p: &mut Pair, d: Duration) {
+    let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+    for n in 0..d.as_millis() / 50 {
+        p.send_esp(a, b_hit, &(n as u32).to_be_bytes());
+        p.send_esp(b, a_hit, &(n as u32).to_be_bytes());
+        p.settle(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_path_that_falls_silent_fails_over_to_another_pair_of_addresses() {
+    for (seed, loss) in [(9, 0.0), (10, 0.1), (11, 0.1), (12, 0.2)] {
+        let link = Link {
+            loss,
+            ..Link::default()
+        };
+        let mut p = established(seed, link);
+        let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+        let first = p.a_addr;
+        let second: SocketAddr = "198.51.100.130:10500".parse().unwrap();
+        add_address(&mut p, second, &[first, second]);
+        both_ways(&mut p, Duration::from_secs(2));
+        assert_eq!(
+            p.sim.node(b).association(&a_hit).unwrap().peer_locators,
+            vec![first, second],
+            "seed {seed}"
+        );
+        // The path through A's first address breaks; the address and its link stay up.
+        p.sim.set_filter(Box::new(move |_, d: &Datagram| {
+            if d.from == first || d.to == first {
+                hipbone::sim::Verdict::Drop
+            } else {
+                hipbone::sim::Verdict::Pass
+            }
+        }));
+        both_ways(&mut p, Duration::from_secs(20));
+        let (at_a, at_b) = (
+            p.sim.node(a).association(&b_hit).unwrap(),
+            p.sim.node(b).association(&a_hit).unwrap(),
+        );
+        assert_eq!(
+            at_a.local, second,
+            "seed {seed}: A still sends from {first}"
+        );
+        assert_eq!(at_b.remote, second, "seed {seed}: B still sends to {first}");
+        // Traffic flows again, both ways.
+        let before = (at_a.traffic.rx_packets, at_b.traffic.rx_packets);
+        both_ways(&mut p, Duration::from_secs(1));
+        let after = (
+            p.sim.node(a).traffic(&b_hit).unwrap().rx_packets,
+            p.sim.node(b).traffic(&a_hit).unwrap().rx_packets,
+        );
+        assert!(
+            after.0 > before.0 + 10 && after.1 > before.1 + 10,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn one_way_traffic_on_a_working_path_is_probed_now_and_then_but_never_moved() {
+    let mut p = established(13, Link::default());
+    let (a, b_hit) = (p.a, p.b_hit);
+    let second: SocketAddr = "198.51.100.130:10500".parse().unwrap();
+    p.sim.assign(a, second);
+    let now = p.sim.now();
+    p.sim
+        .node_mut(a)
+        .set_local_addresses(now, &[p.a_addr, second]);
+    p.settle(Duration::from_secs(1));
+    let start = p.sim.trace().len();
+    // A streams to B, which never answers with data (one-way UDP).
+    for n in 0..400u32 {
+        p.send_esp(a, b_hit, &n.to_be_bytes());
+        p.settle(Duration::from_millis(50));
+    }
+    let info = p.sim.node(a).association(&b_hit).unwrap();
+    assert_eq!((info.local, info.remote), (p.a_addr, p.b_addr));
+    let probes = p.sim.trace()[start..]
+        .iter()
+        .filter(|r| r.datagram.from == p.a_addr && packet_name(&r.datagram.payload) == "UPDATE")
+        .count();
+    // Twenty seconds with a silence of 1.5 s: about one probe every 1.5 s, each answered.
+    assert!((5..=15).contains(&probes), "{probes} probes");
+}
+
+#[test]
 fn an_update_with_a_bad_signature_moves_nothing_and_checks_nothing() {
     let mut p = established(4, Link::default());
-    let (a, b, a_hit) = (p.a, p.b, p.a_hit);
+    let (b, a_hit) = (p.b, p.a_hit);
     let new: SocketAddr = "203.0.113.7:10500".parse().unwrap();
     let old = p.a_addr;
     // Every UPDATE from A has one bit of its signature flipped on the way.
@@ -148,9 +283,7 @@ fn an_update_with_a_bad_signature_moves_nothing_and_checks_nothing() {
         forged.payload[last] ^= 1;
         hipbone::sim::Verdict::Replace(vec![forged])
     }));
-    p.sim.assign(a, new);
-    let now = p.sim.now();
-    p.sim.node_mut(a).set_local_addresses(now, &[new]);
+    add_address(&mut p, new, &[new]);
     p.settle(Duration::from_secs(10));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, old);
     assert_eq!(
@@ -200,10 +333,7 @@ fn a_check_cut_short_by_a_rekey_does_not_stop_later_moves() {
     );
     // A really moves: B follows.
     let moved: SocketAddr = "203.0.113.7:10500".parse().unwrap();
-    p.sim.unassign(p.a_addr);
-    p.sim.assign(a, moved);
-    let now = p.sim.now();
-    p.sim.node_mut(a).set_local_addresses(now, &[moved]);
+    move_a(&mut p, moved);
     p.settle(Duration::from_secs(5));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, moved);
 }
@@ -224,9 +354,7 @@ fn an_announcement_held_back_by_a_rekey_is_made_afterwards() {
         p.send_esp(a, b_hit, &n.to_be_bytes());
     }
     let moved: SocketAddr = "203.0.113.7:10500".parse().unwrap();
-    p.sim.assign(a, moved);
-    let now = p.sim.now();
-    p.sim.node_mut(a).set_local_addresses(now, &[moved]);
+    add_address(&mut p, moved, &[moved]);
     p.settle(Duration::from_secs(5));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, moved);
 }

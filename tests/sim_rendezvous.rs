@@ -18,6 +18,11 @@ struct World {
 }
 
 fn world(link: Link) -> World {
+    world_with(link, Config::default())
+}
+
+/// A world whose B runs with `b_config`.
+fn world_with(link: Link, b_config: Config) -> World {
     let start = Instant::now();
     let mut sim = Sim::new(7, start);
     sim.set_default_link(link);
@@ -39,7 +44,7 @@ fn world(link: Link) -> World {
         "203.0.113.1:10500".parse().unwrap(),
     );
     let a = sim.add(host(1, Config::default()), &[a_addr]);
-    let b = sim.add(host(2, Config::default()), &[b_addr]);
+    let b = sim.add(host(2, b_config), &[b_addr]);
     let s = sim.add(host(3, server), &[s_addr]);
     World {
         sim,
@@ -205,4 +210,50 @@ fn when_both_ends_move_at_once_the_server_brings_them_together() {
         w.sim.node(w.s).stats().relayed >= 2,
         "the UPDATE went through the server"
     );
+}
+
+#[test]
+fn a_registration_is_renewed_by_update_and_ends_when_it_is_not() {
+    // B asks for 16 s (RFC 8003 lifetime 0x60), the server's minimum.
+    let b_config = Config {
+        registration_lifetime: 0x60,
+        ..Config::default()
+    };
+    assert_eq!(hip::registration_lifetime(0x60), Duration::from_secs(16));
+    let mut w = world_with(Link::default(), b_config);
+    register(&mut w);
+    let (b_hit, s_hit) = (w.sim.node(w.b).hit(), w.sim.node(w.s).hit());
+    let start = w.sim.trace().len();
+    run(&mut w, Duration::from_secs(60));
+    // Renewed every 12.8 s (four fifths of 16 s), each by an UPDATE the server ACKs.
+    let (b_addr, s_addr) = (w.b_addr, w.s_addr);
+    let renewals = w.sim.trace()[start..]
+        .iter()
+        .filter(|r| {
+            r.datagram.from == b_addr
+                && r.datagram.to == s_addr
+                && hipbone::sim::bex::packet_name(&r.datagram.payload) == "UPDATE"
+        })
+        .count();
+    assert!((4..=5).contains(&renewals), "{renewals} renewals in 60 s");
+    assert!(w.sim.node(w.b).registered_with(&s_hit));
+    assert!(w.sim.node(w.s).rendezvous_clients().any(|c| *c == b_hit));
+    // A minute on, B is still reached through the server.
+    connect_through_server(&mut w, Duration::from_secs(2));
+    assert_eq!(
+        w.sim.node(w.a).association(&b_hit).unwrap().state,
+        hip::AssocState::Established
+    );
+    // B goes away without a word: the server forgets it once its lifetime is over, and
+    // relays nothing more for it.
+    w.sim.unassign(b_addr);
+    run(&mut w, Duration::from_secs(20));
+    assert_eq!(w.sim.node(w.s).rendezvous_clients().count(), 0);
+    let relayed = w.sim.node(w.s).stats().relayed;
+    // A closes its association with B, then looks for B again through the server.
+    let now = w.sim.now();
+    w.sim.node_mut(w.a).close(now, &b_hit).unwrap();
+    run(&mut w, Duration::from_secs(40));
+    connect_through_server(&mut w, Duration::from_secs(2));
+    assert_eq!(w.sim.node(w.s).stats().relayed, relayed);
 }

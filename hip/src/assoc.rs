@@ -149,6 +149,53 @@ pub(crate) struct Verify {
     pub seq: u32,
     /// When the new address was first seen.
     pub started: Instant,
+    /// A failover probe of a path (ours or the peer's other address) rather than a check
+    /// of an address the peer sent from: fewer tries, and no move if it is the current path.
+    pub probe: bool,
+    /// The peer's announcement left its old locator out (RFC 8046 DEPRECATED): until the
+    /// check completes, data goes to the new address within the credit (§3.3.2).
+    pub old_deprecated: bool,
+}
+
+/// Credit-based authorization (RFC 8046 §3.3.2, §5.6): bytes the peer sent us, which bound
+/// what we may send to one of its addresses before that address is verified. Aged by 7/8
+/// every 5 s, so that old traffic buys nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Credit {
+    bytes: u64,
+    aged_at: Option<Instant>,
+}
+
+/// RFC 8046's CreditAgingInterval.
+const CREDIT_AGING: Duration = Duration::from_secs(5);
+
+impl Credit {
+    fn age(&mut self, now: Instant) {
+        let Some(at) = self.aged_at else {
+            self.aged_at = Some(now);
+            return;
+        };
+        let steps = (now.saturating_duration_since(at).as_secs() / CREDIT_AGING.as_secs()).min(64);
+        for _ in 0..steps {
+            self.bytes -= self.bytes / 8;
+        }
+        self.aged_at = Some(at + CREDIT_AGING * steps as u32);
+    }
+
+    pub fn earn(&mut self, now: Instant, bytes: usize) {
+        self.age(now);
+        self.bytes = self.bytes.saturating_add(bytes as u64);
+    }
+
+    /// Takes `bytes` of credit if there is that much.
+    pub fn spend(&mut self, now: Instant, bytes: usize) -> bool {
+        self.age(now);
+        let ok = self.bytes >= bytes as u64;
+        if ok {
+            self.bytes -= bytes as u64;
+        }
+        ok
+    }
 }
 
 pub(crate) struct Assoc {
@@ -199,6 +246,14 @@ pub(crate) struct Assoc {
     /// The last time the peer's locator changed, and how long from the first packet seen
     /// at the new address until it was verified.
     pub last_move: Option<(Instant, Duration)>,
+    /// The peer's addresses from its last LOCATOR_SET, preferred first (RFC 8047): where a
+    /// failover looks when the current path falls silent.
+    pub peer_locators: Vec<SocketAddr>,
+    /// Paths (local, remote) still to probe in a failover under way, in order.
+    pub failover: Vec<(SocketAddr, SocketAddr)>,
+    /// The last time a probe showed the current path working (silence counts from then).
+    pub path_confirmed: Option<Instant>,
+    pub credit: Credit,
 }
 
 impl Assoc {
@@ -237,6 +292,10 @@ impl Assoc {
             announced: Vec::new(),
             registration: false,
             last_move: None,
+            peer_locators: Vec::new(),
+            failover: Vec::new(),
+            path_confirmed: None,
+            credit: Credit::default(),
         }
     }
 
@@ -413,6 +472,22 @@ mod tests {
         a.backoff(now, Duration::from_secs(1));
         assert_eq!(a.rto, Duration::from_secs(1));
         assert_eq!(a.tries, 3);
+    }
+
+    #[test]
+    fn credit_is_spent_only_when_earned_and_ages_by_seven_eighths() {
+        let t0 = Instant::now();
+        let mut c = Credit::default();
+        assert!(!c.spend(t0, 1));
+        c.earn(t0, 8000);
+        assert!(c.spend(t0, 1000));
+        assert!(!c.spend(t0, 7001));
+        // Two aging intervals: 7000 × 7/8 × 7/8.
+        assert!(c.spend(t0 + Duration::from_secs(10), 5360));
+        assert!(!c.spend(t0 + Duration::from_secs(10), 2));
+        // Half an interval later nothing has aged further.
+        c.earn(t0 + Duration::from_millis(12_500), 100);
+        assert!(c.spend(t0 + Duration::from_millis(12_500), 100));
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod ratelimit;
 
 pub use error::Error;
 pub use host::{
-    AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host, Inbound, Outbound, Stats,
-    Traffic, Transmit, REG_TYPE_RENDEZVOUS,
+    registration_lifetime, AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host,
+    Inbound, Outbound, Stats, Traffic, Transmit, REG_TYPE_RENDEZVOUS,
 };
 pub use identity::{Hit, HostIdentity, PublicIdentity};

@@ -10,7 +10,7 @@
 //! [`udp::MAX_SEGMENTS`] of them and [`udp::MAX_TRAIN_BYTES`] in all. No I/O here.
 
 use crate::udp;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Room for one datagram built from the largest inner packet: 64 KiB of payload, the ESP
 /// header and the longest tail.
@@ -22,6 +22,8 @@ pub struct Train {
     /// Index of the socket to send on.
     pub socket: usize,
     pub remote: SocketAddr,
+    /// The local address to send from (`None`: the kernel's choice).
+    pub from: Option<IpAddr>,
     pub start: usize,
     pub end: usize,
     /// Size of every datagram but the last.
@@ -98,15 +100,22 @@ impl TxQueue {
     }
 
     /// Records the datagram of `len` bytes just sealed at [`slot`](Self::slot) for `remote`
-    /// on socket `socket`. Returns the previous train if this datagram cannot join it; the
+    /// (from `from`) on socket `socket`. Returns the previous train if this datagram cannot join it; the
     /// caller must send that one now (it lies before the new datagram).
-    pub fn push(&mut self, socket: usize, remote: SocketAddr, len: usize) -> Option<Train> {
+    pub fn push(
+        &mut self,
+        socket: usize,
+        remote: SocketAddr,
+        from: Option<IpAddr>,
+        len: usize,
+    ) -> Option<Train> {
         let start = self.cursor;
         self.cursor += len;
         if let Some(t) = self.train.as_mut() {
             let joins = !t.closed
                 && t.socket == socket
                 && t.remote == remote
+                && t.from == from
                 && t.end == start
                 && len <= t.segment
                 && t.count < udp::MAX_SEGMENTS
@@ -121,6 +130,7 @@ impl TxQueue {
         self.train.replace(Train {
             socket,
             remote,
+            from,
             start,
             end: start + len,
             segment: len,
@@ -149,10 +159,10 @@ mod tests {
         let mut q = TxQueue::new();
         for _ in 0..3 {
             assert_eq!(q.make_room(), None);
-            assert_eq!(q.push(0, addr(1), 1000), None);
+            assert_eq!(q.push(0, addr(1), None, 1000), None);
         }
         assert_eq!(q.make_room(), None);
-        assert_eq!(q.push(0, addr(1), 400), None);
+        assert_eq!(q.push(0, addr(1), None, 400), None);
         // Closed by the short one: the next datagram must wait for the train to go.
         let t = q.make_room().unwrap();
         assert_eq!((t.start, t.end, t.segment, t.count), (0, 3400, 1000, 4));
@@ -167,14 +177,14 @@ mod tests {
     fn another_destination_or_a_longer_datagram_starts_a_new_train() {
         let mut q = TxQueue::new();
         q.make_room();
-        assert_eq!(q.push(0, addr(1), 100), None);
+        assert_eq!(q.push(0, addr(1), None, 100), None);
         q.make_room();
-        let t = q.push(0, addr(2), 100).unwrap();
+        let t = q.push(0, addr(2), None, 100).unwrap();
         assert_eq!((t.start, t.end, t.count), (0, 100, 1));
         assert_eq!(t.gso_segment(), None);
         assert_eq!(q.make_room(), None);
         assert_eq!(q.slot(), 200);
-        let t = q.push(0, addr(2), 150).unwrap();
+        let t = q.push(0, addr(2), None, 150).unwrap();
         assert_eq!((t.start, t.end, t.remote), (100, 200, addr(2)));
         let t = q.take().unwrap();
         assert_eq!((t.start, t.end, t.segment), (200, 350, 150));
@@ -188,7 +198,7 @@ mod tests {
             if let Some(t) = q.make_room() {
                 sent.push(t);
             }
-            if let Some(t) = q.push(1, addr(1), 1450) {
+            if let Some(t) = q.push(1, addr(1), None, 1450) {
                 sent.push(t);
             }
         }

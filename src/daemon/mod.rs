@@ -102,6 +102,9 @@ pub struct Daemon {
     coalescer: Coalescer,
     /// Per socket: UDP_SEGMENT works on it.
     gso: Vec<bool>,
+    /// The host's addresses as netlink last reported them: the only ones a datagram is
+    /// sent from by name (a locator that just went away is left to the kernel's choice).
+    local_ips: Vec<IpAddr>,
     /// Sources that had more to read when their turn ended.
     tun_ready: bool,
     udp_ready: Vec<bool>,
@@ -171,6 +174,9 @@ impl Daemon {
                     tracing::debug!(error = %e, %addr, "no UDP_GRO: one datagram per receive");
                 }
             }
+            if let Err(e) = udp::enable_pktinfo(&socket, addr.is_ipv6()) {
+                tracing::debug!(error = %e, %addr, "no packet info: local addresses unknown");
+            }
             sockets.push((socket, addr));
         }
         let mtu = u16::try_from(config.interface.mtu).context("interface.mtu")?;
@@ -228,6 +234,7 @@ impl Daemon {
             coalescer: Coalescer::default(),
             udp_ready: vec![false; gso.len()],
             gso,
+            local_ips: Vec::new(),
             tun_ready: false,
             running: true,
         };
@@ -264,6 +271,7 @@ impl Daemon {
                     .map(|ip| SocketAddr::new(ip, port))
                     .collect();
                 tracing::debug!(addresses = ?addrs, "local addresses");
+                self.local_ips = addrs.iter().map(SocketAddr::ip).collect();
                 self.host.set_local_addresses(Instant::now(), &addrs);
             }
             Err(e) => tracing::warn!(error = %e, "reading the host's addresses"),
@@ -462,7 +470,8 @@ impl Daemon {
                     let Some(socket) = socket_for(&self.sockets, local, remote) else {
                         return;
                     };
-                    if let Some(t) = self.tx.push(socket, remote, len) {
+                    let from = source(&self.local_ips, local);
+                    if let Some(t) = self.tx.push(socket, remote, from, len) {
                         self.send_train(t);
                     }
                     return;
@@ -489,7 +498,7 @@ impl Daemon {
         let buf = &self.tx.buf;
         if self.gso[t.socket] || t.count == 1 {
             let segment = t.gso_segment();
-            match udp::send(socket, &buf[t.start..t.end], segment, t.remote) {
+            match udp::send(socket, &buf[t.start..t.end], segment, t.remote, t.from) {
                 Ok(_) => return,
                 Err(e) if segment.is_some() && gso_refused(&e) => {
                     tracing::debug!(error = %e, "UDP_SEGMENT refused: sending one by one");
@@ -505,7 +514,7 @@ impl Daemon {
             }
         }
         for d in t.datagrams() {
-            if let Err(e) = udp::send(socket, &buf[d], None, t.remote) {
+            if let Err(e) = udp::send(socket, &buf[d], None, t.remote, t.from) {
                 tracing::trace!(error = %e, remote = %t.remote, "UDP send");
                 self.counters.udp_send_failed += 1;
             }
@@ -542,7 +551,7 @@ impl Daemon {
     /// Receives datagrams on socket `i` and delivers what they carry, up to a batch; true
     /// when the socket has nothing more.
     fn drain_udp(&mut self, i: usize) -> bool {
-        let local = self.sockets[i].1;
+        let bound = self.sockets[i].1;
         let mut drained = false;
         for _ in 0..BATCH {
             let r = match udp::recv(&self.sockets[i].0, &mut self.rx_buf[RX_FRONT..]) {
@@ -558,6 +567,9 @@ impl Daemon {
                 }
             };
             let remote = unmap(r.from);
+            let local = r
+                .local
+                .map_or(bound, |ip| SocketAddr::new(ip, bound.port()));
             let now = Instant::now();
             if r.len == 0 {
                 self.inbound(now, local, remote, RX_FRONT, 0);
@@ -668,7 +680,13 @@ impl Daemon {
     /// Sends what the host queued and acts on its events.
     fn flush(&mut self) {
         while let Some(t) = self.host.poll_transmit() {
-            send(&self.sockets, t.local, t.remote, &t.payload);
+            send(
+                &self.sockets,
+                &self.local_ips,
+                t.local,
+                t.remote,
+                &t.payload,
+            );
         }
         while let Some(e) = self.host.poll_event() {
             match e {
@@ -783,6 +801,8 @@ impl Daemon {
                     established_secs: a.established_at.map(|t| (now - t).as_secs_f64()),
                     idle_secs: last.map(|t| (now - t).as_secs_f64()),
                     checking: a.checking.map(|addr| addr.to_string()),
+                    probing: a.probing.map(|(l, r)| format!("{l} -> {r}")),
+                    peer_locators: a.peer_locators.iter().map(ToString::to_string).collect(),
                     last_move: a
                         .last_move
                         .map(|(at, gap)| ((now - at).as_secs_f64(), gap.as_secs_f64() * 1000.0)),
@@ -835,15 +855,24 @@ fn socket_for(
 
 fn send(
     sockets: &[(UdpSocket, SocketAddr)],
+    local_ips: &[IpAddr],
     local: SocketAddr,
     remote: SocketAddr,
     datagram: &[u8],
 ) {
     if let Some(i) = socket_for(sockets, local, remote) {
-        if let Err(e) = sockets[i].0.send_to(datagram, remote) {
+        let from = source(local_ips, local);
+        if let Err(e) = udp::send(&sockets[i].0, datagram, None, remote, from) {
             tracing::trace!(error = %e, remote = %remote, "UDP send");
         }
     }
+}
+
+/// The address to send from for the host's `local`: itself while the host has it (the
+/// host chose the path: an address check, a probe, the locator it announced), else the
+/// kernel's choice.
+fn source(local_ips: &[IpAddr], local: SocketAddr) -> Option<IpAddr> {
+    local_ips.contains(&local.ip()).then_some(local.ip())
 }
 
 /// Whether a UDP_SEGMENT send failed because of the segmentation itself (no support, or a

@@ -9,8 +9,10 @@
 # A sends 60 MB to B over HITs at about 15 MB/s. Two seconds in, A's address on link 1 is
 # removed and its default route moved to link 3. A's node learns it from netlink and tells
 # B by UPDATE; B checks the new address and moves. The transfer must finish intact, over
-# the same TCP connection. Then the same with B moving from link 2 to link 4, and a
-# failover: A's preferred link goes down while its other link stays up.
+# the same TCP connection. Then the same with B moving from link 2 to link 4; a failover
+# when A's preferred link goes down while its other link stays up; a failover when the
+# path over a link stops carrying traffic while the link stays up (found by silence and
+# probes); and a move from IPv4 to IPv6.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 HB=${HB:-$PWD/target/release/hipbone}
@@ -53,6 +55,36 @@ link_down() { lab_exec a ip link set dev "$(a_link3)" down; }
 check "A's preferred link fails mid-transfer: no reset, SHA-256 matches" transfer_while link_down
 locator=$(node_field b '[x["locator"] for x in s["associations"]][0]')
 check "B follows A to its other link ($locator)" test "$locator" = "198.51.100.2:10500"
+# Failover on silence: both of A's links are up again, each address routed over its own
+# link (source routing, as a multihomed host has it), A's traffic on link 1. Then R drops
+# everything on link 1 while the link stays up: no address or link event tells anyone. A
+# and B notice that nothing comes back, probe their paths, and move to link 3.
+lab_exec a ip link set dev "$(a_link3)" up
+lab_exec a ip route replace default via 198.51.100.129 metric 10
+lab_exec a ip rule add from 198.51.100.2 table 101
+lab_exec a ip route add default via 198.51.100.1 table 101
+lab_exec a ip rule add from 198.51.100.130 table 103
+lab_exec a ip route add default via 198.51.100.129 table 103
+sleep 1
+a_local() { node_field a '[x["local"] for x in s["associations"]][0]'; }
+check "A's traffic is on link 1 before ($(a_local))" test "$(a_local)" = "198.51.100.2:10500"
+r_link1() { awk '$1 == "r" && $2 == "a" { print $3; exit }' "$dir/ifs"; }
+blackhole() {
+  lab_exec r nft -f - <<EOF
+table inet blackhole {
+  chain forward {
+    type filter hook forward priority 0;
+    iifname "$(r_link1)" drop
+    oifname "$(r_link1)" drop
+  }
+}
+EOF
+}
+check "A's path over link 1 goes silent mid-transfer: no reset, SHA-256 matches" transfer_while blackhole
+locator=$(node_field b '[x["locator"] for x in s["associations"]][0]')
+check "B follows A to link 3 ($locator)" test "$locator" = "198.51.100.130:10500"
+check "A sends from link 3 ($(a_local))" test "$(a_local)" = "198.51.100.130:10500"
+lab_exec r nft delete table inet blackhole
 # A leaves IPv4 altogether: its nodes announce from IPv6, to B's IPv6 locator, and both
 # ends move to IPv6 (the tunnel's inner packets are IPv6 between HITs either way).
 drop_ipv4() { lab_exec a ip -4 addr flush scope global; }

@@ -489,7 +489,7 @@ impl Host {
                 new_spi: spi_in,
             })],
         };
-        r2.params.extend(self.reg_answer(peer_hit, i2));
+        r2.params.extend(self.reg_answer(now, peer_hit, i2));
         add_mac(
             &mut r2,
             self.profile,
@@ -514,7 +514,7 @@ impl Host {
         a.remote = remote;
         a.peer = Some(peer);
         a.i2_solution = Some(solution.j.clone());
-        a.registration = self.rvs_clients.contains(&peer_hit);
+        a.registration = self.rvs_clients.contains_key(&peer_hit);
         a.last_sent = Some(r2.clone());
         a.timer = Some(now + self.config.exchange_complete);
         a.established_at = Some(now);
@@ -576,7 +576,7 @@ impl Host {
         a.established_at = Some(now);
         tracing::debug!(peer = %r2.sender_hit, "R2 accepted, association established");
         self.push_event(event);
-        self.reg_granted(r2.sender_hit, r2);
+        self.reg_granted(now, r2.sender_hit, r2);
         self.install_esp(now, r2.sender_hit)
     }
 

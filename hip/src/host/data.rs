@@ -79,7 +79,18 @@ impl Host {
                 a.traffic.tx_packets += 1;
                 a.traffic.tx_bytes += len;
                 a.traffic.last_tx = Some(now);
-                let (local, remote) = (a.local, a.remote);
+                // The silence timer is armed here rather than rescheduled per packet.
+                if let Some(t) = mobility::silence_due(a, &self.config) {
+                    if a.timer.is_none_or(|timer| timer > t) {
+                        a.timer = Some(t);
+                    }
+                }
+                let (local, remote) = match &a.verify {
+                    Some(v) if v.old_deprecated && a.credit.spend(now, range.len()) => {
+                        (v.local, v.remote)
+                    }
+                    _ => (a.local, a.remote),
+                };
                 if due {
                     self.start_rekey(now, *peer);
                 }
@@ -138,9 +149,11 @@ impl Host {
             Ok(opened) if opened.next_header == esp::NEXT_HEADER_NONE => {
                 // A dummy packet (RFC 4303 §2.6): authentic, carries nothing.
                 a.traffic.last_rx = Some(now);
+                a.credit.earn(now, buf.len());
                 Inbound::Dropped
             }
             Ok(opened) => {
+                a.credit.earn(now, buf.len());
                 a.traffic.rx_packets += 1;
                 a.traffic.rx_bytes += opened.payload.len() as u64;
                 a.traffic.last_rx = Some(now);

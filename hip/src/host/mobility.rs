@@ -5,9 +5,16 @@
 //! or authenticated ESP arrives from an address other than its locator, that address is
 //! checked before anything else is sent there: an UPDATE with SEQ and ECHO_REQUEST_SIGNED
 //! goes to it, and only the signed echo of the nonce, coming back from it, moves the
-//! association (RFC 8046 §5.4). Until then data keeps going to the old locator; there is no
-//! credit for unverified addresses, so a peer announcing a victim's address gets at most
-//! `update_tries` UPDATEs sent there.
+//! association (RFC 8046 §5.4). Until then data keeps going to the old locator — unless the
+//! peer's announcement left that one out, in which case data goes to the new address within
+//! the credit the peer has earned by what it sent us (credit-based authorization, §3.3.2):
+//! a peer announcing a victim's address gets a few UPDATEs sent there and at most as many
+//! data bytes as it sent us itself.
+//!
+//! Multihoming (RFC 8047): when ESP keeps leaving but nothing has come back for
+//! `failover_silence`, the current path is probed with a signed echo, then every other
+//! pair of our addresses and the peer's (from its LOCATOR_SET and its configured ones); the
+//! first pair that answers carries the association from then on.
 
 use super::*;
 use crate::assoc::Verify;
@@ -21,6 +28,20 @@ pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(60);
 pub(super) const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// Unanswered checks remembered per association.
 pub(super) const FAILED_CHECKS: usize = 4;
+/// Addresses of the peer's LOCATOR_SET remembered.
+const PEER_LOCATORS: usize = 8;
+/// Paths one failover probes at most.
+const FAILOVER_PATHS: usize = 8;
+
+/// What a signed-echo check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// An address the peer sent from; `old_deprecated` when its announcement dropped the
+    /// locator we use (data may then go to the new one on credit).
+    PeerAddress { old_deprecated: bool },
+    /// A path of a failover.
+    Probe,
+}
 
 impl Host {
     /// Our usable addresses changed (from the OS: netlink on Linux). Associations are told
@@ -146,7 +167,9 @@ impl Host {
         remote: SocketAddr,
         update: &HipRepr,
     ) {
-        let echo = update::echo_response(update);
+        // What the ACK answers besides the SEQ: an echo request, a registration renewal.
+        let mut echo: Vec<Param> = update::echo_response(update).into_iter().collect();
+        echo.extend(self.reg_answer(now, peer, update));
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
@@ -155,31 +178,60 @@ impl Host {
             .iter()
             .any(|(addr, at)| *addr == remote && now < *at + RECHECK_AFTER);
         let moved = remote != a.remote && a.pending_update.is_none() && !recently_failed;
+        // A LOCATOR_SET without the address we use makes that one DEPRECATED: the new one
+        // may then be used on credit while it is checked.
+        let old_deprecated =
+            update.param(param_type::LOCATOR_SET).is_some() && !a.peer_locators.contains(&a.remote);
         if !moved {
             let mut params = vec![Param::Ack(vec![seq])];
             params.extend(echo);
             self.send_update_to(now, peer, params, None, Some((local, remote)));
             return;
         }
+        tracing::debug!(peer = %peer, remote = %remote, "checking the peer's new address");
+        let mut extra = vec![Param::Ack(vec![seq])];
+        extra.extend(echo);
+        self.start_check(
+            now,
+            peer,
+            (local, remote),
+            Check::PeerAddress { old_deprecated },
+            extra,
+        );
+    }
+
+    /// Sends an UPDATE with SEQ and ECHO_REQUEST_SIGNED (and `extra`) on `path` and
+    /// records it as the association's check under way.
+    fn start_check(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        (local, remote): (SocketAddr, SocketAddr),
+        kind: Check,
+        extra: Vec<Param>,
+    ) {
         let mut nonce = vec![0u8; 16];
         self.rng.fill_bytes(&mut nonce);
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        let our_seq = a.next_update_id;
+        let seq = a.next_update_id;
         a.next_update_id = a.next_update_id.wrapping_add(1);
         a.verify = Some(Verify {
             local,
             remote,
             nonce: nonce.clone(),
-            seq: our_seq,
+            seq,
             started: now,
+            probe: kind == Check::Probe,
+            old_deprecated: kind
+                == Check::PeerAddress {
+                    old_deprecated: true,
+                },
         });
-        tracing::debug!(peer = %peer, remote = %remote, "checking the peer's new address");
-        let mut params = vec![Param::Seq(our_seq), Param::Ack(vec![seq])];
-        params.push(Param::EchoRequestSigned(nonce));
-        params.extend(echo);
-        self.send_update_to(now, peer, params, Some(our_seq), Some((local, remote)));
+        let mut params = vec![Param::Seq(seq), Param::EchoRequestSigned(nonce)];
+        params.extend(extra);
+        self.send_update_to(now, peer, params, Some(seq), Some((local, remote)));
     }
 
     /// Authenticated ESP from an address other than the peer's locator: check it, unless
@@ -203,23 +255,11 @@ impl Host {
         {
             return;
         }
-        let mut nonce = vec![0u8; 16];
-        self.rng.fill_bytes(&mut nonce);
-        let Some(a) = self.assocs.get_mut(&peer) else {
-            return;
-        };
-        let seq = a.next_update_id;
-        a.next_update_id = a.next_update_id.wrapping_add(1);
-        a.verify = Some(Verify {
-            local,
-            remote,
-            nonce: nonce.clone(),
-            seq,
-            started: now,
-        });
         tracing::debug!(peer = %peer, remote = %remote, "ESP from a new address, checking it");
-        let params = vec![Param::Seq(seq), Param::EchoRequestSigned(nonce)];
-        self.send_update_to(now, peer, params, Some(seq), Some((local, remote)));
+        let kind = Check::PeerAddress {
+            old_deprecated: false,
+        };
+        self.start_check(now, peer, (local, remote), kind, Vec::new());
     }
 
     /// The echo of a check came back: from now on the peer is at the checked address.
@@ -245,13 +285,112 @@ impl Host {
         {
             a.pending_update = None;
         }
+        a.failover.clear();
+        a.path_confirmed = Some(now);
+        if (local, remote) == (a.local, a.remote) {
+            tracing::debug!(peer = %peer, remote = %remote, "path confirmed");
+            return;
+        }
         let old = a.remote;
         a.local = local;
         a.remote = remote;
         a.last_move = Some((now, now.saturating_duration_since(started)));
-        tracing::info!(peer = %peer, from = %old, to = %remote, "peer moved");
+        tracing::info!(peer = %peer, from = %old, to = %remote, local = %local, "path changed");
         self.push_event(Event::LocatorChanged { peer, remote });
     }
+
+    /// Remembers the addresses of a LOCATOR_SET the peer sent, preferred first.
+    pub(super) fn peer_announced(&mut self, peer: Hit, update: &HipRepr) {
+        let Some(Param::LocatorSet(locators)) = update.param(param_type::LOCATOR_SET) else {
+            return;
+        };
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let mut found: Vec<(bool, SocketAddr)> = locators
+            .iter()
+            .filter_map(|l| Some((l.preferred(), transport_addr(&l.transport()?)?)))
+            .collect();
+        found.sort_by_key(|(preferred, _)| !preferred);
+        a.peer_locators = found.into_iter().map(|(_, addr)| addr).collect();
+        a.peer_locators.dedup();
+        a.peer_locators.truncate(PEER_LOCATORS);
+    }
+
+    /// The current path fell silent: probe it, then the others (module doc).
+    pub(super) fn start_failover(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let current = (a.local, a.remote);
+        let mut locals = vec![a.local];
+        locals.extend(self.local_addresses.iter().filter(|l| **l != a.local));
+        let mut remotes = vec![a.remote];
+        for r in a.peer_locators.iter().chain(&a.candidates) {
+            let failed = a
+                .failed_checks
+                .iter()
+                .any(|(addr, at)| addr == r && now < *at + RECHECK_AFTER);
+            if !remotes.contains(r) && !failed {
+                remotes.push(*r);
+            }
+        }
+        let mut paths = vec![current];
+        for r in &remotes {
+            for l in &locals {
+                let path = (*l, *r);
+                if l.is_ipv4() == r.is_ipv4() && !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+        }
+        paths.truncate(FAILOVER_PATHS);
+        tracing::info!(peer = %peer, paths = paths.len(), "nothing heard from the peer, probing paths");
+        a.failover = paths;
+        self.probe_next(now, peer);
+    }
+
+    /// Probes the next path of the failover under way; false when none is left.
+    pub(super) fn probe_next(&mut self, now: Instant, peer: Hit) -> bool {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return false;
+        };
+        if a.failover.is_empty() {
+            return false;
+        }
+        let (local, remote) = a.failover.remove(0);
+        tracing::debug!(peer = %peer, local = %local, remote = %remote, "probing a path");
+        self.start_check(now, peer, (local, remote), Check::Probe, Vec::new());
+        true
+    }
+}
+
+/// When the association has sent ESP without hearing anything back for the failover
+/// silence (nothing is due while an UPDATE or a check is under way).
+pub(super) fn silence_due(a: &Assoc, config: &Config) -> Option<Instant> {
+    if config.failover_silence.is_zero()
+        || a.verify.is_some()
+        || a.pending_update.is_some()
+        || a.esp.is_none()
+    {
+        return None;
+    }
+    let sent = a.traffic.last_tx?;
+    let heard = [a.traffic.last_rx, a.path_confirmed, a.established_at]
+        .into_iter()
+        .flatten()
+        .max()?;
+    (sent > heard).then(|| heard + config.failover_silence)
+}
+
+/// The UDP address of a transport locator (IPv4 as IPv4-mapped IPv6 on the wire).
+fn transport_addr(t: &TransportLocator) -> Option<SocketAddr> {
+    if t.protocol != 17 {
+        return None;
+    }
+    let v6 = std::net::Ipv6Addr::from(t.address);
+    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    Some(SocketAddr::new(ip, t.port))
 }
 
 fn mapped(ip: IpAddr) -> [u8; 16] {

@@ -34,7 +34,7 @@ mod rendezvous;
 mod update;
 
 pub use data::{Inbound, Outbound};
-pub use rendezvous::REG_TYPE_RENDEZVOUS;
+pub use rendezvous::{registration_lifetime, REG_TYPE_RENDEZVOUS};
 
 use crate::assoc::{
     add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, EspState, KeymatSeed,
@@ -129,6 +129,11 @@ pub struct Config {
     pub update_timeout: Duration,
     /// UPDATE transmissions before the association is declared broken.
     pub update_tries: u32,
+    /// ESP sent but nothing heard from the peer for this long: probe the current path, then
+    /// the other pairs of our and the peer's addresses (RFC 8047 failover). Zero: never.
+    pub failover_silence: Duration,
+    /// Transmissions of one failover probe before the next path is tried.
+    pub probe_tries: u32,
 }
 
 impl Default for Config {
@@ -168,6 +173,8 @@ impl Default for Config {
             queue_per_peer: 64,
             update_timeout: Duration::from_millis(500),
             update_tries: 8,
+            failover_silence: Duration::from_millis(1500),
+            probe_tries: 3,
         }
     }
 }
@@ -230,8 +237,13 @@ pub struct AssocInfo {
     /// When the peer last moved, and how long from the first packet seen at its new
     /// address until that address was verified.
     pub last_move: Option<(Instant, Duration)>,
-    /// A new address of the peer being checked (RFC 8046 §5.4), not used until verified.
+    /// A new address of the peer being checked (RFC 8046 §5.4), not used until verified
+    /// (or used on credit, when the peer's announcement dropped the old one).
     pub checking: Option<SocketAddr>,
+    /// A failover probe under way: the path (local, remote) being tried.
+    pub probing: Option<(SocketAddr, SocketAddr)>,
+    /// The peer's addresses from its last LOCATOR_SET, preferred first.
+    pub peer_locators: Vec<SocketAddr>,
     /// Current inbound and outbound SPIs, once ESP is up.
     pub spis: Option<(u32, u32)>,
     pub rekeys: u32,
@@ -312,11 +324,12 @@ pub struct Host {
     r1_limiter: crate::ratelimit::RateLimiter,
     /// Our addresses as last told by `set_local_addresses`.
     local_addresses: Vec<SocketAddr>,
-    /// Rendezvous servers we want to register with, and those that granted it.
+    /// Rendezvous servers we want to register with, and those that granted it, with when
+    /// the grant is to be refreshed.
     wanted_registrations: std::collections::HashSet<Hit>,
-    registered_with: std::collections::HashSet<Hit>,
-    /// As a rendezvous server: the registered clients.
-    rvs_clients: std::collections::HashSet<Hit>,
+    registered_with: HashMap<Hit, Instant>,
+    /// As a rendezvous server: the registered clients, with when each registration ends.
+    rvs_clients: HashMap<Hit, Instant>,
     stats: Stats,
 }
 
@@ -551,7 +564,10 @@ impl Host {
             // As a rendezvous server: an I1, or the UPDATE of a peer that lost track of a
             // client that moved (RFC 8046 §3.2.3, the double jump), goes on to the client.
             if matches!(repr.packet_type, PacketType::I1 | PacketType::Update)
-                && self.rvs_clients.contains(&repr.receiver_hit)
+                && self
+                    .rvs_clients
+                    .get(&repr.receiver_hit)
+                    .is_some_and(|end| now < *end)
             {
                 return self.relay_i1(remote, &repr);
             }
@@ -725,7 +741,13 @@ fn info(a: &Assoc) -> AssocInfo {
         established_at: a.established_at,
         traffic: a.traffic,
         last_move: a.last_move,
-        checking: a.verify.as_ref().map(|v| v.remote),
+        checking: a.verify.as_ref().filter(|v| !v.probe).map(|v| v.remote),
+        probing: a
+            .verify
+            .as_ref()
+            .filter(|v| v.probe)
+            .map(|v| (v.local, v.remote)),
+        peer_locators: a.peer_locators.clone(),
         spis: a
             .keys
             .as_ref()

@@ -9,6 +9,11 @@
 //! straight to the initiator, naming the server in VIA_RVS; the rest of the exchange runs
 //! directly. FROM carries no port: the client answers on its own HIP port, the
 //! convention being that peers listen on the same port (10500 by default).
+//!
+//! A registration lasts the lifetime the server granted (RFC 8003 §3.3). The client
+//! renews it by an UPDATE with REG_REQUEST when four fifths of it have passed; the server
+//! answers with REG_RESPONSE in the ACK and stops relaying for a client whose registration
+//! ran out. A REG_REQUEST with lifetime zero cancels.
 
 use super::*;
 
@@ -35,12 +40,12 @@ impl Host {
 
     /// True once `server` granted us the RENDEZVOUS service.
     pub fn registered_with(&self, server: &Hit) -> bool {
-        self.registered_with.contains(server)
+        self.registered_with.contains_key(server)
     }
 
     /// The hosts registered with us for rendezvous.
     pub fn rendezvous_clients(&self) -> impl Iterator<Item = &Hit> + '_ {
-        self.rvs_clients.iter()
+        self.rvs_clients.keys()
     }
 
     /// REG_INFO for our R1s, when we serve rendezvous.
@@ -63,11 +68,18 @@ impl Host {
         })
     }
 
-    /// The server's answer to a REG_REQUEST in an I2 it accepted: REG_RESPONSE when it
-    /// serves rendezvous (and the client is recorded), REG_FAILED "type unavailable" when
-    /// it does not.
-    pub(super) fn reg_answer(&mut self, peer: Hit, i2: &HipRepr) -> Option<Param> {
-        let Some(Param::RegRequest { lifetime, types }) = i2.param(param_type::REG_REQUEST) else {
+    /// The server's answer to a REG_REQUEST in an I2 it accepted or in an UPDATE:
+    /// REG_RESPONSE when it serves rendezvous (and the client is recorded until its
+    /// lifetime ends, or removed for lifetime zero), REG_FAILED "type unavailable" when it
+    /// does not.
+    pub(super) fn reg_answer(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        packet: &HipRepr,
+    ) -> Option<Param> {
+        let Some(Param::RegRequest { lifetime, types }) = packet.param(param_type::REG_REQUEST)
+        else {
             return None;
         };
         if !types.contains(&REG_TYPE_RENDEZVOUS) {
@@ -79,26 +91,98 @@ impl Host {
                 types: vec![REG_TYPE_RENDEZVOUS],
             });
         }
-        self.rvs_clients.insert(peer);
-        tracing::info!(client = %peer, "rendezvous registration granted");
+        let lifetime = match *lifetime {
+            0 => 0,
+            l => l.clamp(MIN_LIFETIME, MAX_LIFETIME),
+        };
+        if lifetime == 0 {
+            self.rvs_clients.remove(&peer);
+            tracing::info!(client = %peer, "rendezvous registration cancelled");
+        } else {
+            self.rvs_clients
+                .insert(peer, now + registration_lifetime(lifetime));
+            tracing::info!(client = %peer, lifetime, "rendezvous registration granted");
+        }
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            a.registration = lifetime != 0 || self.registered_with.contains_key(&peer);
+        }
         Some(Param::RegResponse {
-            lifetime: (*lifetime).clamp(MIN_LIFETIME, MAX_LIFETIME),
+            lifetime,
             types: vec![REG_TYPE_RENDEZVOUS],
         })
     }
 
-    /// Notes a grant in an R2 we accepted.
-    pub(super) fn reg_granted(&mut self, server: Hit, r2: &HipRepr) {
-        if matches!(r2.param(param_type::REG_RESPONSE),
-            Some(Param::RegResponse { types, .. }) if types.contains(&REG_TYPE_RENDEZVOUS))
-        {
-            self.registered_with.insert(server);
-            if let Some(a) = self.assocs.get_mut(&server) {
-                a.registration = true;
-            }
-            tracing::info!(server = %server, "registered for rendezvous");
+    /// Notes a grant (in an R2 we accepted, or in the UPDATE that answers a renewal).
+    pub(super) fn reg_granted(&mut self, now: Instant, server: Hit, packet: &HipRepr) {
+        let Some(Param::RegResponse { lifetime, types }) = packet.param(param_type::REG_RESPONSE)
+        else {
+            return;
+        };
+        if !types.contains(&REG_TYPE_RENDEZVOUS) || !self.wanted_registrations.contains(&server) {
+            return;
+        }
+        let renewal = self.registered_with.contains_key(&server);
+        // Renewed when four fifths of the lifetime have passed.
+        let refresh = now + registration_lifetime(*lifetime).mul_f64(0.8);
+        self.registered_with.insert(server, refresh);
+        if let Some(a) = self.assocs.get_mut(&server) {
+            a.registration = true;
+        }
+        if renewal {
+            tracing::debug!(server = %server, lifetime, "rendezvous registration renewed");
+        } else {
+            tracing::info!(server = %server, lifetime, "registered for rendezvous");
             self.push_event(Event::Registered { server });
         }
+    }
+
+    /// The registration timers of the association with `peer`: when our registration
+    /// with it is to be renewed (while no other UPDATE is outstanding), and when its
+    /// registration with us ends.
+    pub(super) fn registration_due(&self, peer: &Hit, idle: bool) -> Option<Instant> {
+        let renew = self.registered_with.get(peer).filter(|_| idle).copied();
+        let ends = self.rvs_clients.get(peer).copied();
+        renew.into_iter().chain(ends).min()
+    }
+
+    /// Runs the registration timers of the association with `peer` (see
+    /// `registration_due`); true if it sent an UPDATE.
+    pub(super) fn registration_timer(&mut self, now: Instant, peer: Hit) -> bool {
+        if self.rvs_clients.get(&peer).is_some_and(|end| *end <= now) {
+            tracing::info!(client = %peer, "rendezvous registration expired");
+            self.rvs_clients.remove(&peer);
+            let client = self.registered_with.contains_key(&peer);
+            if let Some(a) = self.assocs.get_mut(&peer) {
+                a.registration = client;
+            }
+        }
+        let idle = self
+            .assocs
+            .get(&peer)
+            .is_some_and(|a| a.pending_update.is_none());
+        if !idle || self.registered_with.get(&peer).is_none_or(|t| *t > now) {
+            return false;
+        }
+        // Asked again after a while if this renewal gets no REG_RESPONSE.
+        self.registered_with.insert(
+            peer,
+            now + self.config.update_timeout * self.config.update_tries,
+        );
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return false;
+        };
+        let seq = a.next_update_id;
+        a.next_update_id = a.next_update_id.wrapping_add(1);
+        tracing::debug!(server = %peer, "renewing the rendezvous registration");
+        let params = vec![
+            Param::Seq(seq),
+            Param::RegRequest {
+                lifetime: self.config.registration_lifetime,
+                types: vec![REG_TYPE_RENDEZVOUS],
+            },
+        ];
+        self.send_update(now, peer, params, Some(seq));
+        true
     }
 
     /// As the rendezvous server: passes an I1 (or UPDATE) for a registered client on to it.
@@ -137,7 +221,7 @@ impl Host {
         let server = self
             .assocs
             .values()
-            .find(|a| a.remote == remote && self.registered_with.contains(&a.peer_hit))
+            .find(|a| a.remote == remote && self.registered_with.contains_key(&a.peer_hit))
             .ok_or(Error::Unexpected)?;
         let keys = server.keys.as_ref().ok_or(Error::Unexpected)?;
         check_mac(bytes, self.profile, &keys.mac_in, param_type::RVS_HMAC, &[])?;
@@ -145,6 +229,14 @@ impl Host {
         let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
         Ok(Some((SocketAddr::new(ip, local.port()), remote)))
     }
+}
+
+/// A lifetime in RFC 8003's encoding: 2^((v − 64) / 8) seconds, 0 for zero.
+pub fn registration_lifetime(v: u8) -> Duration {
+    if v == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(2f64.powf((f64::from(v) - 64.0) / 8.0))
 }
 
 pub(super) fn mapped(ip: IpAddr) -> [u8; 16] {

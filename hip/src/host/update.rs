@@ -155,6 +155,8 @@ impl Host {
                 }
             } else {
                 a.peer_update_id = Some(seq);
+                self.peer_announced(peer, update);
+                let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
                 match info {
                     Some(info) if a.rekey.is_none() => {
                         // The peer starts a rekey: answer with our half and the ACK.
@@ -210,6 +212,7 @@ impl Host {
                 }
             }
         }
+        self.reg_granted(now, peer, update);
         self.advance_rekey(now, peer)?;
         self.announce_if_changed(now, peer);
         self.schedule(now, peer);
@@ -325,6 +328,8 @@ impl Host {
             return;
         };
         let Some(keys) = a.keys.as_ref() else { return };
+        let mut params = params;
+        params.sort_by_key(Param::ty);
         let mut update = HipRepr {
             next_header: 59,
             packet_type: PacketType::Update,
@@ -371,6 +376,11 @@ impl Host {
 
     /// The timer of an ESTABLISHED association: UPDATE retransmission or time to rekey.
     pub(super) fn schedule(&mut self, _now: Instant, peer: Hit) {
+        let idle = self
+            .assocs
+            .get(&peer)
+            .is_some_and(|a| a.pending_update.is_none());
+        let registration = self.registration_due(&peer, idle);
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
@@ -387,6 +397,8 @@ impl Host {
                 .as_ref()
                 .map(|v| v.started + mobility::CHECK_TIMEOUT),
             idle_due(a, &self.config),
+            mobility::silence_due(a, &self.config),
+            registration,
         ]
         .into_iter()
         .flatten()
@@ -423,7 +435,25 @@ impl Host {
             return;
         }
         if let Some(p) = a.pending_update.as_mut().filter(|p| p.due <= now) {
-            if p.tries >= tries && a.verify.as_ref().is_some_and(|v| v.seq == p.seq) {
+            let probe = a
+                .verify
+                .as_ref()
+                .filter(|v| v.seq == p.seq)
+                .map(|v| v.probe);
+            if probe == Some(true) && p.tries >= self.config.probe_tries {
+                // A failover probe went unanswered: on to the next path.
+                a.verify = None;
+                a.pending_update = None;
+                if !self.probe_next(now, peer) {
+                    tracing::info!(peer = %peer, "no path to the peer answered");
+                    if let Some(a) = self.assocs.get_mut(&peer) {
+                        a.path_confirmed = Some(now);
+                    }
+                }
+                self.schedule(now, peer);
+                return;
+            }
+            if probe == Some(false) && p.tries >= tries {
                 // The address under test never answered: keep the locator we have.
                 tracing::info!(peer = %peer, "new locator not verified, keeping the old one");
                 if let Some(v) = a.verify.take() {
@@ -455,7 +485,7 @@ impl Host {
             // Unanswered at the peer's locator: the peer may have moved as well. From the
             // third try on, a copy also goes to the other locators we were given for it —
             // its rendezvous server relays it to where the peer is now (the double jump).
-            let others: Vec<SocketAddr> = if p.tries >= 3 && remote == a.remote {
+            let others: Vec<SocketAddr> = if p.tries >= 3 && remote == a.remote && probe.is_none() {
                 a.candidates
                     .iter()
                     .copied()
@@ -470,7 +500,10 @@ impl Host {
             }
         } else if rekey_due(a, &self.config).is_some_and(|t| t <= now) {
             self.start_rekey(now, peer);
+        } else if mobility::silence_due(a, &self.config).is_some_and(|t| t <= now) {
+            self.start_failover(now, peer);
         }
+        self.registration_timer(now, peer);
         self.schedule(now, peer);
     }
 }
