@@ -3,7 +3,7 @@
 # moves between two networks ten times (lab topology of tests/lab/mobility.sh). For each
 # move it reports the gap from the new address being configured until ESP flows over it
 # both ways, seen at B: the first ESP from A's new address, and the first ESP from B to
-# it (B sends there only once the address is verified). Then the median and worst gap,
+# it (B sends there on credit while the address is checked). Then the median and worst gap,
 # and whether the TCP connection survived (resets: 0 expected).
 #   sudo scripts/bench-handover.sh [MOVES]
 set -uo pipefail
