@@ -80,6 +80,50 @@ fn a_move_survives_loss() {
 }
 
 #[test]
+fn a_move_from_ipv4_to_ipv6_only_survives_loss() {
+    let link = Link {
+        loss: 0.1,
+        ..Link::default()
+    };
+    for seed in 0..10 {
+        let mut p = Pair::new(200 + seed, link, false, Config::default());
+        let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+        let a_v6: SocketAddr = "[2001:db8:1::a]:10500".parse().unwrap();
+        let b_v6: SocketAddr = "[2001:db8:2::b]:10500".parse().unwrap();
+        // B has both families; A knows B's IPv6 locator from its configuration.
+        p.sim.assign(b, b_v6);
+        let now = p.sim.now();
+        let (a_addr, b_addr) = (p.a_addr, p.b_addr);
+        p.sim.node_mut(b).set_local_addresses(now, &[b_addr, b_v6]);
+        p.sim
+            .node_mut(a)
+            .connect(now, b_hit, a_addr, &[b_addr, b_v6])
+            .unwrap();
+        p.run(Duration::from_secs(30)).expect("base exchange");
+        // A loses IPv4 altogether.
+        move_a(&mut p, a_v6);
+        p.settle(Duration::from_secs(15));
+        assert_eq!(
+            p.sim.node(b).association(&a_hit).unwrap().remote,
+            a_v6,
+            "seed {seed}"
+        );
+        assert_eq!(
+            p.sim.node(a).association(&b_hit).unwrap().remote,
+            b_v6,
+            "seed {seed}"
+        );
+        let before = p.sim.node(b).traffic(&a_hit).unwrap().rx_packets;
+        for n in 0..20u32 {
+            p.send_esp(a, b_hit, &n.to_be_bytes());
+        }
+        p.settle(Duration::from_millis(100));
+        let got = p.sim.node(b).traffic(&a_hit).unwrap().rx_packets - before;
+        assert!(got >= 10, "seed {seed}: {got} of 20 over IPv6");
+    }
+}
+
+#[test]
 fn esp_from_a_new_address_is_checked_before_the_peer_moves_there() {
     // A peer behind a NAT that changed its mapping: authenticated ESP arrives from a new
     // address without any UPDATE.

@@ -18,13 +18,13 @@ struct World {
 }
 
 fn world(link: Link) -> World {
-    world_with(link, Config::default())
+    world_with(7, link, Config::default())
 }
 
-/// A world whose B runs with `b_config`.
-fn world_with(link: Link, b_config: Config) -> World {
+/// A world whose random choices come from `seed` and whose B runs with `b_config`.
+fn world_with(seed: u64, link: Link, b_config: Config) -> World {
     let start = Instant::now();
-    let mut sim = Sim::new(7, start);
+    let mut sim = Sim::new(seed, start);
     sim.set_default_link(link);
     let host = |n: u8, config: Config| {
         Host::new(
@@ -77,11 +77,15 @@ fn register(w: &mut World) {
         .node_mut(w.b)
         .register(now, s_hit, b_addr, &[s_addr])
         .unwrap();
-    let events = run(w, Duration::from_secs(2));
-    assert!(events
+    // Until the grant, or 10 s with losses.
+    let end = w.sim.now() + Duration::from_secs(10);
+    let b = w.b;
+    w.sim
+        .run_until(end, |sim| sim.node(b).registered_with(&s_hit));
+    assert!(w.sim.node(w.b).registered_with(&s_hit));
+    assert!(run(w, Duration::ZERO)
         .iter()
         .any(|(n, e)| *n == w.b && matches!(e, Event::Registered { .. })));
-    assert!(w.sim.node(w.b).registered_with(&s_hit));
 }
 
 /// A connects to B's HIT, knowing only the server's address, and the world runs for `d`.
@@ -178,7 +182,21 @@ fn after_b_moves_a_still_finds_it_through_the_server() {
 
 #[test]
 fn when_both_ends_move_at_once_the_server_brings_them_together() {
-    let mut w = world(Link::default());
+    both_move_at_once(world(Link::default()));
+}
+
+#[test]
+fn when_both_ends_move_at_once_with_loss_the_server_still_brings_them_together() {
+    let link = Link {
+        loss: 0.1,
+        ..Link::default()
+    };
+    for seed in 0..10 {
+        both_move_at_once(world_with(300 + seed, link, Config::default()));
+    }
+}
+
+fn both_move_at_once(mut w: World) {
     register(&mut w);
     let (a, b) = (w.a, w.b);
     let (a_hit, b_hit) = (w.sim.node(a).hit(), w.sim.node(b).hit());
@@ -188,7 +206,7 @@ fn when_both_ends_move_at_once_the_server_brings_them_together() {
         .node_mut(a)
         .connect(now, b_hit, a_addr, &[s_addr])
         .unwrap();
-    run(&mut w, Duration::from_secs(2));
+    run(&mut w, Duration::from_secs(10));
     assert_eq!(
         w.sim.node(a).association(&b_hit).unwrap().state,
         hip::AssocState::Established
@@ -203,7 +221,7 @@ fn when_both_ends_move_at_once_the_server_brings_them_together() {
     let now = w.sim.now();
     w.sim.node_mut(a).set_local_addresses(now, &[a_new]);
     w.sim.node_mut(b).set_local_addresses(now, &[b_new]);
-    run(&mut w, Duration::from_secs(10));
+    run(&mut w, Duration::from_secs(20));
     assert_eq!(w.sim.node(a).association(&b_hit).unwrap().remote, b_new);
     assert_eq!(w.sim.node(b).association(&a_hit).unwrap().remote, a_new);
     assert!(
@@ -220,7 +238,7 @@ fn a_registration_is_renewed_by_update_and_ends_when_it_is_not() {
         ..Config::default()
     };
     assert_eq!(hip::registration_lifetime(0x60), Duration::from_secs(16));
-    let mut w = world_with(Link::default(), b_config);
+    let mut w = world_with(7, Link::default(), b_config);
     register(&mut w);
     let (b_hit, s_hit) = (w.sim.node(w.b).hit(), w.sim.node(w.s).hit());
     let start = w.sim.trace().len();
