@@ -61,6 +61,14 @@ pub const FIRST_FINGER: u32 = PREFIX_BITS + 1;
 /// Last finger index: `n + 1`.
 pub const LAST_FINGER: u32 = 128;
 
+/// The overlay's 32-bit hash in every forwarding header (R10): the last 4 bytes of SHA-1
+/// of the overlay's name.
+pub fn overlay_hash(name: &str) -> u32 {
+    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, name.as_bytes());
+    let b = d.as_ref();
+    u32::from_be_bytes([b[16], b[17], b[18], b[19]])
+}
+
 /// The 16-byte Resource-ID of a Resource Name: `ID_PREFIX ‖ SHA-1(name)[4..16]`.
 pub fn resource_id_bytes(name: &[u8]) -> [u8; NODE_ID_LEN] {
     let h = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, name);
@@ -376,5 +384,12 @@ mod tests {
                 arc_distance(a, x) <= arc_distance(a, b)
             );
         }
+    }
+
+    #[test]
+    fn overlay_hash_is_the_tail_of_sha1_of_the_name() {
+        // hashlib.sha1(b"hipsip.example.net").hexdigest()
+        //   = "6e7cbcad927ed5c5df344342da8de9d2a0dd80d5"
+        assert_eq!(overlay_hash("hipsip.example.net"), 0xa0dd_80d5);
     }
 }

@@ -9,6 +9,7 @@
 //! trace for timelines.
 
 pub mod bex;
+pub mod overlay;
 pub mod pcap;
 
 use rand_chacha::ChaCha20Rng;

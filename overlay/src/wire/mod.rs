@@ -101,6 +101,7 @@ macro_rules! repr_methods {
 mod contents;
 mod framing;
 mod header;
+mod route;
 mod security;
 mod storage;
 mod topology;
@@ -114,6 +115,10 @@ pub use framing::FramedMessage;
 pub use header::{
     fragment, option_flags, Destination, ForwardingHeader, ForwardingOption, ForwardingOptionType,
     Message, Packet, HEADER_LEN, RELO_TOKEN, VERSION,
+};
+pub use route::{
+    probe_type, ChordRouteQueryAns, FindAns, FindKindData, FindReq, ProbeAns, ProbeInformation,
+    ProbeReq, RouteQueryReq,
 };
 pub use security::{
     CertificateType, GenericCertificate, HashAlgorithm, SecurityBlock, Signature,

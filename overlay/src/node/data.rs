@@ -1,0 +1,285 @@
+//! The node's side of storage: Store / Fetch / Find requests against [`storage::Store`],
+//! replication to the two successors (R6), hand-over to a joining predecessor, expiry,
+//! and the checks on Fetch answers.
+
+use super::{Failure, Node, RequestHandle};
+use crate::id;
+use crate::storage::{self, Certificates, Kinds, Store, StoreLimits};
+use crate::wire::{
+    Destination, ErrorCode, ErrorResponse, FetchAns, FetchReq, FindAns, FindKindData, FindReq,
+    GenericCertificate, MessageCode, MessageContents, NodeId, ResourceId, StoreAns,
+};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Kinds of the overlay and the limits of the local store.
+#[derive(Debug, Clone)]
+pub struct DataConfig {
+    pub kinds: Kinds,
+    pub limits: StoreLimits,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            kinds: Kinds::hipbone(),
+            limits: StoreLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Data {
+    kinds: Kinds,
+    /// `None` for a client (R15: clients store nothing).
+    store: Option<Store>,
+    /// The next replication round (after the hold-down).
+    replicate_at: Option<Instant>,
+    /// Fetch requests in flight, to check their answers against.
+    fetches: HashMap<RequestHandle, FetchReq>,
+}
+
+impl Data {
+    pub(super) fn new(config: &DataConfig, client: bool) -> Data {
+        Data {
+            kinds: config.kinds.clone(),
+            store: (!client).then(|| Store::with_limits(config.kinds.clone(), config.limits)),
+            replicate_at: None,
+            fetches: HashMap::new(),
+        }
+    }
+
+    pub(super) fn resources(&self) -> Box<dyn Iterator<Item = &ResourceId> + '_> {
+        match &self.store {
+            Some(s) => Box::new(s.resources()),
+            None => Box::new(core::iter::empty()),
+        }
+    }
+
+    pub(super) fn schedule(&mut self, at: Instant) {
+        if self.store.is_some() && self.replicate_at.is_none_or(|t| t > at) {
+            self.replicate_at = Some(at);
+        }
+    }
+
+    pub(super) fn clear_schedule(&mut self) {
+        self.replicate_at = None;
+    }
+
+    pub(super) fn next_timeout(&self) -> Option<Instant> {
+        self.replicate_at
+    }
+
+    pub(super) fn due(&mut self, now: Instant) -> bool {
+        if self.replicate_at.is_some_and(|t| t <= now) {
+            self.replicate_at = None;
+            return true;
+        }
+        false
+    }
+
+    pub(super) fn store_answer(&self, body: &[u8]) -> Result<StoreAns, Failure> {
+        StoreAns::parse(body).map_err(|_| Failure::BadAnswer("StoreAns"))
+    }
+
+    pub(super) fn fetch_answer(
+        &mut self,
+        handle: RequestHandle,
+        body: &[u8],
+        certs: &[GenericCertificate],
+    ) -> Result<FetchAns, Failure> {
+        let req = self
+            .fetches
+            .remove(&handle)
+            .ok_or(Failure::BadAnswer("unexpected FetchAns"))?;
+        let ans = FetchAns::parse(body, |k| self.kinds.model(k))
+            .map_err(|_| Failure::BadAnswer("FetchAns"))?;
+        let verified =
+            storage::verify_fetch_answer(&self.kinds, &req, &ans, &Certificates::from_block(certs));
+        if !verified.rejected.is_empty() {
+            return Err(Failure::BadAnswer("a fetched value failed its checks"));
+        }
+        Ok(ans)
+    }
+
+    pub(super) fn forget_fetch(&mut self, handle: RequestHandle) {
+        self.fetches.remove(&handle);
+    }
+}
+
+impl Node {
+    /// Fetch: remembered so that the answer can be checked against it.
+    pub(super) fn note_fetch(&mut self, handle: RequestHandle, req: &FetchReq) {
+        self.data.fetches.insert(handle, req.clone());
+    }
+
+    /// A Store, Fetch or Find that reached us; the answer and the certificates its
+    /// security block must carry.
+    pub(super) fn data_request(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        direct: bool,
+        contents: &MessageContents,
+        certs: &[GenericCertificate],
+    ) -> (MessageContents, Vec<GenericCertificate>) {
+        let error = |e: ErrorResponse| (MessageContents::error(&e), Vec::new());
+        let refuse = |code: ErrorCode, info: &str| {
+            error(ErrorResponse {
+                code,
+                info: info.as_bytes().to_vec(),
+            })
+        };
+        let now_ms = self.now_ms(now);
+        let body = &contents.body;
+        match contents.code {
+            MessageCode::StoreReq => {
+                let req = match self.data.kinds.parse_store(body) {
+                    Ok(r) => r,
+                    Err(e) => return error(e.response()),
+                };
+                let Some(pos) = id::resource_position(&req.resource) else {
+                    return refuse(ErrorCode::InvalidMessage, "Resource-ID length");
+                };
+                if req.replica_number == 0 {
+                    if !self.owns(pos) {
+                        return refuse(ErrorCode::NotFound, "not responsible");
+                    }
+                } else if !(direct && self.chord.contains(origin)) {
+                    // A replica comes straight from a peer of our table (§10.4: a plausible
+                    // predecessor; we accept any peer we route through).
+                    return refuse(ErrorCode::Forbidden, "replica not from a peer");
+                }
+                let Some(store) = self.data.store.as_mut() else {
+                    return refuse(ErrorCode::Forbidden, "a client stores nothing");
+                };
+                match store.store(now_ms, &req, &Certificates::from_block(certs)) {
+                    Ok(mut ans) => {
+                        if req.replica_number == 0 {
+                            let succs: Vec<NodeId> =
+                                self.chord.successors().into_iter().take(2).collect();
+                            for k in &mut ans.kind_responses {
+                                k.replicas = succs.clone();
+                            }
+                            for (n, s) in succs.iter().enumerate() {
+                                let mut copy = req.clone();
+                                copy.replica_number = n as u8 + 1;
+                                self.send_store(now, *s, copy.to_bytes(), certs.to_vec());
+                            }
+                        }
+                        (
+                            MessageContents::new(MessageCode::StoreAns, ans.to_bytes()),
+                            Vec::new(),
+                        )
+                    }
+                    Err(e) => error(e.response()),
+                }
+            }
+            MessageCode::FetchReq => {
+                let req = match self.data.kinds.parse_fetch(body) {
+                    Ok(r) => r,
+                    Err(e) => return error(e.response()),
+                };
+                let Some(store) = self.data.store.as_ref() else {
+                    return refuse(ErrorCode::Forbidden, "a client stores nothing");
+                };
+                match store.fetch(now_ms, &req) {
+                    Ok(f) => (
+                        MessageContents::new(MessageCode::FetchAns, f.ans.to_bytes()),
+                        f.certificates,
+                    ),
+                    Err(e) => error(e.response()),
+                }
+            }
+            MessageCode::FindReq => {
+                let Ok(req) = FindReq::parse(body) else {
+                    return refuse(ErrorCode::InvalidMessage, "FindReq");
+                };
+                let Some(store) = self.data.store.as_ref() else {
+                    return refuse(ErrorCode::Forbidden, "a client stores nothing");
+                };
+                let from = id::resource_position(&req.resource).unwrap_or(0);
+                let mut results = Vec::new();
+                for &kind in req.kinds.iter().take(64) {
+                    // The closest Resource-ID at or after the requested one that holds
+                    // this Kind (RFC 6940 §7.4.4); empty if none.
+                    let closest = store
+                        .resources()
+                        .filter(|r| store.generation(r, kind) > 0)
+                        .filter_map(|r| id::resource_position(r).map(|p| (p, r)))
+                        .min_by_key(|(p, _)| id::distance(from, *p))
+                        .map(|(_, r)| r.clone())
+                        .unwrap_or_default();
+                    results.push(FindKindData { kind, closest });
+                }
+                (
+                    MessageContents::new(MessageCode::FindAns, FindAns { results }.to_bytes()),
+                    Vec::new(),
+                )
+            }
+            _ => refuse(ErrorCode::Forbidden, "Stat is not supported; use Probe"),
+        }
+    }
+
+    fn send_store(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        body: Vec<u8>,
+        certs: Vec<GenericCertificate>,
+    ) {
+        let _ = self.request_with(
+            now,
+            Destination::Node(to),
+            MessageCode::StoreReq,
+            body,
+            super::Purpose::Maintenance,
+            certs,
+        );
+    }
+
+    /// Step 6 of a join (§10.5): the records in `(from, to]` now belong to `to_node`.
+    pub(super) fn handover(&mut self, now: Instant, to_node: NodeId, from: u128, to: u128) {
+        let now_ms = self.now_ms(now);
+        let max_body = self.config.max_message.saturating_sub(1000);
+        let Some(store) = self.data.store.as_ref() else {
+            return;
+        };
+        let transfers = store.records_in(now_ms, from, to, 0, max_body);
+        for t in transfers {
+            self.send_store(now, to_node, t.req.to_bytes(), t.certificates);
+        }
+    }
+
+    /// A replication round (R6, after the hold-down): everything we own goes to our two
+    /// successors as replicas 1 and 2; data further back than our third predecessor is
+    /// dropped (§10.7.3).
+    pub(super) fn replicate(&mut self, now: Instant) {
+        let Some(pred) = self.chord.predecessor() else {
+            return;
+        };
+        let now_ms = self.now_ms(now);
+        let me = self.me.position();
+        let max_body = self.config.max_message.saturating_sub(1000);
+        let succs: Vec<NodeId> = self.chord.successors().into_iter().take(2).collect();
+        let preds = self.chord.predecessors();
+        let Some(store) = self.data.store.as_mut() else {
+            return;
+        };
+        store.expire(now_ms);
+        if preds.len() >= 3 && !succs.contains(&preds[2]) {
+            store.remove_outside(preds[2].position(), me);
+        }
+        let mut out = Vec::new();
+        for (n, s) in succs.iter().enumerate() {
+            for t in store.records_in(now_ms, pred.position(), me, n as u8 + 1, max_body) {
+                out.push((*s, t));
+            }
+        }
+        for (s, t) in out {
+            self.send_store(now, s, t.req.to_bytes(), t.certificates);
+        }
+        // Expiry rides on the replication rounds; keep one at least every few minutes.
+        self.data.schedule(now + Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,108 @@
+//! Routing checks on a three-node line: TTL and loop detection at a forwarder, signature
+//! checks at the terminating node.
+
+use super::*;
+
+fn id(secret: u8) -> HostIdentity {
+    HostIdentity::from_secret([secret; 32])
+}
+
+/// A (joined alone) with links to B and C; returns A and the Node-IDs of B and C.
+fn forwarder() -> (Node, Instant, NodeId, NodeId) {
+    let now = Instant::now();
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    let (b, c) = (NodeId::from(id(2).hit()), NodeId::from(id(3).hit()));
+    a.link_up(now, b);
+    a.link_up(now, c);
+    // C is a peer in A's table (as if it had sent an Update).
+    a.chord.insert(c);
+    while a.poll_transmit().is_some() {}
+    (a, now, b, c)
+}
+
+/// A request from `from` to a key that A routes to C.
+fn request(from: &HostIdentity, ttl: u8, via: Vec<Destination>, c: NodeId) -> Vec<u8> {
+    let sender = Node::new(
+        HostIdentity::from_secret(*from.secret_bytes()),
+        Config::default(),
+        Instant::now(),
+    );
+    let mut bytes = sender.build(
+        7,
+        vec![Destination::Resource(ResourceId(c.0.to_vec()))],
+        MessageContents::new(MessageCode::PingReq, PingReq::default().to_bytes()),
+        Vec::new(),
+    );
+    let (mut header, payload) = ForwardingHeader::parse(&bytes).unwrap();
+    header.ttl = ttl;
+    header.via_list = via;
+    bytes = header.to_bytes(payload);
+    bytes
+}
+
+fn error_code(bytes: &[u8]) -> ErrorCode {
+    let msg = Message::parse(bytes).unwrap();
+    msg.contents.as_error().unwrap().unwrap().code
+}
+
+#[test]
+fn forwards_with_ttl_decrement_and_via_entry() {
+    let (mut a, now, b, c) = forwarder();
+    a.handle_message(now, b, &request(&id(2), 10, vec![], c));
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, c);
+    let (h, _) = ForwardingHeader::parse(&out).unwrap();
+    assert_eq!(h.ttl, 9);
+    assert_eq!(h.via_list, vec![Destination::Node(b)]);
+    assert_eq!(a.stats().forwarded, 1);
+}
+
+#[test]
+fn ttl_exceeded_goes_back_to_the_sender() {
+    let (mut a, now, b, c) = forwarder();
+    a.handle_message(now, b, &request(&id(2), 1, vec![], c));
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, b);
+    assert_eq!(error_code(&out), ErrorCode::TtlExceeded);
+    assert_eq!(a.stats().ttl_exceeded, 1);
+}
+
+#[test]
+fn a_via_list_holding_us_is_a_loop() {
+    let (mut a, now, b, c) = forwarder();
+    let me = a.id();
+    a.handle_message(
+        now,
+        b,
+        &request(
+            &id(9),
+            50,
+            vec![
+                Destination::Node(NodeId::from(id(9).hit())),
+                Destination::Node(me),
+            ],
+            c,
+        ),
+    );
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, b);
+    assert_eq!(error_code(&out), ErrorCode::LoopDetected);
+    assert_eq!(a.stats().loops, 1);
+}
+
+#[test]
+fn forged_origin_is_refused_at_the_terminating_node() {
+    let (mut a, now, b, _) = forwarder();
+    // Signed by node 9 but arriving straight from B: HIT(key) != originator.
+    let bytes = request(&id(9), 50, vec![], a.id());
+    a.handle_message(now, b, &bytes);
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, b);
+    assert_eq!(error_code(&out), ErrorCode::Forbidden);
+    assert_eq!(a.stats().bad_signatures, 1);
+    // From a Node-ID without a link: dropped.
+    a.handle_message(now, NodeId::from(id(9).hit()), &bytes);
+    assert_eq!(a.stats().malformed, 1);
+    assert!(a.poll_transmit().is_none());
+}

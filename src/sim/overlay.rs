@@ -1,0 +1,793 @@
+//! `hipbone sim overlay`: a ring of `overlay::Node`s on virtual links — scale, churn and
+//! lookup studies.
+//!
+//! This simulator has its own event loop rather than [`super::Sim`]: overlay links join
+//! Node-IDs, not socket addresses, and at 10,000 nodes the generic loop's scan of every
+//! node for timers each step would dominate. Here every future happening — a message
+//! delivery, a link coming up or going down, a node's timer — is one entry of a binary
+//! heap ordered by (virtual time, sequence number); a node's timer is (re)scheduled only
+//! when its `poll_timeout` changes, and stale timer entries are skipped when popped. Runs
+//! are a pure function of the seed.
+//!
+//! Links: a link between two nodes has a fixed one-way delay drawn per pair from
+//! `delay_min..delay_max` (a stand-in for the spread of Internet paths). `Event::Connect`
+//! is answered after two round trips (a HIP base exchange) with `link_up` on both sides,
+//! or, if the peer is gone, with `link_down` after `detect`. When a node dies abruptly,
+//! messages to it are lost and its link peers get `link_down` after `detect` (HIP/ESP
+//! keepalives noticing the silence).
+
+use overlay::node::{Config, Event, Node};
+use overlay::storage::{kind::HIT_LOCATOR, sign_value};
+use overlay::wire::{
+    DataValue, FetchReq, MessageCode, NodeId, Packet, ResourceId, Selector, StoreKindData,
+    StoreReq, StoredData, StoredDataSpecifier, StoredDataValue,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Arguments of `hipbone sim overlay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OverlayArgs {
+    /// Nodes in the ring.
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: usize,
+    /// Median session length (e.g. 30m): nodes leave abruptly after exponentially
+    /// distributed sessions and new ones join in their place. No churn if absent.
+    #[arg(long, value_parser = parse_duration)]
+    pub churn: Option<Duration>,
+    /// Virtual time to simulate (e.g. 1h, 600s).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub duration: Duration,
+    /// Seed of every random choice in the run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `90`, `90s`, `15m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("bad duration unit in {s:?} (s, m, h)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parameters of one run.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub nodes: usize,
+    pub churn: Option<Duration>,
+    pub duration: Duration,
+    pub seed: u64,
+    /// Spacing of the initial joins.
+    pub join_spacing: Duration,
+    /// Records stored (one HIT-LOCATOR each, by distinct nodes) after the ring formed.
+    pub records: usize,
+    /// Lookups (Fetches of stored records) per second of virtual time.
+    pub lookup_rate: f64,
+    pub delay_min: Duration,
+    pub delay_max: Duration,
+    /// Link failure detection (and failed connection attempt) delay.
+    pub detect: Duration,
+    pub config: Config,
+}
+
+impl Params {
+    pub fn new(nodes: usize, duration: Duration, seed: u64) -> Params {
+        Params {
+            nodes,
+            churn: None,
+            duration,
+            seed,
+            join_spacing: Duration::from_millis(30),
+            records: nodes.min(2000),
+            lookup_rate: 20.0,
+            delay_min: Duration::from_millis(10),
+            delay_max: Duration::from_millis(60),
+            detect: Duration::from_secs(5),
+            config: Config::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Happening {
+    Deliver {
+        to: u32,
+        from: NodeId,
+        bytes: Vec<u8>,
+    },
+    LinkUp {
+        a: u32,
+        b: u32,
+    },
+    LinkDown {
+        at: u32,
+        peer: NodeId,
+    },
+    Timer {
+        idx: u32,
+    },
+}
+
+#[derive(Debug)]
+struct Item {
+    at: Instant,
+    seq: u64,
+    what: Happening,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Item {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+struct Slot {
+    node: Node,
+    secret: [u8; 32],
+    alive: bool,
+    timer: Option<Instant>,
+}
+
+/// Bytes put on links, by what they are for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Topology (Update, Join, Leave, Ping, RouteQuery, Probe), replication Stores and
+    /// errors.
+    pub maintenance: u64,
+    /// Application Store / Fetch / Find and their answers.
+    pub application: u64,
+    pub messages: u64,
+}
+
+/// The simulated overlay.
+pub struct OverlaySim {
+    start: Instant,
+    now: Instant,
+    rng: ChaCha20Rng,
+    slots: Vec<Slot>,
+    index: HashMap<NodeId, u32>,
+    heap: BinaryHeap<Reverse<Item>>,
+    seq: u64,
+    links: HashSet<(u32, u32)>,
+    params: Params,
+    /// Events nodes reported that the driver has not taken yet.
+    pub events: Vec<(u32, Event)>,
+    pub traffic: Traffic,
+}
+
+impl core::fmt::Debug for OverlaySim {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OverlaySim")
+            .field("elapsed", &(self.now - self.start))
+            .field("nodes", &self.slots.len())
+            .field("queued", &self.heap.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(a: u32, b: u32) -> (u32, u32) {
+    (a.min(b), a.max(b))
+}
+
+impl OverlaySim {
+    pub fn new(params: Params) -> OverlaySim {
+        let start = Instant::now();
+        OverlaySim {
+            start,
+            now: start,
+            rng: ChaCha20Rng::seed_from_u64(params.seed),
+            slots: Vec::new(),
+            index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            links: HashSet::new(),
+            params,
+            events: Vec::new(),
+            traffic: Traffic::default(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn node(&self, idx: u32) -> &Node {
+        &self.slots[idx as usize].node
+    }
+
+    pub fn alive(&self, idx: u32) -> bool {
+        self.slots[idx as usize].alive
+    }
+
+    /// Indices of the live nodes.
+    pub fn live(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.slots.len() as u32).filter(|&i| self.slots[i as usize].alive)
+    }
+
+    /// The identity secret of node `idx` (to sign values it stores).
+    pub fn identity(&self, idx: u32) -> hip::HostIdentity {
+        hip::HostIdentity::from_secret(self.slots[idx as usize].secret)
+    }
+
+    fn push(&mut self, at: Instant, what: Happening) {
+        self.seq += 1;
+        self.heap.push(Reverse(Item {
+            at,
+            seq: self.seq,
+            what,
+        }));
+    }
+
+    /// One-way delay of the link between `a` and `b` (fixed per pair).
+    fn delay(&self, a: u32, b: u32) -> Duration {
+        let (x, y) = key(a, b);
+        let h = (u64::from(x) << 32 | u64::from(y)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+        let span = (self.params.delay_max - self.params.delay_min).as_micros() as u64;
+        self.params.delay_min + Duration::from_micros(if span == 0 { 0 } else { h % span })
+    }
+
+    /// Adds a node (a client if `config.client`); returns its index.
+    pub fn add_node(&mut self, config: Config) -> u32 {
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let mut config = config;
+        self.rng.fill_bytes(&mut config.seed);
+        let node = Node::new(hip::HostIdentity::from_secret(secret), config, self.now);
+        let idx = self.slots.len() as u32;
+        self.index.insert(node.id(), idx);
+        self.slots.push(Slot {
+            node,
+            secret,
+            alive: true,
+            timer: None,
+        });
+        idx
+    }
+
+    /// Node `idx` joins through `bootstrap` (the link is set up at once), or is the first
+    /// node if `bootstrap` is `None`.
+    pub fn join(&mut self, idx: u32, bootstrap: Option<u32>) {
+        let now = self.now;
+        match bootstrap {
+            Some(b) => {
+                self.links.insert(key(idx, b));
+                let (bid, id) = (self.node(b).id(), self.node(idx).id());
+                self.slots[b as usize].node.link_up(now, id);
+                self.slots[idx as usize].node.link_up(now, bid);
+                self.slots[idx as usize].node.join(now, &[bid]);
+                self.drain(b);
+            }
+            None => self.slots[idx as usize].node.join(now, &[]),
+        }
+        self.drain(idx);
+    }
+
+    /// Node `idx` dies abruptly: messages to it are lost, its peers notice after `detect`.
+    pub fn kill(&mut self, idx: u32) {
+        if !self.slots[idx as usize].alive {
+            return;
+        }
+        self.slots[idx as usize].alive = false;
+        let id = self.node(idx).id();
+        let peers: Vec<NodeId> = self.node(idx).links().collect();
+        let at = self.now + self.params.detect;
+        for p in peers {
+            if let Some(&pi) = self.index.get(&p) {
+                self.links.remove(&key(idx, pi));
+                self.push(at, Happening::LinkDown { at: pi, peer: id });
+            }
+        }
+        self.slots[idx as usize].timer = None;
+    }
+
+    /// Lets node `idx` act through `f` at the current time, then collects its output.
+    pub fn with_node<T>(&mut self, idx: u32, f: impl FnOnce(&mut Node, Instant) -> T) -> T {
+        let now = self.now;
+        let out = f(&mut self.slots[idx as usize].node, now);
+        self.drain(idx);
+        out
+    }
+
+    fn classify(&mut self, bytes: &[u8]) {
+        self.traffic.messages += 1;
+        let n = bytes.len() as u64;
+        let app = Packet::new_checked(bytes).ok().is_some_and(|p| {
+            let pl = p.payload();
+            if pl.len() < 2 {
+                return false;
+            }
+            match MessageCode::from(u16::from_be_bytes([pl[0], pl[1]])) {
+                MessageCode::StoreReq => {
+                    // code (2) ‖ body length (4) ‖ resource (1 + len) ‖ replica_number.
+                    let at = pl.get(6).map(|l| 7 + usize::from(*l));
+                    at.and_then(|i| pl.get(i)).is_some_and(|r| *r == 0)
+                }
+                MessageCode::StoreAns
+                | MessageCode::FetchReq
+                | MessageCode::FetchAns
+                | MessageCode::FindReq
+                | MessageCode::FindAns => true,
+                _ => false,
+            }
+        });
+        if app {
+            self.traffic.application += n;
+        } else {
+            self.traffic.maintenance += n;
+        }
+    }
+
+    /// Moves node `idx`'s output onto the links and its timer onto the heap.
+    fn drain(&mut self, idx: u32) {
+        if !self.slots[idx as usize].alive {
+            return;
+        }
+        let from = self.node(idx).id();
+        while let Some((peer, bytes)) = self.slots[idx as usize].node.poll_transmit() {
+            self.classify(&bytes);
+            let Some(&pi) = self.index.get(&peer) else {
+                continue;
+            };
+            if self.links.contains(&key(idx, pi)) {
+                let at = self.now + self.delay(idx, pi);
+                self.push(
+                    at,
+                    Happening::Deliver {
+                        to: pi,
+                        from,
+                        bytes,
+                    },
+                );
+            }
+        }
+        while let Some(e) = self.slots[idx as usize].node.poll_event() {
+            match e {
+                Event::Connect { peer, .. } => match self.index.get(&peer) {
+                    Some(&pi) if self.slots[pi as usize].alive => {
+                        let at = self.now + self.delay(idx, pi) * 4;
+                        self.push(at, Happening::LinkUp { a: idx, b: pi });
+                    }
+                    _ => {
+                        let at = self.now + self.params.detect;
+                        self.push(at, Happening::LinkDown { at: idx, peer });
+                    }
+                },
+                Event::Disconnect { .. } => {}
+                other => {
+                    if self.events.len() < 1_000_000 {
+                        self.events.push((idx, other));
+                    }
+                }
+            }
+        }
+        let t = self.slots[idx as usize].node.poll_timeout();
+        let slot = &mut self.slots[idx as usize];
+        if t.is_some() && t != slot.timer {
+            slot.timer = t;
+            if let Some(t) = t {
+                let at = t.max(self.now);
+                self.push(at, Happening::Timer { idx });
+            }
+        }
+    }
+
+    /// Processes everything due up to `until`, then sets the clock there.
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(Reverse(item)) = self.heap.peek() {
+            if item.at > until {
+                break;
+            }
+            let Some(Reverse(item)) = self.heap.pop() else {
+                break;
+            };
+            self.now = self.now.max(item.at);
+            let now = self.now;
+            match item.what {
+                Happening::Deliver { to, from, bytes } => {
+                    let Some(&fi) = self.index.get(&from) else {
+                        continue;
+                    };
+                    if self.slots[to as usize].alive && self.links.contains(&key(to, fi)) {
+                        self.slots[to as usize]
+                            .node
+                            .handle_message(now, from, &bytes);
+                        self.drain(to);
+                    }
+                }
+                Happening::LinkUp { a, b } => {
+                    let (ida, idb) = (self.node(a).id(), self.node(b).id());
+                    match (self.alive(a), self.alive(b)) {
+                        (true, true) => {
+                            self.links.insert(key(a, b));
+                            self.slots[a as usize].node.link_up(now, idb);
+                            self.slots[b as usize].node.link_up(now, ida);
+                            self.drain(a);
+                            self.drain(b);
+                        }
+                        (true, false) => {
+                            self.slots[a as usize].node.link_down(now, idb);
+                            self.drain(a);
+                        }
+                        _ => {}
+                    }
+                }
+                Happening::LinkDown { at, peer } => {
+                    if self.slots[at as usize].alive {
+                        self.slots[at as usize].node.link_down(now, peer);
+                        self.drain(at);
+                    }
+                }
+                Happening::Timer { idx } => {
+                    let slot = &mut self.slots[idx as usize];
+                    if !slot.alive || slot.timer != Some(item.at) {
+                        continue;
+                    }
+                    slot.timer = None;
+                    slot.node.handle_timeout(now);
+                    self.drain(idx);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// The ring as it should be: live joined peers sorted by ID.
+    pub fn sorted_peers(&self) -> Vec<(NodeId, u32)> {
+        let mut v: Vec<(NodeId, u32)> = self
+            .live()
+            .filter(|&i| self.node(i).is_joined() && !self.node(i).is_client())
+            .map(|i| (self.node(i).id(), i))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Live joined peers whose first successor is not the true one.
+    pub fn wrong_successors(&self) -> usize {
+        let ring = self.sorted_peers();
+        (0..ring.len())
+            .filter(|&k| {
+                let want = ring[(k + 1) % ring.len()].0;
+                self.node(ring[k].1).chord().successor() != Some(want) && ring.len() > 1
+            })
+            .count()
+    }
+
+    /// Node `idx` stores its HIT-LOCATOR record (NODE-MATCH: at H(its own HIT)).
+    pub fn store_record(
+        &mut self,
+        idx: u32,
+        value: Vec<u8>,
+    ) -> Option<overlay::node::RequestHandle> {
+        let identity = self.identity(idx);
+        let id = self.node(idx).id();
+        let resource = overlay::id::resource_id(&id.0);
+        let mut data = StoredData {
+            storage_time: 1_000_000 + self.elapsed().as_millis() as u64,
+            lifetime: 7200,
+            value: StoredDataValue::Single(DataValue {
+                exists: true,
+                value,
+            }),
+            signature: overlay::wire::Signature::anonymous(),
+        };
+        sign_value(&identity, &resource, HIT_LOCATOR, &mut data);
+        let req = StoreReq {
+            resource,
+            replica_number: 0,
+            kind_data: vec![StoreKindData {
+                kind: HIT_LOCATOR,
+                generation: 0,
+                values: vec![data],
+            }],
+        };
+        self.with_node(idx, |n, now| n.store(now, &req)).ok()
+    }
+
+    /// Node `idx` fetches the HIT-LOCATOR record of `owner`.
+    pub fn fetch_record(
+        &mut self,
+        idx: u32,
+        owner: NodeId,
+    ) -> Option<overlay::node::RequestHandle> {
+        let req = FetchReq {
+            resource: overlay::id::resource_id(&owner.0),
+            specifiers: vec![StoredDataSpecifier {
+                kind: HIT_LOCATOR,
+                generation: 0,
+                selector: Selector::Single,
+            }],
+        };
+        self.with_node(idx, |n, now| n.fetch(now, &req)).ok()
+    }
+
+    /// Whether a live node holds `resource`.
+    pub fn held(&self, resource: &ResourceId) -> bool {
+        self.live()
+            .any(|i| self.node(i).stored_resources().any(|r| r == resource))
+    }
+
+    pub fn random(&mut self, n: usize) -> usize {
+        (self.rng.next_u64() % n.max(1) as u64) as usize
+    }
+
+    pub fn random_f64(&mut self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub nodes: usize,
+    pub joined: usize,
+    pub wrong_successors: usize,
+    /// Lookups by hop count.
+    pub hops: Vec<u64>,
+    pub lookups: u64,
+    pub lookups_ok: u64,
+    pub records: u64,
+    pub records_lost: u64,
+    pub departures: u64,
+    pub traffic: Traffic,
+    /// Live-node seconds (for per-node rates).
+    pub node_seconds: f64,
+    pub wall: Duration,
+    pub peak_rss_kib: u64,
+}
+
+impl Report {
+    pub fn mean_hops(&self) -> f64 {
+        let n: u64 = self.hops.iter().sum();
+        let s: u64 = self
+            .hops
+            .iter()
+            .enumerate()
+            .map(|(h, c)| h as u64 * c)
+            .sum();
+        s as f64 / n.max(1) as f64
+    }
+
+    pub fn success(&self) -> f64 {
+        self.lookups_ok as f64 / self.lookups.max(1) as f64
+    }
+
+    /// Maintenance bits per second per live node.
+    pub fn maintenance_bps(&self) -> f64 {
+        self.traffic.maintenance as f64 * 8.0 / self.node_seconds.max(1.0)
+    }
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Builds the ring, stores records, runs lookups (and churn), and reports.
+pub fn simulate(params: Params) -> Report {
+    let wall = Instant::now();
+    let mut sim = OverlaySim::new(params.clone());
+    let start = sim.now();
+    let n = params.nodes.max(1);
+    let boot = sim.add_node(params.config.clone());
+    sim.join(boot, None);
+    let mut deaths: Vec<(Instant, u32)> = Vec::new();
+    let mean_session = params
+        .churn
+        .map(|m| m.as_secs_f64() / std::f64::consts::LN_2);
+    let session = |sim: &mut OverlaySim| {
+        mean_session.map(|mean| {
+            let u = sim.random_f64().max(1e-12);
+            Duration::from_secs_f64(-u.ln() * mean)
+        })
+    };
+    for _ in 1..n {
+        let at = sim.now() + params.join_spacing;
+        sim.run_until(at);
+        let idx = sim.add_node(params.config.clone());
+        sim.join(idx, Some(boot));
+        if let Some(s) = session(&mut sim) {
+            deaths.push((sim.now() + s, idx));
+        }
+    }
+    // Let the ring settle, then store.
+    let end = start + params.duration;
+    let settle = (sim.now() + Duration::from_secs(60)).min(end);
+    sim.run_until(settle);
+    let mut report = Report {
+        nodes: n,
+        ..Report::default()
+    };
+    let mut stores: HashMap<(u32, overlay::node::RequestHandle), NodeId> = HashMap::new();
+    let mut stored: Vec<NodeId> = Vec::new();
+    let mut fetches: HashMap<(u32, overlay::node::RequestHandle), ()> = HashMap::new();
+    let mut hop_hist = vec![0u64; 101];
+    let live: Vec<u32> = sim.live().filter(|&i| sim.node(i).is_joined()).collect();
+    for k in 0..params.records.min(live.len()) {
+        let idx = live[k * live.len() / params.records.min(live.len()).max(1)];
+        let id = sim.node(idx).id();
+        if let Some(h) = sim.store_record(idx, id.0.to_vec()) {
+            stores.insert((idx, h), id);
+        }
+    }
+    let lookup_gap = Duration::from_secs_f64(1.0 / params.lookup_rate.max(0.001));
+    let mut next_lookup = sim.now() + Duration::from_secs(30);
+    let lookups_end = end.checked_sub(Duration::from_secs(20)).unwrap_or(end);
+    let mut node_seconds = 0.0;
+    let step = Duration::from_millis(100);
+    deaths.sort();
+    let mut di = 0;
+    let mut last = sim.now();
+    while sim.now() < end {
+        let t = (sim.now() + step).min(end);
+        sim.run_until(t);
+        node_seconds += sim.live().count() as f64 * (t - last).as_secs_f64();
+        last = t;
+        // Churn: departures and their replacements.
+        while di < deaths.len() && deaths[di].0 <= sim.now() {
+            let idx = deaths[di].1;
+            di += 1;
+            sim.kill(idx);
+            report.departures += 1;
+            let new = sim.add_node(params.config.clone());
+            sim.join(new, Some(boot));
+            if let Some(s) = session(&mut sim) {
+                let at = sim.now() + s;
+                let pos = deaths[di..].partition_point(|d| d.0 <= at) + di;
+                deaths.insert(pos, (at, new));
+            }
+        }
+        // Lookups.
+        while next_lookup <= sim.now() && sim.now() < lookups_end && !stored.is_empty() {
+            next_lookup += lookup_gap;
+            let owner = stored[sim.random(stored.len())];
+            let from = loop {
+                let i = sim.random(sim.len()) as u32;
+                if sim.alive(i) && sim.node(i).is_joined() {
+                    break i;
+                }
+            };
+            if let Some(h) = sim.fetch_record(from, owner) {
+                fetches.insert((from, h), ());
+            }
+        }
+        for (idx, e) in std::mem::take(&mut sim.events) {
+            match e {
+                Event::StoreDone { handle, .. } => {
+                    if let Some(id) = stores.remove(&(idx, handle)) {
+                        stored.push(id);
+                    }
+                }
+                Event::FetchDone {
+                    handle,
+                    answer,
+                    hops,
+                    ..
+                } if fetches.remove(&(idx, handle)).is_some() => {
+                    report.lookups += 1;
+                    let found = answer.kind_responses.iter().any(|k| {
+                        k.values
+                            .iter()
+                            .any(|v| matches!(&v.value, StoredDataValue::Single(d) if d.exists))
+                    });
+                    if found {
+                        report.lookups_ok += 1;
+                    }
+                    hop_hist[(hops as usize).min(100)] += 1;
+                }
+                Event::Failed { handle, .. } => {
+                    stores.remove(&(idx, handle));
+                    if fetches.remove(&(idx, handle)).is_some() {
+                        report.lookups += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    while hop_hist.len() > 1 && hop_hist.last() == Some(&0) {
+        hop_hist.pop();
+    }
+    report.hops = hop_hist;
+    report.records = stored.len() as u64;
+    // A record is lost if no live node holds it.
+    let resources: Vec<ResourceId> = stored
+        .iter()
+        .map(|id| overlay::id::resource_id(&id.0))
+        .collect();
+    let mut held: HashSet<ResourceId> = HashSet::new();
+    for i in sim.live().collect::<Vec<_>>() {
+        held.extend(sim.node(i).stored_resources().cloned());
+    }
+    report.records_lost = resources.iter().filter(|r| !held.contains(*r)).count() as u64;
+    report.joined = sim.sorted_peers().len();
+    report.wrong_successors = sim.wrong_successors();
+    report.traffic = sim.traffic;
+    report.node_seconds = node_seconds;
+    report.wall = wall.elapsed();
+    report.peak_rss_kib = peak_rss_kib();
+    report
+}
+
+/// `hipbone sim overlay`.
+pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
+    let mut params = Params::new(args.nodes, args.duration, args.seed);
+    params.churn = args.churn;
+    let r = simulate(params);
+    println!(
+        "nodes {} (joined peers at the end {}, wrong successors {}), departures {}",
+        r.nodes, r.joined, r.wrong_successors, r.departures
+    );
+    println!("lookup hops (histogram):");
+    let total: u64 = r.hops.iter().sum();
+    for (h, c) in r.hops.iter().enumerate() {
+        if *c > 0 {
+            let bar = "#".repeat(((*c * 50) / total.max(1)) as usize);
+            println!("  {h:>3} {c:>8} {bar}");
+        }
+    }
+    println!(
+        "mean hops {:.2} (goal <= {:.2})",
+        r.mean_hops(),
+        0.5 * (r.nodes as f64).log2() + 1.0
+    );
+    println!(
+        "lookups {} ok {} success {:.3} %",
+        r.lookups,
+        r.lookups_ok,
+        100.0 * r.success()
+    );
+    println!("records stored {} lost {}", r.records, r.records_lost);
+    println!(
+        "maintenance {:.0} bit/s per node ({} bytes); application {} bytes; {} messages",
+        r.maintenance_bps(),
+        r.traffic.maintenance,
+        r.traffic.application,
+        r.traffic.messages
+    );
+    println!(
+        "wall {:.1} s, peak memory (VmHWM) {:.0} MiB",
+        r.wall.as_secs_f64(),
+        r.peak_rss_kib as f64 / 1024.0
+    );
+    Ok(())
+}
