@@ -79,6 +79,38 @@ pub struct Config {
     /// The `[[peer]]` tables, in file order.
     #[serde(rename = "peer")]
     pub peers: Vec<Peer>,
+    /// `[overlay]`: the P2PSIP overlay to join; absent, the node joins none.
+    pub overlay: Option<Overlay>,
+}
+
+/// `[overlay]`: the overlay this node joins (RFC 7086 §10's configuration, in TOML).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    /// The overlay's name (a DNS-style name, R10); its hash marks every message.
+    pub name: String,
+    /// Nodes to join through: each its HIT and its locators. A node that lists itself (or
+    /// nothing) starts the ring when no other bootstrap answers.
+    #[serde(default)]
+    pub bootstrap: Vec<Bootstrap>,
+    /// Join as a client (R15): attach to the responsible peer, store nothing.
+    #[serde(default)]
+    pub client: bool,
+    /// Write the node's own inner packets (the overlay's TCP links, decrypted) to this
+    /// pcap file, for tshark to dissect the RELOAD framing on port 6084.
+    #[serde(default)]
+    pub pcap: Option<PathBuf>,
+}
+
+/// One `[[overlay.bootstrap]]`: a bootstrap node, RFC 7086 §10 (HIT, address and port).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    #[serde(deserialize_with = "de_hit")]
+    pub hit: Hit,
+    /// Locators, as in `[[peer]]` (a port defaults to [`DEFAULT_PORT`]).
+    #[serde(deserialize_with = "de_locators")]
+    pub locators: Vec<SocketAddr>,
 }
 
 /// `[interface]`: the local end — identity, sockets, TUN device, LSIs, control socket, logs.
@@ -665,6 +697,7 @@ impl Config {
             rekey_after: self.esp.rekey_after().unwrap_or(Duration::ZERO),
             queue_per_peer: self.esp.queue_per_peer as usize,
             rendezvous_server: self.interface.rendezvous,
+            overlay_relay: self.overlay.is_some(),
             ..defaults
         }
     }
@@ -934,7 +967,42 @@ impl Config {
         self.check_interface()?;
         self.check_esp()?;
         self.check_hip()?;
-        self.check_peers()
+        self.check_peers()?;
+        self.check_overlay()
+    }
+
+    fn check_overlay(&self) -> Result<(), Broken> {
+        let Some(o) = &self.overlay else {
+            return Ok(());
+        };
+        let valid = !o.name.is_empty()
+            && o.name.len() <= 253
+            && o.name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(broken(
+                KeyPath::of(&["overlay", "name"]),
+                format!(
+                    "overlay.name = {:?} is not a DNS-style name (labels of letters, digits and \
+                     '-', separated by dots)",
+                    o.name
+                ),
+            ));
+        }
+        for (n, b) in o.bootstrap.iter().enumerate() {
+            if b.locators.is_empty() {
+                return Err(broken(
+                    KeyPath::of(&["overlay", "bootstrap"]).index(n),
+                    format!("overlay.bootstrap[{n}] has no locators: give where it is reached"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_interface(&self) -> Result<(), Broken> {

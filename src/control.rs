@@ -74,31 +74,48 @@ pub struct Counters {
 }
 
 /// A request on the control socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Status,
     Down,
+    OverlayStatus,
+    /// Append a value to our own debugging array in the overlay.
+    OverlayStore(String),
+    /// Fetch the debugging array of the node with this HIT.
+    OverlayFetch(hip::Hit),
 }
 
 impl Request {
     pub fn parse(line: &str) -> Option<Request> {
+        let line = line.trim_end_matches(['\r', '\n']);
         match line.trim() {
-            "status" => Some(Request::Status),
-            "down" => Some(Request::Down),
-            _ => None,
+            "status" => return Some(Request::Status),
+            "down" => return Some(Request::Down),
+            "overlay status" => return Some(Request::OverlayStatus),
+            _ => {}
         }
+        if let Some(value) = line.strip_prefix("overlay store ") {
+            return Some(Request::OverlayStore(value.to_string()));
+        }
+        let hit = line.strip_prefix("overlay fetch ")?.trim();
+        hit.parse().ok().map(Request::OverlayFetch)
     }
 
-    fn as_str(self) -> &'static str {
+    fn line(&self) -> String {
         match self {
-            Request::Status => "status",
-            Request::Down => "down",
+            Request::Status => "status".to_string(),
+            Request::Down => "down".to_string(),
+            Request::OverlayStatus => "overlay status".to_string(),
+            Request::OverlayStore(value) => format!("overlay store {value}"),
+            Request::OverlayFetch(hit) => format!("overlay fetch {hit}"),
         }
     }
 }
 
-/// The longest request line the daemon reads.
-pub const MAX_REQUEST: usize = 64;
+/// The longest request line the daemon reads (a stored value included).
+pub const MAX_REQUEST: usize = 1100;
+/// The longest value `hipbone overlay store` takes (the debugging kind's value size).
+pub const MAX_VALUE: usize = 1024;
 
 /// Reads one request line from a fresh connection (bounded in size and time).
 pub fn read_request(stream: &UnixStream) -> std::io::Result<Option<Request>> {
@@ -116,8 +133,12 @@ pub fn call(path: &Path, request: Request) -> anyhow::Result<String> {
             path.display()
         )
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    writeln!(s, "{}", request.as_str())?;
+    let wait = match request {
+        Request::OverlayStore(_) | Request::OverlayFetch(_) => Duration::from_secs(25),
+        _ => Duration::from_secs(5),
+    };
+    s.set_read_timeout(Some(wait))?;
+    writeln!(s, "{}", request.line())?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
     Ok(answer)

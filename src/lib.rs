@@ -6,6 +6,7 @@ pub mod control;
 pub mod daemon;
 pub mod keys;
 pub mod netmon;
+pub mod netstack;
 pub mod sim;
 pub mod tun;
 pub mod udp;

@@ -75,15 +75,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running node about its overlay, or store and fetch through it (debugging).
+    Overlay {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: OverlayCommand,
+    },
     /// Run the deterministic simulator.
     #[command(subcommand)]
     Sim(SimCommand),
 }
 
 #[derive(Debug, Subcommand)]
+enum OverlayCommand {
+    /// The node's place on the ring, its neighbours, links and stored records (JSON).
+    Status,
+    /// Append VALUE to this node's debugging record (stored under its own HIT).
+    Store { value: String },
+    /// Print the debugging record of the node with this HIT.
+    Fetch { hit: hip::Hit },
+}
+
+#[derive(Debug, Subcommand)]
 enum SimCommand {
     /// One base exchange between two simulated hosts, with its timeline.
     Bex(hipbone::sim::bex::BexArgs),
+    /// A ring of overlay nodes: joins, stores, lookups, churn; hop counts and costs.
+    Overlay(hipbone::sim::overlay::OverlayArgs),
 }
 
 fn main() -> ExitCode {
@@ -167,7 +186,32 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Command::Overlay { config, command } => {
+            let path = load_config(config.as_deref())?.interface.control_path();
+            let request = match command {
+                OverlayCommand::Status => control::Request::OverlayStatus,
+                OverlayCommand::Store { value } => {
+                    if value.len() > control::MAX_VALUE || value.contains('\n') {
+                        anyhow::bail!(
+                            "the value must be one line of at most {} bytes",
+                            control::MAX_VALUE
+                        );
+                    }
+                    control::Request::OverlayStore(value)
+                }
+                OverlayCommand::Fetch { hit } => control::Request::OverlayFetch(hit),
+            };
+            let answer = control::call(&path, request)?;
+            if let Some(e) = serde_json::from_str::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            {
+                anyhow::bail!("{e}");
+            }
+            print_line(answer.trim_end())
+        }
         Command::Sim(SimCommand::Bex(args)) => hipbone::sim::bex::run(&args),
+        Command::Sim(SimCommand::Overlay(args)) => hipbone::sim::overlay::run(&args),
     }
 }
 

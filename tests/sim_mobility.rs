@@ -402,3 +402,25 @@ fn an_announcement_held_back_by_a_rekey_is_made_afterwards() {
     p.settle(Duration::from_secs(5));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, moved);
 }
+
+#[test]
+fn a_peer_that_vanishes_fails_the_association_once_no_path_answers() {
+    let mut p = established(14, Link::default());
+    let (a, b_hit) = (p.a, p.b_hit);
+    let b_addr = p.b_addr;
+    p.sim.unassign(b_addr);
+    let start = p.sim.elapsed();
+    for n in 0..200u32 {
+        p.send_esp(a, b_hit, &n.to_be_bytes());
+        p.settle(Duration::from_millis(50));
+    }
+    let failed_at = p
+        .events
+        .iter()
+        .find(|(_, n, e)| *n == a && matches!(e, Event::Failed { .. }))
+        .map(|(at, _, _)| *at);
+    assert!(failed_at.is_some(), "A never gave up on B");
+    // Silence (1.5 s) and three probes of the one path (2.5 s), in virtual time.
+    let took = failed_at.unwrap() - start;
+    assert!(took <= Duration::from_secs(6), "{took:?}");
+}

@@ -23,6 +23,15 @@ fn world(link: Link) -> World {
 
 /// A world whose random choices come from `seed` and whose B runs with `b_config`.
 fn world_with(seed: u64, link: Link, b_config: Config) -> World {
+    let server = Config {
+        rendezvous_server: true,
+        ..Config::default()
+    };
+    world_of(seed, link, b_config, server)
+}
+
+/// A world whose B and S run with the configurations given.
+fn world_of(seed: u64, link: Link, b_config: Config, server: Config) -> World {
     let start = Instant::now();
     let mut sim = Sim::new(seed, start);
     sim.set_default_link(link);
@@ -33,10 +42,6 @@ fn world_with(seed: u64, link: Link, b_config: Config) -> World {
             [n + 100; 32],
             start,
         )
-    };
-    let server = Config {
-        rendezvous_server: true,
-        ..Config::default()
     };
     let (a_addr, b_addr, s_addr): (SocketAddr, SocketAddr, SocketAddr) = (
         "198.51.100.1:10500".parse().unwrap(),
@@ -274,4 +279,34 @@ fn a_registration_is_renewed_by_update_and_ends_when_it_is_not() {
     run(&mut w, Duration::from_secs(40));
     connect_through_server(&mut w, Duration::from_secs(2));
     assert_eq!(w.sim.node(w.s).stats().relayed, relayed);
+}
+
+#[test]
+fn an_overlay_neighbour_relays_an_i1_without_a_registration() {
+    // HIP BONE: B and S have an association (overlay neighbours), no registration. A knows
+    // only S's address; S relays A's I1 to B because it has an association with B.
+    for relay in [true, false] {
+        let overlay = Config {
+            overlay_relay: relay,
+            ..Config::default()
+        };
+        let mut w = world_of(7, Link::default(), overlay.clone(), overlay);
+        let (b, s) = (w.b, w.s);
+        let (s_hit, b_hit) = (w.sim.node(s).hit(), w.sim.node(b).hit());
+        let now = w.sim.now();
+        let (b_addr, s_addr) = (w.b_addr, w.s_addr);
+        w.sim
+            .node_mut(b)
+            .connect(now, s_hit, b_addr, &[s_addr])
+            .unwrap();
+        run(&mut w, Duration::from_secs(2));
+        assert!(!w.sim.node(b).registered_with(&s_hit));
+        connect_through_server(&mut w, Duration::from_secs(5));
+        let state = w.sim.node(w.a).association(&b_hit).map(|a| a.state);
+        if relay {
+            assert_eq!(state, Some(hip::AssocState::Established));
+        } else {
+            assert_ne!(state, Some(hip::AssocState::Established));
+        }
+    }
 }

@@ -28,6 +28,7 @@ pub mod batch;
 pub mod inner;
 mod listeners;
 pub mod offload;
+pub mod overlay;
 
 use crate::config::Config;
 use crate::control::{self, AssocStatus, Counters, Request, Status};
@@ -68,6 +69,9 @@ const BATCH: usize = 64;
 const SOCKET_BUFFER: usize = 8 << 20;
 const TCP: u8 = 6;
 
+const NO_OVERLAY: &str =
+    "{\"error\": \"this node joins no overlay (no [overlay] in its configuration)\"}";
+
 /// A configured peer: where to send the first I1.
 #[derive(Debug, Clone)]
 struct PeerEntry {
@@ -105,6 +109,12 @@ pub struct Daemon {
     /// The host's addresses as netlink last reported them: the only ones a datagram is
     /// sent from by name (a locator that just went away is left to the kernel's choice).
     local_ips: Vec<IpAddr>,
+    /// The overlay this node joined, if its configuration names one.
+    overlay: Option<overlay::Overlay>,
+    /// Our identity again, for signing what the overlay stores.
+    identity: hip::HostIdentity,
+    /// The overlay has input to process (packets, a request) before the next wait.
+    overlay_due: bool,
     /// Sources that had more to read when their turn ended.
     tun_ready: bool,
     udp_ready: Vec<bool>,
@@ -136,6 +146,12 @@ impl Daemon {
         let mut seed = [0u8; 32];
         getrandom::getrandom(&mut seed)
             .map_err(|e| anyhow::anyhow!("drawing randomness from the operating system: {e}"))?;
+        let copy = || hip::HostIdentity::from_secret(*identity.secret_bytes());
+        let overlay = match &config.overlay {
+            Some(o) => Some(overlay::Overlay::new(o, copy(), now)?),
+            None => None,
+        };
+        let own = copy();
         let host = Host::new(identity, config.to_hip_config(), seed, now);
         let hit = host.hit();
         let prefix = config.interface.lsi_range.prefix_len;
@@ -156,6 +172,17 @@ impl Daemon {
                 rendezvous: p.rendezvous,
             };
             peers.insert(p.hit, entry);
+        }
+        // Bootstrap nodes are reached like configured peers (without an LSI of their own).
+        for b in config.overlay.iter().flat_map(|o| &o.bootstrap) {
+            if b.hit != hit && !peers.contains_key(&b.hit) {
+                let entry = PeerEntry {
+                    name: Some("bootstrap".to_string()),
+                    locators: b.locators.clone(),
+                    rendezvous: false,
+                };
+                peers.insert(b.hit, entry);
+            }
         }
 
         let mode = std::env::var("HIPBONE_OFFLOAD").unwrap_or_default();
@@ -235,11 +262,17 @@ impl Daemon {
             udp_ready: vec![false; gso.len()],
             gso,
             local_ips: Vec::new(),
+            overlay,
+            identity: own,
+            overlay_due: true,
             tun_ready: false,
             running: true,
         };
         daemon.register().context("registering event sources")?;
         daemon.update_addresses();
+        if let Some(o) = daemon.overlay.as_mut() {
+            o.start(Instant::now());
+        }
         let servers: Vec<Hit> = daemon
             .peers
             .iter()
@@ -302,12 +335,16 @@ impl Daemon {
         let mut events = Events::with_capacity(64);
         while self.running {
             let busy = self.tun_ready || self.udp_ready.contains(&true);
-            let timeout = if busy {
+            let timeout = if busy || self.overlay_due {
                 Some(Duration::ZERO)
             } else {
-                self.host
-                    .poll_timeout()
-                    .map(|t| t.saturating_duration_since(Instant::now()))
+                let now = Instant::now();
+                let overlay = self.overlay.as_mut().and_then(|o| o.poll_timeout(now));
+                [self.host.poll_timeout(), overlay]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| t.saturating_duration_since(now))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -344,8 +381,35 @@ impl Daemon {
                 self.host.handle_timeout(now);
             }
             self.flush();
+            self.drive_overlay(now);
         }
         Ok(())
+    }
+
+    /// Lets the overlay run if it has input or a timer due, and seals what it sends.
+    fn drive_overlay(&mut self, now: Instant) {
+        let Some(o) = self.overlay.as_mut() else {
+            return;
+        };
+        let due =
+            std::mem::take(&mut self.overlay_due) || o.poll_timeout(now).is_some_and(|t| t <= now);
+        if !due {
+            return;
+        }
+        let segments = o.drive(now);
+        for (peer, segment) in segments {
+            self.make_room();
+            let at = self.tx.slot() + ESP_HEADER_LEN;
+            let len = segment
+                .len()
+                .min(self.tx.buf.len() - at - hip::esp::ESP_TAIL_MAX);
+            self.tx.buf[at..at + len].copy_from_slice(&segment[..len]);
+            self.seal(now, peer, TCP, len);
+        }
+        if let Some(t) = self.tx.take() {
+            self.send_train(t);
+        }
+        self.flush();
     }
 
     /// Reads packets from the TUN device and sends them sealed, up to a batch; true when
@@ -522,14 +586,22 @@ impl Daemon {
     }
     /// Starts a base exchange with a configured peer; false if we know no locator for it.
     fn connect(&mut self, now: Instant, peer: Hit) -> bool {
-        let Some(entry) = self.peers.get(&peer) else {
-            return false;
+        let locators = match self.peers.get(&peer) {
+            Some(entry) => entry.locators.clone(),
+            // HIP BONE: the I1 goes to the overlay neighbour that knows the peer, which
+            // relays it over its association.
+            None => self
+                .overlay
+                .as_ref()
+                .and_then(|o| o.relay_for(&peer))
+                .and_then(|relay| self.host.association(&relay))
+                .map(|a| vec![a.remote])
+                .unwrap_or_default(),
         };
-        let Some(first) = entry.locators.first() else {
+        let Some(first) = locators.first() else {
             return false;
         };
         let local = self.local_for(first);
-        let locators = entry.locators.clone();
         match self.host.connect(now, peer, local, &locators) {
             Ok(_) => true,
             Err(e) => {
@@ -604,6 +676,13 @@ impl Daemon {
                 payload,
             } => {
                 let payload = at + payload.start..at + payload.end;
+                if let Some(o) = self.overlay.as_mut() {
+                    if crate::netstack::is_ours(next_header, &self.rx_buf[payload.clone()]) {
+                        o.receive(now, peer, &self.rx_buf[payload]);
+                        self.overlay_due = true;
+                        return;
+                    }
+                }
                 if let Some(range) =
                     self.edge
                         .incoming(&mut self.rx_buf, peer, next_header, payload)
@@ -702,11 +781,13 @@ impl Daemon {
                 Event::Failed { peer, error } => {
                     tracing::info!(peer = %peer, error = %error, "association failed");
                     self.forget(&peer);
+                    self.association_lost(peer);
                     self.register_rendezvous(Instant::now(), peer);
                 }
                 Event::Closed { peer } => {
                     tracing::info!(peer = %peer, "association closed");
                     self.forget(&peer);
+                    self.association_lost(peer);
                     self.register_rendezvous(Instant::now(), peer);
                 }
                 Event::Rekeyed { peer, .. } => tracing::debug!(peer = %peer, "ESP rekeyed"),
@@ -730,6 +811,13 @@ impl Daemon {
         let locators = entry.locators.clone();
         if let Err(e) = self.host.register(now, peer, local, &locators) {
             tracing::warn!(server = %peer, error = %e, "cannot register for rendezvous");
+        }
+    }
+
+    fn association_lost(&mut self, peer: Hit) {
+        if let Some(o) = self.overlay.as_mut() {
+            o.association_lost(peer);
+            self.overlay_due = true;
         }
     }
 
@@ -759,6 +847,31 @@ impl Daemon {
                 Ok(Some(Request::Down)) => {
                     self.running = false;
                     "{\"down\": true}".to_string()
+                }
+                Ok(Some(Request::OverlayStatus)) => match &self.overlay {
+                    Some(o) => serde_json::to_string_pretty(&o.status()).unwrap_or_default(),
+                    None => NO_OVERLAY.to_string(),
+                },
+                Ok(Some(Request::OverlayStore(value))) => {
+                    let Some(o) = self.overlay.as_mut() else {
+                        let mut w = &std;
+                        let _ = io::Write::write_all(&mut w, NO_OVERLAY.as_bytes());
+                        continue;
+                    };
+                    // Answered when the overlay has: the stream waits with the request.
+                    o.store(Instant::now(), &self.identity, value.as_bytes(), std);
+                    self.overlay_due = true;
+                    continue;
+                }
+                Ok(Some(Request::OverlayFetch(owner))) => {
+                    let Some(o) = self.overlay.as_mut() else {
+                        let mut w = &std;
+                        let _ = io::Write::write_all(&mut w, NO_OVERLAY.as_bytes());
+                        continue;
+                    };
+                    o.fetch(Instant::now(), owner, std);
+                    self.overlay_due = true;
+                    continue;
                 }
                 _ => "{\"error\": \"unknown request\"}".to_string(),
             };

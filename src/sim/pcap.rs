@@ -17,17 +17,36 @@ pub struct Writer {
     bytes: Vec<u8>,
 }
 
+/// The pcap file header (microsecond timestamps, raw IP packets).
+pub fn file_header() -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(24);
+    bytes.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // microsecond timestamps
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&4u16.to_le_bytes());
+    bytes.extend_from_slice(&0i32.to_le_bytes()); // thiszone
+    bytes.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
+    bytes.extend_from_slice(&65535u32.to_le_bytes()); // snaplen
+    bytes.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    bytes
+}
+
+/// One record: the IP `packet` seen at `at` (since the epoch of the capture).
+pub fn record(at: Duration, packet: &[u8]) -> Vec<u8> {
+    let len = packet.len() as u32;
+    let mut bytes = Vec::with_capacity(16 + packet.len());
+    bytes.extend_from_slice(&(at.as_secs() as u32).to_le_bytes());
+    bytes.extend_from_slice(&at.subsec_micros().to_le_bytes());
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(packet);
+    bytes
+}
+
 impl Writer {
     pub fn new() -> Writer {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // microsecond timestamps
-        bytes.extend_from_slice(&2u16.to_le_bytes());
-        bytes.extend_from_slice(&4u16.to_le_bytes());
-        bytes.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-        bytes.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        bytes.extend_from_slice(&65535u32.to_le_bytes()); // snaplen
-        bytes.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
-        Writer { bytes }
+        Writer {
+            bytes: file_header(),
+        }
     }
 
     /// Appends one datagram seen at virtual time `at`. Mixed-family pairs cannot be one
@@ -36,14 +55,7 @@ impl Writer {
         let Some(packet) = ip_udp(d.from, d.to, &d.payload) else {
             return;
         };
-        let len = packet.len() as u32;
-        self.bytes
-            .extend_from_slice(&(at.as_secs() as u32).to_le_bytes());
-        self.bytes
-            .extend_from_slice(&at.subsec_micros().to_le_bytes());
-        self.bytes.extend_from_slice(&len.to_le_bytes());
-        self.bytes.extend_from_slice(&len.to_le_bytes());
-        self.bytes.extend_from_slice(&packet);
+        self.bytes.extend_from_slice(&record(at, &packet));
     }
 
     pub fn finish(self) -> Vec<u8> {

@@ -105,6 +105,10 @@ pub struct Config {
     pub rekey_timeout: Duration,
     /// Offer the rendezvous service (RFC 8004) to hosts that ask for it in their I2.
     pub rendezvous_server: bool,
+    /// HIP BONE (RFC 6079, RFC 7086 §5.3): relay an I1 for any host we have an established
+    /// association with, and take a relayed I1 from any such host — the overlay's links
+    /// make every neighbour a rendezvous point for the hosts it knows.
+    pub overlay_relay: bool,
     /// Lifetime asked for when registering (RFC 8003 one-byte encoding; 0x9e ≈ 57 min).
     pub registration_lifetime: u8,
     /// HIP_CIPHER IDs we offer or accept, preferred first.
@@ -161,6 +165,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(15 * 60),
             rekey_timeout: Duration::from_secs(30),
             rendezvous_server: false,
+            overlay_relay: false,
             registration_lifetime: 0x9e,
             hip_ciphers: vec![HIP_CIPHER_AES128_CBC],
             esp_suites: vec![ESP_SUITE_AES128_GCM16],
@@ -564,10 +569,16 @@ impl Host {
             // As a rendezvous server: an I1, or the UPDATE of a peer that lost track of a
             // client that moved (RFC 8046 §3.2.3, the double jump), goes on to the client.
             if matches!(repr.packet_type, PacketType::I1 | PacketType::Update)
-                && self
+                && (self
                     .rvs_clients
                     .get(&repr.receiver_hit)
                     .is_some_and(|end| now < *end)
+                    || (self.config.overlay_relay
+                        && repr.packet_type == PacketType::I1
+                        && self
+                            .assocs
+                            .get(&repr.receiver_hit)
+                            .is_some_and(|a| a.esp.is_some())))
             {
                 return self.relay_i1(remote, &repr);
             }

@@ -221,7 +221,11 @@ impl Host {
         let server = self
             .assocs
             .values()
-            .find(|a| a.remote == remote && self.registered_with.contains_key(&a.peer_hit))
+            .find(|a| {
+                a.remote == remote
+                    && (self.registered_with.contains_key(&a.peer_hit)
+                        || (self.config.overlay_relay && a.esp.is_some()))
+            })
             .ok_or(Error::Unexpected)?;
         let keys = server.keys.as_ref().ok_or(Error::Unexpected)?;
         check_mac(bytes, self.profile, &keys.mac_in, param_type::RVS_HMAC, &[])?;

@@ -445,10 +445,11 @@ impl Host {
                 a.verify = None;
                 a.pending_update = None;
                 if !self.probe_next(now, peer) {
-                    tracing::info!(peer = %peer, "no path to the peer answered");
-                    if let Some(a) = self.assocs.get_mut(&peer) {
-                        a.path_confirmed = Some(now);
-                    }
+                    // Every path was probed and none answered: the peer is gone (or out
+                    // of reach), as when an UPDATE goes unanswered (RFC 7401 §6.11).
+                    tracing::info!(peer = %peer, "no path to the peer answered, association failed");
+                    self.fail(now, peer);
+                    return;
                 }
                 self.schedule(now, peer);
                 return;
@@ -466,15 +467,7 @@ impl Host {
             if p.tries >= tries {
                 // RFC 7401 §6.11: no ACK after the retries means the association is broken.
                 tracing::info!(peer = %peer, "UPDATE unanswered, association failed");
-                a.state = AssocState::Failed;
-                a.esp = None;
-                a.pending_update = None;
-                a.rekey = None;
-                a.timer = Some(now + self.config.linger);
-                self.push_event(Event::Failed {
-                    peer,
-                    error: Error::Timeout,
-                });
+                self.fail(now, peer);
                 return;
             }
             p.tries += 1;
@@ -505,6 +498,25 @@ impl Host {
         }
         self.registration_timer(now, peer);
         self.schedule(now, peer);
+    }
+}
+
+impl Host {
+    /// The association with `peer` is broken: no more ESP, and gone after the linger.
+    fn fail(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        a.state = AssocState::Failed;
+        a.esp = None;
+        a.pending_update = None;
+        a.verify = None;
+        a.rekey = None;
+        a.timer = Some(now + self.config.linger);
+        self.push_event(Event::Failed {
+            peer,
+            error: Error::Timeout,
+        });
     }
 }
 

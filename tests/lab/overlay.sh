@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Five real nodes form an overlay ring through one bootstrap (n1), over HIP: each overlay
+# link is a TCP connection between HITs on port 6084 in the nodes' own stacks, inside ESP.
+# Only n1's address is configured; links to the others are opened by I1s relayed through
+# a neighbour (HIP BONE). A value stored from one node is fetched from another; the node
+# that holds it is killed; the value is still fetched, from a replica.
+#
+#   n1 198.51.100.2 ─┐
+#   n2 198.51.100.18 ┤
+#   n3 198.51.100.34 ┼── R
+#   n4 198.51.100.50 ┤
+#   n5 198.51.100.66 ┘
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+HB=${HB:-$PWD/target/release/hipbone}
+source tests/lab/common.sh
+
+NODES="n1 n2 n3 n4 n5"
+lab_init
+lab_host r
+lab_router r
+i=0
+for n in $NODES; do
+  lab_host "$n"
+  lab_link r "$n" "198.51.100.$((i * 16))/28"
+  lab_exec "$n" ip route add default via "198.51.100.$((i * 16 + 1))"
+  i=$((i + 1))
+done
+dir=$(lab_state)
+for n in $NODES; do node_key "$n" >/dev/null; done
+declare -A HIT
+for n in $NODES; do HIT[$n]=$(node_hit "$n"); done
+for n in $NODES; do
+  pcap=""
+  [ "$n" = n3 ] && pcap="pcap = \"$dir/n3-inner.pcap\""
+  cat >"$dir/$n.toml" <<TOML
+[interface]
+identity = "$(node_key "$n")"
+control = "$dir/$n.sock"
+
+[overlay]
+name = "lab.hipbone.test"
+$pcap
+
+[[overlay.bootstrap]]
+hit = "${HIT[n1]}"
+locators = ["198.51.100.2:10500"]
+TOML
+done
+for n in $NODES; do
+  node_up "$n" || { finish; exit 1; }
+  sleep 0.5
+done
+
+ostatus() { "$HB" overlay -c "$dir/$1.toml" status 2>/dev/null; }
+# The ring is right when each node's first successor is the next HIT in sorted order.
+ring_converged() {
+  local sorted n want got k
+  sorted=$(for n in $NODES; do echo "${HIT[$n]} $n"; done | python3 -c '
+import ipaddress, sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+rows.sort(key=lambda r: int(ipaddress.IPv6Address(r[0])))
+for i, (h, n) in enumerate(rows):
+    print(n, rows[(i + 1) % len(rows)][0])')
+  while read -r n want; do
+    got=$(ostatus "$n" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["successors"][0] if s["joined"] and s["successors"] else "")' 2>/dev/null)
+    [ "$got" = "$want" ] || return 1
+  done <<<"$sorted"
+}
+converged=1
+for _ in $(seq 90); do
+  ring_converged && { converged=0; break; }
+  sleep 1
+done
+check "five nodes form the ring through one bootstrap" test "$converged" = 0
+for n in $NODES; do echo "  $n ${HIT[$n]}: $(ostatus "$n" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("joined" if s["joined"] else "not joined", "succ", s["successors"][:1], "links", len(s["links"]))' 2>/dev/null)"; done
+
+store() { "$HB" overlay -c "$dir/$1.toml" store "$2"; }
+fetch() { "$HB" overlay -c "$dir/$1.toml" fetch "$2"; }
+check "n2 stores a value" store n2 "hello from n2"
+answer=$(fetch n4 "${HIT[n2]}")
+echo "  fetch from n4: $answer"
+check "n4 fetches it" grep -q "hello from n2" <<<"$answer"
+holder=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)
+victim=""
+for n in $NODES; do [ "${HIT[$n]}" = "$holder" ] && victim=$n; done
+check "the holder is one of the nodes ($victim)" test -n "$victim"
+# Kill the holder (by the PID this script started) and fetch from a node that is not it.
+node_down "$victim"
+asker=n4
+[ "$victim" = n4 ] && asker=n5
+refetched=1
+for _ in $(seq 30); do
+  answer=$(fetch "$asker" "${HIT[n2]}" 2>&1) && grep -q "hello from n2" <<<"$answer" && { refetched=0; break; }
+  sleep 1
+done
+echo "  fetch from $asker after $victim died: $answer"
+check "after the holder ($victim) died, $asker still fetches the value" test "$refetched" = 0
+check "the answer came from another node" test "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)" != "$holder"
+frames=$(tshark -r "$dir/n3-inner.pcap" -d tcp.port==6084,reload-framing -Y reload 2>/dev/null | wc -l)
+check "tshark decodes RELOAD messages in n3's inner capture ($frames)" test "$frames" -gt 0
+finish
