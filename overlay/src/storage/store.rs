@@ -336,7 +336,11 @@ impl Store {
         if !unknown.is_empty() {
             return Err(StorageError::UnknownKinds(unknown));
         }
-        match ids.iter().enumerate().find(|(i, id)| ids[..*i].contains(id)) {
+        match ids
+            .iter()
+            .enumerate()
+            .find(|(i, id)| ids[..*i].contains(id))
+        {
             Some((_, id)) => Err(StorageError::DuplicateKind(*id)),
             None => Ok(()),
         }
