@@ -161,3 +161,25 @@ fn forged_signature_and_foreign_store_are_refused() {
     assert_eq!(refusals, vec![ErrorCode::Forbidden, ErrorCode::Forbidden]);
     assert!(!sim.held(&resource));
 }
+
+#[test]
+fn records_follow_the_ring_as_nodes_join_after_they_were_stored() {
+    let mut sim = ring(100, 13);
+    let owners: Vec<u32> = sim.sorted_peers().iter().map(|r| r.1).collect();
+    for &o in &owners {
+        assert!(sim.store_record(o, b"locator".to_vec()).is_some());
+    }
+    run_for(&mut sim, 60);
+    // 100 more nodes join: each takes over part of some record holder's range, and the
+    // records it now owns must be handed over to it (RFC 6940 §10.5 step 6).
+    let p = Params::new(200, Duration::from_secs(3600), 13);
+    for _ in 0..100 {
+        let i = sim.add_node(p.config.clone());
+        sim.join(i, Some(0));
+        run_for(&mut sim, 1);
+    }
+    run_for(&mut sim, 90);
+    assert_eq!(sim.wrong_successors(), 0);
+    let (ok, failed) = fetch_all(&mut sim, &owners);
+    assert_eq!(failed, 0, "records reach their new owners ({ok} ok)");
+}

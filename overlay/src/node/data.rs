@@ -142,7 +142,10 @@ impl Node {
                     return refuse(ErrorCode::InvalidMessage, "Resource-ID length");
                 };
                 if req.replica_number == 0 {
-                    if !self.owns(pos) {
+                    // The records a join hands over (§10.5 step 6) come from the admitting
+                    // peer before its Update has told us our place: taken on its word.
+                    let handover = direct && self.admitting_peer() == Some(origin);
+                    if !handover && !self.owns(pos) {
                         return refuse(ErrorCode::NotFound, "not responsible");
                     }
                 } else if !(direct && self.chord.contains(origin)) {
@@ -246,7 +249,13 @@ impl Node {
             return;
         };
         let transfers = store.records_in(now_ms, from, to, 0, max_body);
-        for t in transfers {
+        for mut t in transfers {
+            // The joining peer holds nothing yet, so a generation counter (which must
+            // match what the storing peer holds, §7.4.1) would make it refuse the lot.
+            // Handed over unconditionally; its counters start again there.
+            for kd in &mut t.req.kind_data {
+                kd.generation = 0;
+            }
             self.send_store(now, to_node, t.req.to_bytes(), t.certificates);
         }
     }
