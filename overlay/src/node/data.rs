@@ -35,6 +35,9 @@ pub(super) struct Data {
     store: Option<Store>,
     /// The next replication round (after the hold-down).
     replicate_at: Option<Instant>,
+    /// The last change of our predecessors or first successors: data we no longer need
+    /// is dropped only once the neighbourhood has been quiet for a while.
+    changed_at: Option<Instant>,
     /// Fetch requests in flight, to check their answers against.
     fetches: HashMap<RequestHandle, FetchReq>,
 }
@@ -45,6 +48,7 @@ impl Data {
             kinds: config.kinds.clone(),
             store: (!client).then(|| Store::with_limits(config.kinds.clone(), config.limits)),
             replicate_at: None,
+            changed_at: None,
             fetches: HashMap::new(),
         }
     }
@@ -54,6 +58,11 @@ impl Data {
             Some(s) => Box::new(s.resources()),
             None => Box::new(core::iter::empty()),
         }
+    }
+
+    /// Our neighbourhood changed at `now` (see `changed_at`).
+    pub(super) fn neighbours_changed(&mut self, now: Instant) {
+        self.changed_at = Some(now);
     }
 
     pub(super) fn schedule(&mut self, at: Instant) {
@@ -276,7 +285,14 @@ impl Node {
             return;
         };
         store.expire(now_ms);
-        if preds.len() >= 3 && !succs.contains(&preds[2]) {
+        // Records behind our third predecessor are no longer ours to keep — unless the
+        // ring around us changed lately: then a neighbour may still be waiting for its
+        // copy (its own round comes after the hold-down), and ours may be the last one.
+        let quiet = self
+            .data
+            .changed_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= 2 * self.config.replica_holddown);
+        if quiet && preds.len() >= 3 && !succs.contains(&preds[2]) {
             store.remove_outside(preds[2].position(), me);
         }
         let mut out = Vec::new();

@@ -1618,6 +1618,7 @@ impl Node {
                 if pred_changed || succ_changed {
                     self.data.schedule(now + self.config.replica_holddown);
                 }
+                self.data.neighbours_changed(now);
             }
             self.push_event(Event::NeighboursChanged {
                 predecessors: preds,
