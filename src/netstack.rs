@@ -30,9 +30,6 @@ pub const OVERLAY_PORT: u16 = 6084;
 /// The local ports our links are opened from. They lie outside Linux's ephemeral range
 /// (32768–60999), so an inner packet belongs to the stack or to the kernel by its ports.
 pub const CLIENT_PORTS: RangeInclusive<u16> = 6085..=6339;
-/// Inner packets (IPv6, header included) at most: the TUN device's default MTU, so that
-/// the ESP datagram fits where the kernel's own traffic fits.
-const MTU: usize = 1400;
 const TCP_BUFFER: usize = 64 * 1024;
 /// Sockets kept listening, so that several peers can open links at the same moment.
 const LISTENERS: usize = 4;
@@ -44,6 +41,9 @@ const QUEUE: usize = 1024;
 const MAX_FRAME: usize = 64 * 1024;
 /// Links kept open at most (one per peer).
 pub const MAX_LINKS: usize = 255;
+/// Framed bytes queued on one link at most (our messages and our acks): a peer that
+/// stops reading is cut off rather than filling our memory.
+const MAX_OUTBOUND: usize = 512 * 1024;
 
 /// What happened to a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,11 +99,12 @@ pub fn ipv6_tcp(src: Hit, dst: Hit, segment: &[u8]) -> Vec<u8> {
     packet
 }
 
-/// The stack's device: two bounded queues of IPv6 packets.
+/// The stack's device: two bounded queues of IPv6 packets of at most `mtu` bytes.
 #[derive(Debug, Default)]
 struct Queues {
     rx: VecDeque<Vec<u8>>,
     tx: VecDeque<Vec<u8>>,
+    mtu: usize,
 }
 
 impl Device for Queues {
@@ -113,7 +114,7 @@ impl Device for Queues {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
-        caps.max_transmission_unit = MTU;
+        caps.max_transmission_unit = self.mtu;
         caps
     }
 
@@ -199,9 +200,14 @@ fn ip(hit: Hit) -> IpAddress {
 }
 
 impl Netstack {
-    /// A stack for the host `hit`; `seed` feeds TCP's initial sequence numbers.
-    pub fn new(hit: Hit, seed: u64, now: Instant) -> Netstack {
-        let mut device = Queues::default();
+    /// A stack for the host `hit` whose inner packets (IPv6 header included) are at most
+    /// `mtu` bytes — the TUN device's MTU, so that the ESP datagrams fit where the
+    /// kernel's own traffic fits; `seed` feeds TCP's initial sequence numbers.
+    pub fn new(hit: Hit, seed: u64, mtu: usize, now: Instant) -> Netstack {
+        let mut device = Queues {
+            mtu: mtu.max(1280),
+            ..Queues::default()
+        };
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = seed;
         let mut iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
@@ -295,7 +301,7 @@ impl Netstack {
         let Some(link) = self.links.get_mut(&peer) else {
             return Err(SendError::NoPort);
         };
-        if link.pending >= PENDING {
+        if link.pending >= PENDING || link.outbound.len() + message.len() > MAX_OUTBOUND {
             return Err(SendError::Backlog);
         }
         let frame = FramedMessage::Data {
@@ -505,6 +511,11 @@ impl Netstack {
             };
             link.outbound.extend(ack.to_bytes());
         }
+        if link.outbound.len() > MAX_OUTBOUND {
+            tracing::debug!(peer = %peer, "overlay peer does not read, closing the link");
+            self.close(peer);
+            return;
+        }
         self.flush(peer);
     }
 
@@ -614,7 +625,10 @@ mod tests {
     #[test]
     fn two_stacks_open_a_link_and_carry_framed_messages_both_ways() {
         let mut now = Instant::now();
-        let (mut a, mut b) = (Netstack::new(hit(1), 1, now), Netstack::new(hit(2), 2, now));
+        let (mut a, mut b) = (
+            Netstack::new(hit(1), 1, 1400, now),
+            Netstack::new(hit(2), 2, 1400, now),
+        );
         a.send(now, hit(2), b"hello over the overlay").unwrap();
         exchange(&mut a, &mut b, &mut now);
         assert_eq!(a.poll_event(), Some(LinkEvent::Up(hit(2))));
@@ -639,7 +653,10 @@ mod tests {
     #[test]
     fn links_opened_by_both_ends_at_once_end_up_as_one() {
         let mut now = Instant::now();
-        let (mut a, mut b) = (Netstack::new(hit(1), 1, now), Netstack::new(hit(2), 2, now));
+        let (mut a, mut b) = (
+            Netstack::new(hit(1), 1, 1400, now),
+            Netstack::new(hit(2), 2, 1400, now),
+        );
         a.send(now, hit(2), b"from a").unwrap();
         b.send(now, hit(1), b"from b").unwrap();
         exchange(&mut a, &mut b, &mut now);
@@ -655,7 +672,10 @@ mod tests {
     #[test]
     fn a_malformed_frame_closes_the_link() {
         let mut now = Instant::now();
-        let (mut a, mut b) = (Netstack::new(hit(1), 1, now), Netstack::new(hit(2), 2, now));
+        let (mut a, mut b) = (
+            Netstack::new(hit(1), 1, 1400, now),
+            Netstack::new(hit(2), 2, 1400, now),
+        );
         a.send(now, hit(2), b"first").unwrap();
         exchange(&mut a, &mut b, &mut now);
         while a.poll_event().is_some() {}

@@ -424,3 +424,38 @@ fn a_peer_that_vanishes_fails_the_association_once_no_path_answers() {
     let took = failed_at.unwrap() - start;
     assert!(took <= Duration::from_secs(6), "{took:?}");
 }
+
+#[test]
+fn a_rekey_due_while_an_update_is_outstanding_does_not_spin_the_timer() {
+    // A probe is outstanding (all traffic lost) when the rekey falls due: the rekey must
+    // wait for it without the timer firing again and again at the same instant.
+    let config = Config {
+        rekey_after: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut p = Pair::new(15, Link::default(), false, config);
+    p.connect_a();
+    p.run(Duration::from_secs(10)).expect("base exchange");
+    let (a, b_hit) = (p.a, p.b_hit);
+    p.sim
+        .set_filter(Box::new(|_, _: &Datagram| hipbone::sim::Verdict::Drop));
+    p.send_esp(a, b_hit, b"into the void");
+    let end = p.sim.now() + Duration::from_secs(10);
+    let mut steps = 0;
+    while p.sim.step(end) {
+        steps += 1;
+        assert!(steps < 10_000, "the timer spins at {:?}", p.sim.elapsed());
+    }
+}
+
+#[test]
+fn the_first_packet_after_a_quiet_spell_is_not_probed_at_once() {
+    let mut p = established(16, Link::default());
+    let (a, b_hit) = (p.a, p.b_hit);
+    p.settle(Duration::from_secs(10));
+    p.send_esp(a, b_hit, b"after a while");
+    let info = p.sim.node(a).association(&b_hit).unwrap();
+    assert!(info.probing.is_none());
+    let due = p.sim.node(a).poll_timeout().unwrap();
+    assert!(due > p.sim.now(), "a timer due at once after one packet");
+}

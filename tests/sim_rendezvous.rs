@@ -310,3 +310,38 @@ fn an_overlay_neighbour_relays_an_i1_without_a_registration() {
         }
     }
 }
+
+#[test]
+fn an_i1_that_brings_its_own_from_is_not_relayed() {
+    // Anyone could otherwise aim the client's R1 at a victim: the relay's RVS_HMAC would
+    // vouch for a FROM it did not write.
+    let mut w = world(Link::default());
+    register(&mut w);
+    let b_hit = w.sim.node(w.b).hit();
+    let victim: SocketAddr = "203.0.113.99:10500".parse().unwrap();
+    let (a_addr, s_addr) = (w.a_addr, w.s_addr);
+    // A real I1 from A to B, with a FROM naming the victim added.
+    let now = w.sim.now();
+    w.sim
+        .node_mut(w.a)
+        .connect(now, b_hit, a_addr, &[s_addr])
+        .unwrap();
+    let i1 = w.sim.node_mut(w.a).poll_transmit().unwrap();
+    // After the 4-byte non-ESP marker of HIP over UDP.
+    let mut repr = hip::wire::HipRepr::parse(&i1.payload[4..]).unwrap();
+    let mapped = match victim.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    };
+    repr.params.push(hip::wire::Param::From(mapped));
+    let mut payload = vec![0u8; 4];
+    payload.extend(repr.to_bytes());
+    w.sim.inject(hipbone::sim::Datagram {
+        from: a_addr,
+        to: s_addr,
+        payload,
+    });
+    run(&mut w, Duration::from_secs(2));
+    // (A's own I1, retransmitted without the extra FROM, is relayed as usual.)
+    assert!(w.sim.trace().iter().all(|r| r.datagram.to != victim));
+}

@@ -253,6 +253,9 @@ pub(crate) struct Assoc {
     pub failover: Vec<(SocketAddr, SocketAddr)>,
     /// The last time a probe showed the current path working (silence counts from then).
     pub path_confirmed: Option<Instant>,
+    /// The first ESP packet we sent since we last heard from the peer: silence counts
+    /// from here, not from a quiet spell before it.
+    pub unanswered_since: Option<Instant>,
     pub credit: Credit,
 }
 
@@ -295,6 +298,7 @@ impl Assoc {
             peer_locators: Vec::new(),
             failover: Vec::new(),
             path_confirmed: None,
+            unanswered_since: None,
             credit: Credit::default(),
         }
     }

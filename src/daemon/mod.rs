@@ -148,7 +148,12 @@ impl Daemon {
             .map_err(|e| anyhow::anyhow!("drawing randomness from the operating system: {e}"))?;
         let copy = || hip::HostIdentity::from_secret(*identity.secret_bytes());
         let overlay = match &config.overlay {
-            Some(o) => Some(overlay::Overlay::new(o, copy(), now)?),
+            Some(o) => Some(overlay::Overlay::new(
+                o,
+                copy(),
+                config.interface.mtu as usize,
+                now,
+            )?),
             None => None,
         };
         let own = copy();
@@ -397,6 +402,7 @@ impl Daemon {
             return;
         }
         let segments = o.drive(now);
+        self.overlay_due = o.more;
         for (peer, segment) in segments {
             self.make_room();
             let at = self.tx.slot() + ESP_HEADER_LEN;

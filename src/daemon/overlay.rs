@@ -66,6 +66,11 @@ pub struct Overlay {
     waiting: HashMap<RequestHandle, Waiting>,
     pcap: Option<(std::io::BufWriter<std::fs::File>, Instant)>,
     me: Hit,
+    /// When to try the bootstraps again (none answered yet), and the back-off.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// `drive` stopped with work left: call it again before waiting.
+    pub more: bool,
 }
 
 impl std::fmt::Debug for Overlay {
@@ -94,6 +99,7 @@ impl Overlay {
     pub fn new(
         config: &OverlayConfig,
         identity: HostIdentity,
+        mtu: usize,
         now: Instant,
     ) -> anyhow::Result<Overlay> {
         let me = identity.hit();
@@ -123,7 +129,7 @@ impl Overlay {
             name: config.name.clone(),
             client: config.client,
             node: Node::new(identity, node_config, now),
-            net: Netstack::new(me, stack_seed, now),
+            net: Netstack::new(me, stack_seed, mtu, now),
             bootstraps: config
                 .bootstrap
                 .iter()
@@ -135,6 +141,9 @@ impl Overlay {
             waiting: HashMap::new(),
             pcap,
             me,
+            retry_at: None,
+            retry_delay: RETRY_FIRST,
+            more: false,
         })
     }
 
@@ -146,6 +155,10 @@ impl Overlay {
             self.node.join(now, &[]);
             return;
         }
+        self.connect_bootstraps(now);
+    }
+
+    fn connect_bootstraps(&mut self, now: Instant) {
         for b in self.bootstraps.clone() {
             if let Err(e) = self.net.connect(now, b) {
                 tracing::warn!(bootstrap = %b, error = %e, "cannot open an overlay link");
@@ -186,10 +199,14 @@ impl Overlay {
 
     /// When the node or the stack next has something to do.
     pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
-        [self.node.poll_timeout(), self.net.poll_at(now)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.node.poll_timeout(),
+            self.net.poll_at(now),
+            self.retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs the node and the stack until neither has anything left to hand over; returns
@@ -198,7 +215,13 @@ impl Overlay {
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
             self.node.handle_timeout(now);
         }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            tracing::info!(overlay = %self.name, "trying the bootstrap nodes again");
+            self.connect_bootstraps(now);
+        }
         let mut out = Vec::new();
+        self.more = true;
         for _ in 0..16 {
             self.net.poll(now);
             let mut progress = false;
@@ -217,6 +240,14 @@ impl Overlay {
                     LinkEvent::Down(peer) => {
                         tracing::debug!(peer = %peer, "overlay link down");
                         self.node.link_down(now, node_id(peer));
+                        // No bootstrap came up yet: try them again later, backing off.
+                        if !self.join_started
+                            && self.bootstraps.contains(&peer)
+                            && self.retry_at.is_none()
+                        {
+                            self.retry_at = Some(now + self.retry_delay);
+                            self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+                        }
                     }
                 }
             }
@@ -242,6 +273,7 @@ impl Overlay {
                 out.push((peer, segment));
             }
             if !progress {
+                self.more = false;
                 break;
             }
         }
@@ -339,6 +371,13 @@ impl Overlay {
         value: &[u8],
         stream: UnixStream,
     ) {
+        if value.len() > crate::control::MAX_VALUE {
+            let e = format!(
+                "the value is longer than {} bytes",
+                crate::control::MAX_VALUE
+            );
+            return reply(stream, &serde_json::json!({ "error": e }));
+        }
         if self.waiting.len() >= MAX_WAITING {
             return reply(
                 stream,
@@ -451,9 +490,15 @@ fn describe(f: &Failure) -> String {
     }
 }
 
+/// Answers a waiting control client; one that does not read cannot hold up the loop.
 fn reply(mut stream: UnixStream, answer: &serde_json::Value) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
     let _ = stream.write_all(answer.to_string().as_bytes());
 }
+
+/// Back-off of bootstrap retries.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How long the CLI waits for a store or fetch: the node's own retransmissions (R13:
 /// 5 sends, 3 s apart) and a margin.

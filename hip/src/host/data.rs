@@ -79,6 +79,7 @@ impl Host {
                 a.traffic.tx_packets += 1;
                 a.traffic.tx_bytes += len;
                 a.traffic.last_tx = Some(now);
+                a.unanswered_since.get_or_insert(now);
                 // The silence timer is armed here rather than rescheduled per packet.
                 if let Some(t) = mobility::silence_due(a, &self.config) {
                     if a.timer.is_none_or(|timer| timer > t) {
@@ -149,10 +150,12 @@ impl Host {
             Ok(opened) if opened.next_header == esp::NEXT_HEADER_NONE => {
                 // A dummy packet (RFC 4303 §2.6): authentic, carries nothing.
                 a.traffic.last_rx = Some(now);
+                a.unanswered_since = None;
                 a.credit.earn(now, buf.len());
                 Inbound::Dropped
             }
             Ok(opened) => {
+                a.unanswered_since = None;
                 a.credit.earn(now, buf.len());
                 a.traffic.rx_packets += 1;
                 a.traffic.rx_bytes += opened.payload.len() as u64;

@@ -287,6 +287,7 @@ impl Host {
         }
         a.failover.clear();
         a.path_confirmed = Some(now);
+        a.unanswered_since = None;
         if (local, remote) == (a.local, a.remote) {
             tracing::debug!(peer = %peer, remote = %remote, "path confirmed");
             return;
@@ -312,9 +313,12 @@ impl Host {
             .filter_map(|l| Some((l.preferred(), transport_addr(&l.transport()?)?)))
             .collect();
         found.sort_by_key(|(preferred, _)| !preferred);
-        a.peer_locators = found.into_iter().map(|(_, addr)| addr).collect();
-        a.peer_locators.dedup();
-        a.peer_locators.truncate(PEER_LOCATORS);
+        a.peer_locators.clear();
+        for (_, addr) in found {
+            if !a.peer_locators.contains(&addr) && a.peer_locators.len() < PEER_LOCATORS {
+                a.peer_locators.push(addr);
+            }
+        }
     }
 
     /// The current path fell silent: probe it, then the others (module doc).
@@ -335,9 +339,11 @@ impl Host {
                 remotes.push(*r);
             }
         }
+        // Our current address with each of the peer's first, then our other addresses:
+        // a host with many addresses must not spend every probe on one dead locator.
         let mut paths = vec![current];
-        for r in &remotes {
-            for l in &locals {
+        for l in &locals {
+            for r in &remotes {
                 let path = (*l, *r);
                 if l.is_ipv4() == r.is_ipv4() && !paths.contains(&path) {
                     paths.push(path);
@@ -369,18 +375,20 @@ impl Host {
 /// silence (nothing is due while an UPDATE or a check is under way).
 pub(super) fn silence_due(a: &Assoc, config: &Config) -> Option<Instant> {
     if config.failover_silence.is_zero()
+        || a.state != AssocState::Established
         || a.verify.is_some()
         || a.pending_update.is_some()
         || a.esp.is_none()
     {
         return None;
     }
-    let sent = a.traffic.last_tx?;
+    let since = a.unanswered_since?;
     let heard = [a.traffic.last_rx, a.path_confirmed, a.established_at]
         .into_iter()
         .flatten()
-        .max()?;
-    (sent > heard).then(|| heard + config.failover_silence)
+        .max()
+        .unwrap_or(since);
+    Some(since.max(heard) + config.failover_silence)
 }
 
 /// The UDP address of a transport locator (IPv4 as IPv4-mapped IPv6 on the wire).

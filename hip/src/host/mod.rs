@@ -646,6 +646,9 @@ impl Host {
             }
             AssocState::Closed | AssocState::Failed => {
                 self.assocs.remove(&peer);
+                // Registrations live with their association, either way round.
+                self.registered_with.remove(&peer);
+                self.rvs_clients.remove(&peer);
                 return;
             }
         };

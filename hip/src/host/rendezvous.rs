@@ -114,16 +114,38 @@ impl Host {
 
     /// Notes a grant (in an R2 we accepted, or in the UPDATE that answers a renewal).
     pub(super) fn reg_granted(&mut self, now: Instant, server: Hit, packet: &HipRepr) {
-        let Some(Param::RegResponse { lifetime, types }) = packet.param(param_type::REG_RESPONSE)
-        else {
-            return;
+        let refused = matches!(packet.param(param_type::REG_FAILED),
+            Some(Param::RegFailed { types, .. }) if types.contains(&REG_TYPE_RENDEZVOUS));
+        let lifetime = match packet.param(param_type::REG_RESPONSE) {
+            Some(Param::RegResponse { lifetime, types })
+                if types.contains(&REG_TYPE_RENDEZVOUS) =>
+            {
+                Some(*lifetime)
+            }
+            _ => None,
         };
-        if !types.contains(&REG_TYPE_RENDEZVOUS) || !self.wanted_registrations.contains(&server) {
+        if !self.wanted_registrations.contains(&server) {
             return;
         }
+        if refused || lifetime == Some(0) {
+            // Refused or cancelled: not registered, and nothing to renew.
+            if self.registered_with.remove(&server).is_some() {
+                tracing::info!(server = %server, "rendezvous registration ended by the server");
+            }
+            let server_side = self.rvs_clients.contains_key(&server);
+            if let Some(a) = self.assocs.get_mut(&server) {
+                a.registration = server_side;
+            }
+            return;
+        }
+        let Some(lifetime) = lifetime else {
+            return;
+        };
         let renewal = self.registered_with.contains_key(&server);
-        // Renewed when four fifths of the lifetime have passed.
-        let refresh = now + registration_lifetime(*lifetime).mul_f64(0.8);
+        // Renewed when four fifths of the lifetime have passed (of at least the shortest
+        // lifetime we offer ourselves, so that a tiny grant cannot make us spin).
+        let granted = registration_lifetime(lifetime).max(registration_lifetime(MIN_LIFETIME));
+        let refresh = now + granted.mul_f64(0.8);
         self.registered_with.insert(server, refresh);
         if let Some(a) = self.assocs.get_mut(&server) {
             a.registration = true;
@@ -193,6 +215,12 @@ impl Host {
         if !matches!(a.state, AssocState::Established | AssocState::R2Sent) {
             return Err(Error::Unexpected);
         }
+        // A FROM already in the packet would be the one the client reads — and our
+        // RVS_HMAC would vouch for it: anyone could aim the client's R1 anywhere.
+        let relay_params = [param_type::FROM, param_type::RVS_HMAC, param_type::VIA_RVS];
+        if i1.params.iter().any(|p| relay_params.contains(&p.ty())) {
+            return Err(Error::Unexpected);
+        }
         let mut relayed = i1.clone();
         relayed.params.push(Param::From(mapped(remote.ip())));
         let covered = relayed.covered_bytes(param_type::RVS_HMAC, &[]);
@@ -218,6 +246,16 @@ impl Host {
         let Some(Param::From(from)) = i1.param(param_type::FROM) else {
             return Ok(None);
         };
+        // Exactly one FROM, the relay's own (see `relay_i1`).
+        if i1
+            .params
+            .iter()
+            .filter(|p| p.ty() == param_type::FROM)
+            .count()
+            != 1
+        {
+            return Err(Error::Unexpected);
+        }
         let server = self
             .assocs
             .values()

@@ -522,6 +522,11 @@ impl Host {
 
 /// When the association's SAs are due for a rekey by age, if no rekey is under way.
 fn rekey_due(a: &Assoc, config: &Config) -> Option<Instant> {
+    // A rekey waits for the UPDATE under way (`start_rekey` would do nothing): due now,
+    // it would fire the timer again and again until that UPDATE ends.
+    if a.pending_update.is_some() {
+        return None;
+    }
     match (&a.esp, &a.rekey) {
         (Some(e), None) if !config.rekey_after.is_zero() => {
             Some(e.installed_at + config.rekey_after)
