@@ -154,9 +154,11 @@ struct Link {
     up: bool,
     /// Bytes received that do not make a whole frame yet.
     inbound: Vec<u8>,
-    /// Framed bytes waiting for room in the socket's send buffer.
+    /// Messages not framed yet: they wait here until the socket can take them, so that
+    /// a link replaced before it carried them can hand them to its successor.
+    queue: VecDeque<Vec<u8>>,
+    /// Framed bytes (data and acks) waiting for room in the socket's send buffer.
     outbound: VecDeque<u8>,
-    pending: usize,
     next_sequence: u32,
 }
 
@@ -301,16 +303,10 @@ impl Netstack {
         let Some(link) = self.links.get_mut(&peer) else {
             return Err(SendError::NoPort);
         };
-        if link.pending >= PENDING || link.outbound.len() + message.len() > MAX_OUTBOUND {
+        if link.queue.len() >= PENDING || link.outbound.len() + message.len() > MAX_OUTBOUND {
             return Err(SendError::Backlog);
         }
-        let frame = FramedMessage::Data {
-            sequence: link.next_sequence,
-            message: message.to_vec(),
-        };
-        link.next_sequence = link.next_sequence.wrapping_add(1);
-        link.outbound.extend(frame.to_bytes());
-        link.pending += 1;
+        link.queue.push_back(message.to_vec());
         self.counters.messages_out += 1;
         self.flush(peer);
         Ok(())
@@ -416,13 +412,17 @@ impl Netstack {
                     continue;
                 }
                 Some(_) => {
-                    let old = self.links.remove(&peer);
-                    if let Some(old) = old {
+                    // Ours goes; what it had not framed yet goes on the one that stays.
+                    if let Some(old) = self.links.remove(&peer) {
                         self.sockets.get_mut::<tcp::Socket>(old.handle).abort();
                         self.sockets.remove(old.handle);
                         if old.up {
                             self.events.push_back(LinkEvent::Down(peer));
                         }
+                        let mut link = Link::new(handle, false);
+                        link.queue = old.queue;
+                        self.links.insert(peer, link);
+                        continue;
                     }
                 }
                 None if self.links.len() >= MAX_LINKS => {
@@ -528,17 +528,30 @@ impl Netstack {
         if !socket.may_send() {
             return;
         }
-        while !link.outbound.is_empty() && socket.can_send() {
-            let (front, _) = link.outbound.as_slices();
-            match socket.send_slice(front) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    link.outbound.drain(..n);
+        loop {
+            while !link.outbound.is_empty() && socket.can_send() {
+                let (front, _) = link.outbound.as_slices();
+                match socket.send_slice(front) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        link.outbound.drain(..n);
+                    }
                 }
             }
-        }
-        if link.outbound.is_empty() {
-            link.pending = 0;
+            // Frame the next message only once the last one is in the socket: until then
+            // it can still move to another link.
+            if !link.outbound.is_empty() || !socket.can_send() {
+                return;
+            }
+            let Some(message) = link.queue.pop_front() else {
+                return;
+            };
+            let frame = FramedMessage::Data {
+                sequence: link.next_sequence,
+                message,
+            };
+            link.next_sequence = link.next_sequence.wrapping_add(1);
+            link.outbound.extend(frame.to_bytes());
         }
     }
 
@@ -578,8 +591,8 @@ impl Link {
             outgoing,
             up: false,
             inbound: Vec::new(),
+            queue: VecDeque::new(),
             outbound: VecDeque::new(),
-            pending: 0,
             next_sequence: 0,
         }
     }
@@ -662,6 +675,9 @@ mod tests {
         exchange(&mut a, &mut b, &mut now);
         assert_eq!(a.links().count(), 1);
         assert_eq!(b.links().count(), 1);
+        // Neither message was lost with the link that went.
+        assert_eq!(a.poll_message(), Some((hit(2), b"from b".to_vec())));
+        assert_eq!(b.poll_message(), Some((hit(1), b"from a".to_vec())));
         // The link that stayed carries traffic both ways.
         a.send(now, hit(2), b"again").unwrap();
         exchange(&mut a, &mut b, &mut now);
