@@ -89,12 +89,8 @@ pub fn is_ours(next_header: u8, segment: &[u8]) -> bool {
 /// The IPv6 packet that carries the TCP `segment` from `src` to `dst` (BEET rebuilds
 /// it from the HITs in the same way). `segment` must fit a 16-bit payload length.
 pub fn ipv6_tcp(src: Hit, dst: Hit, segment: &[u8]) -> Vec<u8> {
-    let mut packet = Vec::with_capacity(40 + segment.len());
-    packet.extend_from_slice(&[0x60, 0, 0, 0]);
-    packet.extend_from_slice(&(segment.len() as u16).to_be_bytes());
-    packet.extend_from_slice(&[6, 64]);
-    packet.extend_from_slice(&src.0);
-    packet.extend_from_slice(&dst.0);
+    let mut packet = vec![0u8; hip::esp::IPV6_HEADER_LEN];
+    hip::esp::write_ipv6_header(&mut packet, src.0, dst.0, 6, segment.len(), 64);
     packet.extend_from_slice(segment);
     packet
 }

@@ -149,12 +149,19 @@ pub(crate) struct Verify {
     pub seq: u32,
     /// When the new address was first seen.
     pub started: Instant,
-    /// A failover probe of a path (ours or the peer's other address) rather than a check
-    /// of an address the peer sent from: fewer tries, and no move if it is the current path.
-    pub probe: bool,
-    /// The peer's announcement left its old locator out (RFC 8046 DEPRECATED): until the
-    /// check completes, data goes to the new address within the credit (§3.3.2).
-    pub old_deprecated: bool,
+    pub kind: Check,
+}
+
+/// What a signed-echo check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// An address the peer sent from. `old_deprecated`: its announcement left the locator
+    /// we use out (RFC 8046 DEPRECATED), so until the check completes data goes to the new
+    /// address within the credit (§3.3.2).
+    PeerAddress { old_deprecated: bool },
+    /// A failover probe of a path (ours or the peer's other address): fewer tries, and no
+    /// move if it is the current path.
+    Probe,
 }
 
 /// Credit-based authorization (RFC 8046 §3.3.2, §5.6): bytes the peer sent us, which bound
@@ -251,8 +258,6 @@ pub(crate) struct Assoc {
     pub peer_locators: Vec<SocketAddr>,
     /// Paths (local, remote) still to probe in a failover under way, in order.
     pub failover: Vec<(SocketAddr, SocketAddr)>,
-    /// The last time a probe showed the current path working (silence counts from then).
-    pub path_confirmed: Option<Instant>,
     /// The first ESP packet we sent since we last heard from the peer: silence counts
     /// from here, not from a quiet spell before it.
     pub unanswered_since: Option<Instant>,
@@ -297,7 +302,6 @@ impl Assoc {
             last_move: None,
             peer_locators: Vec::new(),
             failover: Vec::new(),
-            path_confirmed: None,
             unanswered_since: None,
             credit: Credit::default(),
         }

@@ -344,7 +344,7 @@ impl Daemon {
                 Some(Duration::ZERO)
             } else {
                 let now = Instant::now();
-                let overlay = self.overlay.as_mut().and_then(|o| o.poll_timeout(now));
+                let overlay = self.overlay.as_ref().and_then(|o| o.deadline());
                 [self.host.poll_timeout(), overlay]
                     .into_iter()
                     .flatten()
@@ -396,8 +396,7 @@ impl Daemon {
         let Some(o) = self.overlay.as_mut() else {
             return;
         };
-        let due =
-            std::mem::take(&mut self.overlay_due) || o.poll_timeout(now).is_some_and(|t| t <= now);
+        let due = std::mem::take(&mut self.overlay_due) || o.deadline().is_some_and(|t| t <= now);
         if !due {
             return;
         }

@@ -71,6 +71,7 @@ pub struct Overlay {
     retry_delay: Duration,
     /// `drive` stopped with work left: call it again before waiting.
     pub more: bool,
+    deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for Overlay {
@@ -144,6 +145,7 @@ impl Overlay {
             retry_at: None,
             retry_delay: RETRY_FIRST,
             more: false,
+            deadline: None,
         })
     }
 
@@ -197,8 +199,14 @@ impl Overlay {
         }
     }
 
-    /// When the node or the stack next has something to do.
-    pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+    /// When the node or the stack next has something to do, as of the last `drive`:
+    /// nothing changes that between drives without setting the daemon's `overlay_due`,
+    /// so the event loop reads it without asking smoltcp on every turn.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
         [
             self.node.poll_timeout(),
             self.net.poll_at(now),
@@ -277,6 +285,7 @@ impl Overlay {
                 break;
             }
         }
+        self.deadline = self.poll_timeout(now);
         out
     }
 

@@ -87,7 +87,13 @@ impl Host {
                     }
                 }
                 let (local, remote) = match &a.verify {
-                    Some(v) if v.old_deprecated && a.credit.spend(now, range.len()) => {
+                    Some(v)
+                        if v.kind
+                            == (Check::PeerAddress {
+                                old_deprecated: true,
+                            })
+                            && a.credit.spend(now, range.len()) =>
+                    {
                         (v.local, v.remote)
                     }
                     _ => (a.local, a.remote),

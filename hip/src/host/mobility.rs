@@ -33,16 +33,6 @@ const PEER_LOCATORS: usize = 8;
 /// Paths one failover probes at most.
 const FAILOVER_PATHS: usize = 8;
 
-/// What a signed-echo check is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Check {
-    /// An address the peer sent from; `old_deprecated` when its announcement dropped the
-    /// locator we use (data may then go to the new one on credit).
-    PeerAddress { old_deprecated: bool },
-    /// A path of a failover.
-    Probe,
-}
-
 impl Host {
     /// Our usable addresses changed (from the OS: netlink on Linux). Associations are told
     /// with UPDATEs sent from the first address of the family of their peer's locator.
@@ -223,11 +213,7 @@ impl Host {
             nonce: nonce.clone(),
             seq,
             started: now,
-            probe: kind == Check::Probe,
-            old_deprecated: kind
-                == Check::PeerAddress {
-                    old_deprecated: true,
-                },
+            kind,
         });
         let mut params = vec![Param::Seq(seq), Param::EchoRequestSigned(nonce)];
         params.extend(extra);
@@ -286,7 +272,6 @@ impl Host {
             a.pending_update = None;
         }
         a.failover.clear();
-        a.path_confirmed = Some(now);
         a.unanswered_since = None;
         if (local, remote) == (a.local, a.remote) {
             tracing::debug!(peer = %peer, remote = %remote, "path confirmed");
@@ -382,13 +367,8 @@ pub(super) fn silence_due(a: &Assoc, config: &Config) -> Option<Instant> {
     {
         return None;
     }
-    let since = a.unanswered_since?;
-    let heard = [a.traffic.last_rx, a.path_confirmed, a.established_at]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(since);
-    Some(since.max(heard) + config.failover_silence)
+    // Reset by anything heard from the peer (ESP, a probe's answer).
+    Some(a.unanswered_since? + config.failover_silence)
 }
 
 /// The UDP address of a transport locator (IPv4 as IPv4-mapped IPv6 on the wire).

@@ -37,8 +37,8 @@ pub use data::{Inbound, Outbound};
 pub use rendezvous::{registration_lifetime, REG_TYPE_RENDEZVOUS};
 
 use crate::assoc::{
-    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, EspState, KeymatSeed,
-    SessionKeys,
+    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, Check, EspState,
+    KeymatSeed, SessionKeys,
 };
 pub use crate::assoc::{AssocHandle, AssocState, EspKeys, Traffic};
 use crate::crypto::{
@@ -566,20 +566,7 @@ impl Host {
         let opportunistic = repr.receiver_hit == Hit::NULL
             && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
         if !ours && !opportunistic {
-            // As a rendezvous server: an I1, or the UPDATE of a peer that lost track of a
-            // client that moved (RFC 8046 §3.2.3, the double jump), goes on to the client.
-            if matches!(repr.packet_type, PacketType::I1 | PacketType::Update)
-                && (self
-                    .rvs_clients
-                    .get(&repr.receiver_hit)
-                    .is_some_and(|end| now < *end)
-                    || (self.config.overlay_relay
-                        && repr.packet_type == PacketType::I1
-                        && self
-                            .assocs
-                            .get(&repr.receiver_hit)
-                            .is_some_and(|a| a.esp.is_some())))
-            {
+            if self.relays_for(now, &repr) {
                 return self.relay_i1(remote, &repr);
             }
             return Err(Error::Unexpected);
@@ -755,11 +742,15 @@ fn info(a: &Assoc) -> AssocInfo {
         established_at: a.established_at,
         traffic: a.traffic,
         last_move: a.last_move,
-        checking: a.verify.as_ref().filter(|v| !v.probe).map(|v| v.remote),
+        checking: a
+            .verify
+            .as_ref()
+            .filter(|v| v.kind != Check::Probe)
+            .map(|v| v.remote),
         probing: a
             .verify
             .as_ref()
-            .filter(|v| v.probe)
+            .filter(|v| v.kind == Check::Probe)
             .map(|v| (v.local, v.remote)),
         peer_locators: a.peer_locators.clone(),
         spis: a

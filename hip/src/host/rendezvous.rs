@@ -207,6 +207,30 @@ impl Host {
         true
     }
 
+    /// Whether a packet for another host is ours to relay: an I1, or the UPDATE of a peer
+    /// that lost track of a client that moved (RFC 8046 §3.2.3, the double jump), for a
+    /// registered client; with `overlay_relay`, an I1 for any host we have ESP with.
+    pub(super) fn relays_for(&self, now: Instant, packet: &HipRepr) -> bool {
+        let client = &packet.receiver_hit;
+        let registered = self.rvs_clients.get(client).is_some_and(|end| now < *end);
+        match packet.packet_type {
+            PacketType::I1 => {
+                registered
+                    || (self.config.overlay_relay
+                        && self.assocs.get(client).is_some_and(|a| a.esp.is_some()))
+            }
+            PacketType::Update => registered,
+            _ => false,
+        }
+    }
+
+    /// Whether the host of association `a` may relay I1s to us: our rendezvous server, or
+    /// (with `overlay_relay`) any host we have ESP with.
+    fn relays_to_us(&self, a: &Assoc) -> bool {
+        self.registered_with.contains_key(&a.peer_hit)
+            || (self.config.overlay_relay && a.esp.is_some())
+    }
+
     /// As the rendezvous server: passes an I1 (or UPDATE) for a registered client on to it.
     pub(super) fn relay_i1(&mut self, remote: SocketAddr, i1: &HipRepr) -> Result<(), Error> {
         let client = i1.receiver_hit;
@@ -259,11 +283,7 @@ impl Host {
         let server = self
             .assocs
             .values()
-            .find(|a| {
-                a.remote == remote
-                    && (self.registered_with.contains_key(&a.peer_hit)
-                        || (self.config.overlay_relay && a.esp.is_some()))
-            })
+            .find(|a| a.remote == remote && self.relays_to_us(a))
             .ok_or(Error::Unexpected)?;
         let keys = server.keys.as_ref().ok_or(Error::Unexpected)?;
         check_mac(bytes, self.profile, &keys.mac_in, param_type::RVS_HMAC, &[])?;

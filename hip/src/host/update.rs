@@ -439,7 +439,7 @@ impl Host {
                 .verify
                 .as_ref()
                 .filter(|v| v.seq == p.seq)
-                .map(|v| v.probe);
+                .map(|v| v.kind == Check::Probe);
             if probe == Some(true) && p.tries >= self.config.probe_tries {
                 // A failover probe went unanswered: on to the next path.
                 a.verify = None;
