@@ -281,25 +281,9 @@ fn up(state: AssocState) -> bool {
 }
 
 fn assert_crosswise(a: &EspKeys, b: &EspKeys, what: &str) {
-    assert_eq!(a.suite, b.suite, "{what}: suites differ");
-    assert_eq!(
-        a.spi_out, b.spi_in,
-        "{what}: A's outbound SPI is not B's inbound"
-    );
-    assert_eq!(
-        a.spi_in, b.spi_out,
-        "{what}: A's inbound SPI is not B's outbound"
-    );
-    assert!(
-        *a.enc_out == *b.enc_in,
-        "{what}: A->B encryption keys differ"
-    );
-    assert!(
-        *a.enc_in == *b.enc_out,
-        "{what}: B->A encryption keys differ"
-    );
-    assert!(*a.auth_out == *b.auth_in, "{what}: A->B auth keys differ");
-    assert!(*a.auth_in == *b.auth_out, "{what}: B->A auth keys differ");
+    if let Err(why) = a.mirrors(b) {
+        panic!("{what}: {why}");
+    }
 }
 
 /// Runs one case; returns whether both hosts ended up with agreeing keys.

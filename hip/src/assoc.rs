@@ -65,6 +65,38 @@ pub struct EspKeys {
     pub auth_out: Zeroizing<Vec<u8>>,
 }
 
+impl EspKeys {
+    /// Whether `other` is the far end of these keys (its inbound is our outbound and back),
+    /// or the first thing that differs. For tests and checks, not a constant-time compare.
+    pub fn mirrors(&self, other: &EspKeys) -> Result<(), &'static str> {
+        let checks = [
+            (self.suite == other.suite, "suites differ"),
+            (
+                self.spi_out == other.spi_in,
+                "A's outbound SPI is not B's inbound",
+            ),
+            (
+                self.spi_in == other.spi_out,
+                "A's inbound SPI is not B's outbound",
+            ),
+            (
+                *self.enc_out == *other.enc_in,
+                "A->B encryption keys differ",
+            ),
+            (
+                *self.enc_in == *other.enc_out,
+                "B->A encryption keys differ",
+            ),
+            (*self.auth_out == *other.auth_in, "A->B auth keys differ"),
+            (*self.auth_in == *other.auth_out, "B->A auth keys differ"),
+        ];
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(why),
+            None => Ok(()),
+        }
+    }
+}
+
 impl core::fmt::Debug for EspKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("EspKeys")

@@ -145,11 +145,7 @@ impl Pair {
         ) else {
             return false;
         };
-        ka.spi_out == kb.spi_in
-            && ka.spi_in == kb.spi_out
-            && *ka.enc_out == *kb.enc_in
-            && *ka.enc_in == *kb.enc_out
-            && !ka.enc_out.is_empty()
+        ka.mirrors(kb).is_ok() && !ka.enc_out.is_empty()
     }
 }
 
