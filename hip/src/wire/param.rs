@@ -1,14 +1,17 @@
 //! HIP parameters (RFC 7401 §5.2, RFC 7402 §5.1): typed contents for every parameter the
-//! base exchange, UPDATE, CLOSE and NOTIFY use; anything else survives as `Unknown`.
+//! base exchange, UPDATE, CLOSE and NOTIFY use, and those of native NAT traversal (RFC 9028
+//! §5); anything else survives as `Unknown`.
 //!
 //! One TLV is `Type(2) | Length(2) | Contents | zero padding to a multiple of 8`. Parsing a
 //! known type checks its contents against the RFC layout (exact lengths where the RFC fixes
 //! them, internal length fields consistent with Length) and fails with `BadParam(type)`;
 //! every field, reserved ones included, is kept so that emit reproduces the input.
 
+use std::net::{IpAddr, SocketAddr};
+
 use super::{Reader, WireError};
 
-/// Parameter type numbers (RFC 7401 §5.2, RFC 7402, IANA).
+/// Parameter type numbers (RFC 7401 §5.2, RFC 7402, RFC 9028 §5, IANA).
 pub mod param_type {
     pub const ESP_INFO: u16 = 65;
     pub const R1_COUNTER: u16 = 129;
@@ -20,6 +23,8 @@ pub mod param_type {
     pub const DH_GROUP_LIST: u16 = 511;
     pub const DIFFIE_HELLMAN: u16 = 513;
     pub const HIP_CIPHER: u16 = 579;
+    pub const NAT_TRAVERSAL_MODE: u16 = 608;
+    pub const TRANSACTION_PACING: u16 = 610;
     pub const ENCRYPTED: u16 = 641;
     pub const HOST_ID: u16 = 705;
     pub const HIT_SUITE_LIST: u16 = 715;
@@ -29,18 +34,37 @@ pub mod param_type {
     pub const REG_REQUEST: u16 = 932;
     pub const REG_RESPONSE: u16 = 934;
     pub const REG_FAILED: u16 = 936;
+    pub const REG_FROM: u16 = 950;
     pub const ECHO_RESPONSE_SIGNED: u16 = 961;
     pub const TRANSPORT_FORMAT_LIST: u16 = 2049;
     pub const ESP_TRANSFORM: u16 = 4095;
+    pub const RELAYED_ADDRESS: u16 = 4650;
+    pub const MAPPED_ADDRESS: u16 = 4660;
+    pub const PEER_PERMISSION: u16 = 4680;
+    pub const CANDIDATE_PRIORITY: u16 = 4700;
+    pub const NOMINATE: u16 = 4710;
     pub const HIP_MAC: u16 = 61505;
     pub const HIP_MAC_2: u16 = 61569;
     pub const HIP_SIGNATURE_2: u16 = 61633;
     pub const HIP_SIGNATURE: u16 = 61697;
     pub const ECHO_RESPONSE_UNSIGNED: u16 = 63425;
     pub const ECHO_REQUEST_UNSIGNED: u16 = 63661;
+    pub const RELAY_FROM: u16 = 63998;
+    pub const RELAY_TO: u16 = 64002;
     pub const FROM: u16 = 65498;
     pub const RVS_HMAC: u16 = 65500;
     pub const VIA_RVS: u16 = 65502;
+    pub const RELAY_HMAC: u16 = 65520;
+}
+
+/// NAT traversal mode IDs carried in NAT_TRAVERSAL_MODE (RFC 5770 §7, RFC 9028 §5.4).
+pub mod nat_mode {
+    /// HIP and ESP in UDP, no connectivity checks.
+    pub const UDP_ENCAPSULATION: u16 = 1;
+    /// RFC 5770: ICE with STUN connectivity checks.
+    pub const ICE_STUN_UDP: u16 = 2;
+    /// RFC 9028: ICE with connectivity checks as HIP UPDATEs.
+    pub const ICE_HIP_UDP: u16 = 3;
 }
 
 /// ESP_INFO (RFC 7402 §5.1.1).
@@ -83,26 +107,33 @@ pub struct HostId {
     pub di: Vec<u8>,
 }
 
-/// NOTIFY message types (RFC 7401 §5.2.19 and extensions). Unknown values survive.
+/// NOTIFY message types (RFC 7401 §5.2.19 and extensions; 60–64 and NAT_KEEPALIVE from
+/// RFC 9028 §5.10, §8). Unknown values survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NotifyType {
-    UnsupportedCriticalParameterType, // 1
-    InvalidSyntax,                    // 7
-    NoDhProposalChosen,               // 14
-    InvalidDhChosen,                  // 15
-    NoHipProposalChosen,              // 16
-    InvalidHipCipherChosen,           // 17
-    NoEspProposalChosen,              // 18
-    InvalidEspTransformChosen,        // 19
-    UnsupportedHitSuite,              // 20
-    AuthenticationFailed,             // 24
-    ChecksumFailed,                   // 26
-    HipMacFailed,                     // 28
-    EncryptionFailed,                 // 32
-    InvalidHit,                       // 40
-    BlockedByPolicy,                  // 42
-    ResponderBusyPleaseRetry,         // 44
-    I2Acknowledgement,                // 16384
+    UnsupportedCriticalParameterType,         // 1
+    InvalidSyntax,                            // 7
+    NoDhProposalChosen,                       // 14
+    InvalidDhChosen,                          // 15
+    NoHipProposalChosen,                      // 16
+    InvalidHipCipherChosen,                   // 17
+    NoEspProposalChosen,                      // 18
+    InvalidEspTransformChosen,                // 19
+    UnsupportedHitSuite,                      // 20
+    AuthenticationFailed,                     // 24
+    ChecksumFailed,                           // 26
+    HipMacFailed,                             // 28
+    EncryptionFailed,                         // 32
+    InvalidHit,                               // 40
+    BlockedByPolicy,                          // 42
+    ResponderBusyPleaseRetry,                 // 44
+    NoValidNatTraversalModeParameter,         // 60
+    ConnectivityChecksFailed,                 // 61
+    MessageNotRelayed,                        // 62
+    ServerReflexiveCandidateAllocationFailed, // 63
+    RvsHmacProhibitedWithRelay,               // 64
+    I2Acknowledgement,                        // 16384
+    NatKeepalive,                             // 16385
     Unknown(u16),
 }
 
@@ -123,7 +154,13 @@ raw_conversions!(NotifyType: u16 {
     InvalidHit = 40,
     BlockedByPolicy = 42,
     ResponderBusyPleaseRetry = 44,
+    NoValidNatTraversalModeParameter = 60,
+    ConnectivityChecksFailed = 61,
+    MessageNotRelayed = 62,
+    ServerReflexiveCandidateAllocationFailed = 63,
+    RvsHmacProhibitedWithRelay = 64,
     I2Acknowledgement = 16384,
+    NatKeepalive = 16385,
 });
 
 impl NotifyType {
@@ -213,6 +250,93 @@ impl Locator {
     }
 }
 
+/// `Port(2) | Protocol(1) | Reserved(1) | Address(16)`: the contents of REG_FROM, RELAY_FROM,
+/// RELAY_TO, RELAYED_ADDRESS and MAPPED_ADDRESS (RFC 9028 §5.6, §5.12), Length exactly 20.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportAddress {
+    /// 0 with protocol 0 (plain IP), allowed in REG_FROM, RELAY_FROM and RELAY_TO only.
+    pub port: u16,
+    /// IP protocol of the transport; 17 (UDP).
+    pub protocol: u8,
+    pub reserved: u8,
+    /// IPv6 or IPv4-mapped IPv6.
+    pub address: [u8; 16],
+}
+
+impl TransportAddress {
+    /// UDP (protocol 17), reserved 0; an IPv4 address is written IPv4-mapped
+    /// (`::ffff:a.b.c.d`).
+    pub fn udp(addr: SocketAddr) -> TransportAddress {
+        TransportAddress {
+            port: addr.port(),
+            protocol: UDP,
+            reserved: 0,
+            address: mapped(addr.ip()),
+        }
+    }
+
+    /// The socket address; IPv4-mapped addresses come back as IPv4.
+    pub fn socket(&self) -> SocketAddr {
+        SocketAddr::new(unmapped(self.address), self.port)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<TransportAddress, WireError> {
+        Ok(TransportAddress {
+            port: r.u16()?,
+            protocol: r.u8()?,
+            reserved: r.u8()?,
+            address: r.array()?,
+        })
+    }
+}
+
+/// PEER_PERMISSION (RFC 9028 §5.13), Length exactly 48 (one set): a client asks its data
+/// relay to forward ESP between its relayed address (R, at the relay) and a peer (P).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerPermission {
+    pub rport: u16,
+    pub pport: u16,
+    /// IP protocol of the transport; 17 (UDP).
+    pub protocol: u8,
+    pub reserved: [u8; 3],
+    /// IPv6 or IPv4-mapped IPv6, as `paddress`.
+    pub raddress: [u8; 16],
+    pub paddress: [u8; 16],
+    /// The SPI the client sends to this peer with.
+    pub ospi: u32,
+    /// The SPI the client receives on from this peer.
+    pub ispi: u32,
+}
+
+impl PeerPermission {
+    /// The relayed address (RAddress, RPort); IPv4-mapped comes back as IPv4.
+    pub fn relayed(&self) -> SocketAddr {
+        SocketAddr::new(unmapped(self.raddress), self.rport)
+    }
+
+    /// The peer's address (PAddress, PPort); IPv4-mapped comes back as IPv4.
+    pub fn peer(&self) -> SocketAddr {
+        SocketAddr::new(unmapped(self.paddress), self.pport)
+    }
+}
+
+/// IP protocol number of UDP.
+const UDP: u8 = 17;
+
+/// An address as the 16 bytes of an IPv6 or IPv4-mapped IPv6 address.
+fn mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+/// The inverse of [`mapped`].
+fn unmapped(address: [u8; 16]) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(address);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+}
+
 /// One parameter. Lists keep their raw numeric IDs so that unknown algorithms round-trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Param {
@@ -234,6 +358,14 @@ pub enum Param {
         public: Vec<u8>,
     },
     HipCipher(Vec<u16>),
+    /// NAT_TRAVERSAL_MODE (RFC 9028 §5.4): Reserved, then Mode IDs ([`nat_mode`]), most
+    /// preferred first. At least one; all are kept, though a receiver looks at six at most.
+    NatTraversalMode {
+        reserved: u16,
+        modes: Vec<u16>,
+    },
+    /// TRANSACTION_PACING (RFC 9028 §5.5): Min Ta, in milliseconds.
+    TransactionPacing(u32),
     /// ENCRYPTED: Reserved (4) then IV and ciphertext, opaque at this layer.
     Encrypted {
         reserved: u32,
@@ -266,12 +398,24 @@ pub enum Param {
         failure: u8,
         types: Vec<u8>,
     },
+    /// REG_FROM (RFC 9028 §5.6): the address a relay saw a registration come from.
+    RegFrom(TransportAddress),
     EchoResponseSigned(Vec<u8>),
     TransportFormatList(Vec<u16>),
     EspTransform {
         reserved: u16,
         suites: Vec<u16>,
     },
+    /// RELAYED_ADDRESS (RFC 9028 §5.12): the address a data relay allocated.
+    RelayedAddress(TransportAddress),
+    /// MAPPED_ADDRESS (RFC 9028 §5.12): in a connectivity-check response, the address the
+    /// check came from.
+    MappedAddress(TransportAddress),
+    PeerPermission(PeerPermission),
+    /// CANDIDATE_PRIORITY (RFC 9028 §5.14): the priority of a peer-reflexive candidate.
+    CandidatePriority(u32),
+    /// NOMINATE (RFC 9028 §5.15): Reserved only.
+    Nominate(u32),
     HipMac(Vec<u8>),
     HipMac2(Vec<u8>),
     HipSignature {
@@ -284,12 +428,18 @@ pub enum Param {
     },
     EchoResponseUnsigned(Vec<u8>),
     EchoRequestUnsigned(Vec<u8>),
+    /// RELAY_FROM (RFC 9028 §5.6): where a control relay received the packet from.
+    RelayFrom(TransportAddress),
+    /// RELAY_TO (RFC 9028 §5.6): where the control relay is to send the packet.
+    RelayTo(TransportAddress),
     /// FROM (RFC 8004 §4.2.2): where the relayed I1 came from (IPv6 or IPv4-mapped).
     From([u8; 16]),
     /// RVS_HMAC (RFC 8004 §4.2.1).
     RvsHmac(Vec<u8>),
     /// VIA_RVS (RFC 8004 §4.2.3): the rendezvous servers an I1 went through.
     ViaRvs(Vec<[u8; 16]>),
+    /// RELAY_HMAC (RFC 9028 §5.8): computed as RVS_HMAC, with the relay registration's key.
+    RelayHmac(Vec<u8>),
     /// Any other type, contents kept verbatim (without padding).
     Unknown {
         ty: u16,
@@ -312,6 +462,8 @@ impl Param {
             Param::DhGroupList(_) => t::DH_GROUP_LIST,
             Param::DiffieHellman { .. } => t::DIFFIE_HELLMAN,
             Param::HipCipher(_) => t::HIP_CIPHER,
+            Param::NatTraversalMode { .. } => t::NAT_TRAVERSAL_MODE,
+            Param::TransactionPacing(_) => t::TRANSACTION_PACING,
             Param::Encrypted { .. } => t::ENCRYPTED,
             Param::HostId(_) => t::HOST_ID,
             Param::HitSuiteList(_) => t::HIT_SUITE_LIST,
@@ -321,18 +473,27 @@ impl Param {
             Param::RegRequest { .. } => t::REG_REQUEST,
             Param::RegResponse { .. } => t::REG_RESPONSE,
             Param::RegFailed { .. } => t::REG_FAILED,
+            Param::RegFrom(_) => t::REG_FROM,
             Param::EchoResponseSigned(_) => t::ECHO_RESPONSE_SIGNED,
             Param::From(_) => t::FROM,
             Param::RvsHmac(_) => t::RVS_HMAC,
             Param::ViaRvs(_) => t::VIA_RVS,
+            Param::RelayHmac(_) => t::RELAY_HMAC,
             Param::TransportFormatList(_) => t::TRANSPORT_FORMAT_LIST,
             Param::EspTransform { .. } => t::ESP_TRANSFORM,
+            Param::RelayedAddress(_) => t::RELAYED_ADDRESS,
+            Param::MappedAddress(_) => t::MAPPED_ADDRESS,
+            Param::PeerPermission(_) => t::PEER_PERMISSION,
+            Param::CandidatePriority(_) => t::CANDIDATE_PRIORITY,
+            Param::Nominate(_) => t::NOMINATE,
             Param::HipMac(_) => t::HIP_MAC,
             Param::HipMac2(_) => t::HIP_MAC_2,
             Param::HipSignature { .. } => t::HIP_SIGNATURE,
             Param::HipSignature2 { .. } => t::HIP_SIGNATURE_2,
             Param::EchoResponseUnsigned(_) => t::ECHO_RESPONSE_UNSIGNED,
             Param::EchoRequestUnsigned(_) => t::ECHO_REQUEST_UNSIGNED,
+            Param::RelayFrom(_) => t::RELAY_FROM,
+            Param::RelayTo(_) => t::RELAY_TO,
             Param::Unknown { ty, .. } => *ty,
         }
     }
@@ -414,6 +575,15 @@ impl Param {
                 }
             }
             t::HIP_CIPHER => Param::HipCipher(r.list(Reader::u16)?),
+            t::NAT_TRAVERSAL_MODE => {
+                let reserved = r.u16()?;
+                let modes = r.list(Reader::u16)?;
+                if modes.is_empty() {
+                    return Err(WireError::BadParam(ty));
+                }
+                Param::NatTraversalMode { reserved, modes }
+            }
+            t::TRANSACTION_PACING => Param::TransactionPacing(r.u32()?),
             t::ENCRYPTED => Param::Encrypted {
                 reserved: r.u32()?,
                 data: r.rest().to_vec(),
@@ -456,14 +626,30 @@ impl Param {
                 failure: r.u8()?,
                 types: r.rest().to_vec(),
             },
+            t::REG_FROM => Param::RegFrom(TransportAddress::read(&mut r)?),
             t::FROM => Param::From(r.array()?),
             t::RVS_HMAC => Param::RvsHmac(r.rest().to_vec()),
             t::VIA_RVS => Param::ViaRvs(r.list(Reader::array)?),
+            t::RELAY_HMAC => Param::RelayHmac(r.rest().to_vec()),
             t::TRANSPORT_FORMAT_LIST => Param::TransportFormatList(r.list(Reader::u16)?),
             t::ESP_TRANSFORM => Param::EspTransform {
                 reserved: r.u16()?,
                 suites: r.list(Reader::u16)?,
             },
+            t::RELAYED_ADDRESS => Param::RelayedAddress(TransportAddress::read(&mut r)?),
+            t::MAPPED_ADDRESS => Param::MappedAddress(TransportAddress::read(&mut r)?),
+            t::PEER_PERMISSION => Param::PeerPermission(PeerPermission {
+                rport: r.u16()?,
+                pport: r.u16()?,
+                protocol: r.u8()?,
+                reserved: r.array()?,
+                raddress: r.array()?,
+                paddress: r.array()?,
+                ospi: r.u32()?,
+                ispi: r.u32()?,
+            }),
+            t::CANDIDATE_PRIORITY => Param::CandidatePriority(r.u32()?),
+            t::NOMINATE => Param::Nominate(r.u32()?),
             t::HIP_MAC => Param::HipMac(r.rest().to_vec()),
             t::HIP_MAC_2 => Param::HipMac2(r.rest().to_vec()),
             t::HIP_SIGNATURE => Param::HipSignature {
@@ -476,13 +662,15 @@ impl Param {
             },
             t::ECHO_RESPONSE_UNSIGNED => Param::EchoResponseUnsigned(r.rest().to_vec()),
             t::ECHO_REQUEST_UNSIGNED => Param::EchoRequestUnsigned(r.rest().to_vec()),
+            t::RELAY_FROM => Param::RelayFrom(TransportAddress::read(&mut r)?),
+            t::RELAY_TO => Param::RelayTo(TransportAddress::read(&mut r)?),
             _ => Param::Unknown {
                 ty,
                 contents: r.rest().to_vec(),
             },
         };
-        // Fixed layouts (ESP_INFO, SEQ, …) and the inner lengths of DIFFIE_HELLMAN and
-        // HOST_ID must account for every byte of Length.
+        // Fixed layouts (ESP_INFO, SEQ, the transport addresses, …) and the inner lengths of
+        // DIFFIE_HELLMAN and HOST_ID must account for every byte of Length.
         r.finish()?;
         Ok(param)
     }
@@ -547,7 +735,10 @@ impl Param {
                 w.put(&s.i);
                 w.put(&s.j);
             }
-            Param::Seq(id) => w.u32(*id),
+            Param::Seq(v)
+            | Param::TransactionPacing(v)
+            | Param::CandidatePriority(v)
+            | Param::Nominate(v) => w.u32(*v),
             Param::Ack(ids) => ids.iter().for_each(|&id| w.u32(id)),
             Param::LocatorSet(locators) => {
                 for l in locators {
@@ -584,9 +775,35 @@ impl Param {
                 w.u16(n.kind.into());
                 w.put(&n.data);
             }
-            Param::EspTransform { reserved, suites } => {
+            Param::EspTransform {
+                reserved,
+                suites: ids,
+            }
+            | Param::NatTraversalMode {
+                reserved,
+                modes: ids,
+            } => {
                 w.u16(*reserved);
-                suites.iter().for_each(|&id| w.u16(id));
+                ids.iter().for_each(|&id| w.u16(id));
+            }
+            Param::RegFrom(a)
+            | Param::RelayedAddress(a)
+            | Param::MappedAddress(a)
+            | Param::RelayFrom(a)
+            | Param::RelayTo(a) => {
+                w.u16(a.port);
+                w.put(&[a.protocol, a.reserved]);
+                w.put(&a.address);
+            }
+            Param::PeerPermission(p) => {
+                w.u16(p.rport);
+                w.u16(p.pport);
+                w.put(&[p.protocol]);
+                w.put(&p.reserved);
+                w.put(&p.raddress);
+                w.put(&p.paddress);
+                w.u32(p.ospi);
+                w.u32(p.ispi);
             }
             Param::HipSignature {
                 algorithm,
@@ -625,6 +842,7 @@ impl Param {
             Param::From(address) => w.put(address),
             Param::ViaRvs(addresses) => addresses.iter().for_each(|a| w.put(a)),
             Param::RvsHmac(bytes)
+            | Param::RelayHmac(bytes)
             | Param::DhGroupList(bytes)
             | Param::HitSuiteList(bytes)
             | Param::EchoRequestSigned(bytes)
@@ -776,6 +994,15 @@ pub(super) mod tests {
                 Param::HipCipher(vec![4, 2, 1]),
             ),
             (
+                // ICE-HIP-UDP preferred, then UDP-ENCAPSULATION.
+                hex("0260 0006 | 0000 | 0003 0001 | 000000000000"),
+                Param::NatTraversalMode {
+                    reserved: 0,
+                    modes: vec![nat_mode::ICE_HIP_UDP, nat_mode::UDP_ENCAPSULATION],
+                },
+            ),
+            (hex("0262 0004 | 00000032"), Param::TransactionPacing(50)),
+            (
                 hex("0281 000c | 00000000 | 0011223344556677"),
                 Param::Encrypted {
                     reserved: 0,
@@ -838,6 +1065,11 @@ pub(super) mod tests {
                 },
             ),
             (
+                // UDP from 198.51.100.7:40000, IPv4-mapped; 24 bytes, no padding.
+                hex("03b6 0014 | 9c40 11 00 | 00000000 00000000 0000ffff c6336407"),
+                Param::RegFrom(TransportAddress::udp("198.51.100.7:40000".parse().unwrap())),
+            ),
+            (
                 hex("03c1 0004 | deadbeef"),
                 Param::EchoResponseSigned(hex("deadbeef")),
             ),
@@ -852,6 +1084,56 @@ pub(super) mod tests {
                     suites: vec![8, 13],
                 },
             ),
+            (
+                hex("122a 0014 | 2904 11 00 | 20010db8 00000000 00000000 00000002"),
+                Param::RelayedAddress(TransportAddress {
+                    port: 10500,
+                    protocol: 17,
+                    reserved: 0,
+                    address: hex("20010db8 00000000 00000000 00000002")
+                        .try_into()
+                        .unwrap(),
+                }),
+            ),
+            (
+                // 203.0.113.5:61000.
+                hex("1234 0014 | ee48 11 00 | 00000000 00000000 0000ffff cb007105"),
+                Param::MappedAddress(TransportAddress {
+                    port: 61000,
+                    protocol: 17,
+                    reserved: 0,
+                    address: hex("00000000 00000000 0000ffff cb007105")
+                        .try_into()
+                        .unwrap(),
+                }),
+            ),
+            (
+                // Relayed 203.0.113.5:10600, peer 198.51.100.7:40000; 48 bytes and 4 of
+                // padding.
+                hex("1248 0030 | 2968 9c40 | 11 000000
+                     | 00000000 00000000 0000ffff cb007105
+                     | 00000000 00000000 0000ffff c6336407
+                     | 11223344 | 55667788 | 00000000"),
+                Param::PeerPermission(PeerPermission {
+                    rport: 10600,
+                    pport: 40000,
+                    protocol: 17,
+                    reserved: [0; 3],
+                    raddress: hex("00000000 00000000 0000ffff cb007105")
+                        .try_into()
+                        .unwrap(),
+                    paddress: hex("00000000 00000000 0000ffff c6336407")
+                        .try_into()
+                        .unwrap(),
+                    ospi: 0x1122_3344,
+                    ispi: 0x5566_7788,
+                }),
+            ),
+            (
+                hex("125c 0004 | 6e0001ff"),
+                Param::CandidatePriority(0x6e00_01ff),
+            ),
+            (hex("1266 0004 | 00000000"), Param::Nominate(0)),
             (hex("f041 0004 | 01020304"), Param::HipMac(vec![1, 2, 3, 4])),
             (
                 hex("f081 0004 | 05060708"),
@@ -880,6 +1162,21 @@ pub(super) mod tests {
                 Param::EchoRequestUnsigned(vec![]),
             ),
             (
+                hex("f9fe 0014 | 9c40 11 00 | 00000000 00000000 0000ffff c6336407"),
+                Param::RelayFrom(TransportAddress::udp("198.51.100.7:40000".parse().unwrap())),
+            ),
+            (
+                hex("fa02 0014 | 2904 11 00 | 20010db8 00000000 00000000 00000007"),
+                Param::RelayTo(TransportAddress {
+                    port: 10500,
+                    protocol: 17,
+                    reserved: 0,
+                    address: hex("20010db8 00000000 00000000 00000007")
+                        .try_into()
+                        .unwrap(),
+                }),
+            ),
+            (
                 hex("ffda 0010 | 00000000 00000000 0000ffff c6336401 | 00000000"),
                 Param::From(
                     std::net::Ipv4Addr::new(198, 51, 100, 1)
@@ -898,6 +1195,12 @@ pub(super) mod tests {
                     .unwrap()
                     .octets()]),
             ),
+            (
+                // A 32-byte MAC (KMAC128, as HIP_MAC) and 4 bytes of padding.
+                hex("fff0 0020 | 00010203 04050607 08090a0b 0c0d0e0f
+                     10111213 14151617 18191a1b 1c1d1e1f | 00000000"),
+                Param::RelayHmac((0..32).collect()),
+            ),
         ]
     }
 
@@ -905,9 +1208,9 @@ pub(super) mod tests {
     fn type_numbers_are_the_rfc_ones() {
         // Spelled in decimal here, in hex in the vectors: the two must agree.
         let decimal = [
-            65, 129, 193, 257, 321, 385, 449, 511, 513, 579, 641, 705, 715, 832, 897, 930, 932,
-            934, 936, 961, 2049, 4095, 61505, 61569, 61633, 61697, 63425, 63661, 65498, 65500,
-            65502,
+            65, 129, 193, 257, 321, 385, 449, 511, 513, 579, 608, 610, 641, 705, 715, 832, 897,
+            930, 932, 934, 936, 950, 961, 2049, 4095, 4650, 4660, 4680, 4700, 4710, 61505, 61569,
+            61633, 61697, 63425, 63661, 63998, 64002, 65498, 65500, 65502, 65520,
         ];
         let types: Vec<u16> = vectors().iter().map(|(_, p)| p.ty()).collect();
         assert_eq!(types, decimal);
@@ -999,6 +1302,157 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn nat_parameters_take_exactly_their_rfc_lengths() {
+        // RFC 9028 §5.5, §5.6, §5.12–§5.15: every other length, 19/21 and 47/49 included,
+        // is BadParam.
+        let fixed = [
+            (t::TRANSACTION_PACING, 4),
+            (t::REG_FROM, 20),
+            (t::RELAYED_ADDRESS, 20),
+            (t::MAPPED_ADDRESS, 20),
+            (t::PEER_PERMISSION, 48),
+            (t::CANDIDATE_PRIORITY, 4),
+            (t::NOMINATE, 4),
+            (t::RELAY_FROM, 20),
+            (t::RELAY_TO, 20),
+        ];
+        for (ty, len) in fixed {
+            for n in 0..=len + 8 {
+                let parsed = Param::parse(ty, &vec![0x5a; n]);
+                if n == len {
+                    let p = parsed.unwrap();
+                    assert_eq!((p.ty(), p.contents_len()), (ty, len));
+                } else {
+                    assert_eq!(parsed, Err(WireError::BadParam(ty)), "type {ty}, {n} bytes");
+                }
+            }
+        }
+        // NAT_TRAVERSAL_MODE: Reserved and at least one whole Mode ID.
+        let ty = t::NAT_TRAVERSAL_MODE;
+        for n in 0..=16 {
+            let expected = if n >= 4 && n % 2 == 0 {
+                Ok(Param::NatTraversalMode {
+                    reserved: 0,
+                    modes: vec![0; (n - 2) / 2],
+                })
+            } else {
+                Err(WireError::BadParam(ty))
+            };
+            assert_eq!(Param::parse(ty, &vec![0; n]), expected, "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn nat_parameters_keep_reserved_fields_and_every_mode() {
+        // Non-zero reserved fields, protocol 0 and port 0 (plain IP, RFC 9028 §5.6) and
+        // seven modes, one more than a receiver looks at: the parser keeps all of it, what
+        // to accept is the association's call.
+        let cases = [
+            (
+                t::NAT_TRAVERSAL_MODE,
+                "abcd | 0003 0002 0001 0000 0007 ffff 0003",
+                Param::NatTraversalMode {
+                    reserved: 0xabcd,
+                    modes: vec![3, 2, 1, 0, 7, 0xffff, 3],
+                },
+            ),
+            (
+                t::REG_FROM,
+                "0000 00 ff | 20010db8 00000000 00000000 00000001",
+                Param::RegFrom(TransportAddress {
+                    port: 0,
+                    protocol: 0,
+                    reserved: 0xff,
+                    address: hex("20010db8 00000000 00000000 00000001")
+                        .try_into()
+                        .unwrap(),
+                }),
+            ),
+            (
+                t::PEER_PERMISSION,
+                "0001 0002 | 11 010203 | 00000000 00000000 00000000 00000003
+                 | 00000000 00000000 00000000 00000004 | 00000005 | 00000006",
+                Param::PeerPermission(PeerPermission {
+                    rport: 1,
+                    pport: 2,
+                    protocol: 17,
+                    reserved: [1, 2, 3],
+                    raddress: std::net::Ipv6Addr::from(3).octets(),
+                    paddress: std::net::Ipv6Addr::from(4).octets(),
+                    ospi: 5,
+                    ispi: 6,
+                }),
+            ),
+            (t::NOMINATE, "deadbeef", Param::Nominate(0xdead_beef)),
+        ];
+        for (ty, contents, param) in cases {
+            let contents = hex(contents);
+            assert_eq!(Param::parse(ty, &contents).as_ref(), Ok(&param));
+            let bytes = param.to_bytes();
+            assert_eq!(
+                bytes[..4],
+                [(ty >> 8) as u8, ty as u8, 0, contents.len() as u8]
+            );
+            assert_eq!(bytes[4..4 + contents.len()], contents);
+        }
+    }
+
+    #[test]
+    fn transport_addresses_convert_to_and_from_socket_addresses() {
+        let v4: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+        let a = TransportAddress::udp(v4);
+        assert_eq!(
+            a,
+            TransportAddress {
+                port: 40000,
+                protocol: 17,
+                reserved: 0,
+                address: hex("00000000 00000000 0000ffff c6336407")
+                    .try_into()
+                    .unwrap(),
+            }
+        );
+        assert_eq!(a.socket(), v4);
+
+        let v6: SocketAddr = "[2001:db8::7]:10500".parse().unwrap();
+        let a = TransportAddress::udp(v6);
+        assert_eq!(
+            (a.port, a.protocol, a.reserved, a.address),
+            (
+                10500,
+                17,
+                0,
+                hex("20010db8 00000000 00000000 00000007")
+                    .try_into()
+                    .unwrap()
+            )
+        );
+        assert_eq!(a.socket(), v6);
+
+        // Only the IPv4-mapped form reads as IPv4; IPv4-compatible (::a.b.c.d) stays IPv6.
+        let compat = TransportAddress {
+            address: hex("00000000 00000000 00000000 c6336407")
+                .try_into()
+                .unwrap(),
+            ..a
+        };
+        assert_eq!(
+            compat.socket(),
+            "[::198.51.100.7]:10500".parse::<SocketAddr>().unwrap()
+        );
+
+        let (_, p) = vectors()
+            .into_iter()
+            .find(|(_, p)| p.ty() == t::PEER_PERMISSION)
+            .unwrap();
+        let Param::PeerPermission(p) = p else {
+            unreachable!()
+        };
+        assert_eq!(p.relayed(), "203.0.113.5:10600".parse().unwrap());
+        assert_eq!(p.peer(), "198.51.100.7:40000".parse().unwrap());
+    }
+
+    #[test]
     fn empty_lists_and_opaque_fields_parse() {
         // Whether an empty offer is acceptable is the association's call, not the parser's.
         let cases = [
@@ -1009,6 +1463,7 @@ pub(super) mod tests {
             (t::TRANSPORT_FORMAT_LIST, Param::TransportFormatList(vec![])),
             (t::HIP_MAC, Param::HipMac(vec![])),
             (t::ECHO_REQUEST_SIGNED, Param::EchoRequestSigned(vec![])),
+            (t::RELAY_HMAC, Param::RelayHmac(vec![])),
         ];
         for (ty, param) in cases {
             assert_eq!(Param::parse(ty, &[]), Ok(param));
@@ -1031,7 +1486,7 @@ pub(super) mod tests {
 
     #[test]
     fn unknown_types_keep_their_contents_whatever_the_critical_bit() {
-        for ty in [0, 128, 195, 608, 4096, 32769, 65535] {
+        for ty in [0, 128, 195, 612, 4096, 32769, 65535] {
             let p = Param::parse(ty, &[1, 2, 3]).unwrap();
             assert_eq!(
                 p,
@@ -1056,6 +1511,20 @@ pub(super) mod tests {
         }
         assert!(NotifyType::InvalidSyntax.is_error());
         assert!(!NotifyType::I2Acknowledgement.is_error());
+        // RFC 9028 §5.10, §8.
+        let nat = [
+            (60, NotifyType::NoValidNatTraversalModeParameter),
+            (61, NotifyType::ConnectivityChecksFailed),
+            (62, NotifyType::MessageNotRelayed),
+            (63, NotifyType::ServerReflexiveCandidateAllocationFailed),
+            (64, NotifyType::RvsHmacProhibitedWithRelay),
+            (16385, NotifyType::NatKeepalive),
+        ];
+        for (v, kind) in nat {
+            assert_eq!(NotifyType::from(v), kind);
+            assert_eq!(u16::from(kind), v);
+            assert_eq!(kind.is_error(), v < 16384);
+        }
     }
 
     #[test]
