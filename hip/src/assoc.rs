@@ -294,6 +294,16 @@ pub(crate) struct Assoc {
     /// from here, not from a quiet spell before it.
     pub unanswered_since: Option<Instant>,
     pub credit: Credit,
+    /// Relayed through our relay server (this association's `remote`): the peer's address
+    /// as the server sees it, named in RELAY_TO on everything we send.
+    pub relay_to: Option<SocketAddr>,
+    /// The PEER_PERMISSION the relay server last got for this association.
+    pub permission: Option<crate::wire::PeerPermission>,
+    /// The peer's candidates (address, kind, priority) from its last LOCATOR_SET.
+    pub peer_candidates: Vec<crate::host::ice_types::Candidate>,
+    pub ice: Option<crate::host::ice_types::Ice>,
+    /// When we last sent a HIP packet on this association (keepalives count from here).
+    pub last_sent_at: Option<Instant>,
 }
 
 impl Assoc {
@@ -336,6 +346,11 @@ impl Assoc {
             failover: Vec::new(),
             unanswered_since: None,
             credit: Credit::default(),
+            relay_to: None,
+            permission: None,
+            peer_candidates: Vec::new(),
+            ice: None,
+            last_sent_at: None,
         }
     }
 

@@ -28,6 +28,7 @@ mod ratelimit;
 pub use error::Error;
 pub use host::{
     registration_lifetime, AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host,
-    Inbound, Outbound, Stats, Traffic, Transmit, REG_TYPE_RENDEZVOUS,
+    Inbound, NatBehaviour, Outbound, PathKind, RelayQuota, RelayStats, Stats, Traffic, Transmit,
+    REG_TYPE_RELAY_UDP_ESP, REG_TYPE_RELAY_UDP_HIP, REG_TYPE_RENDEZVOUS,
 };
 pub use identity::{Hit, HostIdentity, PublicIdentity};

@@ -708,6 +708,16 @@ impl Daemon {
                     self.connect(now, peer);
                 }
             }
+            Inbound::Forward { to } => {
+                // Relayed ESP leaves as it came, from the address it arrived at.
+                send(
+                    &self.sockets,
+                    &self.local_ips,
+                    local,
+                    to,
+                    &self.rx_buf[at..at + len],
+                );
+            }
             Inbound::Control | Inbound::Dropped => {}
         }
     }

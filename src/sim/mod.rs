@@ -44,7 +44,11 @@ impl Endpoint for hip::Host {
         payload: &[u8],
     ) {
         let mut buf = payload.to_vec();
-        hip::Host::decapsulate(self, now, local, remote, &mut buf);
+        if let hip::Inbound::Forward { to } =
+            hip::Host::decapsulate(self, now, local, remote, &mut buf)
+        {
+            self.queue_forward(local, to, payload);
+        }
     }
     fn handle_timeout(&mut self, now: Instant) {
         hip::Host::handle_timeout(self, now)

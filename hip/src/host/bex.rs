@@ -489,7 +489,7 @@ impl Host {
                 new_spi: spi_in,
             })],
         };
-        r2.params.extend(self.reg_answer(now, peer_hit, i2));
+        r2.params.extend(self.reg_answer(now, peer_hit, remote, i2));
         add_mac(
             &mut r2,
             self.profile,
@@ -514,7 +514,12 @@ impl Host {
         a.remote = remote;
         a.peer = Some(peer);
         a.i2_solution = Some(solution.j.clone());
-        a.registration = self.rvs_clients.contains_key(&peer_hit);
+        a.registration =
+            self.rvs_clients.contains_key(&peer_hit) || self.relay_clients.contains_key(&peer_hit);
+        a.relay_to = self
+            .answering_via
+            .filter(|(server, _)| *server == remote)
+            .map(|(_, origin)| origin);
         a.last_sent = Some(r2.clone());
         a.timer = Some(now + self.config.exchange_complete);
         a.established_at = Some(now);

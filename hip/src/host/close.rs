@@ -138,6 +138,9 @@ impl Host {
         check_signature(bytes, &peer, param_type::HIP_SIGNATURE)?;
         for p in &notify.params {
             if let Param::Notification(n) = p {
+                if n.kind == NotifyType::NatKeepalive {
+                    continue;
+                }
                 tracing::debug!(peer = %peer_hit, kind = ?n.kind, "NOTIFY received");
                 self.push_event(Event::Notified {
                     peer: peer_hit,

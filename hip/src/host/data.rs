@@ -42,6 +42,9 @@ pub enum Inbound {
     Control,
     /// ESP for an SPI we do not know: the peer may hold an association we lost.
     UnknownSpi { spi: u32 },
+    /// As a relay server: ESP for a client or its peer. Send the datagram, unchanged, from
+    /// the address it arrived at to `to`.
+    Forward { to: SocketAddr },
     /// Refused (bad ICV, replay, malformed); counted in [`Stats`].
     Dropped,
 }
@@ -133,6 +136,9 @@ impl Host {
         }
         let spi = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
         let Some(peer) = self.spis.get(&spi).copied() else {
+            if let Some(to) = self.relay_esp(now, remote, spi, buf.len()) {
+                return Inbound::Forward { to };
+            }
             self.stats.esp_unknown_spi += 1;
             return Inbound::UnknownSpi { spi };
         };
@@ -174,6 +180,7 @@ impl Host {
                 }
                 let moved = remote != a.remote;
                 if completes {
+                    self.nat_upkeep(now, peer);
                     self.schedule(now, peer);
                 }
                 if moved {

@@ -18,10 +18,10 @@
 
 use super::*;
 use crate::assoc::Verify;
-use crate::wire::{Locator, TransportLocator};
+use crate::wire::TransportLocator;
 
 /// Seconds a locator we announce is valid (RFC 8046 §4).
-const LOCATOR_LIFETIME: u32 = 3600;
+pub(super) const LOCATOR_LIFETIME: u32 = 3600;
 /// An address whose check went unanswered is not checked again before this.
 pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(60);
 /// A check is given up after this long, whatever happened to its UPDATE.
@@ -52,6 +52,11 @@ impl Host {
         }
     }
 
+    /// Our addresses as last told by `set_local_addresses`.
+    pub fn local_addresses(&self) -> &[SocketAddr] {
+        &self.local_addresses
+    }
+
     fn announce_locators(&mut self, now: Instant, peer: Hit) {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
@@ -79,31 +84,25 @@ impl Host {
             return;
         };
         let spi = a.esp.as_ref().map_or(0, |e| e.inbound[0].spi());
-        let locators: Vec<Locator> = self
-            .local_addresses
-            .iter()
-            .enumerate()
-            .map(|(n, addr)| {
-                let t = TransportLocator {
-                    port: addr.port(),
-                    protocol: 17,
-                    kind: 0,
-                    priority: u32::MAX - n as u32,
-                    spi,
-                    address: mapped(addr.ip()),
-                };
-                Locator::from_transport(&t, *addr == local, LOCATOR_LIFETIME)
-            })
-            .collect();
+        let locators = self.candidate_locators(spi, local);
+        let announced = self.announced_addresses();
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
         let seq = a.next_update_id;
         a.next_update_id = a.next_update_id.wrapping_add(1);
         if remote == a.remote {
             a.local = local;
         }
         tracing::debug!(peer = %peer, local = %local, remote = %remote, "announcing new locators");
-        a.announced = self.local_addresses.clone();
+        a.announced = announced;
         let params = vec![Param::LocatorSet(locators), Param::Seq(seq)];
         self.send_update_to(now, peer, params, Some(seq), Some((local, remote)));
+    }
+
+    /// The addresses our announcements carry: our candidates.
+    fn announced_addresses(&self) -> Vec<SocketAddr> {
+        self.local_candidates().into_iter().map(|c| c.0).collect()
     }
 
     /// Announces our addresses to `peer` if they changed since it last heard them and no
@@ -113,7 +112,7 @@ impl Host {
             a.state == AssocState::Established
                 && a.pending_update.is_none()
                 && !self.local_addresses.is_empty()
-                && a.announced != self.local_addresses
+                && a.announced != self.announced_addresses()
         });
         if due {
             self.announce_locators(now, peer);
@@ -159,7 +158,7 @@ impl Host {
     ) {
         // What the ACK answers besides the SEQ: an echo request, a registration renewal.
         let mut echo: Vec<Param> = update::echo_response(update).into_iter().collect();
-        echo.extend(self.reg_answer(now, peer, update));
+        echo.extend(self.reg_answer(now, peer, remote, update));
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
@@ -372,18 +371,11 @@ pub(super) fn silence_due(a: &Assoc, config: &Config) -> Option<Instant> {
 }
 
 /// The UDP address of a transport locator (IPv4 as IPv4-mapped IPv6 on the wire).
-fn transport_addr(t: &TransportLocator) -> Option<SocketAddr> {
+pub(super) fn transport_addr(t: &TransportLocator) -> Option<SocketAddr> {
     if t.protocol != 17 {
         return None;
     }
     let v6 = std::net::Ipv6Addr::from(t.address);
     let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
     Some(SocketAddr::new(ip, t.port))
-}
-
-fn mapped(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
-    }
 }

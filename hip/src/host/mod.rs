@@ -29,11 +29,18 @@
 mod bex;
 mod close;
 mod data;
+mod ice;
 mod mobility;
+mod relay;
 mod rendezvous;
 mod update;
 
 pub use data::{Inbound, Outbound};
+pub use ice::{NatBehaviour, PathKind};
+pub(crate) mod ice_types {
+    pub(crate) use super::ice::{Candidate, Ice};
+}
+pub use relay::{RelayQuota, RelayStats, REG_TYPE_RELAY_UDP_ESP, REG_TYPE_RELAY_UDP_HIP};
 pub use rendezvous::{registration_lifetime, REG_TYPE_RENDEZVOUS};
 
 use crate::assoc::{
@@ -138,6 +145,20 @@ pub struct Config {
     pub failover_silence: Duration,
     /// Transmissions of one failover probe before the next path is tried.
     pub probe_tries: u32,
+    /// Serve as a relay server (RFC 9028 RELAY_UDP_HIP and RELAY_UDP_ESP) to hosts that
+    /// register for it.
+    pub relay_server: bool,
+    /// What a relay server allows each client.
+    pub relay_quota: RelayQuota,
+    /// Behind a NAT (a relay server sees us at another address), send a keepalive on every
+    /// association that has sent nothing for this long (RFC 9028 §4.10: 15 s). Zero: never.
+    pub nat_keepalive: Duration,
+    /// Ta: connectivity checks of one association go out at most this often (RFC 9028
+    /// §4.4: 50 ms by default, never below 5 ms).
+    pub check_pacing: Duration,
+    /// While an association is relayed, its connectivity checks run again this often, so
+    /// that a direct path that opens later is taken. Zero: never.
+    pub recheck_interval: Duration,
 }
 
 impl Default for Config {
@@ -180,6 +201,11 @@ impl Default for Config {
             update_tries: 8,
             failover_silence: Duration::from_millis(1500),
             probe_tries: 3,
+            relay_server: false,
+            relay_quota: RelayQuota::default(),
+            nat_keepalive: Duration::from_secs(15),
+            check_pacing: Duration::from_millis(50),
+            recheck_interval: Duration::from_secs(30),
         }
     }
 }
@@ -249,6 +275,12 @@ pub struct AssocInfo {
     pub probing: Option<(SocketAddr, SocketAddr)>,
     /// The peer's addresses from its last LOCATOR_SET, preferred first.
     pub peer_locators: Vec<SocketAddr>,
+    /// Direct, or through which relay server.
+    pub path: PathKind,
+    /// Connectivity checks: pairs that succeeded, pairs in all (0, 0 when none ran).
+    pub checks: (usize, usize),
+    /// When the next NAT keepalive is due, if we send them on this association.
+    pub keepalive_due: Option<Instant>,
     /// Current inbound and outbound SPIs, once ESP is up.
     pub spis: Option<(u32, u32)>,
     pub rekeys: u32,
@@ -279,6 +311,7 @@ pub struct Stats {
     pub esp_late: u64,
     /// ESP packets that failed authentication or were malformed.
     pub esp_auth_failed: u64,
+    pub keepalives_sent: u64,
 }
 
 /// One puzzle generation: the R1 Diffie-Hellman key that goes with a puzzle secret, and the
@@ -331,10 +364,20 @@ pub struct Host {
     local_addresses: Vec<SocketAddr>,
     /// Rendezvous servers we want to register with, and those that granted it, with when
     /// the grant is to be refreshed.
-    wanted_registrations: std::collections::HashSet<Hit>,
+    wanted_registrations: HashMap<Hit, Vec<u8>>,
     registered_with: HashMap<Hit, Instant>,
     /// As a rendezvous server: the registered clients, with when each registration ends.
     rvs_clients: HashMap<Hit, Instant>,
+    /// As a relay server: the registered clients, and which client each relayed SPI
+    /// belongs to (true: the client's inbound SPI).
+    relay_clients: HashMap<Hit, relay::RelayClient>,
+    relay_spis: HashMap<u32, (Hit, bool)>,
+    relay_stats: RelayStats,
+    /// As a relay client: the servers that relay for us.
+    relay_grants: HashMap<Hit, relay::RelayGrant>,
+    /// While a packet relayed to us is handled: the server it came through and the
+    /// sender's address, where answers go by way of the server.
+    answering_via: Option<(SocketAddr, SocketAddr)>,
     stats: Stats,
 }
 
@@ -364,6 +407,11 @@ impl Host {
             wanted_registrations: Default::default(),
             registered_with: Default::default(),
             rvs_clients: Default::default(),
+            relay_clients: Default::default(),
+            relay_spis: Default::default(),
+            relay_stats: RelayStats::default(),
+            relay_grants: Default::default(),
+            answering_via: None,
             config,
             identity,
             rng,
@@ -399,12 +447,12 @@ impl Host {
 
     /// The association with `peer`, if any.
     pub fn association(&self, peer: &Hit) -> Option<AssocInfo> {
-        self.assocs.get(peer).map(info)
+        self.assocs.get(peer).map(|a| info(self, a))
     }
 
     /// Every association, in no particular order.
     pub fn associations(&self) -> impl Iterator<Item = AssocInfo> + '_ {
-        self.assocs.values().map(info)
+        self.assocs.values().map(|a| info(self, a))
     }
 
     /// Bytes one association occupies: its entry in the table plus what it owns on the
@@ -566,12 +614,43 @@ impl Host {
         let opportunistic = repr.receiver_hit == Hit::NULL
             && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
         if !ours && !opportunistic {
+            if repr.param(param_type::RELAY_TO).is_some() {
+                return self.relay_from_client(now, remote, bytes, &repr);
+            }
+            if let Some(relayed) = self.relay_to_client(now, remote, &repr) {
+                return relayed;
+            }
             if self.relays_for(now, &repr) {
                 return self.relay_i1(remote, &repr);
             }
             return Err(Error::Unexpected);
         }
-        if let Some(ty) = unknown_critical(&repr) {
+        // Passed on by a relay server of ours: answers go back through it.
+        let origin = self.relayed_origin(remote, bytes, &repr)?;
+        self.answering_via = origin.map(|o| (remote, o));
+        let handled = self.dispatch(now, local, remote, bytes, &repr);
+        self.answering_via = None;
+        if handled.is_ok() {
+            let peer = repr.sender_hit;
+            if let Some(origin) = origin {
+                if matches!(repr.packet_type, PacketType::I2 | PacketType::Update) {
+                    self.note_relayed(remote, origin, peer);
+                }
+            }
+            self.nat_upkeep(now, peer);
+        }
+        handled
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        repr: &HipRepr,
+    ) -> Result<(), Error> {
+        if let Some(ty) = unknown_critical(repr) {
             // Told only to a host we have an exchange with, at the address we know for it:
             // an unauthenticated sender must not turn us into a reflector. Never in answer
             // to an I1 (RFC 7401 §5.4) or to a NOTIFY.
@@ -592,21 +671,21 @@ impl Host {
             return Err(Error::UnsupportedCritical(ty));
         }
         match repr.packet_type {
-            PacketType::I1 => self.on_i1(now, local, remote, bytes, &repr),
-            PacketType::R1 => self.on_r1(now, local, remote, bytes, &repr),
-            PacketType::I2 => self.on_i2(now, local, remote, bytes, &repr),
-            PacketType::R2 => self.on_r2(now, bytes, &repr),
-            PacketType::Close => self.on_close(now, bytes, &repr),
-            PacketType::CloseAck => self.on_close_ack(bytes, &repr),
+            PacketType::I1 => self.on_i1(now, local, remote, bytes, repr),
+            PacketType::R1 => self.on_r1(now, local, remote, bytes, repr),
+            PacketType::I2 => self.on_i2(now, local, remote, bytes, repr),
+            PacketType::R2 => self.on_r2(now, bytes, repr),
+            PacketType::Close => self.on_close(now, bytes, repr),
+            PacketType::CloseAck => self.on_close_ack(bytes, repr),
             PacketType::Update => {
                 // Relayed by our rendezvous server: the peer is at the address in FROM.
-                let remote = match self.relayed_from(local, remote, bytes, &repr)? {
+                let remote = match self.relayed_from(local, remote, bytes, repr)? {
                     Some((from, _server)) => from,
                     None => remote,
                 };
-                self.on_update(now, local, remote, bytes, &repr)
+                self.on_update(now, local, remote, bytes, repr)
             }
-            PacketType::Notify => self.on_notify(bytes, &repr),
+            PacketType::Notify => self.on_notify(bytes, repr),
             _ => Err(Error::Unexpected),
         }
     }
@@ -624,6 +703,7 @@ impl Host {
             AssocState::R2Sent => {
                 a.state = AssocState::Established;
                 a.timer = None;
+                self.nat_upkeep(now, peer);
                 self.schedule(now, peer);
                 return;
             }
@@ -636,6 +716,10 @@ impl Host {
                 // Registrations live with their association, either way round.
                 self.registered_with.remove(&peer);
                 self.rvs_clients.remove(&peer);
+                self.drop_relay_client(&peer);
+                if self.relay_grants.remove(&peer).is_some() {
+                    self.candidates_changed(now);
+                }
                 return;
             }
         };
@@ -682,10 +766,21 @@ impl Host {
     }
 
     fn transmit(&mut self, local: SocketAddr, remote: SocketAddr, hip: &[u8]) {
+        let payload = self.wrap_for(remote, hip);
         self.push_transmit(Transmit {
             local,
             remote,
-            payload: marked(hip),
+            payload,
+        });
+    }
+
+    /// Queues an ESP datagram a relay passes on (see [`Inbound::Forward`]), for drivers
+    /// that send everything through `poll_transmit`.
+    pub fn queue_forward(&mut self, local: SocketAddr, to: SocketAddr, datagram: &[u8]) {
+        self.push_transmit(Transmit {
+            local,
+            remote: to,
+            payload: datagram.to_vec(),
         });
     }
 
@@ -731,8 +826,19 @@ impl Host {
     }
 }
 
-fn info(a: &Assoc) -> AssocInfo {
+fn info(host: &Host, a: &Assoc) -> AssocInfo {
+    let checks = a.ice.as_ref().map_or((0, 0), |i| {
+        let ok = i
+            .pairs
+            .iter()
+            .filter(|p| p.state == ice::PairState::Succeeded)
+            .count();
+        (ok, i.pairs.len())
+    });
     AssocInfo {
+        path: host.path_kind(a),
+        checks,
+        keepalive_due: host.keepalive_due(a),
         handle: a.handle,
         peer: a.peer_hit,
         state: a.state,

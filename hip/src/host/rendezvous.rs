@@ -16,6 +16,7 @@
 //! ran out. A REG_REQUEST with lifetime zero cancels.
 
 use super::*;
+use crate::wire::TransportAddress;
 
 /// Registration type RENDEZVOUS (RFC 8003, IANA).
 pub const REG_TYPE_RENDEZVOUS: u8 = 1;
@@ -34,11 +35,29 @@ impl Host {
         local: SocketAddr,
         locators: &[SocketAddr],
     ) -> Result<AssocHandle, Error> {
-        self.wanted_registrations.insert(server);
+        self.wanted_registrations
+            .insert(server, vec![REG_TYPE_RENDEZVOUS]);
         self.connect(now, server, local, locators)
     }
 
-    /// True once `server` granted us the RENDEZVOUS service.
+    /// Registers with the relay server `server` for the control and data relays (RFC 9028
+    /// §4.1): hosts that know only the server's address reach us through it, and the
+    /// server tells us the address it sees us at. `Event::Registered` reports the grant.
+    pub fn register_relay(
+        &mut self,
+        now: Instant,
+        server: Hit,
+        local: SocketAddr,
+        locators: &[SocketAddr],
+    ) -> Result<AssocHandle, Error> {
+        self.wanted_registrations.insert(
+            server,
+            vec![relay::REG_TYPE_RELAY_UDP_HIP, relay::REG_TYPE_RELAY_UDP_ESP],
+        );
+        self.connect(now, server, local, locators)
+    }
+
+    /// True once `server` granted us the service we asked it for.
     pub fn registered_with(&self, server: &Hit) -> bool {
         self.registered_with.contains_key(server)
     }
@@ -48,91 +67,149 @@ impl Host {
         self.rvs_clients.keys()
     }
 
-    /// REG_INFO for our R1s, when we serve rendezvous.
+    /// The registration types we serve.
+    fn served_types(&self) -> Vec<u8> {
+        let mut types = Vec::new();
+        if self.config.rendezvous_server {
+            types.push(REG_TYPE_RENDEZVOUS);
+        }
+        if self.config.relay_server {
+            types.extend([relay::REG_TYPE_RELAY_UDP_HIP, relay::REG_TYPE_RELAY_UDP_ESP]);
+        }
+        types
+    }
+
+    /// REG_INFO for our R1s, when we serve anything.
     pub(super) fn reg_info(&self) -> Option<Param> {
-        self.config.rendezvous_server.then(|| Param::RegInfo {
+        let types = self.served_types();
+        (!types.is_empty()).then_some(Param::RegInfo {
             min_lifetime: MIN_LIFETIME,
             max_lifetime: MAX_LIFETIME,
-            types: vec![REG_TYPE_RENDEZVOUS],
+            types,
         })
     }
 
     /// REG_REQUEST for the I2 to `peer`, if we want to register with it and its R1 offers
-    /// rendezvous.
+    /// what we want.
     pub(super) fn reg_request(&self, peer: &Hit, r1: &HipRepr) -> Option<Param> {
-        let offered = matches!(r1.param(param_type::REG_INFO),
-            Some(Param::RegInfo { types, .. }) if types.contains(&REG_TYPE_RENDEZVOUS));
-        (offered && self.wanted_registrations.contains(peer)).then(|| Param::RegRequest {
+        let wanted = self.wanted_registrations.get(peer)?;
+        let Some(Param::RegInfo { types, .. }) = r1.param(param_type::REG_INFO) else {
+            return None;
+        };
+        let types: Vec<u8> = wanted
+            .iter()
+            .copied()
+            .filter(|t| types.contains(t))
+            .collect();
+        (!types.is_empty()).then_some(Param::RegRequest {
             lifetime: self.config.registration_lifetime,
-            types: vec![REG_TYPE_RENDEZVOUS],
+            types,
         })
     }
 
-    /// The server's answer to a REG_REQUEST in an I2 it accepted or in an UPDATE:
-    /// REG_RESPONSE when it serves rendezvous (and the client is recorded until its
-    /// lifetime ends, or removed for lifetime zero), REG_FAILED "type unavailable" when it
-    /// does not.
+    /// The server's answer to a REG_REQUEST in an I2 it accepted or in an UPDATE, in type
+    /// order: REG_RESPONSE for the types it serves (the client is recorded until its
+    /// lifetime ends, or removed for lifetime zero), REG_FAILED "type unavailable" for the
+    /// rest, and REG_FROM (where the client was seen) when a relay type was asked for.
+    /// Rendezvous and a control relay in one association are refused (RFC 9028 §7.8,
+    /// failure type 9).
     pub(super) fn reg_answer(
         &mut self,
         now: Instant,
         peer: Hit,
+        remote: SocketAddr,
         packet: &HipRepr,
-    ) -> Option<Param> {
+    ) -> Vec<Param> {
         let Some(Param::RegRequest { lifetime, types }) = packet.param(param_type::REG_REQUEST)
         else {
-            return None;
+            return Vec::new();
         };
-        if !types.contains(&REG_TYPE_RENDEZVOUS) {
-            return None;
+        let relay_types = [relay::REG_TYPE_RELAY_UDP_HIP, relay::REG_TYPE_RELAY_UDP_ESP];
+        let asks_relay = types.iter().any(|t| relay_types.contains(t));
+        if types.contains(&REG_TYPE_RENDEZVOUS) && types.contains(&relay::REG_TYPE_RELAY_UDP_HIP) {
+            return vec![Param::RegFailed {
+                failure: 9,
+                types: vec![REG_TYPE_RENDEZVOUS, relay::REG_TYPE_RELAY_UDP_HIP],
+            }];
         }
-        if !self.config.rendezvous_server {
-            return Some(Param::RegFailed {
-                failure: 1,
-                types: vec![REG_TYPE_RENDEZVOUS],
-            });
-        }
+        let served = self.served_types();
+        let (granted, refused): (Vec<u8>, Vec<u8>) =
+            types.iter().copied().partition(|t| served.contains(t));
         let lifetime = match *lifetime {
             0 => 0,
             l => l.clamp(MIN_LIFETIME, MAX_LIFETIME),
         };
-        if lifetime == 0 {
-            self.rvs_clients.remove(&peer);
-            tracing::info!(client = %peer, "rendezvous registration cancelled");
-        } else {
-            self.rvs_clients
-                .insert(peer, now + registration_lifetime(lifetime));
-            tracing::info!(client = %peer, lifetime, "rendezvous registration granted");
+        let ends = now + registration_lifetime(lifetime);
+        if granted.contains(&REG_TYPE_RENDEZVOUS) {
+            if lifetime == 0 {
+                self.rvs_clients.remove(&peer);
+                tracing::info!(client = %peer, "rendezvous registration cancelled");
+            } else {
+                self.rvs_clients.insert(peer, ends);
+                tracing::info!(client = %peer, lifetime, "rendezvous registration granted");
+            }
         }
+        if granted.contains(&relay::REG_TYPE_RELAY_UDP_HIP) {
+            let data = granted.contains(&relay::REG_TYPE_RELAY_UDP_ESP);
+            if lifetime == 0 {
+                self.drop_relay_client(&peer);
+                tracing::info!(client = %peer, "relay registration cancelled");
+            } else if let Some(c) = self.relay_clients.get_mut(&peer) {
+                c.renew(ends, data);
+            } else {
+                let quota = self.config.relay_quota;
+                self.relay_clients
+                    .insert(peer, relay::RelayClient::new(now, ends, data, &quota));
+                tracing::info!(client = %peer, at = %remote, lifetime, "relay registration granted");
+            }
+        }
+        let registered =
+            self.rvs_clients.contains_key(&peer) || self.relay_clients.contains_key(&peer);
         if let Some(a) = self.assocs.get_mut(&peer) {
-            a.registration = lifetime != 0 || self.registered_with.contains_key(&peer);
+            a.registration = registered || self.registered_with.contains_key(&peer);
         }
-        Some(Param::RegResponse {
-            lifetime,
-            types: vec![REG_TYPE_RENDEZVOUS],
-        })
+        let mut answer = Vec::new();
+        if !granted.is_empty() {
+            answer.push(Param::RegResponse {
+                lifetime,
+                types: granted,
+            });
+        }
+        if !refused.is_empty() {
+            answer.push(Param::RegFailed {
+                failure: 1,
+                types: refused,
+            });
+        }
+        if asks_relay {
+            answer.push(Param::RegFrom(TransportAddress::udp(remote)));
+        }
+        answer
     }
 
     /// Notes a grant (in an R2 we accepted, or in the UPDATE that answers a renewal).
     pub(super) fn reg_granted(&mut self, now: Instant, server: Hit, packet: &HipRepr) {
-        let refused = matches!(packet.param(param_type::REG_FAILED),
-            Some(Param::RegFailed { types, .. }) if types.contains(&REG_TYPE_RENDEZVOUS));
-        let lifetime = match packet.param(param_type::REG_RESPONSE) {
-            Some(Param::RegResponse { lifetime, types })
-                if types.contains(&REG_TYPE_RENDEZVOUS) =>
-            {
-                Some(*lifetime)
-            }
-            _ => None,
-        };
-        if !self.wanted_registrations.contains(&server) {
+        let Some(wanted) = self.wanted_registrations.get(&server) else {
             return;
-        }
+        };
+        let refused = matches!(packet.param(param_type::REG_FAILED),
+            Some(Param::RegFailed { types, .. }) if types.iter().any(|t| wanted.contains(t)));
+        let (lifetime, types) = match packet.param(param_type::REG_RESPONSE) {
+            Some(Param::RegResponse { lifetime, types })
+                if types.iter().any(|t| wanted.contains(t)) =>
+            {
+                (Some(*lifetime), types.clone())
+            }
+            _ => (None, Vec::new()),
+        };
         if refused || lifetime == Some(0) {
             // Refused or cancelled: not registered, and nothing to renew.
             if self.registered_with.remove(&server).is_some() {
-                tracing::info!(server = %server, "rendezvous registration ended by the server");
+                tracing::info!(server = %server, "registration ended by the server");
             }
-            let server_side = self.rvs_clients.contains_key(&server);
+            self.relay_grants.remove(&server);
+            let server_side =
+                self.rvs_clients.contains_key(&server) || self.relay_clients.contains_key(&server);
             if let Some(a) = self.assocs.get_mut(&server) {
                 a.registration = server_side;
             }
@@ -141,6 +218,25 @@ impl Host {
         let Some(lifetime) = lifetime else {
             return;
         };
+        if types.contains(&relay::REG_TYPE_RELAY_UDP_HIP) {
+            let reflexive = match packet.param(param_type::REG_FROM) {
+                Some(Param::RegFrom(t)) => Some(t.socket()),
+                _ => None,
+            };
+            let data = types.contains(&relay::REG_TYPE_RELAY_UDP_ESP);
+            let old = self.relay_grants.insert(
+                server,
+                relay::RelayGrant {
+                    reflexive,
+                    data,
+                    refresh_permissions: None,
+                },
+            );
+            if old.is_none_or(|g| g.reflexive != reflexive) {
+                tracing::info!(server = %server, reflexive = ?reflexive, "relay server sees us at");
+                self.candidates_changed(now);
+            }
+        }
         let renewal = self.registered_with.contains_key(&server);
         // Renewed when four fifths of the lifetime have passed (of at least the shortest
         // lifetime we offer ourselves, so that a tiny grant cannot make us spin).
@@ -151,20 +247,25 @@ impl Host {
             a.registration = true;
         }
         if renewal {
-            tracing::debug!(server = %server, lifetime, "rendezvous registration renewed");
+            tracing::debug!(server = %server, lifetime, "registration renewed");
         } else {
-            tracing::info!(server = %server, lifetime, "registered for rendezvous");
+            tracing::info!(server = %server, lifetime, types = ?types, "registered");
             self.push_event(Event::Registered { server });
         }
     }
 
     /// The registration timers of the association with `peer`: when our registration
-    /// with it is to be renewed (while no other UPDATE is outstanding), and when its
-    /// registration with us ends.
+    /// with it is to be renewed (while no other UPDATE is outstanding), when its
+    /// registration with us ends, and when our relay permissions there are refreshed.
     pub(super) fn registration_due(&self, peer: &Hit, idle: bool) -> Option<Instant> {
         let renew = self.registered_with.get(peer).filter(|_| idle).copied();
         let ends = self.rvs_clients.get(peer).copied();
-        renew.into_iter().chain(ends).min()
+        let relay_ends = self.relay_clients.get(peer).map(|c| c.ends);
+        let permissions = self.permissions_due(peer).filter(|_| idle);
+        [renew, ends, relay_ends, permissions]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the registration timers of the association with `peer` (see
@@ -173,16 +274,35 @@ impl Host {
         if self.rvs_clients.get(&peer).is_some_and(|end| *end <= now) {
             tracing::info!(client = %peer, "rendezvous registration expired");
             self.rvs_clients.remove(&peer);
-            let client = self.registered_with.contains_key(&peer);
-            if let Some(a) = self.assocs.get_mut(&peer) {
-                a.registration = client;
-            }
+        }
+        if self.relay_clients.get(&peer).is_some_and(|c| c.ends <= now) {
+            tracing::info!(client = %peer, "relay registration expired");
+            self.drop_relay_client(&peer);
+        }
+        let registered = self.registered_with.contains_key(&peer)
+            || self.rvs_clients.contains_key(&peer)
+            || self.relay_clients.contains_key(&peer);
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            a.registration = registered;
         }
         let idle = self
             .assocs
             .get(&peer)
             .is_some_and(|a| a.pending_update.is_none());
-        if !idle || self.registered_with.get(&peer).is_none_or(|t| *t > now) {
+        if !idle {
+            return false;
+        }
+        if self.permissions_due(&peer).is_some_and(|t| t <= now) {
+            if let Some(g) = self.relay_grants.get_mut(&peer) {
+                g.refresh_permissions = None;
+            }
+            self.sync_permissions(now, peer, true);
+            return self
+                .assocs
+                .get(&peer)
+                .is_some_and(|a| a.pending_update.is_some());
+        }
+        if self.registered_with.get(&peer).is_none_or(|t| *t > now) {
             return false;
         }
         // Asked again after a while if this renewal gets no REG_RESPONSE.
@@ -190,17 +310,22 @@ impl Host {
             peer,
             now + self.config.update_timeout * self.config.update_tries,
         );
+        let types = self
+            .wanted_registrations
+            .get(&peer)
+            .cloned()
+            .unwrap_or_default();
         let Some(a) = self.assocs.get_mut(&peer) else {
             return false;
         };
         let seq = a.next_update_id;
         a.next_update_id = a.next_update_id.wrapping_add(1);
-        tracing::debug!(server = %peer, "renewing the rendezvous registration");
+        tracing::debug!(server = %peer, "renewing the registration");
         let params = vec![
             Param::Seq(seq),
             Param::RegRequest {
                 lifetime: self.config.registration_lifetime,
-                types: vec![REG_TYPE_RENDEZVOUS],
+                types,
             },
         ];
         self.send_update(now, peer, params, Some(seq));

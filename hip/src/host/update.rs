@@ -99,6 +99,13 @@ impl Host {
             a.state = AssocState::Established;
             a.timer = None;
         }
+        // Connectivity checks and their answers run beside the UPDATE sequence.
+        if self.ice_update(now, local, remote, update) {
+            return Ok(());
+        }
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return Err(Error::Unexpected);
+        };
         let mut acked_to = None;
         if let Some(p) = &a.pending_update {
             if acks.contains(&p.seq) {
@@ -156,6 +163,10 @@ impl Host {
             } else {
                 a.peer_update_id = Some(seq);
                 self.peer_announced(peer, update);
+                self.peer_candidates_from(peer, update);
+                if update.param(param_type::PEER_PERMISSION).is_some() {
+                    self.install_permissions(now, peer, update);
+                }
                 let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
                 match info {
                     Some(info) if a.rekey.is_none() => {
@@ -370,6 +381,9 @@ impl Host {
                 to,
             });
         }
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            a.last_sent_at = Some(now);
+        }
         self.transmit(local, remote, &bytes);
         self.schedule(now, peer);
     }
@@ -381,13 +395,13 @@ impl Host {
             .get(&peer)
             .is_some_and(|a| a.pending_update.is_none());
         let registration = self.registration_due(&peer, idle);
-        let Some(a) = self.assocs.get_mut(&peer) else {
+        let Some(a) = self.assocs.get(&peer) else {
             return;
         };
         if a.state != AssocState::Established {
             return;
         }
-        a.timer = [
+        let timer = [
             a.pending_update.as_ref().map(|p| p.due),
             rekey_due(a, &self.config),
             a.rekey
@@ -399,10 +413,15 @@ impl Host {
             idle_due(a, &self.config),
             mobility::silence_due(a, &self.config),
             registration,
+            self.ice_due(a),
+            self.keepalive_due(a),
         ]
         .into_iter()
         .flatten()
         .min();
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            a.timer = timer;
+        }
     }
 
     /// An ESTABLISHED association's timer fired.
@@ -497,6 +516,17 @@ impl Host {
             self.start_failover(now, peer);
         }
         self.registration_timer(now, peer);
+        if let Some(a) = self.assocs.get(&peer) {
+            if self.ice_due(a).is_some_and(|t| t <= now) {
+                self.ice_timer(now, peer);
+            }
+        }
+        if let Some(a) = self.assocs.get(&peer) {
+            if self.keepalive_due(a).is_some_and(|t| t <= now) {
+                self.send_keepalive(now, peer);
+            }
+        }
+        self.nat_upkeep(now, peer);
         self.schedule(now, peer);
     }
 }

@@ -1,0 +1,758 @@
+//! Native NAT traversal (RFC 9028 §4.2–§4.10, ICE-HIP-UDP): candidates, connectivity
+//! checks, nomination and keepalives.
+//!
+//! Our candidates are our host addresses, the server-reflexive address each relay server
+//! reported (REG_FROM), and the relay servers that relay data for us. They go to the peer
+//! in the LOCATOR_SET of an UPDATE (type-2 locators carry kind and priority) once the
+//! association is up — its base exchange may have run through a relay, so the data flows
+//! from the first packet, through the relay if need be, while the checks look for a direct
+//! path.
+//!
+//! A check is an UPDATE with SEQ, ECHO_REQUEST_SIGNED and CANDIDATE_PRIORITY sent on one
+//! pair (one of our host addresses, one of the peer's candidates); the answer is an UPDATE
+//! with the ACK, the signed echo and MAPPED_ADDRESS (the source the peer saw), sent back to
+//! that source. Checks do not take part in the one-outstanding-UPDATE rule. A check
+//! succeeds only when its answer comes from the address it was sent to. Both ends check, so
+//! that each NAT sees the packets that open it; a check from a source we have no pair for
+//! gives a peer-reflexive pair, checked at once (a triggered check).
+//!
+//! The initiator of the base exchange controls: once no pair of higher priority is still
+//! being checked, it nominates the best pair that succeeded with one more check that
+//! carries NOMINATE; the peer moves the association to the pair when it answers, the
+//! initiator when the answer comes. While the association is relayed, the checks run
+//! again every `Config::recheck_interval`, so that a path that opens later is taken.
+//!
+//! Hosts that know they are behind a NAT (a relay server sees them at an address that is
+//! not theirs) send a NOTIFY with NAT_KEEPALIVE on every association that has sent nothing
+//! for `Config::nat_keepalive`.
+
+use super::*;
+use crate::wire::{Locator, TransportAddress, TransportLocator};
+
+/// Candidate kinds of type-2 locators (RFC 9028 §5.7).
+pub(crate) const KIND_HOST: u8 = 0;
+pub(crate) const KIND_SERVER_REFLEXIVE: u8 = 1;
+pub(crate) const KIND_PEER_REFLEXIVE: u8 = 2;
+pub(crate) const KIND_RELAYED: u8 = 3;
+
+/// Pairs checked per association at most (RFC 9028 §4.6.2 allows 100; a host has few
+/// addresses).
+const MAX_PAIRS: usize = 16;
+/// Check retransmission timeout (RFC 9028 §4.6.2: at least 1 s for one check per RTT).
+const CHECK_RTO: Duration = Duration::from_secs(1);
+/// Transmissions of one check before its pair fails.
+const CHECK_TRIES: u32 = 5;
+
+/// One candidate pair under check.
+#[derive(Debug, Clone)]
+pub(crate) struct Pair {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub priority: u64,
+    pub state: PairState,
+    pub nominate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PairState {
+    Waiting,
+    InProgress {
+        nonce: Vec<u8>,
+        tries: u32,
+        due: Instant,
+    },
+    Succeeded,
+    Failed,
+}
+
+/// The checks of one association.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ice {
+    pub pairs: Vec<Pair>,
+    /// The next check may go out at this instant (pacing, Ta).
+    pub next_tx: Option<Instant>,
+    /// The pair nomination moved the association to.
+    pub selected: Option<(SocketAddr, SocketAddr)>,
+    /// When the checks run again while the association is relayed.
+    pub recheck: Option<Instant>,
+    /// Our address as the peer saw a check of ours (MAPPED_ADDRESS), by local address.
+    pub mapped: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// The peer's candidates from its LOCATOR_SET: address, kind, priority.
+pub(crate) type Candidate = (SocketAddr, u8, u32);
+
+/// RFC 8445 §5.1.2.1 priority: type preference, local preference, component 1.
+pub(crate) fn candidate_priority(kind: u8, local_pref: u16) -> u32 {
+    let type_pref: u32 = match kind {
+        KIND_HOST => 126,
+        KIND_PEER_REFLEXIVE => 110,
+        KIND_SERVER_REFLEXIVE => 100,
+        _ => 0,
+    };
+    (type_pref << 24) | (u32::from(local_pref) << 8) | 255
+}
+
+/// RFC 8445 §6.1.2.3 pair priority: G is the controlling side's candidate priority.
+pub(crate) fn pair_priority(controlling: u32, controlled: u32) -> u64 {
+    let (g, d) = (u64::from(controlling), u64::from(controlled));
+    (g.min(d) << 32) + 2 * g.max(d) + u64::from(g > d)
+}
+
+/// How the association's data currently travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Straight to the peer's address.
+    Direct,
+    /// Through the relay server at this address.
+    Relayed { via: SocketAddr },
+}
+
+/// What we know of the NAT in front of us, from relay servers and the peers' checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatBehaviour {
+    /// No relay server has told us where it sees us.
+    Unknown,
+    /// A relay server sees us at one of our own addresses.
+    None,
+    /// We are translated: `reflexive` is where the first relay server sees us. `mapping`
+    /// is None until a peer's check reports where it sees us; then true when every
+    /// destination saw the same address (endpoint-independent mapping), false when they
+    /// differed (address-dependent: a "symmetric" NAT).
+    Translated {
+        reflexive: SocketAddr,
+        port_preserved: bool,
+        endpoint_independent: Option<bool>,
+    },
+}
+
+impl Host {
+    /// Our candidates, best first: host addresses, then server-reflexive and relayed ones.
+    pub(super) fn local_candidates(&self) -> Vec<(SocketAddr, u8, u32)> {
+        let mut out: Vec<(SocketAddr, u8, u32)> = Vec::new();
+        let count = self.local_addresses.len();
+        for (n, addr) in self.local_addresses.iter().enumerate() {
+            let pref = u16::try_from(count - n)
+                .unwrap_or(u16::MAX)
+                .saturating_mul(256);
+            out.push((*addr, KIND_HOST, candidate_priority(KIND_HOST, pref)));
+        }
+        let mut grants: Vec<(&Hit, &relay::RelayGrant)> = self.relay_grants.iter().collect();
+        grants.sort_by_key(|(h, _)| **h);
+        for (server, g) in grants {
+            if let Some(r) = g.reflexive.filter(|r| !out.iter().any(|c| c.0 == *r)) {
+                out.push((
+                    r,
+                    KIND_SERVER_REFLEXIVE,
+                    candidate_priority(KIND_SERVER_REFLEXIVE, 65535),
+                ));
+            }
+            if g.data {
+                if let Some(s) = self.assocs.get(server) {
+                    if !out.iter().any(|c| c.0 == s.remote) {
+                        out.push((
+                            s.remote,
+                            KIND_RELAYED,
+                            candidate_priority(KIND_RELAYED, 65535),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The LOCATOR_SET announcing our candidates; `preferred` marks the one in use.
+    pub(super) fn candidate_locators(&self, spi: u32, preferred: SocketAddr) -> Vec<Locator> {
+        self.local_candidates()
+            .into_iter()
+            .map(|(addr, kind, priority)| {
+                let t = TransportLocator {
+                    port: addr.port(),
+                    protocol: 17,
+                    kind,
+                    priority,
+                    spi,
+                    address: rendezvous::mapped(addr.ip()),
+                };
+                Locator::from_transport(&t, addr == preferred, mobility::LOCATOR_LIFETIME)
+            })
+            .collect()
+    }
+
+    /// Whether we take part in NAT traversal at all: a relay server serves us.
+    pub(super) fn behind_relay(&self) -> bool {
+        !self.relay_grants.is_empty()
+    }
+
+    /// Our candidates changed (a relay server reported where it sees us): tell the peers.
+    pub(super) fn candidates_changed(&mut self, now: Instant) {
+        let peers: Vec<Hit> = self
+            .assocs
+            .values()
+            .filter(|a| a.state == AssocState::Established && a.esp.is_some())
+            .filter(|a| !self.relay_grants.contains_key(&a.peer_hit))
+            .map(|a| a.peer_hit)
+            .collect();
+        for peer in peers {
+            self.announce_if_changed(now, peer);
+        }
+    }
+
+    /// Whether the association with `a`'s peer runs checks: it is relayed, we are behind
+    /// a relay, or the peer announced candidates other than host ones.
+    pub(super) fn ice_wanted(&self, a: &Assoc) -> bool {
+        a.state == AssocState::Established
+            && a.esp.is_some()
+            && !self.relay_grants.contains_key(&a.peer_hit)
+            && !self.relay_clients.contains_key(&a.peer_hit)
+            && (a.relay_to.is_some()
+                || self.behind_relay()
+                || a.peer_candidates.iter().any(|c| c.1 != KIND_HOST))
+    }
+
+    /// How the association's data travels.
+    pub(super) fn path_kind(&self, a: &Assoc) -> PathKind {
+        if a.relay_to.is_some() {
+            return PathKind::Relayed { via: a.remote };
+        }
+        let relayed = a
+            .peer_candidates
+            .iter()
+            .any(|c| c.0 == a.remote && c.1 == KIND_RELAYED)
+            || (!a.peer_candidates.is_empty()
+                && !a.peer_candidates.iter().any(|c| c.0 == a.remote)
+                && a.ice
+                    .as_ref()
+                    .is_none_or(|i| i.selected != Some((a.local, a.remote))));
+        if relayed {
+            PathKind::Relayed { via: a.remote }
+        } else {
+            PathKind::Direct
+        }
+    }
+
+    /// What we know of our NAT.
+    pub fn nat_behaviour(&self) -> NatBehaviour {
+        let mut grants: Vec<(&Hit, &relay::RelayGrant)> = self.relay_grants.iter().collect();
+        grants.sort_by_key(|(h, _)| **h);
+        let Some((server, reflexive)) = grants.iter().find_map(|(h, g)| Some((**h, g.reflexive?)))
+        else {
+            return NatBehaviour::Unknown;
+        };
+        if self.local_addresses.contains(&reflexive) {
+            return NatBehaviour::None;
+        }
+        let base = self.assocs.get(&server).map(|a| a.local);
+        let seen: Vec<SocketAddr> = self
+            .assocs
+            .values()
+            .filter_map(|a| a.ice.as_ref())
+            .flat_map(|i| i.mapped.iter())
+            .filter(|(local, _)| Some(*local) == base || base.is_none())
+            .map(|(_, m)| *m)
+            .collect();
+        let endpoint_independent = (!seen.is_empty()).then(|| seen.iter().all(|m| *m == reflexive));
+        NatBehaviour::Translated {
+            reflexive,
+            port_preserved: base.is_some_and(|b| b.port() == reflexive.port()),
+            endpoint_independent,
+        }
+    }
+
+    /// Remembers the kinds and priorities of the peer's LOCATOR_SET.
+    pub(super) fn peer_candidates_from(&mut self, peer: Hit, update: &HipRepr) {
+        let Some(Param::LocatorSet(locators)) = update.param(param_type::LOCATOR_SET) else {
+            return;
+        };
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let was_checking = a.peer_candidates.iter().any(|c| c.1 != KIND_HOST);
+        a.peer_candidates = locators
+            .iter()
+            .filter_map(|l| {
+                let t = l.transport()?;
+                let addr = mobility::transport_addr(&t)?;
+                Some((addr, t.kind, t.priority))
+            })
+            .take(MAX_PAIRS)
+            .collect();
+        let restart = a.ice.as_ref().is_none_or(|i| i.selected.is_none());
+        if restart {
+            a.ice = None;
+            // The peer checks: it needs our candidates, even unchanged since the exchange.
+            if !was_checking && a.peer_candidates.iter().any(|c| c.1 != KIND_HOST) {
+                a.announced.clear();
+            }
+        }
+    }
+
+    /// Starts (or restarts) the checks of the association with `peer`, if it wants them
+    /// and has the peer's candidates.
+    pub(super) fn ice_start(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        if !self.ice_wanted(a) || a.peer_candidates.is_empty() {
+            return;
+        }
+        if a.ice
+            .as_ref()
+            .is_some_and(|i| i.recheck.is_none_or(|t| now < t))
+        {
+            return;
+        }
+        let controlling = a.initiator;
+        let ours = self.local_candidates();
+        let mut pairs: Vec<Pair> = Vec::new();
+        for (remote, kind, their_priority) in &a.peer_candidates {
+            // The relayed path is the one we already have.
+            if *kind == KIND_RELAYED || *remote == a.remote {
+                continue;
+            }
+            for (local, lkind, our_priority) in &ours {
+                if *lkind != KIND_HOST || local.is_ipv4() != remote.is_ipv4() {
+                    continue;
+                }
+                let (g, d) = if controlling {
+                    (*our_priority, *their_priority)
+                } else {
+                    (*their_priority, *our_priority)
+                };
+                pairs.push(Pair {
+                    local: *local,
+                    remote: *remote,
+                    priority: pair_priority(g, d),
+                    state: PairState::Waiting,
+                    nominate: false,
+                });
+            }
+        }
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        pairs.truncate(MAX_PAIRS);
+        let mapped = a.ice.as_ref().map(|i| i.mapped.clone()).unwrap_or_default();
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        tracing::debug!(peer = %peer, pairs = pairs.len(), controlling, "starting connectivity checks");
+        a.ice = Some(Ice {
+            pairs,
+            next_tx: Some(now),
+            selected: None,
+            recheck: None,
+            mapped,
+        });
+    }
+
+    /// When the checks of `a` next need the timer.
+    pub(super) fn ice_due(&self, a: &Assoc) -> Option<Instant> {
+        let ice = a.ice.as_ref()?;
+        let pacing = ice.next_tx;
+        let retry = ice
+            .pairs
+            .iter()
+            .filter_map(|p| match p.state {
+                PairState::InProgress { due, .. } => Some(due),
+                _ => None,
+            })
+            .min();
+        let waiting = ice.pairs.iter().any(|p| p.state == PairState::Waiting);
+        let send = if waiting {
+            pacing
+        } else {
+            retry.map(|r| ice.next_tx.map_or(r, |t| r.max(t)))
+        };
+        [send, ice.recheck].into_iter().flatten().min()
+    }
+
+    /// The checks' timer: one transmission per Ta (a retransmission or the next waiting
+    /// pair), failures, nomination, and the periodic restart while relayed.
+    pub(super) fn ice_timer(&mut self, now: Instant, peer: Hit) {
+        let ta = self.config.check_pacing;
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let Some(ice) = a.ice.as_mut() else { return };
+        if ice.recheck.is_some_and(|t| t <= now) {
+            ice.recheck = Some(now);
+            self.ice_start(now, peer);
+            return;
+        }
+        for p in &mut ice.pairs {
+            if let PairState::InProgress { tries, due, .. } = p.state {
+                if due <= now && tries >= CHECK_TRIES {
+                    p.state = PairState::Failed;
+                }
+            }
+        }
+        if ice.next_tx.is_some_and(|t| t <= now) {
+            let next = ice
+                .pairs
+                .iter()
+                .position(|p| matches!(p.state, PairState::InProgress { due, .. } if due <= now))
+                .or_else(|| ice.pairs.iter().position(|p| p.state == PairState::Waiting));
+            if let Some(i) = next {
+                ice.next_tx = Some(now + ta);
+                self.send_check(now, peer, i);
+            }
+        }
+        self.ice_progress(now, peer);
+    }
+
+    /// Sends (or resends) the check of pair `i`.
+    fn send_check(&mut self, now: Instant, peer: Hit, i: usize) {
+        let mut fresh = vec![0u8; 16];
+        self.rng.fill_bytes(&mut fresh);
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let controlling = a.initiator;
+        let Some(p) = a.ice.as_mut().and_then(|ice| ice.pairs.get_mut(i)) else {
+            return;
+        };
+        let (nonce, tries) = match &p.state {
+            PairState::InProgress { nonce, tries, .. } => (nonce.clone(), tries + 1),
+            _ => (fresh, 1),
+        };
+        p.state = PairState::InProgress {
+            nonce: nonce.clone(),
+            tries,
+            due: now + CHECK_RTO,
+        };
+        let (local, remote, nominate) = (p.local, p.remote, p.nominate);
+        // The priority a peer-reflexive candidate of ours would get (RFC 8445 §7.1.1).
+        let priority = candidate_priority(KIND_PEER_REFLEXIVE, 65535);
+        let seq = a.next_update_id;
+        a.next_update_id = a.next_update_id.wrapping_add(1);
+        tracing::trace!(peer = %peer, local = %local, remote = %remote, nominate, tries, "connectivity check");
+        let mut params = vec![
+            Param::Seq(seq),
+            Param::EchoRequestSigned(nonce),
+            Param::CandidatePriority(priority),
+        ];
+        if nominate && controlling {
+            params.push(Param::Nominate(0));
+        }
+        self.send_update_to(now, peer, params, None, Some((local, remote)));
+    }
+
+    /// Handles an UPDATE that is part of the checks: a check (answered, and maybe a
+    /// triggered check or, with NOMINATE, a move) or the answer to one of ours. False if
+    /// `update` is an ordinary UPDATE.
+    pub(super) fn ice_update(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        update: &HipRepr,
+    ) -> bool {
+        let peer = update.sender_hit;
+        if update.param(param_type::CANDIDATE_PRIORITY).is_some() {
+            self.answer_check(now, local, remote, update);
+            return true;
+        }
+        let Some(Param::EchoResponseSigned(nonce)) = update.param(param_type::ECHO_RESPONSE_SIGNED)
+        else {
+            return false;
+        };
+        let Some(ice) = self.assocs.get_mut(&peer).and_then(|a| a.ice.as_mut()) else {
+            return false;
+        };
+        let Some(p) = ice
+            .pairs
+            .iter_mut()
+            .find(|p| matches!(&p.state, PairState::InProgress { nonce: n, .. } if n == nonce))
+        else {
+            return false;
+        };
+        if p.remote != remote || p.local != local {
+            // Not from where the check went: not a path (RFC 9028 §4.6.2 drops it).
+            return true;
+        }
+        p.state = PairState::Succeeded;
+        let nominated = p.nominate;
+        if let Some(Param::MappedAddress(m)) = update.param(param_type::MAPPED_ADDRESS) {
+            let m = m.socket();
+            if !ice.mapped.contains(&(local, m)) {
+                ice.mapped.push((local, m));
+                ice.mapped.truncate(MAX_PAIRS);
+            }
+        }
+        tracing::debug!(peer = %peer, local = %local, remote = %remote, nominated, "connectivity check succeeded");
+        if nominated {
+            self.select_pair(now, peer, local, remote);
+        }
+        self.ice_progress(now, peer);
+        self.schedule(now, peer);
+        true
+    }
+
+    /// Answers a check where it came from; with NOMINATE (from the controlling side) the
+    /// association moves to the pair.
+    fn answer_check(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        update: &HipRepr,
+    ) {
+        let peer = update.sender_hit;
+        let Some(Param::Seq(seq)) = update.param(param_type::SEQ) else {
+            return;
+        };
+        let mut params = vec![
+            Param::Ack(vec![*seq]),
+            Param::MappedAddress(TransportAddress::udp(remote)),
+        ];
+        params.extend(update::echo_response(update));
+        self.send_update_to(now, peer, params, None, Some((local, remote)));
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        let nominated = update.param(param_type::NOMINATE).is_some() && !a.initiator;
+        if nominated {
+            self.select_pair(now, peer, local, remote);
+            return;
+        }
+        // A check from where we have no pair (or one not yet checked): check it back now.
+        if a.ice.is_none() {
+            self.ice_start(now, peer);
+        }
+        let priority = match update.param(param_type::CANDIDATE_PRIORITY) {
+            Some(Param::CandidatePriority(p)) => *p,
+            _ => 0,
+        };
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let controlling = a.initiator;
+        let ice = a.ice.get_or_insert_with(|| Ice {
+            next_tx: Some(now),
+            ..Ice::default()
+        });
+        if ice.selected.is_some() {
+            return;
+        }
+        match ice
+            .pairs
+            .iter_mut()
+            .position(|p| p.local == local && p.remote == remote)
+        {
+            Some(i) if ice.pairs[i].state == PairState::Waiting => {
+                let p = ice.pairs.remove(i);
+                ice.pairs.insert(0, p);
+            }
+            Some(_) => return,
+            None if ice.pairs.len() < MAX_PAIRS => {
+                let ours = candidate_priority(KIND_HOST, 65535);
+                let (g, d) = if controlling {
+                    (ours, priority)
+                } else {
+                    (priority, ours)
+                };
+                ice.pairs.insert(
+                    0,
+                    Pair {
+                        local,
+                        remote,
+                        priority: pair_priority(g, d),
+                        state: PairState::Waiting,
+                        nominate: false,
+                    },
+                );
+                tracing::debug!(peer = %peer, remote = %remote, "peer-reflexive candidate");
+            }
+            None => return,
+        }
+        if ice
+            .next_tx
+            .is_none_or(|t| t > now + self.config.check_pacing)
+        {
+            ice.next_tx = Some(now);
+        }
+        self.schedule(now, peer);
+    }
+
+    /// The controlling side nominates once no better pair is still being checked; with
+    /// nothing left to check and nothing found, the association stays where it is (relayed)
+    /// and checks again later.
+    fn ice_progress(&mut self, now: Instant, peer: Hit) {
+        let recheck = self.config.recheck_interval;
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let controlling = a.initiator;
+        let relayed = a.relay_to.is_some() || !a.peer_candidates.iter().any(|c| c.0 == a.remote);
+        let Some(ice) = a.ice.as_mut() else { return };
+        if ice.selected.is_some() {
+            return;
+        }
+        let nominating = ice
+            .pairs
+            .iter()
+            .any(|p| p.nominate && p.state != PairState::Failed);
+        if controlling && !nominating {
+            // The best pair that succeeded, if nothing better is still undecided.
+            let mut best = None;
+            for (i, p) in ice.pairs.iter().enumerate() {
+                match p.state {
+                    PairState::Succeeded => {
+                        best = Some(i);
+                        break;
+                    }
+                    PairState::Failed => continue,
+                    _ => break,
+                }
+            }
+            if let Some(i) = best {
+                let p = &mut ice.pairs[i];
+                p.nominate = true;
+                p.state = PairState::Waiting;
+                let p = ice.pairs.remove(i);
+                ice.pairs.insert(0, p);
+                ice.next_tx = Some(now);
+                return;
+            }
+        }
+        let done = ice
+            .pairs
+            .iter()
+            .all(|p| matches!(p.state, PairState::Succeeded | PairState::Failed));
+        if done && ice.recheck.is_none() && relayed && !recheck.is_zero() {
+            tracing::debug!(peer = %peer, "no direct path found, staying relayed");
+            ice.recheck = Some(now + recheck);
+        }
+    }
+
+    /// Nomination done: the association uses the pair from now on.
+    fn select_pair(&mut self, now: Instant, peer: Hit, local: SocketAddr, remote: SocketAddr) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let Some(ice) = a.ice.as_mut() else { return };
+        if ice.selected == Some((local, remote)) {
+            return;
+        }
+        ice.selected = Some((local, remote));
+        ice.recheck = None;
+        let old = a.remote;
+        a.local = local;
+        a.remote = remote;
+        a.relay_to = None;
+        a.permission = None;
+        a.failover.clear();
+        a.unanswered_since = None;
+        a.last_move = Some((now, Duration::ZERO));
+        tracing::info!(peer = %peer, from = %old, to = %remote, local = %local, "direct path selected");
+        self.push_event(Event::LocatorChanged { peer, remote });
+    }
+
+    /// When the association next needs a NAT keepalive.
+    pub(super) fn keepalive_due(&self, a: &Assoc) -> Option<Instant> {
+        let interval = self.config.nat_keepalive;
+        if interval.is_zero() || !self.behind_relay() || a.state != AssocState::Established {
+            return None;
+        }
+        let last = [a.last_sent_at, a.traffic.last_tx, a.established_at]
+            .into_iter()
+            .flatten()
+            .max()?;
+        Some(last + interval)
+    }
+
+    /// Sends a NAT keepalive (NOTIFY with NAT_KEEPALIVE, RFC 9028 §5.3) on the path in use.
+    pub(super) fn send_keepalive(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        let (local, remote) = (a.local, a.remote);
+        let mut n = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::Notify,
+            version: 2,
+            controls: 0,
+            sender_hit: self.hit(),
+            receiver_hit: peer,
+            params: vec![Param::Notification(Notification {
+                reserved: 0,
+                kind: NotifyType::NatKeepalive,
+                data: Vec::new(),
+            })],
+        };
+        add_signature(&mut n, &self.identity, param_type::HIP_SIGNATURE);
+        tracing::trace!(peer = %peer, remote = %remote, "NAT keepalive");
+        self.stats.keepalives_sent += 1;
+        self.transmit(local, remote, &n.to_bytes());
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            a.last_sent_at = Some(now);
+        }
+    }
+
+    /// Work for the association after any input or timer: candidates to announce,
+    /// permissions the relay server needs, checks to start.
+    pub(super) fn nat_upkeep(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        // The relay must forward the peer's first ESP already, which is what completes the
+        // exchange on our side: permissions go out from the R2 on.
+        if a.relay_to.is_some() && a.esp.is_some() {
+            let server_addr = a.remote;
+            let server = self
+                .assocs
+                .values()
+                .find(|s| s.remote == server_addr && self.relay_grants.contains_key(&s.peer_hit))
+                .map(|s| s.peer_hit);
+            let stale = Self::wanted_permission(a) != a.permission;
+            if let (Some(server), true) = (server, stale) {
+                self.sync_permissions(now, server, false);
+            }
+        }
+        if self.relay_grants.contains_key(&peer) {
+            // Permissions waiting for this server's UPDATE slot.
+            self.sync_permissions(now, peer, false);
+        }
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        if a.state == AssocState::Established && self.ice_wanted(a) {
+            self.announce_if_changed(now, peer);
+            self.ice_start(now, peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_priorities_follow_rfc_8445() {
+        assert_eq!(candidate_priority(KIND_HOST, 65535), 0x7EFF_FFFF);
+        assert_eq!(
+            candidate_priority(KIND_SERVER_REFLEXIVE, 65535),
+            0x64FF_FFFF
+        );
+        assert_eq!(candidate_priority(KIND_PEER_REFLEXIVE, 65535), 0x6EFF_FFFF);
+        assert_eq!(candidate_priority(KIND_RELAYED, 65535), 0x00FF_FFFF);
+        assert_eq!(candidate_priority(KIND_HOST, 0), 0x7E00_00FF);
+    }
+
+    #[test]
+    fn pair_priority_formula_and_tie_bit() {
+        // 2^32 * MIN(G, D) + 2 * MAX(G, D) + (G > D ? 1 : 0).
+        assert_eq!(pair_priority(10, 20), (10 << 32) + 40);
+        assert_eq!(pair_priority(20, 10), (10 << 32) + 40 + 1);
+        assert_eq!(
+            pair_priority(0x7EFF_FFFF, 0x7EFF_FFFF),
+            (0x7EFF_FFFFu64 << 32) + 2 * 0x7EFF_FFFF
+        );
+        // Host-host above host-srflx above anything with a relayed end.
+        let host = candidate_priority(KIND_HOST, 65535);
+        let srflx = candidate_priority(KIND_SERVER_REFLEXIVE, 65535);
+        let relayed = candidate_priority(KIND_RELAYED, 65535);
+        assert!(pair_priority(host, host) > pair_priority(host, srflx));
+        assert!(pair_priority(host, srflx) > pair_priority(srflx, relayed));
+    }
+}

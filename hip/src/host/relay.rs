@@ -1,0 +1,552 @@
+//! Relaying for hosts behind NATs (RFC 9028 §4.1, §4.5, §4.12): the server side (a control
+//! and data relay any reachable host can run) and the client's wrapping and unwrapping.
+//!
+//! A client registers for RELAY_UDP_HIP and RELAY_UDP_ESP like for rendezvous; the grant
+//! carries REG_FROM, the address the server saw it at (its server-reflexive candidate).
+//! From then on:
+//!
+//! * any HIP packet that reaches the server for the client's HIT is passed on to it with
+//!   RELAY_FROM (the sender's address and port) and RELAY_HMAC keyed with the registration
+//!   association's integrity key;
+//! * the client answers such a peer through the server: RELAY_TO names the peer's address,
+//!   RELAY_HMAC proves the packet comes from the registered client, and the server strips
+//!   the HMAC and sends the packet on. The peer's association simply points at the server;
+//! * ESP between the two goes through the server too, once the client has sent it a
+//!   PEER_PERMISSION for that association: the server forwards ESP carrying the client's
+//!   inbound SPI that comes from the peer's address to the client, and ESP carrying the
+//!   peer's inbound SPI that comes from the client to the peer.
+//!
+//! Our one deviation: the relayed address is the server's own HIP port, not a port of its
+//! own per client. ESP is told apart by SPI (the server refuses a permission whose SPIs
+//! clash with one it forwards already), so a server needs one socket whatever its number of
+//! clients. docs/PROTOCOL.md records this and the other choices.
+//!
+//! Every forwarded byte counts against the client's quotas (`RelayQuota`).
+
+use super::*;
+use crate::wire::{PeerPermission, TransportAddress};
+
+/// Registration type RELAY_UDP_HIP (RFC 9028 §5.9): the control relay.
+pub const REG_TYPE_RELAY_UDP_HIP: u8 = 2;
+/// Registration type RELAY_UDP_ESP (RFC 9028 §5.9): the data relay.
+pub const REG_TYPE_RELAY_UDP_ESP: u8 = 3;
+
+/// A permission not used or renewed for this long is dropped (RFC 9028 §4.12.1: 5 min).
+pub(super) const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// Clients renew their permissions this often (RFC 9028 §4.12.1 refreshes at 4 min... we
+/// renew at four fifths of the lifetime as for registrations).
+pub(super) const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
+
+/// What a relay server allows each client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayQuota {
+    /// Peers a client may have permissions for at once.
+    pub permissions: usize,
+    /// Bytes per second forwarded for one client (both directions, control and ESP),
+    /// averaged over a one-second burst.
+    pub rate: u64,
+    /// Bytes forwarded for one client per registration (a renewal starts a new budget).
+    pub bytes: u64,
+}
+
+impl Default for RelayQuota {
+    fn default() -> Self {
+        RelayQuota {
+            permissions: 16,
+            rate: 125_000_000,
+            bytes: 64 << 30,
+        }
+    }
+}
+
+/// A client registered with us for relaying.
+pub(crate) struct RelayClient {
+    pub ends: Instant,
+    pub data: bool,
+    pub permissions: Vec<Permission>,
+    tokens: u64,
+    filled_at: Instant,
+    used: u64,
+}
+
+/// One PEER_PERMISSION as the server keeps it.
+pub(crate) struct Permission {
+    pub peer: SocketAddr,
+    /// The client's inbound SPI (ESP from the peer to the client carries it).
+    pub ispi: u32,
+    /// The peer's inbound SPI (ESP from the client to the peer carries it).
+    pub ospi: u32,
+    pub expires: Instant,
+}
+
+/// A relay server that granted us its service.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayGrant {
+    /// Our address as the server saw it (REG_FROM).
+    pub reflexive: Option<SocketAddr>,
+    /// RELAY_UDP_ESP granted: the server's address is our relayed candidate.
+    pub data: bool,
+    pub refresh_permissions: Option<Instant>,
+}
+
+/// Counters of the relay server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    pub control_relayed: u64,
+    pub esp_relayed: u64,
+    pub bytes_relayed: u64,
+    /// Packets refused: no registration, no permission, a bad RELAY_HMAC.
+    pub refused: u64,
+    /// Packets refused because a client's rate or byte quota was spent.
+    pub over_quota: u64,
+    /// PEER_PERMISSIONs refused (quota, clashing SPI).
+    pub permissions_refused: u64,
+}
+
+impl RelayClient {
+    pub fn new(now: Instant, ends: Instant, data: bool, quota: &RelayQuota) -> RelayClient {
+        RelayClient {
+            ends,
+            data,
+            permissions: Vec::new(),
+            tokens: quota.rate,
+            filled_at: now,
+            used: 0,
+        }
+    }
+
+    /// Spends `len` bytes of the client's rate and byte budget; false if either is out.
+    fn charge(&mut self, now: Instant, len: usize, quota: &RelayQuota) -> bool {
+        let elapsed = now.saturating_duration_since(self.filled_at);
+        let refill = (elapsed.as_secs_f64() * quota.rate as f64) as u64;
+        if refill > 0 {
+            self.tokens = self.tokens.saturating_add(refill).min(quota.rate);
+            self.filled_at = now;
+        }
+        let len = len as u64;
+        if self.tokens < len || self.used.saturating_add(len) > quota.bytes {
+            return false;
+        }
+        self.tokens -= len;
+        self.used += len;
+        true
+    }
+
+    /// A renewal starts a new byte budget.
+    pub fn renew(&mut self, ends: Instant, data: bool) {
+        self.ends = ends;
+        self.data = data;
+        self.used = 0;
+    }
+}
+
+impl Host {
+    /// The hosts registered with us for relaying.
+    pub fn relay_clients(&self) -> impl Iterator<Item = &Hit> + '_ {
+        self.relay_clients.keys()
+    }
+
+    pub fn relay_stats(&self) -> RelayStats {
+        self.relay_stats
+    }
+
+    /// Whether `client` holds a live relay registration with us.
+    fn relay_client(&self, now: Instant, client: &Hit) -> bool {
+        self.relay_clients.get(client).is_some_and(|c| now < c.ends)
+    }
+
+    /// As a relay server: a packet for a registered client goes on to it with RELAY_FROM and
+    /// RELAY_HMAC. True if `packet` was for a client of ours (relayed or refused).
+    pub(super) fn relay_to_client(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        packet: &HipRepr,
+    ) -> Option<Result<(), Error>> {
+        let client = packet.receiver_hit;
+        if !self.relay_client(now, &client) {
+            return None;
+        }
+        Some(self.relay_to_client_inner(now, remote, client, packet))
+    }
+
+    fn relay_to_client_inner(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        client: Hit,
+        packet: &HipRepr,
+    ) -> Result<(), Error> {
+        // The sender must not pass for a relay or vouch for an address (see `relay_i1`).
+        let relay_params = [
+            param_type::FROM,
+            param_type::RVS_HMAC,
+            param_type::RELAY_FROM,
+            param_type::RELAY_TO,
+            param_type::RELAY_HMAC,
+        ];
+        if packet.params.iter().any(|p| relay_params.contains(&p.ty())) {
+            self.relay_stats.refused += 1;
+            return Err(Error::Unexpected);
+        }
+        let a = self.assocs.get(&client).ok_or(Error::UnknownPeer(client))?;
+        let keys = a.keys.as_ref().ok_or(Error::Unexpected)?;
+        if !matches!(a.state, AssocState::Established | AssocState::R2Sent) {
+            return Err(Error::Unexpected);
+        }
+        let (local, to) = (a.local, a.remote);
+        let mut relayed = packet.clone();
+        relayed
+            .params
+            .push(Param::RelayFrom(TransportAddress::udp(remote)));
+        let covered = relayed.covered_bytes(param_type::RELAY_HMAC, &[]);
+        let mut mac = vec![0u8; self.profile.mac_len()];
+        self.profile.mac(&keys.mac_out, &covered, &mut mac);
+        relayed.params.push(Param::RelayHmac(mac));
+        let bytes = relayed.to_bytes();
+        self.charge_client(now, client, bytes.len())?;
+        tracing::debug!(client = %client, from = %remote, kind = %packet.packet_type, "relaying to a client");
+        self.relay_stats.control_relayed += 1;
+        self.push_transmit(Transmit {
+            local,
+            remote: to,
+            payload: marked(&bytes),
+        });
+        Ok(())
+    }
+
+    /// As a relay server: a registered client's packet with RELAY_TO goes to that address,
+    /// once its RELAY_HMAC shows it really is the client's.
+    pub(super) fn relay_from_client(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        bytes: &[u8],
+        packet: &HipRepr,
+    ) -> Result<(), Error> {
+        let Some(Param::RelayTo(to)) = packet.param(param_type::RELAY_TO) else {
+            return Err(Error::Unexpected);
+        };
+        let client = packet.sender_hit;
+        let known = self.relay_client(now, &client)
+            && self
+                .assocs
+                .get(&client)
+                .is_some_and(|a| a.remote == remote && a.keys.is_some());
+        if !known {
+            tracing::debug!(sender = %client, from = %remote, "RELAY_TO from a host not registered with us");
+            self.relay_stats.refused += 1;
+            return Err(Error::UnknownPeer(client));
+        }
+        let (local, mac_in) = {
+            let a = &self.assocs[&client];
+            (a.local, a.keys.as_ref().map(|k| k.mac_in.clone()))
+        };
+        let mac_in = mac_in.ok_or(Error::Unexpected)?;
+        if let Err(e) = check_mac(bytes, self.profile, &mac_in, param_type::RELAY_HMAC, &[]) {
+            self.relay_stats.refused += 1;
+            return Err(e);
+        }
+        let to = to.socket();
+        let mut forwarded = packet.clone();
+        forwarded
+            .params
+            .retain(|p| p.ty() != param_type::RELAY_HMAC);
+        let out = forwarded.to_bytes();
+        self.charge_client(now, client, out.len())?;
+        tracing::debug!(client = %client, to = %to, kind = %packet.packet_type, "relaying from a client");
+        self.relay_stats.control_relayed += 1;
+        self.push_transmit(Transmit {
+            local,
+            remote: to,
+            payload: marked(&out),
+        });
+        Ok(())
+    }
+
+    fn charge_client(&mut self, now: Instant, client: Hit, len: usize) -> Result<(), Error> {
+        let quota = self.config.relay_quota;
+        let c = self
+            .relay_clients
+            .get_mut(&client)
+            .ok_or(Error::UnknownPeer(client))?;
+        if !c.charge(now, len, &quota) {
+            self.relay_stats.over_quota += 1;
+            return Err(Error::RateLimited);
+        }
+        self.relay_stats.bytes_relayed += len as u64;
+        Ok(())
+    }
+
+    /// As a relay server: where ESP for an SPI that is not ours goes, if a permission
+    /// covers it from `remote`.
+    pub(super) fn relay_esp(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        spi: u32,
+        len: usize,
+    ) -> Option<SocketAddr> {
+        let quota = self.config.relay_quota;
+        let &(client, inbound) = self.relay_spis.get(&spi)?;
+        let client_addr = self.assocs.get(&client).map(|a| a.remote);
+        let c = self.relay_clients.get_mut(&client)?;
+        let refused = &mut self.relay_stats;
+        let Some(client_addr) = client_addr.filter(|_| now < c.ends && c.data) else {
+            refused.refused += 1;
+            return None;
+        };
+        let Some(p) = c.permissions.iter_mut().find(|p| {
+            now < p.expires
+                && if inbound {
+                    p.ispi == spi
+                } else {
+                    p.ospi == spi
+                }
+        }) else {
+            refused.refused += 1;
+            return None;
+        };
+        let to = match inbound {
+            true if remote == p.peer => client_addr,
+            false if remote == client_addr => p.peer,
+            _ => {
+                refused.refused += 1;
+                return None;
+            }
+        };
+        p.expires = now + PERMISSION_LIFETIME;
+        if !c.charge(now, len, &quota) {
+            refused.over_quota += 1;
+            return None;
+        }
+        refused.esp_relayed += 1;
+        refused.bytes_relayed += len as u64;
+        Some(to)
+    }
+
+    /// As a relay server: installs the PEER_PERMISSIONs of a client's UPDATE. Refused ones
+    /// (quota, an SPI another permission uses) are counted and left out; the client learns
+    /// of it when its relayed ESP goes nowhere, as with any lost permission.
+    pub(super) fn install_permissions(&mut self, now: Instant, client: Hit, update: &HipRepr) {
+        let quota = self.config.relay_quota;
+        let Some(c) = self.relay_clients.get_mut(&client) else {
+            return;
+        };
+        if !c.data || now >= c.ends {
+            return;
+        }
+        c.permissions.retain(|p| now < p.expires);
+        let spis = &mut self.relay_spis;
+        spis.retain(|_, (hit, _)| *hit != client);
+        for p in &c.permissions {
+            spis.insert(p.ispi, (client, true));
+            spis.insert(p.ospi, (client, false));
+        }
+        for param in &update.params {
+            let Param::PeerPermission(pp) = param else {
+                continue;
+            };
+            let peer = pp.peer();
+            // A newer permission for the same peer replaces the old one (new SPIs after a
+            // rekey, a new address after the peer moved).
+            if let Some(i) = c.permissions.iter().position(|p| p.peer == peer) {
+                let old = c.permissions.remove(i);
+                spis.remove(&old.ispi);
+                spis.remove(&old.ospi);
+            }
+            let clash = |spi: u32| spis.get(&spi).is_some_and(|(hit, _)| *hit != client);
+            if c.permissions.len() >= quota.permissions
+                || clash(pp.ispi)
+                || clash(pp.ospi)
+                || pp.ispi == pp.ospi
+            {
+                self.relay_stats.permissions_refused += 1;
+                tracing::info!(client = %client, peer = %peer, "relay permission refused");
+                continue;
+            }
+            spis.insert(pp.ispi, (client, true));
+            spis.insert(pp.ospi, (client, false));
+            c.permissions.push(Permission {
+                peer,
+                ispi: pp.ispi,
+                ospi: pp.ospi,
+                expires: now + PERMISSION_LIFETIME,
+            });
+            tracing::debug!(client = %client, peer = %peer, "relay permission installed");
+        }
+    }
+
+    /// Drops a client's registration and permissions (expiry, cancellation, the
+    /// association ended).
+    pub(super) fn drop_relay_client(&mut self, client: &Hit) {
+        if self.relay_clients.remove(client).is_some() {
+            self.relay_spis.retain(|_, (hit, _)| hit != client);
+        }
+    }
+
+    // ---- the client side ------------------------------------------------------------
+
+    /// A packet carrying RELAY_FROM must come from a relay server that granted us its
+    /// service, with a RELAY_HMAC keyed for us: then it is the sender's address and port.
+    pub(super) fn relayed_origin(
+        &self,
+        remote: SocketAddr,
+        bytes: &[u8],
+        packet: &HipRepr,
+    ) -> Result<Option<SocketAddr>, Error> {
+        let mut froms = packet
+            .params
+            .iter()
+            .filter(|p| p.ty() == param_type::RELAY_FROM);
+        let Some(Param::RelayFrom(from)) = froms.next() else {
+            return Ok(None);
+        };
+        if froms.next().is_some() {
+            return Err(Error::Unexpected);
+        }
+        let server = self
+            .assocs
+            .values()
+            .find(|a| a.remote == remote && self.relay_grants.contains_key(&a.peer_hit))
+            .ok_or(Error::Unexpected)?;
+        let keys = server.keys.as_ref().ok_or(Error::Unexpected)?;
+        check_mac(
+            bytes,
+            self.profile,
+            &keys.mac_in,
+            param_type::RELAY_HMAC,
+            &[],
+        )?;
+        Ok(Some(from.socket()))
+    }
+
+    /// The address a packet to `remote` must be relayed to, if `remote` is a relay server
+    /// of ours standing in for that peer, with the key that proves it is ours.
+    fn relay_wrapping(
+        &self,
+        remote: SocketAddr,
+        hip: &[u8],
+    ) -> Option<(SocketAddr, Zeroizing<Vec<u8>>)> {
+        let origin = match self.answering_via {
+            Some((server, origin)) if server == remote => origin,
+            _ => {
+                let receiver = Hit(hip.get(24..40)?.try_into().ok()?);
+                let a = self.assocs.get(&receiver)?;
+                a.relay_to.filter(|_| a.remote == remote)?
+            }
+        };
+        let server = self
+            .assocs
+            .values()
+            .find(|a| a.remote == remote && self.relay_grants.contains_key(&a.peer_hit))?;
+        Some((origin, server.keys.as_ref()?.mac_out.clone()))
+    }
+
+    /// The UDP payload for a HIP packet to `remote`: relayed (RELAY_TO, RELAY_HMAC) when
+    /// `remote` is our relay server standing in for the receiver.
+    pub(super) fn wrap_for(&self, remote: SocketAddr, hip: &[u8]) -> Vec<u8> {
+        let Some((origin, key)) = self.relay_wrapping(remote, hip) else {
+            return marked(hip);
+        };
+        let Ok(mut repr) = HipRepr::parse(hip) else {
+            return marked(hip);
+        };
+        repr.params
+            .push(Param::RelayTo(TransportAddress::udp(origin)));
+        let covered = repr.covered_bytes(param_type::RELAY_HMAC, &[]);
+        let mut mac = vec![0u8; self.profile.mac_len()];
+        self.profile.mac(&key, &covered, &mut mac);
+        repr.params.push(Param::RelayHmac(mac));
+        marked(&repr.to_bytes())
+    }
+
+    /// After a relayed packet from `peer` was accepted: the relay vouches for where the peer
+    /// is, so replies follow it (a NAT may have given it a new port).
+    pub(super) fn note_relayed(&mut self, server: SocketAddr, origin: SocketAddr, peer: Hit) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        if a.remote != server || a.relay_to == Some(origin) {
+            return;
+        }
+        if a.relay_to.is_some() {
+            tracing::info!(peer = %peer, to = %origin, "relayed peer seen at a new address");
+        }
+        a.relay_to = Some(origin);
+        a.permission = None;
+    }
+
+    /// The PEER_PERMISSION an association relayed through `server` needs, if the server
+    /// has not got it yet.
+    pub(super) fn wanted_permission(a: &Assoc) -> Option<PeerPermission> {
+        let peer = a.relay_to?;
+        let keys = a.keys.as_ref()?;
+        a.esp.as_ref()?;
+        let pp = PeerPermission {
+            rport: a.remote.port(),
+            pport: peer.port(),
+            protocol: 17,
+            reserved: [0; 3],
+            raddress: rendezvous::mapped(a.remote.ip()),
+            paddress: rendezvous::mapped(peer.ip()),
+            ospi: keys.esp.spi_out,
+            ispi: keys.esp.spi_in,
+        };
+        Some(pp)
+    }
+
+    /// Sends the relay server at the other end of association `server` the permissions
+    /// its relayed associations need (all of them when `refresh`), in one UPDATE, unless
+    /// one is outstanding.
+    pub(super) fn sync_permissions(&mut self, now: Instant, server: Hit, refresh: bool) {
+        let Some(grant) = self.relay_grants.get(&server) else {
+            return;
+        };
+        if !grant.data {
+            return;
+        }
+        let Some(s) = self.assocs.get(&server) else {
+            return;
+        };
+        if s.state != AssocState::Established || s.pending_update.is_some() {
+            return;
+        }
+        let server_addr = s.remote;
+        let wanted: Vec<(Hit, PeerPermission)> = self
+            .assocs
+            .values()
+            .filter(|a| a.remote == server_addr && a.peer_hit != server)
+            .filter_map(|a| {
+                let pp = Self::wanted_permission(a)?;
+                (refresh || a.permission != Some(pp)).then_some((a.peer_hit, pp))
+            })
+            .take(self.config.relay_quota.permissions)
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        for (peer, pp) in &wanted {
+            if let Some(a) = self.assocs.get_mut(peer) {
+                a.permission = Some(*pp);
+            }
+        }
+        let Some(s) = self.assocs.get_mut(&server) else {
+            return;
+        };
+        let seq = s.next_update_id;
+        s.next_update_id = s.next_update_id.wrapping_add(1);
+        if let Some(g) = self.relay_grants.get_mut(&server) {
+            g.refresh_permissions = Some(now + PERMISSION_REFRESH);
+        }
+        tracing::debug!(server = %server, permissions = wanted.len(), "sending relay permissions");
+        let mut params = vec![Param::Seq(seq)];
+        params.extend(wanted.into_iter().map(|(_, pp)| Param::PeerPermission(pp)));
+        self.send_update(now, server, params, Some(seq));
+    }
+
+    /// The relay server behind association `peer`, if `peer` relays for us.
+    pub(super) fn permissions_due(&self, peer: &Hit) -> Option<Instant> {
+        self.relay_grants.get(peer)?.refresh_permissions
+    }
+}
