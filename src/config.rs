@@ -81,6 +81,42 @@ pub struct Config {
     pub peers: Vec<Peer>,
     /// `[overlay]`: the P2PSIP overlay to join; absent, the node joins none.
     pub overlay: Option<Overlay>,
+    /// `[nat]`: NAT traversal, as a relay server and as a host behind a NAT.
+    pub nat: Nat,
+}
+
+/// `[nat]`: NAT traversal (RFC 9028).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nat {
+    /// Serve as a relay server: hosts behind NATs register with us, and we relay their
+    /// HIP packets and ESP (only theirs, within the quotas below).
+    pub relay: bool,
+    /// Behind a NAT, send a keepalive on every association that has sent nothing for this
+    /// many seconds. 0 turns keepalives off.
+    pub keepalive_seconds: u64,
+    /// While an association is relayed, look for a direct path again this often.
+    pub recheck_seconds: u64,
+    /// As a relay server: peers one client may have permissions for at once.
+    pub max_permissions: usize,
+    /// As a relay server: bytes per second relayed for one client.
+    pub max_rate: u64,
+    /// As a relay server: bytes relayed for one client per registration.
+    pub max_bytes: u64,
+}
+
+impl Default for Nat {
+    fn default() -> Self {
+        let quota = hip::RelayQuota::default();
+        Nat {
+            relay: false,
+            keepalive_seconds: 15,
+            recheck_seconds: 30,
+            max_permissions: quota.permissions,
+            max_rate: quota.rate,
+            max_bytes: quota.bytes,
+        }
+    }
 }
 
 /// `[overlay]`: the overlay this node joins (RFC 7086 §10's configuration, in TOML).
@@ -283,6 +319,11 @@ pub struct Peer {
     /// hosts that know only its address can reach us through it.
     #[serde(default)]
     pub rendezvous: bool,
+    /// This peer is our relay server (RFC 9028): register with it at start, so that hosts
+    /// that know only its address reach us through it even behind a NAT, and our data
+    /// goes through it wherever no direct path opens.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// An IPv4 prefix, `network/prefix_len`, written as `"100.64.0.0/16"`.
@@ -698,6 +739,14 @@ impl Config {
             queue_per_peer: self.esp.queue_per_peer as usize,
             rendezvous_server: self.interface.rendezvous,
             overlay_relay: self.overlay.is_some(),
+            relay_server: self.nat.relay,
+            relay_quota: hip::RelayQuota {
+                permissions: self.nat.max_permissions,
+                rate: self.nat.max_rate,
+                bytes: self.nat.max_bytes,
+            },
+            nat_keepalive: Duration::from_secs(self.nat.keepalive_seconds),
+            recheck_interval: Duration::from_secs(self.nat.recheck_seconds),
             ..defaults
         }
     }
@@ -968,7 +1017,45 @@ impl Config {
         self.check_esp()?;
         self.check_hip()?;
         self.check_peers()?;
+        self.check_nat()?;
         self.check_overlay()
+    }
+
+    fn check_nat(&self) -> Result<(), Broken> {
+        let n = &self.nat;
+        in_range(
+            KeyPath::of(&["nat", "keepalive_seconds"]),
+            n.keepalive_seconds,
+            0,
+            120,
+            " (NATs forget UDP mappings after 30 s or more; 0 turns keepalives off)",
+        )?;
+        in_range(
+            KeyPath::of(&["nat", "recheck_seconds"]),
+            n.recheck_seconds,
+            0,
+            3600,
+            " (0: never look for a direct path again)",
+        )?;
+        in_range(
+            KeyPath::of(&["nat", "max_permissions"]),
+            n.max_permissions,
+            1,
+            4096,
+            "",
+        )?;
+        in_range(KeyPath::of(&["nat", "max_rate"]), n.max_rate, 1500, u64::MAX, " (bytes per second)")?;
+        in_range(KeyPath::of(&["nat", "max_bytes"]), n.max_bytes, 1500, u64::MAX, "")?;
+        if let Some(n) = self.peers.iter().position(|p| p.relay && p.rendezvous) {
+            return Err(broken(
+                KeyPath::peer(n, "relay"),
+                format!(
+                    "peer[{n}] has both relay and rendezvous: one server cannot be both for \
+                     one host (RFC 9028 §7.8); keep relay, it does what rendezvous does"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_overlay(&self) -> Result<(), Broken> {
@@ -1980,6 +2067,7 @@ name = "bob"
             locators: Vec::new(),
             name: None,
             rendezvous: false,
+            relay: false,
         });
         assert_eq!(c.validate().unwrap_err().key(), Some("peer[0].locators"));
     }

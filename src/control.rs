@@ -17,6 +17,12 @@ pub struct Status {
     pub listen: Vec<String>,
     pub associations: Vec<AssocStatus>,
     pub counters: Counters,
+    /// What we know of the NAT in front of us.
+    #[serde(default)]
+    pub nat: Option<String>,
+    /// As a relay server: clients and what was relayed.
+    #[serde(default)]
+    pub relay: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,6 +58,15 @@ pub struct AssocStatus {
     /// The peer's addresses from its last announcement, preferred first.
     #[serde(default)]
     pub peer_locators: Vec<String>,
+    /// "direct", or "relayed via ADDRESS".
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Connectivity checks: "N of M pairs succeeded".
+    #[serde(default)]
+    pub checks: Option<String>,
+    /// Seconds until the next NAT keepalive, when we send them on this association.
+    #[serde(default)]
+    pub keepalive_in: Option<f64>,
 }
 
 /// Node-wide drop counters (packets refused, by reason).
@@ -152,6 +167,12 @@ pub fn render(s: &Status) -> String {
     line(&mut out, "hit", &s.hit);
     line(&mut out, "lsi", &s.lsi);
     line(&mut out, "listening", &s.listen.join(", "));
+    if let Some(nat) = &s.nat {
+        line(&mut out, "nat", nat);
+    }
+    if let Some(relay) = &s.relay {
+        line(&mut out, "relay", relay);
+    }
     for a in &s.associations {
         out.push('\n');
         match &a.name {
@@ -179,6 +200,15 @@ pub fn render(s: &Status) -> String {
         }
         if !a.peer_locators.is_empty() {
             line(&mut out, "peer locators", &a.peer_locators.join(", "));
+        }
+        if let Some(path) = &a.path {
+            line(&mut out, "path", path);
+        }
+        if let Some(checks) = &a.checks {
+            line(&mut out, "checks", checks);
+        }
+        if let Some(t) = a.keepalive_in {
+            line(&mut out, "keepalive", &format!("next in {t:.0} s"));
         }
         if let (Some(i), Some(o)) = (&a.spi_in, &a.spi_out) {
             line(

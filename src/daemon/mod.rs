@@ -80,6 +80,8 @@ struct PeerEntry {
     /// Our rendezvous server: registered with at start, and again whenever the
     /// association with it ends.
     rendezvous: bool,
+    /// Our relay server: registered with like the rendezvous server.
+    relay: bool,
 }
 
 pub struct Daemon {
@@ -175,6 +177,7 @@ impl Daemon {
                 name: p.name.clone(),
                 locators: p.locators.clone(),
                 rendezvous: p.rendezvous,
+                relay: p.relay,
             };
             peers.insert(p.hit, entry);
         }
@@ -185,6 +188,7 @@ impl Daemon {
                     name: Some("bootstrap".to_string()),
                     locators: b.locators.clone(),
                     rendezvous: false,
+                    relay: false,
                 };
                 peers.insert(b.hit, entry);
             }
@@ -281,7 +285,7 @@ impl Daemon {
         let servers: Vec<Hit> = daemon
             .peers
             .iter()
-            .filter(|(_, e)| e.rendezvous)
+            .filter(|(_, e)| e.rendezvous || e.relay)
             .map(|(h, _)| *h)
             .collect();
         for server in servers {
@@ -814,11 +818,22 @@ impl Daemon {
     /// Drops what the edge keeps for a peer whose association is gone: its flows, and its
     /// LSI unless the peer is configured (a configured peer keeps its LSI for good, so
     /// that programs can keep using it).
-    /// Registers with `peer` if it is a configured rendezvous server.
+    /// Registers with `peer` if it is a configured rendezvous or relay server.
     fn register_rendezvous(&mut self, now: Instant, peer: Hit) {
-        let Some(entry) = self.peers.get(&peer).filter(|e| e.rendezvous) else {
+        let Some(entry) = self.peers.get(&peer).filter(|e| e.rendezvous || e.relay) else {
             return;
         };
+        if entry.relay {
+            let Some(first) = entry.locators.first() else {
+                return;
+            };
+            let local = self.local_for(first);
+            let locators = entry.locators.clone();
+            if let Err(e) = self.host.register_relay(now, peer, local, &locators) {
+                tracing::warn!(server = %peer, error = %e, "cannot register with the relay");
+            }
+            return;
+        }
         let Some(first) = entry.locators.first() else {
             return;
         };
@@ -895,6 +910,24 @@ impl Daemon {
         }
     }
 
+    /// `hipbone status`'s line on the relay service, when we serve it.
+    fn relay_text(&self) -> Option<String> {
+        if !self.host.config().relay_server {
+            return None;
+        }
+        let r = self.host.relay_stats();
+        Some(format!(
+            "serving {} clients; relayed {} control, {} ESP packets, {} bytes; refused {}, over quota {}, permissions refused {}",
+            self.host.relay_clients().count(),
+            r.control_relayed,
+            r.esp_relayed,
+            r.bytes_relayed,
+            r.refused,
+            r.over_quota,
+            r.permissions_refused
+        ))
+    }
+
     fn status(&mut self) -> Status {
         let now = Instant::now();
         let stats = self.host.stats().clone();
@@ -931,6 +964,15 @@ impl Daemon {
                     checking: a.checking.map(|addr| addr.to_string()),
                     probing: a.probing.map(|(l, r)| format!("{l} -> {r}")),
                     peer_locators: a.peer_locators.iter().map(ToString::to_string).collect(),
+                    path: Some(match a.path {
+                        hip::PathKind::Direct => "direct".to_string(),
+                        hip::PathKind::Relayed { via } => format!("relayed via {via}"),
+                    }),
+                    checks: (a.checks.1 > 0)
+                        .then(|| format!("{} of {} pairs succeeded", a.checks.0, a.checks.1)),
+                    keepalive_in: a
+                        .keepalive_due
+                        .map(|t| t.saturating_duration_since(now).as_secs_f64()),
                     last_move: a
                         .last_move
                         .map(|(at, gap)| ((now - at).as_secs_f64(), gap.as_secs_f64() * 1000.0)),
@@ -958,6 +1000,8 @@ impl Daemon {
             lsi: self.edge.lsi.to_string(),
             listen: self.sockets.iter().map(|(_, a)| a.to_string()).collect(),
             associations,
+            nat: Some(nat_text(&self.host.nat_behaviour())),
+            relay: self.relay_text(),
             counters,
         }
     }
@@ -1082,4 +1126,25 @@ fn into_std(s: mio::net::UnixStream) -> io::Result<std::os::unix::net::UnixStrea
     let std = unsafe { std::os::unix::net::UnixStream::from_raw_fd(s.into_raw_fd()) };
     std.set_nonblocking(false)?;
     Ok(std)
+}
+
+/// `hipbone status`'s line on our NAT.
+fn nat_text(n: &hip::NatBehaviour) -> String {
+    match n {
+        hip::NatBehaviour::Unknown => "unknown (no relay server reports where it sees us)".into(),
+        hip::NatBehaviour::None => "none (a relay server sees us at our own address)".into(),
+        hip::NatBehaviour::Translated {
+            reflexive,
+            port_preserved,
+            endpoint_independent,
+        } => {
+            let mapping = match endpoint_independent {
+                None => "mapping not yet compared",
+                Some(true) => "endpoint-independent mapping",
+                Some(false) => "address-dependent mapping (symmetric NAT)",
+            };
+            let port = if *port_preserved { "port kept" } else { "port changed" };
+            format!("behind a NAT, seen at {reflexive} ({port}, {mapping})")
+        }
+    }
 }
