@@ -6,9 +6,11 @@
 //! Endpoints are addressed by UDP socket addresses; a datagram sent from `a` to `b` is
 //! delivered to whichever endpoint owns `b` after the link's delay, or lost. Every datagram
 //! put on the wire can be written to a pcap file ([`pcap`]) and is recorded in a bounded
-//! trace for timelines.
+//! trace for timelines. NAT boxes ([`nat`]) sit in the filter that sees every datagram
+//! sent.
 
 pub mod bex;
+pub mod nat;
 pub mod overlay;
 pub mod pcap;
 
