@@ -1044,8 +1044,20 @@ impl Config {
             4096,
             "",
         )?;
-        in_range(KeyPath::of(&["nat", "max_rate"]), n.max_rate, 1500, u64::MAX, " (bytes per second)")?;
-        in_range(KeyPath::of(&["nat", "max_bytes"]), n.max_bytes, 1500, u64::MAX, "")?;
+        in_range(
+            KeyPath::of(&["nat", "max_rate"]),
+            n.max_rate,
+            1500,
+            u64::MAX,
+            " (bytes per second)",
+        )?;
+        in_range(
+            KeyPath::of(&["nat", "max_bytes"]),
+            n.max_bytes,
+            1500,
+            u64::MAX,
+            "",
+        )?;
         if let Some(n) = self.peers.iter().position(|p| p.relay && p.rendezvous) {
             return Err(broken(
                 KeyPath::peer(n, "relay"),

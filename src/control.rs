@@ -313,11 +313,16 @@ mod tests {
                 checking: Some("203.0.113.5:10500".into()),
                 probing: Some("198.51.100.130:10500 -> 203.0.113.2:10500".into()),
                 peer_locators: vec!["203.0.113.2:10500".into(), "203.0.113.130:10500".into()],
+                path: Some("relayed via 203.0.113.9:10500".into()),
+                checks: Some("0 of 2 pairs succeeded".into()),
+                keepalive_in: Some(12.4),
             }],
             counters: Counters {
                 esp_replayed: 4,
                 ..Counters::default()
             },
+            nat: Some("behind a NAT, seen at 203.0.113.7:40001".into()),
+            relay: None,
         };
         let text = render(&s);
         assert!(text.contains("peer: 2001:25::2 (bob)"));
@@ -328,6 +333,10 @@ mod tests {
         assert!(text.contains("checking: 203.0.113.5:10500"));
         assert!(text.contains("probing: 198.51.100.130:10500 -> 203.0.113.2:10500 (path silent)"));
         assert!(text.contains("peer locators: 203.0.113.2:10500, 203.0.113.130:10500"));
+        assert!(text.contains("path: relayed via 203.0.113.9:10500"));
+        assert!(text.contains("checks: 0 of 2 pairs succeeded"));
+        assert!(text.contains("keepalive: next in 12 s"));
+        assert!(text.contains("nat: behind a NAT, seen at 203.0.113.7:40001"));
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
     }

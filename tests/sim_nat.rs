@@ -3,7 +3,9 @@
 //! work.
 
 use hip::{Config, Host, HostIdentity, PathKind};
+use hipbone::sim::nat::{NatBox, Nats};
 use hipbone::sim::{Link, Sim};
+use std::net::Ipv4Addr;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -76,17 +78,12 @@ fn own_addr(w: &World, id: usize) -> SocketAddr {
     w.sim.node(id).local_addresses()[0]
 }
 
-/// A sends one ESP packet to B; whether B got it.
-fn esp_reaches(w: &mut World, from: usize, to: usize) -> bool {
+/// Seals one inner packet of `size` bytes from `from` to `to` and puts it on the wire.
+fn send_esp(w: &mut World, from: usize, to: usize, size: usize) {
     let to_hit = w.sim.node(to).hit();
-    let before = w
-        .sim
-        .node(to)
-        .traffic(&w.sim.node(from).hit())
-        .map_or(0, |t| t.rx_packets);
     let now = w.sim.now();
-    let mut buf = vec![0u8; 200];
-    let payload = hip::esp::ESP_HEADER_LEN..hip::esp::ESP_HEADER_LEN + 100;
+    let mut buf = vec![0u8; size + 200];
+    let payload = hip::esp::ESP_HEADER_LEN..hip::esp::ESP_HEADER_LEN + size;
     if let hip::Outbound::Send {
         local,
         remote,
@@ -103,12 +100,21 @@ fn esp_reaches(w: &mut World, from: usize, to: usize) -> bool {
         };
         w.sim.send(d);
     }
+}
+
+/// `from` sends one ESP packet to `to`; whether `to` got it.
+fn esp_reaches(w: &mut World, from: usize, to: usize) -> bool {
+    let from_hit = w.sim.node(from).hit();
+    let received = |w: &World| {
+        w.sim
+            .node(to)
+            .traffic(&from_hit)
+            .map_or(0, |t| t.rx_packets)
+    };
+    let before = received(w);
+    send_esp(w, from, to, 100);
     run(w, Duration::from_millis(500));
-    w.sim
-        .node(to)
-        .traffic(&w.sim.node(from).hit())
-        .map_or(0, |t| t.rx_packets)
-        > before
+    received(w) > before
 }
 
 #[test]
@@ -138,4 +144,192 @@ fn public_hosts_through_a_relay_then_direct() {
     assert_eq!(ba.remote, a_addr);
     assert!(esp_reaches(&mut w, A, B));
     assert!(esp_reaches(&mut w, B, A));
+}
+
+/// The four kinds of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Public,
+    FullCone,
+    PortRestricted,
+    Symmetric,
+}
+
+const KINDS: [Kind; 4] = [
+    Kind::Public,
+    Kind::FullCone,
+    Kind::PortRestricted,
+    Kind::Symmetric,
+];
+
+/// Where hole punching cannot work (docs/NAT.md §8): a symmetric NAT against a
+/// port-restricted or symmetric one.
+fn needs_relay(a: Kind, b: Kind) -> bool {
+    use Kind::*;
+    matches!(
+        (a, b),
+        (PortRestricted, Symmetric) | (Symmetric, PortRestricted) | (Symmetric, Symmetric)
+    )
+}
+
+/// A world where A and B sit behind NATs of the kinds given (or have public addresses),
+/// both registered with the relay R; returns the world and the NATs.
+fn nat_world(
+    seed: u64,
+    ka: Kind,
+    kb: Kind,
+    link: Link,
+) -> (World, std::rc::Rc<std::cell::RefCell<Nats>>) {
+    let mut nats = Nats::new();
+    let mut place = |kind: Kind, n: u8| -> SocketAddr {
+        let inside = Ipv4Addr::new(10, 0, n, 2);
+        let public = Ipv4Addr::new(198, 51, 100, n);
+        let nat = match kind {
+            Kind::Public => return SocketAddr::from((public, 10500)),
+            Kind::FullCone => NatBox::full_cone(public, &[inside]),
+            Kind::PortRestricted => NatBox::port_restricted_cone(public, &[inside]),
+            Kind::Symmetric => NatBox::symmetric(public, &[inside]),
+        };
+        nats.add(nat);
+        SocketAddr::from((inside, 10500))
+    };
+    let a_addr = place(ka, 1);
+    let b_addr = place(kb, 2);
+    let nats = nats.shared();
+    let mut w = world(seed, a_addr, b_addr);
+    w.sim.set_default_link(link);
+    w.sim.set_filter(Nats::filter(&nats));
+    (w, nats)
+}
+
+/// Registers both, connects A to B through R, lets the checks run; returns A's and B's
+/// view of the path.
+fn connect_through_relay(w: &mut World) -> (PathKind, PathKind) {
+    register(w, A);
+    register(w, B);
+    let now = w.sim.now();
+    let b_hit = w.sim.node(B).hit();
+    let a_hit = w.sim.node(A).hit();
+    let (a_addr, r_addr) = (own_addr(w, A), w.r_addr);
+    w.sim
+        .node_mut(A)
+        .connect(now, b_hit, a_addr, &[r_addr])
+        .unwrap();
+    run(w, Duration::from_secs(20));
+    let ab = w.sim.node(A).association(&b_hit).expect("A's association");
+    let ba = w.sim.node(B).association(&a_hit).expect("B's association");
+    assert_eq!(ab.state, hip::AssocState::Established, "{ab:?}");
+    (ab.path, ba.path)
+}
+
+#[test]
+fn every_pair_of_nat_kinds_connects_direct_where_hole_punching_works() {
+    let mut table = Vec::new();
+    for ka in KINDS {
+        for kb in KINDS {
+            let (mut w, _nats) = nat_world(3, ka, kb, Link::default());
+            let (pa, pb) = connect_through_relay(&mut w);
+            assert!(esp_reaches(&mut w, A, B), "{ka:?}/{kb:?}: A to B");
+            assert!(esp_reaches(&mut w, B, A), "{ka:?}/{kb:?}: B to A");
+            let relayed = needs_relay(ka, kb);
+            let direct = |p: PathKind| p == PathKind::Direct;
+            table.push(format!("{ka:?}/{kb:?}: {pa:?} {pb:?}"));
+            assert_eq!(!direct(pa), relayed, "{ka:?}/{kb:?}: A's path {pa:?}");
+            assert_eq!(!direct(pb), relayed, "{ka:?}/{kb:?}: B's path {pb:?}");
+        }
+    }
+    println!("{}", table.join("\n"));
+}
+
+#[test]
+fn connects_with_loss_on_the_way() {
+    let lossy = Link {
+        loss: 0.1,
+        ..Link::default()
+    };
+    for seed in 0..5 {
+        for (ka, kb) in [
+            (Kind::PortRestricted, Kind::PortRestricted),
+            (Kind::Symmetric, Kind::FullCone),
+            (Kind::Symmetric, Kind::Symmetric),
+        ] {
+            let (mut w, _nats) = nat_world(seed, ka, kb, lossy);
+            connect_through_relay(&mut w);
+            run(&mut w, Duration::from_secs(20));
+            // Lossy links lose single packets: one of three tries gets through.
+            let ab = (0..3).any(|_| esp_reaches(&mut w, A, B));
+            let ba = (0..3).any(|_| esp_reaches(&mut w, B, A));
+            assert!(ab && ba, "seed {seed} {ka:?}/{kb:?}");
+        }
+    }
+}
+
+#[test]
+fn relay_refuses_hosts_not_registered_with_it() {
+    let (mut w, _nats) = nat_world(5, Kind::Symmetric, Kind::Symmetric, Link::default());
+    register(&mut w, A);
+    // B never registers: the relay has nobody to pass A's I1 to.
+    let now = w.sim.now();
+    let b_hit = w.sim.node(B).hit();
+    let (a_addr, r_addr) = (own_addr(&w, A), w.r_addr);
+    w.sim
+        .node_mut(A)
+        .connect(now, b_hit, a_addr, &[r_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(10));
+    assert!(w.sim.node(B).association(&w.sim.node(A).hit()).is_none());
+    assert!(w.sim.node(R).stats().dropped > 0);
+    assert_eq!(w.sim.node(R).relay_stats().control_relayed, 0);
+}
+
+#[test]
+fn relay_enforces_its_quotas() {
+    let start = Instant::now();
+    let (mut w, _nats) = nat_world(6, Kind::Symmetric, Kind::Symmetric, Link::default());
+    // A relay that allows 20 kB/s and 40 kB per registration.
+    let quota = hip::RelayQuota {
+        permissions: 4,
+        rate: 20_000,
+        bytes: 40_000,
+    };
+    let relay = Config {
+        relay_server: true,
+        relay_quota: quota,
+        ..Config::default()
+    };
+    let mut r = host(3, relay, start);
+    r.set_local_addresses(start, &[w.r_addr]);
+    *w.sim.node_mut(R) = r;
+    connect_through_relay(&mut w);
+    // 100 packets of 1,200 bytes at once: 120 kB, above both the rate and the budget.
+    let a_hit = w.sim.node(A).hit();
+    for _ in 0..100 {
+        send_esp(&mut w, A, B, 1200);
+    }
+    run(&mut w, Duration::from_secs(1));
+    let delivered = w.sim.node(B).traffic(&a_hit).map_or(0, |t| t.rx_packets);
+    let stats = w.sim.node(R).relay_stats();
+    assert!(stats.over_quota > 0, "{stats:?}");
+    assert!(stats.bytes_relayed <= quota.bytes, "{stats:?}");
+    assert!(delivered > 0 && delivered < 40, "{delivered}");
+}
+
+#[test]
+fn relay_refuses_permissions_beyond_the_quota() {
+    let start = Instant::now();
+    let (mut w, _nats) = nat_world(7, Kind::Symmetric, Kind::Symmetric, Link::default());
+    let relay = Config {
+        relay_server: true,
+        relay_quota: hip::RelayQuota {
+            permissions: 0,
+            ..hip::RelayQuota::default()
+        },
+        ..Config::default()
+    };
+    let mut r = host(3, relay, start);
+    r.set_local_addresses(start, &[w.r_addr]);
+    *w.sim.node_mut(R) = r;
+    connect_through_relay(&mut w);
+    assert!(!esp_reaches(&mut w, A, B));
+    assert!(w.sim.node(R).relay_stats().permissions_refused > 0);
 }

@@ -1143,7 +1143,11 @@ fn nat_text(n: &hip::NatBehaviour) -> String {
                 Some(true) => "endpoint-independent mapping",
                 Some(false) => "address-dependent mapping (symmetric NAT)",
             };
-            let port = if *port_preserved { "port kept" } else { "port changed" };
+            let port = if *port_preserved {
+                "port kept"
+            } else {
+                "port changed"
+            };
             format!("behind a NAT, seen at {reflexive} ({port}, {mapping})")
         }
     }

@@ -637,6 +637,13 @@ impl Host {
         ice.selected = Some((local, remote));
         ice.recheck = None;
         let old = a.remote;
+        // An UPDATE under way on the old path follows the association: its ACK must not
+        // take it back there (see `acknowledged_at`).
+        if let Some(p) = a.pending_update.as_mut() {
+            if p.to == Some((a.local, old)) {
+                p.to = None;
+            }
+        }
         a.local = local;
         a.remote = remote;
         a.relay_to = None;
@@ -719,6 +726,7 @@ impl Host {
         if a.state == AssocState::Established && self.ice_wanted(a) {
             self.announce_if_changed(now, peer);
             self.ice_start(now, peer);
+            self.schedule(now, peer);
         }
     }
 }
