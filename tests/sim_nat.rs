@@ -333,3 +333,70 @@ fn relay_refuses_permissions_beyond_the_quota() {
     assert!(!esp_reaches(&mut w, A, B));
     assert!(w.sim.node(R).relay_stats().permissions_refused > 0);
 }
+
+/// Streams ESP from A to B for `secs` seconds (20 packets a second, B answering each
+/// second), rebinding A's NAT after `rebind_at`; returns how many of the last second's
+/// packets arrived.
+fn stream_across_rebind(
+    w: &mut World,
+    nats: &std::rc::Rc<std::cell::RefCell<Nats>>,
+    secs: u64,
+    rebind_at: u64,
+) -> u64 {
+    let a_hit = w.sim.node(A).hit();
+    let received = |w: &World| w.sim.node(B).traffic(&a_hit).map_or(0, |t| t.rx_packets);
+    let mut last = 0;
+    for s in 0..secs {
+        if s == rebind_at {
+            nats.borrow_mut().rebind(0);
+        }
+        let before = received(w);
+        for _ in 0..20 {
+            send_esp(w, A, B, 500);
+            run(w, Duration::from_millis(50));
+        }
+        send_esp(w, B, A, 100);
+        last = received(w).saturating_sub(before);
+    }
+    last
+}
+
+#[test]
+fn nat_rebinding_towards_a_public_peer_moves_the_path() {
+    let (mut w, nats) = nat_world(8, Kind::PortRestricted, Kind::Public, Link::default());
+    connect_through_relay(&mut w);
+    let b_hit = w.sim.node(B).hit();
+    let a_hit = w.sim.node(A).hit();
+    let before = w.sim.node(B).association(&a_hit).unwrap().remote;
+    let last = stream_across_rebind(&mut w, &nats, 8, 2);
+    let after = w.sim.node(B).association(&a_hit).unwrap();
+    assert_ne!(after.remote, before, "B follows A's new public port");
+    assert_eq!(after.path, PathKind::Direct);
+    assert_eq!(
+        w.sim.node(A).association(&b_hit).unwrap().path,
+        PathKind::Direct
+    );
+    assert!(last >= 18, "{last} of 20 packets in the last second");
+}
+
+#[test]
+fn nat_rebinding_between_two_nats_recovers() {
+    let (mut w, nats) = nat_world(
+        9,
+        Kind::PortRestricted,
+        Kind::PortRestricted,
+        Link::default(),
+    );
+    connect_through_relay(&mut w);
+    let a_hit = w.sim.node(A).hit();
+    assert_eq!(
+        w.sim.node(B).association(&a_hit).unwrap().path,
+        PathKind::Direct
+    );
+    let last = stream_across_rebind(&mut w, &nats, 60, 2);
+    let info = w.sim.node(B).association(&a_hit).unwrap();
+    assert!(
+        last >= 18,
+        "{last} of 20 packets in the last second; {info:?}"
+    );
+}

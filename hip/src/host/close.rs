@@ -121,7 +121,13 @@ impl Host {
         Ok(())
     }
 
-    pub(super) fn on_notify(&mut self, bytes: &[u8], notify: &HipRepr) -> Result<(), Error> {
+    pub(super) fn on_notify(
+        &mut self,
+        now: Instant,
+        (local, remote): (SocketAddr, SocketAddr),
+        bytes: &[u8],
+        notify: &HipRepr,
+    ) -> Result<(), Error> {
         let peer_hit = notify.sender_hit;
         // Only a NOTIFY we can authenticate is reported; it never changes state.
         let known = self.assocs.get(&peer_hit).and_then(|a| a.peer.clone());
@@ -139,6 +145,15 @@ impl Host {
         for p in &notify.params {
             if let Param::Notification(n) = p {
                 if n.kind == NotifyType::NatKeepalive {
+                    // A keepalive from elsewhere: the peer's NAT gave it a new port while
+                    // idle. Checked like ESP from a new address.
+                    if self
+                        .assocs
+                        .get(&peer_hit)
+                        .is_some_and(|a| a.remote != remote)
+                    {
+                        self.esp_from_new_address(now, peer_hit, local, remote);
+                    }
                     continue;
                 }
                 tracing::debug!(peer = %peer_hit, kind = ?n.kind, "NOTIFY received");

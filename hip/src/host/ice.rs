@@ -213,23 +213,38 @@ impl Host {
 
     /// How the association's data travels.
     pub(super) fn path_kind(&self, a: &Assoc) -> PathKind {
-        if a.relay_to.is_some() {
-            return PathKind::Relayed { via: a.remote };
-        }
-        let relayed = a
-            .peer_candidates
-            .iter()
-            .any(|c| c.0 == a.remote && c.1 == KIND_RELAYED)
-            || (!a.peer_candidates.is_empty()
-                && !a.peer_candidates.iter().any(|c| c.0 == a.remote)
-                && a.ice
-                    .as_ref()
-                    .is_none_or(|i| i.selected != Some((a.local, a.remote))));
+        // Through our relay server, or to the relay the peer named as its relayed candidate.
+        let relayed = a.relay_to.is_some()
+            || a.peer_candidates
+                .iter()
+                .any(|c| c.0 == a.remote && c.1 == KIND_RELAYED)
+            || self
+                .relay_server_at(a.remote)
+                .is_some_and(|s| s != a.peer_hit);
         if relayed {
             PathKind::Relayed { via: a.remote }
         } else {
             PathKind::Direct
         }
+    }
+
+    /// Whether `addr` is a relay (ours, or the one the peer named) while the association
+    /// runs on a direct path: what comes through it then is no sign that the peer moved —
+    /// only a failover, which probes the relay itself, takes the association there.
+    pub(super) fn relay_while_direct(&self, a: &Assoc, addr: SocketAddr) -> bool {
+        let relay = self.relay_server_at(addr).is_some()
+            || a.peer_candidates
+                .iter()
+                .any(|c| c.0 == addr && c.1 == KIND_RELAYED);
+        relay && self.path_kind(a) == PathKind::Direct
+    }
+
+    /// The relay server of ours at `addr`, if any.
+    pub(super) fn relay_server_at(&self, addr: SocketAddr) -> Option<Hit> {
+        self.assocs
+            .values()
+            .find(|s| s.remote == addr && self.relay_grants.contains_key(&s.peer_hit))
+            .map(|s| s.peer_hit)
     }
 
     /// What we know of our NAT.
@@ -305,8 +320,21 @@ impl Host {
         }
         let controlling = a.initiator;
         let ours = self.local_candidates();
+        let mut theirs = a.peer_candidates.clone();
+        // Where our relay saw the peer last: its NAT's current mapping, which its own
+        // announcement may predate (a rebinding).
+        if let Some(origin) = a
+            .relayed_origin
+            .filter(|o| !theirs.iter().any(|c| c.0 == *o))
+        {
+            theirs.push((
+                origin,
+                KIND_PEER_REFLEXIVE,
+                candidate_priority(KIND_PEER_REFLEXIVE, 0),
+            ));
+        }
         let mut pairs: Vec<Pair> = Vec::new();
-        for (remote, kind, their_priority) in &a.peer_candidates {
+        for (remote, kind, their_priority) in &theirs {
             // The relayed path is the one we already have.
             if *kind == KIND_RELAYED || *remote == a.remote {
                 continue;
@@ -579,11 +607,14 @@ impl Host {
     /// and checks again later.
     fn ice_progress(&mut self, now: Instant, peer: Hit) {
         let recheck = self.config.recheck_interval;
+        let relayed = self
+            .assocs
+            .get(&peer)
+            .is_some_and(|a| self.path_kind(a) != PathKind::Direct);
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
         let controlling = a.initiator;
-        let relayed = a.relay_to.is_some() || !a.peer_candidates.iter().any(|c| c.0 == a.remote);
         let Some(ice) = a.ice.as_mut() else { return };
         if ice.selected.is_some() {
             return;
@@ -637,12 +668,16 @@ impl Host {
         ice.selected = Some((local, remote));
         ice.recheck = None;
         let old = a.remote;
-        // An UPDATE under way on the old path follows the association: its ACK must not
-        // take it back there (see `acknowledged_at`).
-        if let Some(p) = a.pending_update.as_mut() {
-            if p.to == Some((a.local, old)) {
-                p.to = None;
+        // A check or probe of another path is over: its answer must not take the
+        // association there. An UPDATE under way follows the association, so that its ACK
+        // does not either (see `acknowledged_at`).
+        if let Some(v) = a.verify.take() {
+            if a.pending_update.as_ref().is_some_and(|p| p.seq == v.seq) {
+                a.pending_update = None;
             }
+        }
+        if let Some(p) = a.pending_update.as_mut() {
+            p.to = None;
         }
         a.local = local;
         a.remote = remote;
@@ -705,12 +740,7 @@ impl Host {
         // The relay must forward the peer's first ESP already, which is what completes the
         // exchange on our side: permissions go out from the R2 on.
         if a.relay_to.is_some() && a.esp.is_some() {
-            let server_addr = a.remote;
-            let server = self
-                .assocs
-                .values()
-                .find(|s| s.remote == server_addr && self.relay_grants.contains_key(&s.peer_hit))
-                .map(|s| s.peer_hit);
+            let server = self.relay_server_at(a.remote);
             let stale = Self::wanted_permission(a) != a.permission;
             if let (Some(server), true) = (server, stale) {
                 self.sync_permissions(now, server, false);

@@ -141,6 +141,7 @@ impl Host {
         a.remote = remote;
         a.last_move = Some((now, Duration::ZERO));
         tracing::info!(peer = %peer, from = %old, to = %remote, "moved to another locator of the peer");
+        self.follow_relay(now, peer);
         self.push_event(Event::LocatorChanged { peer, remote });
     }
 
@@ -159,6 +160,10 @@ impl Host {
         // What the ACK answers besides the SEQ: an echo request, a registration renewal.
         let mut echo: Vec<Param> = update::echo_response(update).into_iter().collect();
         echo.extend(self.reg_answer(now, peer, remote, update));
+        let through_relay = self
+            .assocs
+            .get(&peer)
+            .is_some_and(|a| self.relay_while_direct(a, remote));
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
@@ -166,7 +171,8 @@ impl Host {
             .failed_checks
             .iter()
             .any(|(addr, at)| *addr == remote && now < *at + RECHECK_AFTER);
-        let moved = remote != a.remote && a.pending_update.is_none() && !recently_failed;
+        let moved =
+            remote != a.remote && a.pending_update.is_none() && !recently_failed && !through_relay;
         // A LOCATOR_SET without the address we use makes that one DEPRECATED: the new one
         // may then be used on credit while it is checked.
         let old_deprecated =
@@ -228,6 +234,13 @@ impl Host {
         local: SocketAddr,
         remote: SocketAddr,
     ) {
+        if self
+            .assocs
+            .get(&peer)
+            .is_some_and(|a| self.relay_while_direct(a, remote))
+        {
+            return;
+        }
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
@@ -281,6 +294,7 @@ impl Host {
         a.remote = remote;
         a.last_move = Some((now, now.saturating_duration_since(started)));
         tracing::info!(peer = %peer, from = %old, to = %remote, local = %local, "path changed");
+        self.follow_relay(now, peer);
         self.push_event(Event::LocatorChanged { peer, remote });
     }
 

@@ -614,6 +614,7 @@ impl Host {
         let opportunistic = repr.receiver_hit == Hit::NULL
             && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
         if !ours && !opportunistic {
+            self.client_seen_at(now, local, remote, bytes, &repr);
             if repr.param(param_type::RELAY_TO).is_some() {
                 return self.relay_from_client(now, remote, bytes, &repr);
             }
@@ -633,7 +634,10 @@ impl Host {
         if handled.is_ok() {
             let peer = repr.sender_hit;
             if let Some(origin) = origin {
-                if matches!(repr.packet_type, PacketType::I2 | PacketType::Update) {
+                if matches!(
+                    repr.packet_type,
+                    PacketType::I2 | PacketType::Update | PacketType::Notify
+                ) {
                     self.note_relayed(remote, origin, peer);
                 }
             }
@@ -685,7 +689,7 @@ impl Host {
                 };
                 self.on_update(now, local, remote, bytes, repr)
             }
-            PacketType::Notify => self.on_notify(bytes, repr),
+            PacketType::Notify => self.on_notify(now, (local, remote), bytes, repr),
             _ => Err(Error::Unexpected),
         }
     }

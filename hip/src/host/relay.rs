@@ -350,7 +350,11 @@ impl Host {
             let peer = pp.peer();
             // A newer permission for the same peer replaces the old one (new SPIs after a
             // rekey, a new address after the peer moved).
-            if let Some(i) = c.permissions.iter().position(|p| p.peer == peer) {
+            if let Some(i) = c
+                .permissions
+                .iter()
+                .position(|p| p.peer == peer || p.ispi == pp.ispi)
+            {
                 let old = c.permissions.remove(i);
                 spis.remove(&old.ispi);
                 spis.remove(&old.ospi);
@@ -467,7 +471,10 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        if a.remote != server || a.relay_to == Some(origin) {
+        a.relayed_origin = Some(origin);
+        // The side the exchange reached through its relay speaks through it; the initiator
+        // just sends to the relay's address, which passes everything on by receiver HIT.
+        if a.initiator || a.remote != server || a.relay_to == Some(origin) {
             return;
         }
         if a.relay_to.is_some() {
@@ -475,6 +482,56 @@ impl Host {
         }
         a.relay_to = Some(origin);
         a.permission = None;
+    }
+
+    /// The association moved (a failover, a check): through our relay server it speaks
+    /// with RELAY_TO where the server last saw the peer; anywhere else, directly.
+    pub(super) fn follow_relay(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        let relayed = self.path_kind(a) != ice::PathKind::Direct;
+        let via_our_relay = self.relay_server_at(a.remote).is_some_and(|s| s != peer);
+        let recheck = self.config.recheck_interval;
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        a.relay_to = a.relayed_origin.filter(|_| via_our_relay && !a.initiator);
+        a.permission = None;
+        // Back on a relay (the direct path broke): look for a direct path again later.
+        if let Some(ice) = a.ice.as_mut().filter(|_| relayed && !recheck.is_zero()) {
+            ice.selected = None;
+            ice.recheck = Some(now + recheck);
+        }
+    }
+
+    /// As a relay server: a packet from a registered client, signed by it, arrived from an
+    /// address other than the one it registered from (its NAT gave it a new port): check
+    /// the new address, as for ESP from a new address, so that relaying follows it.
+    pub(super) fn client_seen_at(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        packet: &HipRepr,
+    ) {
+        let client = packet.sender_hit;
+        if !self.relay_client(now, &client) {
+            return;
+        }
+        let Some(a) = self.assocs.get(&client) else {
+            return;
+        };
+        if a.remote == remote || a.verify.is_some() {
+            return;
+        }
+        let Some(id) = a.peer.as_ref() else { return };
+        if check_signature(bytes, id, param_type::HIP_SIGNATURE).is_err() {
+            return;
+        }
+        tracing::debug!(client = %client, at = %remote, "relay client sends from a new address");
+        self.esp_from_new_address(now, client, local, remote);
     }
 
     /// The PEER_PERMISSION an association relayed through `server` needs, if the server
