@@ -297,6 +297,8 @@ pub(crate) struct Assoc {
     /// Relayed through our relay server (this association's `remote`): the peer's address
     /// as the server sees it, named in RELAY_TO on everything we send.
     pub relay_to: Option<SocketAddr>,
+    /// We sent the peer our candidates (a LOCATOR_SET) at least once.
+    pub candidates_sent: bool,
     /// Where our relay server last saw the peer (RELAY_FROM of its packets it passed on).
     pub relayed_origin: Option<SocketAddr>,
     /// The PEER_PERMISSION the relay server last got for this association.
@@ -349,6 +351,7 @@ impl Assoc {
             unanswered_since: None,
             credit: Credit::default(),
             relay_to: None,
+            candidates_sent: false,
             relayed_origin: None,
             permission: None,
             peer_candidates: Vec::new(),

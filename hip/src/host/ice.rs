@@ -42,6 +42,9 @@ const MAX_PAIRS: usize = 16;
 const CHECK_RTO: Duration = Duration::from_secs(1);
 /// Transmissions of one check before its pair fails.
 const CHECK_TRIES: u32 = 5;
+/// After the first pair succeeds, better pairs still being checked get this long before
+/// the best pair that succeeded is nominated.
+const NOMINATION_WAIT: Duration = Duration::from_millis(500);
 
 /// One candidate pair under check.
 #[derive(Debug, Clone)]
@@ -77,6 +80,9 @@ pub(crate) struct Ice {
     pub recheck: Option<Instant>,
     /// Our address as the peer saw a check of ours (MAPPED_ADDRESS), by local address.
     pub mapped: Vec<(SocketAddr, SocketAddr)>,
+    /// When the first pair succeeded (the controlling side nominates at most
+    /// NOMINATION_WAIT later).
+    pub first_success: Option<Instant>,
 }
 
 /// The peer's candidates from its LOCATOR_SET: address, kind, priority.
@@ -293,29 +299,29 @@ impl Host {
             })
             .take(MAX_PAIRS)
             .collect();
-        let restart = a.ice.as_ref().is_none_or(|i| i.selected.is_none());
-        if restart {
-            a.ice = None;
-            // The peer checks: it needs our candidates, even unchanged since the exchange.
-            if !was_checking && a.peer_candidates.iter().any(|c| c.1 != KIND_HOST) {
-                a.announced.clear();
-            }
+        // The peer checks: it needs our candidates, even unchanged since the exchange.
+        if !a.candidates_sent && !was_checking && a.peer_candidates.iter().any(|c| c.1 != KIND_HOST)
+        {
+            a.announced.clear();
         }
     }
 
-    /// Starts (or restarts) the checks of the association with `peer`, if it wants them
-    /// and has the peer's candidates.
+    /// Starts the checks of the association with `peer` if it wants them and has the
+    /// peer's candidates, adds pairs for candidates learnt since, or (when a recheck is
+    /// due) checks every pair again. Pairs found by triggered checks are kept.
     pub(super) fn ice_start(&mut self, now: Instant, peer: Hit) {
         let Some(a) = self.assocs.get(&peer) else {
             return;
         };
-        if !self.ice_wanted(a) || a.peer_candidates.is_empty() {
+        if !self.ice_wanted(a) || (a.peer_candidates.is_empty() && a.relayed_origin.is_none()) {
             return;
         }
-        if a.ice
+        let recheck = a
+            .ice
             .as_ref()
-            .is_some_and(|i| i.recheck.is_none_or(|t| now < t))
-        {
+            .and_then(|i| i.recheck)
+            .is_some_and(|t| t <= now);
+        if a.ice.as_ref().is_some_and(|i| i.selected.is_some()) && !recheck {
             return;
         }
         let controlling = a.initiator;
@@ -333,7 +339,7 @@ impl Host {
                 candidate_priority(KIND_PEER_REFLEXIVE, 0),
             ));
         }
-        let mut pairs: Vec<Pair> = Vec::new();
+        let mut fresh: Vec<Pair> = Vec::new();
         for (remote, kind, their_priority) in &theirs {
             // The relayed path is the one we already have.
             if *kind == KIND_RELAYED || *remote == a.remote {
@@ -348,7 +354,7 @@ impl Host {
                 } else {
                     (*their_priority, *our_priority)
                 };
-                pairs.push(Pair {
+                fresh.push(Pair {
                     local: *local,
                     remote: *remote,
                     priority: pair_priority(g, d),
@@ -357,20 +363,36 @@ impl Host {
                 });
             }
         }
-        pairs.sort_by_key(|p| std::cmp::Reverse(p.priority));
-        pairs.truncate(MAX_PAIRS);
-        let mapped = a.ice.as_ref().map(|i| i.mapped.clone()).unwrap_or_default();
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        tracing::debug!(peer = %peer, pairs = pairs.len(), controlling, "starting connectivity checks");
-        a.ice = Some(Ice {
-            pairs,
-            next_tx: Some(now),
-            selected: None,
-            recheck: None,
-            mapped,
-        });
+        let ice = a.ice.get_or_insert_with(Ice::default);
+        let mut pairs = std::mem::take(&mut ice.pairs);
+        if recheck {
+            for p in &mut pairs {
+                p.state = PairState::Waiting;
+                p.nominate = false;
+            }
+            ice.selected = None;
+            ice.recheck = None;
+            ice.first_success = None;
+        }
+        let before = pairs.len();
+        for p in fresh {
+            if !pairs
+                .iter()
+                .any(|q| q.local == p.local && q.remote == p.remote)
+            {
+                pairs.push(p);
+            }
+        }
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        pairs.truncate(MAX_PAIRS);
+        if pairs.len() != before || recheck {
+            tracing::debug!(peer = %peer, pairs = pairs.len(), controlling, recheck, "connectivity checks");
+            ice.next_tx = Some(now);
+        }
+        ice.pairs = pairs;
     }
 
     /// When the checks of `a` next need the timer.
@@ -391,7 +413,12 @@ impl Host {
         } else {
             retry.map(|r| ice.next_tx.map_or(r, |t| r.max(t)))
         };
-        [send, ice.recheck].into_iter().flatten().min()
+        let nominate = ice
+            .first_success
+            .filter(|_| ice.selected.is_none() && a.initiator)
+            .filter(|_| !ice.pairs.iter().any(|p| p.nominate))
+            .map(|t| t + NOMINATION_WAIT);
+        [send, ice.recheck, nominate].into_iter().flatten().min()
     }
 
     /// The checks' timer: one transmission per Ta (a retransmission or the next waiting
@@ -403,7 +430,6 @@ impl Host {
         };
         let Some(ice) = a.ice.as_mut() else { return };
         if ice.recheck.is_some_and(|t| t <= now) {
-            ice.recheck = Some(now);
             self.ice_start(now, peer);
             return;
         }
@@ -544,9 +570,7 @@ impl Host {
             return;
         }
         // A check from where we have no pair (or one not yet checked): check it back now.
-        if a.ice.is_none() {
-            self.ice_start(now, peer);
-        }
+        self.ice_start(now, peer);
         let priority = match update.param(param_type::CANDIDATE_PRIORITY) {
             Some(Param::CandidatePriority(p)) => *p,
             _ => 0,
@@ -624,18 +648,23 @@ impl Host {
             .iter()
             .any(|p| p.nominate && p.state != PairState::Failed);
         if controlling && !nominating {
-            // The best pair that succeeded, if nothing better is still undecided.
-            let mut best = None;
-            for (i, p) in ice.pairs.iter().enumerate() {
-                match p.state {
-                    PairState::Succeeded => {
-                        best = Some(i);
-                        break;
-                    }
-                    PairState::Failed => continue,
-                    _ => break,
-                }
+            // The best pair that succeeded, once nothing better is still undecided — or
+            // once better pairs had NOMINATION_WAIT to answer since the first success (a
+            // peer's private address may never answer; waiting out its retries would keep
+            // the data on the relay for seconds).
+            let first = ice
+                .pairs
+                .iter()
+                .position(|p| p.state == PairState::Succeeded);
+            let undecided_before =
+                first.is_some_and(|i| ice.pairs[..i].iter().any(|p| p.state != PairState::Failed));
+            if first.is_some() && ice.first_success.is_none() {
+                ice.first_success = Some(now);
             }
+            let waited = ice
+                .first_success
+                .is_some_and(|t| now >= t + NOMINATION_WAIT);
+            let best = first.filter(|_| !undecided_before || waited);
             if let Some(i) = best {
                 let p = &mut ice.pairs[i];
                 p.nominate = true;

@@ -96,6 +96,7 @@ impl Host {
         }
         tracing::debug!(peer = %peer, local = %local, remote = %remote, "announcing new locators");
         a.announced = announced;
+        a.candidates_sent = true;
         let params = vec![Param::LocatorSet(locators), Param::Seq(seq)];
         self.send_update_to(now, peer, params, Some(seq), Some((local, remote)));
     }

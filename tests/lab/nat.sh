@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# NAT traversal between real nodes, through real nftables NATs (tests/lab/nat_topology.sh):
+# A behind NAT NA, B behind NAT NB, a relay server R on the public side. A and B register
+# with R; A knows B only by its HIT and R's address.
+#
+# 1. For each pair of NAT kinds (none, full cone, port-restricted, symmetric), a TCP
+#    transfer from A to B's HIT completes with a matching SHA-256, and the association ends
+#    on a direct path wherever hole punching can work, relayed through R for the rest.
+# 2. NAT rebinding mid-transfer: a flush of a symmetric NAT's conntrack (new random port),
+#    and a new public port behind two port-restricted NATs. The transfer survives.
+# 3. An idle association outlives the NAT's UDP timeout (5 s here): keepalives every 2 s.
+# 4. R relays nothing for a host that did not register, and enforces its byte quota.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+HB=${HB:-$PWD/target/release/hipbone}
+source tests/lab/common.sh
+source tests/lab/nat_topology.sh
+
+nat_topology_up || {
+  echo "FAIL the NAT lab could not be built"
+  exit 1
+}
+dir=$(lab_state)
+for n in a b r s; do node_key "$n" >/dev/null; done
+HIT_A=$(node_hit a)
+HIT_B=$(node_hit b)
+HIT_R=$(node_hit r)
+R_ADDR=$(nat_addr r)
+
+# relay_config [EXTRA_NAT_KEYS]: R serves as relay.
+relay_config() {
+  cat >"$dir/r.toml" <<TOML
+[interface]
+identity = "$(node_key r)"
+control = "$dir/r.sock"
+
+[nat]
+relay = true
+${1:-}
+TOML
+}
+
+# client_config NAME PEER_NAME PEER_HIT: registers with R, reaches the peer through R.
+client_config() {
+  cat >"$dir/$1.toml" <<TOML
+[interface]
+identity = "$(node_key "$1")"
+control = "$dir/$1.sock"
+
+[nat]
+keepalive_seconds = 2
+
+[[peer]]
+hit = "$HIT_R"
+locators = ["$R_ADDR:10500"]
+name = "relay"
+relay = true
+
+[[peer]]
+hit = "$3"
+locators = ["$R_ADDR:10500"]
+name = "$2"
+TOML
+}
+
+relay_config
+client_config a b "$HIT_B"
+client_config b a "$HIT_A"
+
+# registered NAME: the node's relay reports where it sees it.
+registered() {
+  for _ in $(seq 50); do
+    node_field "$1" 's["nat"]' 2>/dev/null | grep -q -e 'seen at' -e '^none' && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# path NAME PEER_NAME: the association's path as `hipbone status` shows it.
+path() {
+  node_field "$1" "[x.get('path') for x in s['associations'] if x['name'] == '$2'][0]" 2>/dev/null
+}
+
+# path_settles NAME PEER_NAME WANT: waits (10 s at most) for the path to start with WANT.
+path_settles() {
+  for _ in $(seq 50); do
+    case "$(path "$1" "$2")" in "$3"*) return 0 ;; esac
+    sleep 0.2
+  done
+  echo "    $1's path to $2: $(path "$1" "$2")" >&2
+  return 1
+}
+
+nodes_up() { node_up r && node_up b && node_up a && registered a && registered b; }
+nodes_down() { node_down a; node_down b; node_down r; }
+
+# send_blob BYTES [TIMEOUT]: A sends BYTES random bytes to B's HIT; true if B got them intact.
+send_blob() {
+  local want
+  head -c "$1" /dev/urandom >"$dir/blob"
+  want=$(sha256sum <"$dir/blob" | cut -d' ' -f1)
+  rm -f "$dir/got"
+  lab_exec b timeout "${2:-30}" sh -c \
+    "socat -u TCP6-LISTEN:5001,reuseaddr - | sha256sum | cut -d' ' -f1 >'$dir/got'" &
+  local receiver=$!
+  sleep 0.3
+  lab_exec a timeout "${2:-30}" socat -u "OPEN:$dir/blob" "TCP6:[$HIT_B]:5001" 2>/dev/null
+  local sent=$?
+  wait "$receiver"
+  [ "$sent" = 0 ] && [ -f "$dir/got" ] && [ "$want" = "$(cat "$dir/got")" ]
+}
+
+# Where hole punching cannot work (docs/NAT.md §8): symmetric against port-restricted or
+# symmetric.
+expected() {
+  case "$1/$2" in
+  port_restricted/symmetric | symmetric/port_restricted | symmetric/symmetric) echo relayed ;;
+  *) echo direct ;;
+  esac
+}
+
+# 1. The matrix.
+for ta in none full_cone port_restricted symmetric; do
+  for tb in none full_cone port_restricted symmetric; do
+    nat_set "$ta" NA && nat_set "$tb" NB || { check "NATs $ta/$tb set" false; continue; }
+    if ! nodes_up; then
+      check "$ta/$tb: nodes up and registered" false
+      nodes_down
+      continue
+    fi
+    want=$(expected "$ta" "$tb")
+    check "$ta/$tb: 4 MB from A to B's HIT, SHA-256 matches" send_blob 4M
+    check "$ta/$tb: A's path is $want" path_settles a b "$want"
+    check "$ta/$tb: B's path is $want" path_settles b a "$want"
+    nodes_down
+  done
+done
+
+# 2. NAT rebinding mid-transfer (tests/lab/common.sh's transfer_while: 15 MB/s, no reset).
+head -c 45M /dev/urandom >"$dir/blob"
+nat_set symmetric NA && nat_set full_cone NB && nodes_up
+path_settles a b direct >/dev/null 2>&1
+check "symmetric/full cone: conntrack flush on NA mid-transfer, no reset, SHA-256 matches" \
+  transfer_while nat_flush NA
+check "symmetric/full cone: direct again after the flush" path_settles a b direct
+nodes_down
+
+nat_set port_restricted NA && nat_set port_restricted NB && nodes_up
+path_settles a b direct >/dev/null 2>&1
+check "port-restricted pair: new public port on NA mid-transfer, no reset, SHA-256 matches" \
+  transfer_while nat_rebind NA
+check "port-restricted pair: B's relay follows A's new port" \
+  sh -c "'$HB' status -c '$dir/r.toml' | grep -q 'locator: $(nat_addr na):'"
+nodes_down
+
+# 3. Idle longer than the NAT's UDP timeout; then B, not A, speaks first.
+nat_set port_restricted NA && nat_set port_restricted NB
+nat_udp_timeout NA 5
+nat_udp_timeout NB 5
+nodes_up
+check "idle test: A reaches B" lab_exec a ping -6 -c 2 -W 2 "$HIT_B"
+keepalive=$(node_field a "[x.get('keepalive_in') for x in s['associations'] if x['name'] == 'b'][0]")
+check "keepalives are on (next in ${keepalive%.*} s)" test -n "$keepalive" -a "$keepalive" != None
+sleep 12
+check "after 12 s idle (NAT timeout 5 s) B reaches A at once" lab_exec b ping -6 -c 1 -W 2 "$HIT_A"
+nodes_down
+nat_udp_timeout NA 30
+nat_udp_timeout NB 30
+
+# 4. A host that did not register gets nothing relayed; quotas hold.
+nat_set symmetric NA && nat_set symmetric NB
+relay_config "max_bytes = 3000000"
+nodes_up
+check "relayed, under R's quota: 1 MB arrives" send_blob 1M
+send_blob 8M 8 && over=no || over=yes
+check "over R's 3 MB quota: 8 MB does not" test "$over" = yes
+check "R counts what it refused over quota" \
+  sh -c "'$HB' status -c '$dir/r.toml' | grep -q 'over quota [1-9]'"
+nodes_down
+
+# A host that R does not serve: S (public, not registered) tries to reach A, which is down
+# and so not registered either, through R.
+relay_config
+node_up r
+cat >"$dir/s.toml" <<TOML
+[interface]
+identity = "$(node_key s)"
+control = "$dir/s.sock"
+
+[[peer]]
+hit = "$HIT_A"
+locators = ["$R_ADDR:10500"]
+name = "a"
+TOML
+node_up s
+before=$(node_field r 's["counters"]["hip_dropped"]')
+lab_exec s ping -6 -c 2 -W 1 "$HIT_A" >/dev/null 2>&1 && reached=yes || reached=no
+check "S reaches nobody through R for a HIT not registered there" test "$reached" = no
+after=$(node_field r 's["counters"]["hip_dropped"]')
+check "R dropped S's I1s ($before -> $after)" test "$after" -gt "$before"
+relayed=$(node_field r 's["relay"]')
+check "and relayed nothing ($relayed)" sh -c "echo '$relayed' | grep -q 'relayed 0 control, 0 ESP'"
+node_down s
+node_down r
+finish
