@@ -66,15 +66,8 @@ dir=$(lab_state)
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
-# iperf3 FROM ADDR: one single-stream run; prints the receiver's Gbit/s.
-iperf() {
-  lab_exec a iperf3 -c "$1" -t "$DURATION" -J 2>/dev/null |
-    python3 -c 'import json,sys
-try:
-    print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))
-except Exception:
-    print("0")'
-}
+# iperf ADDR: one single-stream run from A; prints the receiver's Gbit/s.
+iperf() { iperf_gbits a "$1" "$DURATION"; }
 
 # rtt NAME ADDR: median RTT in ms of $PINGS pings from A.
 rtt() {

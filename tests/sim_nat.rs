@@ -417,3 +417,234 @@ fn nat_rebinding_between_two_nats_recovers() {
         "{last} of 20 packets in the last second; {info:?}"
     );
 }
+
+// ---- hostile peers, replays, relay restarts -----------------------------------------
+
+/// Gives node `id` a fresh host with `config` (same identity and address): a restart.
+fn restart(w: &mut World, id: usize, config: Config) {
+    let now = w.sim.now();
+    let own = own_addr(w, id);
+    let mut h = host(id as u8 + 1, config, now);
+    h.set_local_addresses(now, &[own]);
+    *w.sim.node_mut(id) = h;
+}
+
+fn hip_of(d: &hipbone::sim::Datagram) -> Option<hip::wire::HipRepr> {
+    hip::wire::HipRepr::parse(d.payload.strip_prefix(&[0u8; 4])?).ok()
+}
+
+fn sent_to(w: &World, to: SocketAddr) -> usize {
+    w.sim.trace().iter().filter(|r| r.datagram.to == to).count()
+}
+
+/// Somebody else's address, where replays come from.
+const ELSEWHERE: &str = "203.0.113.66:4444";
+
+#[test]
+fn a_replayed_nomination_moves_nothing() {
+    let (mut w, _nats) = nat_world(1, Kind::Public, Kind::Public, Link::default());
+    connect_through_relay(&mut w);
+    let (a_hit, b_addr) = (w.sim.node(A).hit(), own_addr(&w, B));
+    let nominate = w
+        .sim
+        .trace()
+        .iter()
+        .find(|r| {
+            r.datagram.to == b_addr
+                && hip_of(&r.datagram)
+                    .is_some_and(|h| h.param(hip::wire::param_type::NOMINATE).is_some())
+        })
+        .expect("A's nominating check")
+        .datagram
+        .clone();
+    let attacker = addr(ELSEWHERE);
+    let before = w.sim.node(B).association(&a_hit).unwrap().remote;
+    w.sim.inject(hipbone::sim::Datagram {
+        from: attacker,
+        to: b_addr,
+        payload: nominate.payload,
+    });
+    run(&mut w, Duration::from_secs(5));
+    assert_eq!(w.sim.node(B).association(&a_hit).unwrap().remote, before);
+    assert_eq!(sent_to(&w, attacker), 0, "no answer to a replay");
+    assert!(esp_reaches(&mut w, B, A));
+}
+
+#[test]
+fn a_replayed_keepalive_sends_nothing_elsewhere() {
+    let (mut w, _nats) = nat_world(1, Kind::Public, Kind::Public, Link::default());
+    connect_through_relay(&mut w);
+    run(&mut w, Duration::from_secs(20));
+    let (a_addr, b_addr) = (own_addr(&w, A), own_addr(&w, B));
+    let keepalive = w
+        .sim
+        .trace()
+        .iter()
+        .find(|r| {
+            r.datagram.from == b_addr
+                && r.datagram.to == a_addr
+                && hip_of(&r.datagram)
+                    .is_some_and(|h| h.packet_type == hip::wire::PacketType::Notify)
+        })
+        .expect("a keepalive from B")
+        .datagram
+        .clone();
+    let victim = addr(ELSEWHERE);
+    w.sim.inject(hipbone::sim::Datagram {
+        from: victim,
+        to: a_addr,
+        payload: keepalive.payload,
+    });
+    run(&mut w, Duration::from_secs(10));
+    assert_eq!(sent_to(&w, victim), 0);
+}
+
+#[test]
+fn a_replay_through_the_relay_redirects_nothing() {
+    let (mut w, _nats) = nat_world(3, Kind::Symmetric, Kind::Symmetric, Link::default());
+    connect_through_relay(&mut w);
+    run(&mut w, Duration::from_secs(20));
+    let (b_hit, r_addr) = (w.sim.node(B).hit(), w.r_addr);
+    // A's keepalive to B, through R (no RELAY_TO: A speaks to R's address).
+    let packet = w
+        .sim
+        .trace()
+        .iter()
+        .rev()
+        .find(|r| {
+            r.datagram.to == r_addr
+                && hip_of(&r.datagram).is_some_and(|h| {
+                    h.receiver_hit == b_hit && h.packet_type == hip::wire::PacketType::Notify
+                })
+        })
+        .expect("a NOTIFY from A to B through R")
+        .datagram
+        .clone();
+    let attacker = addr(ELSEWHERE);
+    w.sim.inject(hipbone::sim::Datagram {
+        from: attacker,
+        to: r_addr,
+        payload: packet.payload,
+    });
+    run(&mut w, Duration::from_millis(300));
+    assert!(esp_reaches(&mut w, B, A));
+    assert!(esp_reaches(&mut w, A, B));
+    assert_eq!(sent_to(&w, attacker), 0, "nothing relayed to the replayer");
+}
+
+#[test]
+fn an_i1_flood_through_the_relay_does_not_starve_a_real_initiator() {
+    let (mut w, _nats) = nat_world(2, Kind::Public, Kind::Public, Link::default());
+    register(&mut w, B);
+    let (b_hit, a_addr, r_addr) = (w.sim.node(B).hit(), own_addr(&w, A), w.r_addr);
+    // An I1 for B from a host that is not A, sprayed from many sources.
+    let mut x = host(9, Config::default(), w.sim.now());
+    x.connect(w.sim.now(), b_hit, a_addr, &[r_addr]).unwrap();
+    let i1 = x.poll_transmit().unwrap().payload;
+    let now = w.sim.now();
+    w.sim
+        .node_mut(A)
+        .connect(now, b_hit, a_addr, &[r_addr])
+        .unwrap();
+    for n in 0..200u32 {
+        for k in 0..30u32 {
+            let from = SocketAddr::from((
+                Ipv4Addr::new(203, 0, 113, 100 + (k % 50) as u8),
+                2000 + n as u16,
+            ));
+            w.sim.inject(hipbone::sim::Datagram {
+                from,
+                to: r_addr,
+                payload: i1.clone(),
+            });
+        }
+        run(&mut w, Duration::from_millis(50));
+    }
+    let ab = w.sim.node(A).association(&b_hit).unwrap();
+    assert_eq!(ab.state, hip::AssocState::Established);
+}
+
+/// Symmetric NATs on both sides (so the association runs through R), B registered with
+/// R for 16 s at a time.
+fn relayed_with_short_registrations() -> (World, std::rc::Rc<std::cell::RefCell<Nats>>) {
+    let (mut w, nats) = nat_world(4, Kind::Symmetric, Kind::Symmetric, Link::default());
+    let short = Config {
+        registration_lifetime: 0x60,
+        ..Config::default()
+    };
+    restart(&mut w, B, short);
+    connect_through_relay(&mut w);
+    (w, nats)
+}
+
+#[test]
+fn relay_permissions_outlive_registration_renewals() {
+    // B's registration lasts 16 s: it renews many times while the association idles
+    // past the relay's 5-minute permission lifetime.
+    let (mut w, _nats) = relayed_with_short_registrations();
+    assert!(esp_reaches(&mut w, A, B));
+    run(&mut w, Duration::from_secs(400));
+    assert!(esp_reaches(&mut w, A, B));
+    assert!(esp_reaches(&mut w, B, A));
+}
+
+#[test]
+fn relay_permissions_are_sent_again_after_the_relay_restarts() {
+    let (mut w, _nats) = relayed_with_short_registrations();
+    // Traffic both ways, then quiet while the relay restarts: the association has no
+    // reason to fail meanwhile, only its permission is gone.
+    assert!(esp_reaches(&mut w, A, B) && esp_reaches(&mut w, B, A));
+    // (The last packet went one way: the failover's probe confirms the path first.)
+    run(&mut w, Duration::from_secs(10));
+    restart(
+        &mut w,
+        R,
+        Config {
+            relay_server: true,
+            ..Config::default()
+        },
+    );
+    let r_hit = w.sim.node(R).hit();
+    let failed = (0..60).any(|_| {
+        run(&mut w, Duration::from_secs(1));
+        w.sim
+            .node(B)
+            .association(&r_hit)
+            .is_some_and(|a| a.state == hip::AssocState::Failed)
+    });
+    assert!(failed, "B notices the relay lost its registration");
+    // Both register again, as the node does when the association with its relay ends.
+    register(&mut w, B);
+    register(&mut w, A);
+    let delivered = (0..20)
+        .filter(|_| esp_reaches(&mut w, A, B) & esp_reaches(&mut w, B, A))
+        .count();
+    assert!(delivered >= 19, "{delivered} of 20 round trips");
+}
+
+#[test]
+fn relayed_esp_survives_rekeys() {
+    let (mut w, _nats) = nat_world(4, Kind::Symmetric, Kind::Symmetric, Link::default());
+    let rekeying = Config {
+        rekey_after: Duration::from_secs(20),
+        ..Config::default()
+    };
+    restart(&mut w, B, rekeying);
+    connect_through_relay(&mut w);
+    let (a_hit, b_hit) = (w.sim.node(A).hit(), w.sim.node(B).hit());
+    let rx = |w: &World, id: usize, from: &hip::Hit| {
+        w.sim.node(id).traffic(from).map_or(0, |t| t.rx_packets)
+    };
+    let (b0, a0) = (rx(&w, B, &a_hit), rx(&w, A, &b_hit));
+    for _ in 0..60 * 20 {
+        send_esp(&mut w, A, B, 200);
+        send_esp(&mut w, B, A, 200);
+        run(&mut w, Duration::from_millis(50));
+    }
+    assert!(w.sim.node(B).association(&a_hit).unwrap().rekeys >= 2);
+    let (ab, ba) = (rx(&w, B, &a_hit) - b0, rx(&w, A, &b_hit) - a0);
+    assert!(
+        ab >= 1195 && ba >= 1195,
+        "of 1200: A to B {ab}, B to A {ba}"
+    );
+}

@@ -297,6 +297,8 @@ pub(crate) struct Assoc {
     /// Relayed through our relay server (this association's `remote`): the peer's address
     /// as the server sees it, named in RELAY_TO on everything we send.
     pub relay_to: Option<SocketAddr>,
+    /// UPDATE IDs of the peer's connectivity checks seen lately (replays are dropped).
+    pub check_window: crate::host::ice_types::CheckWindow,
     /// We sent the peer our candidates (a LOCATOR_SET) at least once.
     pub candidates_sent: bool,
     /// Where our relay server last saw the peer (RELAY_FROM of its packets it passed on).
@@ -352,6 +354,7 @@ impl Assoc {
             credit: Credit::default(),
             relay_to: None,
             candidates_sent: false,
+            check_window: Default::default(),
             relayed_origin: None,
             permission: None,
             peer_candidates: Vec::new(),

@@ -134,3 +134,14 @@ PY
   wait "$receiver"
   [ "$sent" = 0 ] && [ "$want" = "$(cat "$dir/got")" ]
 }
+
+# iperf_gbits FROM ADDR SECONDS: one single-stream iperf3 run from host FROM to ADDR (an
+# iperf3 server must be listening there); prints the receiver's Gbit/s, 0 on failure.
+iperf_gbits() {
+  lab_exec "$1" iperf3 -c "$2" -t "$3" -J 2>/dev/null |
+    python3 -c 'import json,sys
+try:
+    print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))
+except Exception:
+    print("0")'
+}

@@ -27,7 +27,12 @@ impl Host {
                 return Ok(());
             }
         }
-        if !self.r1_limiter.allow(now, remote.ip()) {
+        // Through our relay every I1 comes from the relay's address: count by the sender's.
+        let source = self
+            .answering_via
+            .filter(|(server, _)| *server == remote)
+            .map_or(remote.ip(), |(_, origin)| origin.ip());
+        if !self.r1_limiter.allow(now, source) {
             return Err(Error::RateLimited);
         }
         let k = self.difficulty.on_i1(now);

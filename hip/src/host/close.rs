@@ -9,7 +9,7 @@ impl Host {
     pub fn close(&mut self, now: Instant, peer: &Hit) -> Result<(), Error> {
         let a = self.assocs.get_mut(peer).ok_or(Error::UnknownPeer(*peer))?;
         if a.keys.is_none() || a.peer.is_none() {
-            self.assocs.remove(peer);
+            self.forget_association(now, *peer);
             self.push_event(Event::Closed { peer: *peer });
             return Ok(());
         }
@@ -99,7 +99,12 @@ impl Host {
         Ok(())
     }
 
-    pub(super) fn on_close_ack(&mut self, bytes: &[u8], ack: &HipRepr) -> Result<(), Error> {
+    pub(super) fn on_close_ack(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        ack: &HipRepr,
+    ) -> Result<(), Error> {
         let peer_hit = ack.sender_hit;
         let a = self.assocs.get(&peer_hit).ok_or(Error::Unexpected)?;
         let (Some(keys), Some(peer), Some(nonce)) =
@@ -116,18 +121,12 @@ impl Host {
             Some(Param::EchoResponseSigned(e)) if e == nonce => {}
             _ => return Err(Error::Unexpected),
         }
-        self.assocs.remove(&peer_hit);
+        self.forget_association(now, peer_hit);
         self.push_event(Event::Closed { peer: peer_hit });
         Ok(())
     }
 
-    pub(super) fn on_notify(
-        &mut self,
-        now: Instant,
-        (local, remote): (SocketAddr, SocketAddr),
-        bytes: &[u8],
-        notify: &HipRepr,
-    ) -> Result<(), Error> {
+    pub(super) fn on_notify(&mut self, bytes: &[u8], notify: &HipRepr) -> Result<(), Error> {
         let peer_hit = notify.sender_hit;
         // Only a NOTIFY we can authenticate is reported; it never changes state.
         let known = self.assocs.get(&peer_hit).and_then(|a| a.peer.clone());
@@ -144,16 +143,9 @@ impl Host {
         check_signature(bytes, &peer, param_type::HIP_SIGNATURE)?;
         for p in &notify.params {
             if let Param::Notification(n) = p {
+                // A keepalive has no ID: a replay of one from elsewhere must not make us
+                // send anything there, so it moves nothing (ESP and UPDATEs do).
                 if n.kind == NotifyType::NatKeepalive {
-                    // A keepalive from elsewhere: the peer's NAT gave it a new port while
-                    // idle. Checked like ESP from a new address.
-                    if self
-                        .assocs
-                        .get(&peer_hit)
-                        .is_some_and(|a| a.remote != remote)
-                    {
-                        self.esp_from_new_address(now, peer_hit, local, remote);
-                    }
                     continue;
                 }
                 tracing::debug!(peer = %peer_hit, kind = ?n.kind, "NOTIFY received");

@@ -53,7 +53,41 @@ pub(crate) struct Pair {
     pub remote: SocketAddr,
     pub priority: u64,
     pub state: PairState,
+    /// Controlling side: this pair's check carries NOMINATE. Controlled side: the peer
+    /// nominated it; taken once our own check of it succeeds.
     pub nominate: bool,
+}
+
+/// The UPDATE IDs of the peer's checks seen lately: the highest, and a bitmap of the 64
+/// below it (like an ESP replay window; checks on different paths arrive out of order).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CheckWindow {
+    highest: Option<u32>,
+    seen: u64,
+}
+
+impl CheckWindow {
+    /// True (and remembered) for an ID not seen before and not older than the window.
+    pub fn accept(&mut self, id: u32) -> bool {
+        let Some(top) = self.highest else {
+            self.highest = Some(id);
+            self.seen = 1;
+            return true;
+        };
+        let ahead = id.wrapping_sub(top);
+        if ahead != 0 && ahead < 1 << 31 {
+            self.seen = if ahead >= 64 { 0 } else { self.seen << ahead };
+            self.seen |= 1;
+            self.highest = Some(id);
+            return true;
+        }
+        let behind = top.wrapping_sub(id);
+        if behind >= 64 || self.seen & (1 << behind) != 0 {
+            return false;
+        }
+        self.seen |= 1 << behind;
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +348,10 @@ impl Host {
             return;
         };
         if !self.ice_wanted(a) || (a.peer_candidates.is_empty() && a.relayed_origin.is_none()) {
+            // Nothing to check with: a recheck that fell due waits for new candidates.
+            if let Some(ice) = self.assocs.get_mut(&peer).and_then(|a| a.ice.as_mut()) {
+                ice.recheck = None;
+            }
             return;
         }
         let recheck = a
@@ -386,8 +424,17 @@ impl Host {
                 pairs.push(p);
             }
         }
-        pairs.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        // Best first; over the cap, pairs that succeeded or are nominated stay whatever
+        // their priority (the nomination waits on them).
+        pairs.sort_by_key(|p| {
+            let keep = p.state == PairState::Succeeded || p.nominate;
+            (std::cmp::Reverse(keep), std::cmp::Reverse(p.priority))
+        });
         pairs.truncate(MAX_PAIRS);
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        if !pairs.iter().any(|p| p.state == PairState::Succeeded) {
+            ice.first_success = None;
+        }
         if pairs.len() != before || recheck {
             tracing::debug!(peer = %peer, pairs = pairs.len(), controlling, recheck, "connectivity checks");
             ice.next_tx = Some(now);
@@ -397,6 +444,11 @@ impl Host {
 
     /// When the checks of `a` next need the timer.
     pub(super) fn ice_due(&self, a: &Assoc) -> Option<Instant> {
+        // Checks that are not wanted (any more) never wake us: a timer left in the past
+        // would spin.
+        if !self.ice_wanted(a) {
+            return None;
+        }
         let ice = a.ice.as_ref()?;
         let pacing = ice.next_tx;
         let retry = ice
@@ -525,6 +577,7 @@ impl Host {
             return true;
         }
         p.state = PairState::Succeeded;
+        // Ours (controlling) or the peer's (controlled): either way the pair is taken.
         let nominated = p.nominate;
         if let Some(Param::MappedAddress(m)) = update.param(param_type::MAPPED_ADDRESS) {
             let m = m.socket();
@@ -555,6 +608,15 @@ impl Host {
         let Some(Param::Seq(seq)) = update.param(param_type::SEQ) else {
             return;
         };
+        // Every check (retransmissions too) has an UPDATE ID of its own: one seen before is
+        // a replay, which must not make us sign answers for whatever source it claims.
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        if !a.check_window.accept(*seq) {
+            tracing::debug!(peer = %peer, from = %remote, "replayed connectivity check dropped");
+            return;
+        }
         let mut params = vec![
             Param::Ack(vec![*seq]),
             Param::MappedAddress(TransportAddress::udp(remote)),
@@ -564,8 +626,16 @@ impl Host {
         let Some(a) = self.assocs.get(&peer) else {
             return;
         };
+        // Nominated by the controlling side: taken at once if our own check of the pair
+        // succeeded, otherwise once it does (RFC 8445 §7.3.1.5) — the source of a check
+        // alone proves nothing about where the peer is.
         let nominated = update.param(param_type::NOMINATE).is_some() && !a.initiator;
-        if nominated {
+        let checked = a.ice.as_ref().is_some_and(|i| {
+            i.pairs
+                .iter()
+                .any(|p| p.local == local && p.remote == remote && p.state == PairState::Succeeded)
+        });
+        if nominated && checked {
             self.select_pair(now, peer, local, remote);
             return;
         }
@@ -591,11 +661,16 @@ impl Host {
             .iter_mut()
             .position(|p| p.local == local && p.remote == remote)
         {
-            Some(i) if ice.pairs[i].state == PairState::Waiting => {
-                let p = ice.pairs.remove(i);
+            Some(i) if matches!(ice.pairs[i].state, PairState::Waiting | PairState::Failed) => {
+                let mut p = ice.pairs.remove(i);
+                p.state = PairState::Waiting;
+                p.nominate |= nominated;
                 ice.pairs.insert(0, p);
             }
-            Some(_) => return,
+            Some(i) => {
+                ice.pairs[i].nominate |= nominated;
+                return;
+            }
             None if ice.pairs.len() < MAX_PAIRS => {
                 let ours = candidate_priority(KIND_HOST, 65535);
                 let (g, d) = if controlling {
@@ -610,7 +685,7 @@ impl Host {
                         remote,
                         priority: pair_priority(g, d),
                         state: PairState::Waiting,
-                        nominate: false,
+                        nominate: nominated,
                     },
                 );
                 tracing::debug!(peer = %peer, remote = %remote, "peer-reflexive candidate");
@@ -658,8 +733,10 @@ impl Host {
                 .position(|p| p.state == PairState::Succeeded);
             let undecided_before =
                 first.is_some_and(|i| ice.pairs[..i].iter().any(|p| p.state != PairState::Failed));
-            if first.is_some() && ice.first_success.is_none() {
-                ice.first_success = Some(now);
+            match first {
+                Some(_) if ice.first_success.is_none() => ice.first_success = Some(now),
+                None => ice.first_success = None,
+                _ => {}
             }
             let waited = ice
                 .first_success
@@ -793,6 +870,72 @@ impl Host {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pump(a: &mut Host, b: &mut Host, now: Instant) {
+        for _ in 0..50 {
+            let mut moved = false;
+            while let Some(t) = a.poll_transmit() {
+                b.handle_datagram(now, t.remote, t.local, &t.payload);
+                moved = true;
+            }
+            while let Some(t) = b.poll_transmit() {
+                a.handle_datagram(now, t.remote, t.local, &t.payload);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// A recheck that falls due when the association no longer wants checks (no relay,
+    /// no NAT'd peer) must not leave the timer in the past.
+    #[test]
+    fn a_recheck_without_checks_to_run_does_not_spin() {
+        let now = Instant::now();
+        let id = |n: u8| HostIdentity::from_secret([n; 32]);
+        let mut a = Host::new(id(1), Config::default(), [2; 32], now);
+        let mut b = Host::new(id(3), Config::default(), [4; 32], now);
+        let (la, lb): (SocketAddr, SocketAddr) = (
+            "198.51.100.1:10500".parse().unwrap(),
+            "198.51.100.2:10500".parse().unwrap(),
+        );
+        a.set_local_addresses(now, &[la]);
+        b.set_local_addresses(now, &[lb]);
+        let b_hit = b.hit();
+        a.connect(now, b_hit, la, &[lb]).unwrap();
+        pump(&mut a, &mut b, now);
+        assert_eq!(a.assocs[&b_hit].state, AssocState::Established);
+        let due = now + Duration::from_secs(1);
+        a.assocs.get_mut(&b_hit).unwrap().ice = Some(Ice {
+            recheck: Some(due),
+            ..Ice::default()
+        });
+        a.schedule(now, b_hit);
+        a.handle_timeout(due);
+        assert!(
+            a.poll_timeout().is_some_and(|t| t > due),
+            "the timer moved on"
+        );
+    }
+
+    #[test]
+    fn check_window_takes_each_id_once_and_tolerates_reordering() {
+        let mut w = CheckWindow::default();
+        assert!(w.accept(100));
+        assert!(!w.accept(100), "a replay");
+        assert!(w.accept(103));
+        assert!(w.accept(101), "late but new");
+        assert!(!w.accept(101));
+        assert!(w.accept(102));
+        assert!(w.accept(200));
+        assert!(!w.accept(103), "older than the window");
+        assert!(w.accept(137), "inside the window");
+        let mut wrap = CheckWindow::default();
+        assert!(wrap.accept(u32::MAX));
+        assert!(wrap.accept(0), "wraps around");
+        assert!(!wrap.accept(u32::MAX));
+    }
 
     #[test]
     fn candidate_priorities_follow_rfc_8445() {

@@ -38,7 +38,7 @@ mod update;
 pub use data::{Inbound, Outbound};
 pub use ice::{NatBehaviour, PathKind};
 pub(crate) mod ice_types {
-    pub(crate) use super::ice::{Candidate, Ice};
+    pub(crate) use super::ice::{Candidate, CheckWindow, Ice};
 }
 pub use relay::{RelayQuota, RelayStats, REG_TYPE_RELAY_UDP_ESP, REG_TYPE_RELAY_UDP_HIP};
 pub use rendezvous::{registration_lifetime, REG_TYPE_RENDEZVOUS};
@@ -506,6 +506,8 @@ impl Host {
             ) {
                 return Ok(a.handle);
             }
+            // A new exchange replaces the old association: nothing of it carries over.
+            self.forget_association(now, peer);
         }
         let pending = self
             .assocs
@@ -614,7 +616,6 @@ impl Host {
         let opportunistic = repr.receiver_hit == Hit::NULL
             && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
         if !ours && !opportunistic {
-            self.client_seen_at(now, local, remote, bytes, &repr);
             if repr.param(param_type::RELAY_TO).is_some() {
                 return self.relay_from_client(now, remote, bytes, &repr);
             }
@@ -628,18 +629,22 @@ impl Host {
         }
         // Passed on by a relay server of ours: answers go back through it.
         let origin = self.relayed_origin(remote, bytes, &repr)?;
+        let peer = repr.sender_hit;
+        let last_update = |h: &Host| h.assocs.get(&peer).and_then(|a| a.peer_update_id);
+        let before = last_update(self);
         self.answering_via = origin.map(|o| (remote, o));
         let handled = self.dispatch(now, local, remote, bytes, &repr);
         self.answering_via = None;
         if handled.is_ok() {
-            let peer = repr.sender_hit;
-            if let Some(origin) = origin {
-                if matches!(
-                    repr.packet_type,
-                    PacketType::I2 | PacketType::Update | PacketType::Notify
-                ) {
-                    self.note_relayed(remote, origin, peer);
-                }
+            // The relay vouches for where the packet came from, not for when: only a fresh
+            // packet (the I2, an UPDATE with a new ID) may say where the peer is now.
+            let fresh = match repr.packet_type {
+                PacketType::I2 => true,
+                PacketType::Update => last_update(self) != before,
+                _ => false,
+            };
+            if let Some(origin) = origin.filter(|_| fresh) {
+                self.note_relayed(remote, origin, peer);
             }
             self.nat_upkeep(now, peer);
         }
@@ -680,7 +685,7 @@ impl Host {
             PacketType::I2 => self.on_i2(now, local, remote, bytes, repr),
             PacketType::R2 => self.on_r2(now, bytes, repr),
             PacketType::Close => self.on_close(now, bytes, repr),
-            PacketType::CloseAck => self.on_close_ack(bytes, repr),
+            PacketType::CloseAck => self.on_close_ack(now, bytes, repr),
             PacketType::Update => {
                 // Relayed by our rendezvous server: the peer is at the address in FROM.
                 let remote = match self.relayed_from(local, remote, bytes, repr)? {
@@ -689,7 +694,7 @@ impl Host {
                 };
                 self.on_update(now, local, remote, bytes, repr)
             }
-            PacketType::Notify => self.on_notify(now, (local, remote), bytes, repr),
+            PacketType::Notify => self.on_notify(bytes, repr),
             _ => Err(Error::Unexpected),
         }
     }
@@ -716,14 +721,7 @@ impl Host {
                 return;
             }
             AssocState::Closed | AssocState::Failed => {
-                self.assocs.remove(&peer);
-                // Registrations live with their association, either way round.
-                self.registered_with.remove(&peer);
-                self.rvs_clients.remove(&peer);
-                self.drop_relay_client(&peer);
-                if self.relay_grants.remove(&peer).is_some() {
-                    self.candidates_changed(now);
-                }
+                self.forget_association(now, peer);
                 return;
             }
         };
@@ -740,7 +738,7 @@ impl Host {
                 self.transmit(local, remote, &bytes);
             }
         } else if remove_after {
-            self.assocs.remove(&peer);
+            self.forget_association(now, peer);
             self.push_event(Event::Closed { peer });
         } else {
             tracing::debug!(peer = %peer, state = %a.state, "exchange failed");
@@ -751,6 +749,18 @@ impl Host {
                 peer,
                 error: Error::Timeout,
             });
+        }
+    }
+
+    /// Removes the association with `peer` and what lives with it: registrations either
+    /// way round, relay permissions, the relay grant (and with it our candidates).
+    pub(super) fn forget_association(&mut self, now: Instant, peer: Hit) {
+        self.assocs.remove(&peer);
+        self.registered_with.remove(&peer);
+        self.rvs_clients.remove(&peer);
+        self.drop_relay_client(&peer);
+        if self.relay_grants.remove(&peer).is_some() {
+            self.candidates_changed(now);
         }
     }
 

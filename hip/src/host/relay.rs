@@ -67,6 +67,9 @@ pub(crate) struct RelayClient {
     tokens: u64,
     filled_at: Instant,
     used: u64,
+    /// The byte budget is per lifetime granted: it starts over when this period ends,
+    /// however often the client renews within it.
+    period_ends: Instant,
 }
 
 /// One PEER_PERMISSION as the server keeps it.
@@ -112,6 +115,7 @@ impl RelayClient {
             tokens: quota.rate,
             filled_at: now,
             used: 0,
+            period_ends: ends,
         }
     }
 
@@ -132,11 +136,15 @@ impl RelayClient {
         true
     }
 
-    /// A renewal starts a new byte budget.
-    pub fn renew(&mut self, ends: Instant, data: bool) {
+    /// A renewal extends the registration; the byte budget starts over only once the
+    /// period it was granted for has passed (renewing early buys nothing).
+    pub fn renew(&mut self, now: Instant, ends: Instant, data: bool) {
+        if now >= self.period_ends {
+            self.used = 0;
+            self.period_ends = ends;
+        }
         self.ends = ends;
         self.data = data;
-        self.used = 0;
     }
 }
 
@@ -248,6 +256,10 @@ impl Host {
             return Err(e);
         }
         let to = to.socket();
+        if !self.relayable(to) {
+            self.relay_stats.refused += 1;
+            return Err(Error::Unexpected);
+        }
         let mut forwarded = packet.clone();
         forwarded
             .params
@@ -262,6 +274,11 @@ impl Host {
             payload: marked(&out),
         });
         Ok(())
+    }
+
+    /// Whether we relay to `to` at all (see [`relayable`]).
+    fn relayable(&self, to: SocketAddr) -> bool {
+        relayable(to, &self.local_addresses)
     }
 
     fn charge_client(&mut self, now: Instant, client: Hit, len: usize) -> Result<(), Error> {
@@ -350,17 +367,26 @@ impl Host {
             let peer = pp.peer();
             // A newer permission for the same peer replaces the old one (new SPIs after a
             // rekey, a new address after the peer moved).
+            // A repeat (same inbound SPI, the peer maybe elsewhere now) replaces the old
+            // permission. After a rekey the old SPIs stay until unused for the lifetime,
+            // for packets in flight — unless the quota needs their place.
+            let same_peer_at_quota = (c.permissions.len() >= quota.permissions)
+                .then(|| c.permissions.iter().position(|p| p.peer == peer))
+                .flatten();
             if let Some(i) = c
                 .permissions
                 .iter()
-                .position(|p| p.peer == peer || p.ispi == pp.ispi)
+                .position(|p| p.ispi == pp.ispi)
+                .or(same_peer_at_quota)
             {
                 let old = c.permissions.remove(i);
                 spis.remove(&old.ispi);
                 spis.remove(&old.ospi);
             }
             let clash = |spi: u32| spis.get(&spi).is_some_and(|(hit, _)| *hit != client);
-            if c.permissions.len() >= quota.permissions
+            let relayable = relayable(peer, &self.local_addresses);
+            if !relayable
+                || c.permissions.len() >= quota.permissions
                 || clash(pp.ispi)
                 || clash(pp.ospi)
                 || pp.ispi == pp.ospi
@@ -505,33 +531,21 @@ impl Host {
         }
     }
 
-    /// As a relay server: a packet from a registered client, signed by it, arrived from an
-    /// address other than the one it registered from (its NAT gave it a new port): check
-    /// the new address, as for ESP from a new address, so that relaying follows it.
-    pub(super) fn client_seen_at(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-        packet: &HipRepr,
-    ) {
-        let client = packet.sender_hit;
-        if !self.relay_client(now, &client) {
-            return;
+    /// A path fell silent: our NAT may have given us a new port. An UPDATE (with a fresh
+    /// ID, which a replay cannot fake) to each relay server makes it check and follow our
+    /// new address, so that what it relays reaches us again.
+    pub(super) fn refresh_relays(&mut self, now: Instant) {
+        let servers: Vec<Hit> = self.relay_grants.keys().copied().collect();
+        for server in servers {
+            let idle = self
+                .assocs
+                .get(&server)
+                .is_some_and(|s| s.state == AssocState::Established && s.pending_update.is_none());
+            if idle && self.registered_with.contains_key(&server) {
+                self.registered_with.insert(server, now);
+                self.registration_timer(now, server);
+            }
         }
-        let Some(a) = self.assocs.get(&client) else {
-            return;
-        };
-        if a.remote == remote || a.verify.is_some() {
-            return;
-        }
-        let Some(id) = a.peer.as_ref() else { return };
-        if check_signature(bytes, id, param_type::HIP_SIGNATURE).is_err() {
-            return;
-        }
-        tracing::debug!(client = %client, at = %remote, "relay client sends from a new address");
-        self.esp_from_new_address(now, client, local, remote);
     }
 
     /// The PEER_PERMISSION an association relayed through `server` needs, if the server
@@ -593,8 +607,12 @@ impl Host {
         };
         let seq = s.next_update_id;
         s.next_update_id = s.next_update_id.wrapping_add(1);
+        // The refresh timer restarts only when everything was sent; a partial send (a
+        // new association) must not push back the refresh of the others.
         if let Some(g) = self.relay_grants.get_mut(&server) {
-            g.refresh_permissions = Some(now + PERMISSION_REFRESH);
+            if refresh || g.refresh_permissions.is_none() {
+                g.refresh_permissions = Some(now + PERMISSION_REFRESH);
+            }
         }
         tracing::debug!(server = %server, permissions = wanted.len(), "sending relay permissions");
         let mut params = vec![Param::Seq(seq)];
@@ -605,5 +623,116 @@ impl Host {
     /// The relay server behind association `peer`, if `peer` relays for us.
     pub(super) fn permissions_due(&self, peer: &Hit) -> Option<Instant> {
         self.relay_grants.get(peer)?.refresh_permissions
+    }
+}
+
+/// A relay sends on behalf of its clients only to addresses that can be a peer: never to
+/// loopback, unspecified, multicast or broadcast addresses, nor to itself — otherwise any
+/// client could use it as a proxy into the relay's own host or a broadcast domain.
+fn relayable(to: SocketAddr, ours: &[SocketAddr]) -> bool {
+    let ip = match to.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let special = match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_multicast(),
+    };
+    to.port() != 0 && !special && !ours.iter().any(|a| a.ip() == ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::EdX25519;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// RELAY_HMAC over a client's relayed UPDATE: the covered bytes (header with the
+    /// length cut at RELAY_HMAC, checksum zero, SEQ, RELAY_TO) and the KMAC128 value,
+    /// computed independently with pycryptodome:
+    /// `KMAC128.new(key=bytes([0x42]*32), data=covered, mac_len=32, custom=b"").hexdigest()`.
+    #[test]
+    fn relay_hmac_known_answer() {
+        let repr = HipRepr {
+            next_header: 59,
+            packet_type: PacketType::Update,
+            version: 2,
+            controls: 0,
+            sender_hit: Hit([
+                0x20, 0x01, 0x00, 0x25, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+            ]),
+            receiver_hit: Hit([
+                0x20, 0x01, 0x00, 0x25, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1,
+            ]),
+            params: vec![
+                Param::Seq(7),
+                Param::RelayTo(TransportAddress::udp("203.0.113.7:40000".parse().unwrap())),
+            ],
+        };
+        let covered = repr.covered_bytes(param_type::RELAY_HMAC, &[]);
+        assert_eq!(hex(&covered), COVERED);
+        let mut mac = [0u8; 32];
+        EdX25519.mac(&[0x42; 32], &covered, &mut mac);
+        assert_eq!(hex(&mac), MAC);
+    }
+
+    const COVERED: &str = "3b08102100000000200100250102030405060708090a0b0c200100250c0b0a0908070605040302010181000400000007fa0200149c40110000000000000000000000ffffcb007107";
+    const MAC: &str = "13d7c627a58dd89354e92960e7a563afc07acdc359e083d4954bef99f11f2a50";
+
+    #[test]
+    fn relays_only_to_possible_peers() {
+        let ours: Vec<SocketAddr> = vec!["203.0.113.1:10500".parse().unwrap()];
+        let ok = |s: &str| relayable(s.parse().unwrap(), &ours);
+        assert!(ok("198.51.100.7:40000"));
+        assert!(ok("[2001:db8::7]:40000"));
+        assert!(!ok("127.0.0.1:22"));
+        assert!(!ok("[::ffff:127.0.0.1]:22"));
+        assert!(!ok("0.0.0.0:10500"));
+        assert!(!ok("224.0.0.1:10500"));
+        assert!(!ok("255.255.255.255:10500"));
+        assert!(!ok("[ff02::1]:10500"));
+        assert!(!ok("203.0.113.1:53"), "the relay itself");
+        assert!(!ok("198.51.100.7:0"));
+    }
+
+    #[test]
+    fn quota_refills_by_the_second_and_the_byte_budget_does_not() {
+        let now = Instant::now();
+        let quota = RelayQuota {
+            permissions: 1,
+            rate: 10_000,
+            bytes: 25_000,
+        };
+        let mut c = RelayClient::new(now, now + Duration::from_secs(60), true, &quota);
+        assert!(c.charge(now, 6_000, &quota));
+        assert!(
+            !c.charge(now, 6_000, &quota),
+            "the one-second burst is spent"
+        );
+        let later = now + Duration::from_millis(800);
+        assert!(c.charge(later, 6_000, &quota), "refilled at 10 kB/s");
+        let much_later = now + Duration::from_secs(10);
+        assert!(c.charge(much_later, 9_000, &quota));
+        assert!(
+            !c.charge(much_later + Duration::from_secs(10), 9_000, &quota),
+            "budget spent"
+        );
+        let renewal = much_later + Duration::from_secs(10);
+        c.renew(renewal, renewal + Duration::from_secs(60), true);
+        assert!(
+            !c.charge(renewal, 9_000, &quota),
+            "renewing early buys nothing"
+        );
+        let next_period = now + Duration::from_secs(61);
+        c.renew(next_period, next_period + Duration::from_secs(60), true);
+        assert!(
+            c.charge(next_period, 9_000, &quota),
+            "a new period, a new budget"
+        );
     }
 }

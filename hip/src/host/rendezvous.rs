@@ -155,7 +155,7 @@ impl Host {
                 self.drop_relay_client(&peer);
                 tracing::info!(client = %peer, "relay registration cancelled");
             } else if let Some(c) = self.relay_clients.get_mut(&peer) {
-                c.renew(ends, data);
+                c.renew(now, ends, data);
             } else {
                 let quota = self.config.relay_quota;
                 self.relay_clients
@@ -224,14 +224,25 @@ impl Host {
                 _ => None,
             };
             let data = types.contains(&relay::REG_TYPE_RELAY_UDP_ESP);
+            let renewal = self.registered_with.contains_key(&server);
             let old = self.relay_grants.insert(
                 server,
                 relay::RelayGrant {
                     reflexive,
                     data,
-                    refresh_permissions: None,
+                    // A renewal keeps the permission refresh going.
+                    refresh_permissions: old_refresh(&self.relay_grants, &server),
                 },
             );
+            if !renewal {
+                // A new registration (the server may have restarted and forgotten
+                // everything): every association relayed through it asks again.
+                if let Some(addr) = self.assocs.get(&server).map(|s| s.remote) {
+                    for a in self.assocs.values_mut().filter(|a| a.remote == addr) {
+                        a.permission = None;
+                    }
+                }
+            }
             if old.is_none_or(|g| g.reflexive != reflexive) {
                 tracing::info!(server = %server, reflexive = ?reflexive, "relay server sees us at");
                 self.candidates_changed(now);
@@ -416,6 +427,10 @@ impl Host {
         let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
         Ok(Some((SocketAddr::new(ip, local.port()), remote)))
     }
+}
+
+fn old_refresh(grants: &HashMap<Hit, relay::RelayGrant>, server: &Hit) -> Option<Instant> {
+    grants.get(server).and_then(|g| g.refresh_permissions)
 }
 
 /// A lifetime in RFC 8003's encoding: 2^((v − 64) / 8) seconds, 0 for zero.
