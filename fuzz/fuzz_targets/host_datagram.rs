@@ -1,6 +1,7 @@
 //! `hip::Host::handle_datagram` on hostile input at each point of a real base exchange.
 //!
-//! Two hosts with fixed identities run an honest base exchange in process, with no latency
+//! Two hosts with fixed identities run an honest base exchange in process (A registers with
+//! B, which serves as a NAT relay), with no latency
 //! and a virtual clock. The input picks the moment an attacker speaks, which host hears it,
 //! from which address, and what it says: raw bytes, or a real packet of the exchange with a
 //! list of edits applied. Edited packets matter most: raw bytes rarely get past the parser,
@@ -115,9 +116,17 @@ struct World {
 
 impl World {
     fn new(t0: Instant) -> World {
+        // B serves as a relay and A registers with it in the exchange, so that hostile
+        // input also meets the relay, its forwarding and the NAT traversal code.
         let host = |i: usize| {
             let identity = HostIdentity::from_secret(SECRETS[i]);
-            Host::new(identity, Config::default(), SEEDS[i], t0)
+            let config = Config {
+                relay_server: i == B,
+                ..Config::default()
+            };
+            let mut h = Host::new(identity, config, SEEDS[i], t0);
+            h.set_local_addresses(t0, &[ADDRS[i]]);
+            h
         };
         let hosts = [host(A), host(B)];
         let hits = [hosts[A].hit(), hosts[B].hit()];
@@ -135,7 +144,7 @@ impl World {
         let mut sent = Vec::new();
         if stage >= 1 {
             self.hosts[A]
-                .connect(self.now, self.hits[B], ADDRS[A], &[ADDRS[B]])
+                .register_relay(self.now, self.hits[B], ADDRS[A], &[ADDRS[B]])
                 .expect("connect");
         }
         // Who sends each packet (I1, R1, I2, R2) and the stage after which it has arrived.

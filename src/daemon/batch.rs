@@ -34,6 +34,53 @@ pub struct Train {
 }
 
 impl Train {
+    /// A train of the one datagram at `buf[start..start + len]`.
+    pub fn new(
+        socket: usize,
+        remote: SocketAddr,
+        from: Option<IpAddr>,
+        start: usize,
+        len: usize,
+    ) -> Train {
+        Train {
+            socket,
+            remote,
+            from,
+            start,
+            end: start + len,
+            segment: len,
+            count: 1,
+            closed: false,
+        }
+    }
+
+    /// Adds the datagram at `buf[start..start + len]` if it can leave with this train
+    /// (same socket, destination and source, right after it, not longer than the segment,
+    /// within GSO's limits); false if not.
+    pub fn join(
+        &mut self,
+        socket: usize,
+        remote: SocketAddr,
+        from: Option<IpAddr>,
+        start: usize,
+        len: usize,
+    ) -> bool {
+        let joins = !self.closed
+            && self.socket == socket
+            && self.remote == remote
+            && self.from == from
+            && self.end == start
+            && len <= self.segment
+            && self.count < udp::MAX_SEGMENTS
+            && self.end - self.start + len <= udp::MAX_TRAIN_BYTES;
+        if joins {
+            self.end += len;
+            self.count += 1;
+            self.closed = len < self.segment;
+        }
+        joins
+    }
+
     /// The UDP_SEGMENT size to send with, or `None` for a single datagram.
     pub fn gso_segment(&self) -> Option<u16> {
         if self.count > 1 {
@@ -112,31 +159,12 @@ impl TxQueue {
         let start = self.cursor;
         self.cursor += len;
         if let Some(t) = self.train.as_mut() {
-            let joins = !t.closed
-                && t.socket == socket
-                && t.remote == remote
-                && t.from == from
-                && t.end == start
-                && len <= t.segment
-                && t.count < udp::MAX_SEGMENTS
-                && t.end - t.start + len <= udp::MAX_TRAIN_BYTES;
-            if joins {
-                t.end += len;
-                t.count += 1;
-                t.closed = len < t.segment;
+            if t.join(socket, remote, from, start, len) {
                 return None;
             }
         }
-        self.train.replace(Train {
-            socket,
-            remote,
-            from,
-            start,
-            end: start + len,
-            segment: len,
-            count: 1,
-            closed: false,
-        })
+        self.train
+            .replace(Train::new(socket, remote, from, start, len))
     }
 
     /// The pending train, to send at the end of a burst; the buffer is free again.

@@ -101,6 +101,8 @@ pub struct Daemon {
     tun_buf: Vec<u8>,
     /// Sealed datagrams waiting to leave in trains.
     tx: TxQueue,
+    /// As a relay: ESP to pass on, lying in `rx_buf` (see `Inbound::Forward`).
+    forwarding: Option<Train>,
     /// UDP receives, [`RX_FRONT`] bytes in.
     rx_buf: Vec<u8>,
     /// The super-packet being built for the TUN device, behind its `virtio_net_hdr`.
@@ -265,6 +267,7 @@ impl Daemon {
             counters: Counters::default(),
             tun_buf: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
             tx: TxQueue::new(),
+            forwarding: None,
             rx_buf: vec![0u8; RX_FRONT + MAX_PACKET],
             deliver_buf: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
             coalescer: Coalescer::default(),
@@ -567,8 +570,20 @@ impl Daemon {
     /// segment the route cannot take (EINVAL: a path MTU below the datagrams) sends this
     /// train one by one and keeps GSO for the next.
     fn send_train(&mut self, t: Train) {
+        self.send_train_of(t, false);
+    }
+
+    fn flush_forwarding(&mut self) {
+        if let Some(t) = self.forwarding.take() {
+            self.send_train_of(t, true);
+        }
+    }
+
+    /// `send_train` for a train in the send buffer, or (`relayed`) in the receive buffer:
+    /// ESP a relay passes on leaves as it arrived, in one `sendmsg` per GRO batch.
+    fn send_train_of(&mut self, t: Train, relayed: bool) {
         let socket = &self.sockets[t.socket].0;
-        let buf = &self.tx.buf;
+        let buf = if relayed { &self.rx_buf } else { &self.tx.buf };
         if self.gso[t.socket] || t.count == 1 {
             let segment = t.gso_segment();
             match udp::send(socket, &buf[t.start..t.end], segment, t.remote, t.from) {
@@ -661,6 +676,8 @@ impl Daemon {
                 let len = r.segment.min(r.len - at);
                 self.inbound(now, local, remote, RX_FRONT + at, len);
             }
+            // Before the next receive overwrites what is to be relayed.
+            self.flush_forwarding();
         }
         self.flush_deliveries();
         drained
@@ -713,14 +730,21 @@ impl Daemon {
                 }
             }
             Inbound::Forward { to } => {
-                // Relayed ESP leaves as it came, from the address it arrived at.
-                send(
-                    &self.sockets,
-                    &self.local_ips,
-                    local,
-                    to,
-                    &self.rx_buf[at..at + len],
-                );
+                // Relayed ESP leaves as it came, from the address it arrived at; the
+                // segments of one GRO batch for one destination leave together.
+                let Some(socket) = socket_for(&self.sockets, local, to) else {
+                    return;
+                };
+                let from = source(&self.local_ips, local);
+                let joined = self
+                    .forwarding
+                    .as_mut()
+                    .is_some_and(|t| t.join(socket, to, from, at, len));
+                if !joined {
+                    self.flush_forwarding();
+                    self.forwarding = Some(Train::new(socket, to, from, at, len));
+                }
+                return;
             }
             Inbound::Control | Inbound::Dropped => {}
         }
