@@ -61,7 +61,8 @@ pub struct AssocStatus {
     /// "direct", or "relayed via ADDRESS".
     #[serde(default)]
     pub path: Option<String>,
-    /// Connectivity checks: "N of M pairs succeeded".
+    /// The NAT traversal mode, Ta and the connectivity checks: "ICE-HIP-UDP, Ta 50 ms, N of
+    /// M pairs succeeded".
     #[serde(default)]
     pub checks: Option<String>,
     /// Seconds until the next NAT keepalive, when we send them on this association.
@@ -314,7 +315,7 @@ mod tests {
                 probing: Some("198.51.100.130:10500 -> 203.0.113.2:10500".into()),
                 peer_locators: vec!["203.0.113.2:10500".into(), "203.0.113.130:10500".into()],
                 path: Some("relayed via 203.0.113.9:10500".into()),
-                checks: Some("0 of 2 pairs succeeded".into()),
+                checks: Some("ICE-HIP-UDP, Ta 50 ms, 0 of 2 pairs succeeded".into()),
                 keepalive_in: Some(12.4),
             }],
             counters: Counters {
@@ -334,7 +335,7 @@ mod tests {
         assert!(text.contains("probing: 198.51.100.130:10500 -> 203.0.113.2:10500 (path silent)"));
         assert!(text.contains("peer locators: 203.0.113.2:10500, 203.0.113.130:10500"));
         assert!(text.contains("path: relayed via 203.0.113.9:10500"));
-        assert!(text.contains("checks: 0 of 2 pairs succeeded"));
+        assert!(text.contains("checks: ICE-HIP-UDP, Ta 50 ms, 0 of 2 pairs succeeded"));
         assert!(text.contains("keepalive: next in 12 s"));
         assert!(text.contains("nat: behind a NAT, seen at 203.0.113.7:40001"));
         let json = serde_json::to_string(&s).unwrap();

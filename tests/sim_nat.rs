@@ -648,3 +648,114 @@ fn relayed_esp_survives_rekeys() {
         "of 1200: A to B {ab}, B to A {ba}"
     );
 }
+
+// ---- mode negotiation (RFC 9028 §4.3, §4.4, §4.7) -----------------------------------
+
+/// The parameters of the first packet of `kind` from `from` in the trace.
+fn first_packet(w: &World, from: SocketAddr, kind: hip::wire::PacketType) -> hip::wire::HipRepr {
+    w.sim
+        .trace()
+        .iter()
+        .filter(|r| r.datagram.from == from)
+        .find_map(|r| hip_of(&r.datagram).filter(|h| h.packet_type == kind))
+        .expect("packet in the trace")
+}
+
+#[test]
+fn the_exchange_selects_ice_hip_udp_and_the_larger_pacing() {
+    let (mut w, _nats) = nat_world(1, Kind::Public, Kind::Public, Link::default());
+    let slow = Config {
+        check_pacing: Duration::from_millis(80),
+        ..Config::default()
+    };
+    restart(&mut w, B, slow);
+    let (b_hit, a_addr, b_addr) = (w.sim.node(B).hit(), own_addr(&w, A), own_addr(&w, B));
+    let now = w.sim.now();
+    w.sim
+        .node_mut(A)
+        .connect(now, b_hit, a_addr, &[b_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(2));
+    use hip::wire::{nat_mode, PacketType, Param};
+    let r1 = first_packet(&w, b_addr, PacketType::R1);
+    assert!(r1
+        .params
+        .iter()
+        .any(|p| matches!(p, Param::NatTraversalMode { modes, .. }
+        if *modes == [nat_mode::ICE_HIP_UDP, nat_mode::UDP_ENCAPSULATION])));
+    assert!(r1.params.contains(&Param::TransactionPacing(80)));
+    let i2 = first_packet(&w, a_addr, PacketType::I2);
+    assert!(i2
+        .params
+        .iter()
+        .any(|p| matches!(p, Param::NatTraversalMode { modes, .. }
+        if *modes == [nat_mode::ICE_HIP_UDP])));
+    assert!(
+        i2.params.contains(&Param::TransactionPacing(80)),
+        "the larger offer"
+    );
+    let a_hit = w.sim.node(A).hit();
+    for (id, peer) in [(A, b_hit), (B, a_hit)] {
+        let info = w.sim.node(id).association(&peer).unwrap();
+        assert_eq!(info.nat_mode, Some(nat_mode::ICE_HIP_UDP));
+        assert_eq!(info.pacing, Duration::from_millis(80));
+    }
+}
+
+fn udp_encapsulation_only() -> Config {
+    Config {
+        nat_modes: vec![hip::wire::nat_mode::UDP_ENCAPSULATION],
+        ..Config::default()
+    }
+}
+
+#[test]
+fn plain_udp_encapsulation_runs_no_checks() {
+    let (mut w, _nats) = nat_world(1, Kind::Public, Kind::Public, Link::default());
+    restart(&mut w, A, udp_encapsulation_only());
+    register(&mut w, B);
+    let (b_hit, a_addr, b_addr) = (w.sim.node(B).hit(), own_addr(&w, A), own_addr(&w, B));
+    let now = w.sim.now();
+    w.sim
+        .node_mut(A)
+        .connect(now, b_hit, a_addr, &[b_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(10));
+    let info = w.sim.node(A).association(&b_hit).unwrap();
+    assert_eq!(info.nat_mode, Some(hip::wire::nat_mode::UDP_ENCAPSULATION));
+    assert_eq!(info.checks, (0, 0), "mode 1: no connectivity checks");
+    assert!(esp_reaches(&mut w, A, B) && esp_reaches(&mut w, B, A));
+}
+
+#[test]
+fn plain_udp_encapsulation_through_a_relay_is_refused() {
+    let (mut w, _nats) = nat_world(1, Kind::Public, Kind::Symmetric, Link::default());
+    restart(&mut w, A, udp_encapsulation_only());
+    register(&mut w, B);
+    let (a_hit, b_hit, a_addr, r_addr) = (
+        w.sim.node(A).hit(),
+        w.sim.node(B).hit(),
+        own_addr(&w, A),
+        w.r_addr,
+    );
+    let now = w.sim.now();
+    w.sim
+        .node_mut(A)
+        .connect(now, b_hit, a_addr, &[r_addr])
+        .unwrap();
+    run(&mut w, Duration::from_secs(5));
+    assert!(
+        w.sim.node(B).association(&a_hit).is_none(),
+        "B refuses the I2"
+    );
+    let refused = w.sim.trace().iter().any(|r| {
+        r.datagram.to == a_addr
+            && hip_of(&r.datagram).is_some_and(|h| {
+                h.params.iter().any(|p| {
+                    matches!(p, hip::wire::Param::Notification(n)
+                        if n.kind == hip::wire::NotifyType::NoValidNatTraversalModeParameter)
+                })
+            })
+    });
+    assert!(refused, "A is told why (NOTIFY 60)");
+}

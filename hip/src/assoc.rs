@@ -297,6 +297,10 @@ pub(crate) struct Assoc {
     /// Relayed through our relay server (this association's `remote`): the peer's address
     /// as the server sees it, named in RELAY_TO on everything we send.
     pub relay_to: Option<SocketAddr>,
+    /// The NAT traversal mode the base exchange selected (None: the peer sent none, the
+    /// implicit UDP mode of RFC 9028 §4.7.1), and the Ta both sides use.
+    pub nat_mode: Option<u16>,
+    pub pacing: Duration,
     /// UPDATE IDs of the peer's connectivity checks seen lately (replays are dropped).
     pub check_window: crate::host::ice_types::CheckWindow,
     /// We sent the peer our candidates (a LOCATOR_SET) at least once.
@@ -355,6 +359,8 @@ impl Assoc {
             relay_to: None,
             candidates_sent: false,
             check_window: Default::default(),
+            nat_mode: None,
+            pacing: Duration::ZERO,
             relayed_origin: None,
             permission: None,
             peer_candidates: Vec::new(),

@@ -744,7 +744,6 @@ impl Daemon {
                     self.flush_forwarding();
                     self.forwarding = Some(Train::new(socket, to, from, at, len));
                 }
-                return;
             }
             Inbound::Control | Inbound::Dropped => {}
         }
@@ -992,8 +991,20 @@ impl Daemon {
                         hip::PathKind::Direct => "direct".to_string(),
                         hip::PathKind::Relayed { via } => format!("relayed via {via}"),
                     }),
-                    checks: (a.checks.1 > 0)
-                        .then(|| format!("{} of {} pairs succeeded", a.checks.0, a.checks.1)),
+                    checks: a.nat_mode.map(|mode| {
+                        let name = match mode {
+                            hip::wire::nat_mode::UDP_ENCAPSULATION => "UDP encapsulation".into(),
+                            hip::wire::nat_mode::ICE_HIP_UDP => "ICE-HIP-UDP".into(),
+                            other => format!("mode {other}"),
+                        };
+                        let ta = a.pacing.as_millis();
+                        match a.checks {
+                            (_, 0) => format!("{name}, Ta {ta} ms"),
+                            (ok, all) => {
+                                format!("{name}, Ta {ta} ms, {ok} of {all} pairs succeeded")
+                            }
+                        }
+                    }),
                     keepalive_in: a
                         .keepalive_due
                         .map(|t| t.saturating_duration_since(now).as_secs_f64()),

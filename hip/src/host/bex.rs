@@ -193,6 +193,14 @@ impl Host {
             public: dh.public.clone(),
         });
         params.push(Param::HipCipher(vec![cipher.id()]));
+        let (nat_mode, pacing) = self.nat_select(r1);
+        if let Some(mode) = nat_mode {
+            params.push(Param::NatTraversalMode {
+                reserved: 0,
+                modes: vec![mode],
+            });
+            params.push(Param::TransactionPacing(ice::millis(pacing)));
+        }
         let mut iv = vec![0u8; cipher.iv_len()];
         self.rng.fill_bytes(&mut iv);
         params.push(Param::Encrypted {
@@ -234,6 +242,8 @@ impl Host {
         a.local = local;
         a.remote = remote;
         a.keys = Some(keys.session);
+        a.nat_mode = nat_mode;
+        a.pacing = pacing;
         let rto = a.rtt_sample(now).map_or(self.config.i2_timeout, |rtt| {
             (rtt * 4).clamp(self.config.min_timeout, self.config.i2_timeout)
         });
@@ -475,6 +485,23 @@ impl Host {
             &[],
         )?;
         check_signature(bytes, &peer, param_type::HIP_SIGNATURE)?;
+        let (nat_mode, pacing) = match self.nat_accept(remote, i2) {
+            Ok(selected) => selected,
+            Err(e) => {
+                // RFC 9028 §4.3 step 4, §4.7.2: the mode is one we did not offer, or plain
+                // UDP encapsulation through our relay, which cannot carry the exchange on.
+                let header = bytes[..crate::wire::HEADER_LEN.min(bytes.len())].to_vec();
+                self.notify(
+                    now,
+                    local,
+                    remote,
+                    peer_hit,
+                    NotifyType::NoValidNatTraversalModeParameter,
+                    header,
+                );
+                return Err(e);
+            }
+        };
         if !self.assocs.contains_key(&peer_hit) && self.assocs.len() >= self.config.max_associations
         {
             return Err(Error::TooManyAssociations);
@@ -519,6 +546,8 @@ impl Host {
         a.remote = remote;
         a.peer = Some(peer);
         a.i2_solution = Some(solution.j.clone());
+        a.nat_mode = nat_mode;
+        a.pacing = pacing;
         a.registration =
             self.rvs_clients.contains_key(&peer_hit) || self.relay_clients.contains_key(&peer_hit);
         a.relay_to = self
@@ -659,8 +688,10 @@ impl Host {
                     suites: self.config.esp_suites.clone(),
                 },
             ])
+            .chain(self.nat_offer())
             .collect(),
         };
+        r1.params.sort_by_key(Param::ty);
         add_signature(&mut r1, &self.identity, param_type::HIP_SIGNATURE_2);
         // A handful of difficulties per generation at most: K moves one step at a time.
         let templates = &mut self.generations[g].templates;

@@ -27,7 +27,7 @@
 //! for `Config::nat_keepalive`.
 
 use super::*;
-use crate::wire::{Locator, TransportAddress, TransportLocator};
+use crate::wire::{nat_mode, Locator, TransportAddress, TransportLocator};
 
 /// Candidate kinds of type-2 locators (RFC 9028 §5.7).
 pub(crate) const KIND_HOST: u8 = 0;
@@ -166,7 +166,72 @@ pub enum NatBehaviour {
     },
 }
 
+/// Ta when a side offers none (RFC 9028 §4.4), and the floor no side may go below.
+const DEFAULT_TA: Duration = Duration::from_millis(50);
+const MIN_TA: Duration = Duration::from_millis(5);
+
 impl Host {
+    /// NAT_TRAVERSAL_MODE (our modes, at most six) and TRANSACTION_PACING for our R1s.
+    pub(super) fn nat_offer(&self) -> Vec<Param> {
+        if self.config.nat_modes.is_empty() {
+            return Vec::new();
+        }
+        vec![
+            Param::NatTraversalMode {
+                reserved: 0,
+                modes: self.config.nat_modes.iter().take(6).copied().collect(),
+            },
+            Param::TransactionPacing(millis(self.our_ta())),
+        ]
+    }
+
+    fn our_ta(&self) -> Duration {
+        self.config.check_pacing.max(MIN_TA)
+    }
+
+    /// As initiator: the mode for our I2 (the first of ours the R1 offers; none if it
+    /// offers none of them or nothing at all, RFC 9028 §4.7.1's implicit UDP), and the Ta
+    /// we both use: the larger offer (§4.4; we never offer less than the responder).
+    pub(super) fn nat_select(&self, r1: &HipRepr) -> (Option<u16>, Duration) {
+        let offered: &[u16] = match r1.param(param_type::NAT_TRAVERSAL_MODE) {
+            Some(Param::NatTraversalMode { modes, .. }) => modes,
+            _ => &[],
+        };
+        let offered = &offered[..offered.len().min(6)];
+        let mode = self
+            .config
+            .nat_modes
+            .iter()
+            .copied()
+            .find(|m| offered.contains(m));
+        (mode, self.our_ta().max(offered_ta(r1)))
+    }
+
+    /// As responder: the mode the I2 selected, if it may be used, and the Ta both use.
+    pub(super) fn nat_accept(
+        &self,
+        remote: SocketAddr,
+        i2: &HipRepr,
+    ) -> Result<(Option<u16>, Duration), Error> {
+        let ta = self.our_ta().max(offered_ta(i2));
+        let Some(Param::NatTraversalMode { modes, .. }) = i2.param(param_type::NAT_TRAVERSAL_MODE)
+        else {
+            return Ok((None, ta));
+        };
+        let through_relay = self
+            .answering_via
+            .is_some_and(|(server, _)| server == remote);
+        match modes.as_slice() {
+            [mode] if self.config.nat_modes.contains(mode) => {
+                if *mode == nat_mode::UDP_ENCAPSULATION && through_relay {
+                    return Err(Error::MissingParam(param_type::NAT_TRAVERSAL_MODE));
+                }
+                Ok((Some(*mode), ta))
+            }
+            _ => Err(Error::MissingParam(param_type::NAT_TRAVERSAL_MODE)),
+        }
+    }
+
     /// Our candidates, best first: host addresses, then server-reflexive and relayed ones.
     pub(super) fn local_candidates(&self) -> Vec<(SocketAddr, u8, u32)> {
         let mut out: Vec<(SocketAddr, u8, u32)> = Vec::new();
@@ -244,6 +309,7 @@ impl Host {
     pub(super) fn ice_wanted(&self, a: &Assoc) -> bool {
         a.state == AssocState::Established
             && a.esp.is_some()
+            && a.nat_mode == Some(nat_mode::ICE_HIP_UDP)
             && !self.relay_grants.contains_key(&a.peer_hit)
             && !self.relay_clients.contains_key(&a.peer_hit)
             && (a.relay_to.is_some()
@@ -476,7 +542,10 @@ impl Host {
     /// The checks' timer: one transmission per Ta (a retransmission or the next waiting
     /// pair), failures, nomination, and the periodic restart while relayed.
     pub(super) fn ice_timer(&mut self, now: Instant, peer: Hit) {
-        let ta = self.config.check_pacing;
+        let ta = self
+            .assocs
+            .get(&peer)
+            .map_or(DEFAULT_TA, |a| a.pacing.max(MIN_TA));
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
@@ -865,6 +934,19 @@ impl Host {
             self.schedule(now, peer);
         }
     }
+}
+
+/// The TRANSACTION_PACING a packet offers, or the default when it has none (RFC 9028 §4.4).
+fn offered_ta(packet: &HipRepr) -> Duration {
+    match packet.param(param_type::TRANSACTION_PACING) {
+        Some(Param::TransactionPacing(ms)) => Duration::from_millis(u64::from(*ms)).max(MIN_TA),
+        _ => DEFAULT_TA,
+    }
+}
+
+/// A duration in whole milliseconds, as TRANSACTION_PACING carries it.
+pub(super) fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

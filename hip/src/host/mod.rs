@@ -55,8 +55,8 @@ use crate::crypto::{
 use crate::identity::{Hit, HostIdentity, PublicIdentity};
 use crate::puzzle::{self, Difficulty, DifficultyPolicy, Secrets};
 use crate::wire::{
-    param_type, verify_checksum, EspInfo, HipRepr, Notification, NotifyType, Packet, PacketType,
-    Param, Puzzle, Solution,
+    nat_mode, param_type, verify_checksum, EspInfo, HipRepr, Notification, NotifyType, Packet,
+    PacketType, Param, Puzzle, Solution,
 };
 use crate::Error;
 use rand_chacha::ChaCha20Rng;
@@ -154,8 +154,13 @@ pub struct Config {
     /// association that has sent nothing for this long (RFC 9028 §4.10: 15 s). Zero: never.
     pub nat_keepalive: Duration,
     /// Ta: connectivity checks of one association go out at most this often (RFC 9028
-    /// §4.4: 50 ms by default, never below 5 ms).
+    /// §4.4: 50 ms by default, never below 5 ms). Offered in R1 and I2 as
+    /// TRANSACTION_PACING; an association uses the larger of the two offers.
     pub check_pacing: Duration,
+    /// NAT traversal modes we support, preferred first (RFC 9028 §4.3): offered in our R1s
+    /// as NAT_TRAVERSAL_MODE; as initiator we select the first of ours the responder
+    /// offers. Connectivity checks run only on associations that selected ICE-HIP-UDP (3).
+    pub nat_modes: Vec<u16>,
     /// While an association is relayed, its connectivity checks run again this often, so
     /// that a direct path that opens later is taken. Zero: never.
     pub recheck_interval: Duration,
@@ -205,6 +210,7 @@ impl Default for Config {
             relay_quota: RelayQuota::default(),
             nat_keepalive: Duration::from_secs(15),
             check_pacing: Duration::from_millis(50),
+            nat_modes: vec![nat_mode::ICE_HIP_UDP, nat_mode::UDP_ENCAPSULATION],
             recheck_interval: Duration::from_secs(30),
         }
     }
@@ -277,6 +283,10 @@ pub struct AssocInfo {
     pub peer_locators: Vec<SocketAddr>,
     /// Direct, or through which relay server.
     pub path: PathKind,
+    /// The NAT traversal mode the base exchange selected (None: the peer offered none),
+    /// and the Ta both sides pace their checks by.
+    pub nat_mode: Option<u16>,
+    pub pacing: Duration,
     /// Connectivity checks: pairs that succeeded, pairs in all (0, 0 when none ran).
     pub checks: (usize, usize),
     /// When the next NAT keepalive is due, if we send them on this association.
@@ -851,6 +861,8 @@ fn info(host: &Host, a: &Assoc) -> AssocInfo {
     });
     AssocInfo {
         path: host.path_kind(a),
+        nat_mode: a.nat_mode,
+        pacing: a.pacing,
         checks,
         keepalive_due: host.keepalive_due(a),
         handle: a.handle,
