@@ -2235,6 +2235,33 @@ name = "bob"
     }
 
     #[test]
+    fn nat_keys_are_read_and_checked() {
+        let c = parse(&format!(
+            "[nat]\nrelay = true\nkeepalive_seconds = 5\nmax_bytes = 3000000\n\n\
+             [[peer]]\nhit = \"{HIT}\"\nlocators = [\"203.0.113.2\"]\nrelay = true\n"
+        ))
+        .unwrap();
+        let h = c.to_hip_config();
+        assert!(h.relay_server);
+        assert_eq!(h.nat_keepalive, Duration::from_secs(5));
+        assert_eq!(h.relay_quota.bytes, 3_000_000);
+        assert!(c.peers[0].relay);
+        let e = parse("[nat]\nkeepalive_seconds = 600\n").unwrap_err();
+        assert_eq!(e.key(), Some("nat.keepalive_seconds"));
+        assert!(e.to_string().contains("outside 0..=120"), "{e}");
+        let e = parse("[nat]\nmax_permissions = 0\n").unwrap_err();
+        assert_eq!(e.key(), Some("nat.max_permissions"));
+        let both = format!(
+            "[[peer]]\nhit = \"{HIT}\"\nlocators = [\"203.0.113.2\"]\nrelay = true\nrendezvous = true\n"
+        );
+        let e = parse(&both).unwrap_err();
+        assert_eq!(e.key(), Some("peer[0].relay"));
+        assert!(e.to_string().contains("both relay and rendezvous"), "{e}");
+        let e = parse("[nat]\nrelay = \"yes\"\n").unwrap_err();
+        assert!(e.to_string().contains("relay"), "{e}");
+    }
+
+    #[test]
     fn a_world_readable_identity_is_refused() {
         let dir = TempDir::new("mode");
         let path = dir.0.join("identity.key");
