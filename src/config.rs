@@ -101,7 +101,7 @@ pub struct Nat {
     pub max_permissions: usize,
     /// As a relay server: bytes per second relayed for one client.
     pub max_rate: u64,
-    /// As a relay server: bytes relayed for one client per registration.
+    /// As a relay server: bytes relayed for one client per hour.
     pub max_bytes: u64,
 }
 

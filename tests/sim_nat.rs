@@ -759,3 +759,39 @@ fn plain_udp_encapsulation_through_a_relay_is_refused() {
     });
     assert!(refused, "A is told why (NOTIFY 60)");
 }
+
+#[test]
+fn a_replayed_i2_through_the_relay_redirects_no_data() {
+    let (mut w, _nats) = nat_world(3, Kind::Symmetric, Kind::Symmetric, Link::default());
+    connect_through_relay(&mut w);
+    let (b_hit, r_addr) = (w.sim.node(B).hit(), w.r_addr);
+    let i2 = w
+        .sim
+        .trace()
+        .iter()
+        .find(|r| {
+            r.datagram.to == r_addr
+                && hip_of(&r.datagram).is_some_and(|h| {
+                    h.receiver_hit == b_hit && h.packet_type == hip::wire::PacketType::I2
+                })
+        })
+        .expect("A's I2 to B through R")
+        .datagram
+        .clone();
+    let attacker = addr(ELSEWHERE);
+    w.sim.inject(hipbone::sim::Datagram {
+        from: attacker,
+        to: r_addr,
+        payload: i2.payload,
+    });
+    run(&mut w, Duration::from_millis(300));
+    assert!(esp_reaches(&mut w, B, A));
+    assert!(esp_reaches(&mut w, A, B));
+    let esp_to_attacker = w
+        .sim
+        .trace()
+        .iter()
+        .filter(|r| r.datagram.to == attacker && !r.datagram.payload.starts_with(&[0; 4]))
+        .count();
+    assert_eq!(esp_to_attacker, 0, "B's ESP still goes to A");
+}

@@ -47,6 +47,9 @@ pub enum Error {
     Replayed,
     /// More packets from one source than the configured rate allows.
     RateLimited,
+    /// The I2 selected a NAT traversal mode we did not offer, or one that cannot run
+    /// through the relay it came by (RFC 9028 §4.3, §4.7.2).
+    NatMode,
 }
 
 impl Error {
@@ -65,6 +68,7 @@ impl Error {
             Error::NoEspTransform => NotifyType::NoEspProposalChosen,
             Error::UnsupportedHitSuite => NotifyType::UnsupportedHitSuite,
             Error::TooManyAssociations => NotifyType::ResponderBusyPleaseRetry,
+            Error::NatMode => NotifyType::NoValidNatTraversalModeParameter,
             _ => return None,
         })
     }
@@ -96,6 +100,7 @@ impl core::fmt::Display for Error {
             Error::PuzzleTooHard => f.write_str("puzzle too hard (K or tries above the limit)"),
             Error::Replayed => f.write_str("replayed packet"),
             Error::RateLimited => f.write_str("rate limit for this source reached"),
+            Error::NatMode => f.write_str("NAT traversal mode not offered or not usable here"),
         }
     }
 }

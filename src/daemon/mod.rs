@@ -695,6 +695,11 @@ impl Daemon {
         let verdict = self
             .host
             .decapsulate(now, local, remote, &mut self.rx_buf[at..at + len]);
+        // Delivering writes headers before its datagram, into the tail of the one before:
+        // relayed datagrams waiting there leave first.
+        if !matches!(verdict, Inbound::Forward { .. }) {
+            self.flush_forwarding();
+        }
         match verdict {
             Inbound::Deliver {
                 peer,

@@ -485,23 +485,10 @@ impl Host {
             &[],
         )?;
         check_signature(bytes, &peer, param_type::HIP_SIGNATURE)?;
-        let (nat_mode, pacing) = match self.nat_accept(remote, i2) {
-            Ok(selected) => selected,
-            Err(e) => {
-                // RFC 9028 §4.3 step 4, §4.7.2: the mode is one we did not offer, or plain
-                // UDP encapsulation through our relay, which cannot carry the exchange on.
-                let header = bytes[..crate::wire::HEADER_LEN.min(bytes.len())].to_vec();
-                self.notify(
-                    now,
-                    local,
-                    remote,
-                    peer_hit,
-                    NotifyType::NoValidNatTraversalModeParameter,
-                    header,
-                );
-                return Err(e);
-            }
-        };
+        // RFC 9028 §4.3 step 4, §4.7.2: a mode we did not offer, or plain UDP
+        // encapsulation through our relay, which cannot carry the exchange on, is refused
+        // with NOTIFY 60 (by `on_i2`, as every refusal after the puzzle).
+        let (nat_mode, pacing) = self.nat_accept(remote, i2)?;
         if !self.assocs.contains_key(&peer_hit) && self.assocs.len() >= self.config.max_associations
         {
             return Err(Error::TooManyAssociations);
@@ -554,6 +541,7 @@ impl Host {
             .answering_via
             .filter(|(server, _)| *server == remote)
             .map(|(_, origin)| origin);
+        a.relayed_origin = a.relay_to;
         a.last_sent = Some(r2.clone());
         a.timer = Some(now + self.config.exchange_complete);
         a.established_at = Some(now);

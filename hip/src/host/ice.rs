@@ -169,6 +169,8 @@ pub enum NatBehaviour {
 /// Ta when a side offers none (RFC 9028 §4.4), and the floor no side may go below.
 const DEFAULT_TA: Duration = Duration::from_millis(50);
 const MIN_TA: Duration = Duration::from_millis(5);
+/// A peer's offer above this is taken as this: its checks would crawl.
+const MAX_TA: Duration = Duration::from_secs(10);
 
 impl Host {
     /// NAT_TRAVERSAL_MODE (our modes, at most six) and TRANSACTION_PACING for our R1s.
@@ -224,11 +226,11 @@ impl Host {
         match modes.as_slice() {
             [mode] if self.config.nat_modes.contains(mode) => {
                 if *mode == nat_mode::UDP_ENCAPSULATION && through_relay {
-                    return Err(Error::MissingParam(param_type::NAT_TRAVERSAL_MODE));
+                    return Err(Error::NatMode);
                 }
                 Ok((Some(*mode), ta))
             }
-            _ => Err(Error::MissingParam(param_type::NAT_TRAVERSAL_MODE)),
+            _ => Err(Error::NatMode),
         }
     }
 
@@ -718,6 +720,7 @@ impl Host {
             return;
         };
         let controlling = a.initiator;
+        let pacing = a.pacing.max(MIN_TA);
         let ice = a.ice.get_or_insert_with(|| Ice {
             next_tx: Some(now),
             ..Ice::default()
@@ -761,10 +764,7 @@ impl Host {
             }
             None => return,
         }
-        if ice
-            .next_tx
-            .is_none_or(|t| t > now + self.config.check_pacing)
-        {
+        if ice.next_tx.is_none_or(|t| t > now + pacing) {
             ice.next_tx = Some(now);
         }
         self.schedule(now, peer);
@@ -939,7 +939,9 @@ impl Host {
 /// The TRANSACTION_PACING a packet offers, or the default when it has none (RFC 9028 §4.4).
 fn offered_ta(packet: &HipRepr) -> Duration {
     match packet.param(param_type::TRANSACTION_PACING) {
-        Some(Param::TransactionPacing(ms)) => Duration::from_millis(u64::from(*ms)).max(MIN_TA),
+        Some(Param::TransactionPacing(ms)) => {
+            Duration::from_millis(u64::from(*ms)).clamp(MIN_TA, MAX_TA)
+        }
         _ => DEFAULT_TA,
     }
 }

@@ -352,7 +352,7 @@ impl Host {
         paths.truncate(FAILOVER_PATHS);
         tracing::info!(peer = %peer, paths = paths.len(), "nothing heard from the peer, probing paths");
         a.failover = paths;
-        self.refresh_relays(now);
+        self.refresh_relays(now, peer);
         self.probe_next(now, peer);
     }
 

@@ -648,11 +648,9 @@ impl Host {
         if handled.is_ok() {
             // The relay vouches for where the packet came from, not for when: only a fresh
             // packet (the I2, an UPDATE with a new ID) may say where the peer is now.
-            let fresh = match repr.packet_type {
-                PacketType::I2 => true,
-                PacketType::Update => last_update(self) != before,
-                _ => false,
-            };
+            // (An I2 sets where the peer is when it creates the association, in
+            // `accept_i2`; a replayed one only gets the R2 again.)
+            let fresh = repr.packet_type == PacketType::Update && last_update(self) != before;
             if let Some(origin) = origin.filter(|_| fresh) {
                 self.note_relayed(remote, origin, peer);
             }

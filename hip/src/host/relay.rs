@@ -33,6 +33,8 @@ pub const REG_TYPE_RELAY_UDP_ESP: u8 = 3;
 
 /// A permission not used or renewed for this long is dropped (RFC 9028 §4.12.1: 5 min).
 pub(super) const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// The byte quota's period.
+pub(super) const BUDGET_PERIOD: Duration = Duration::from_secs(3600);
 /// Clients renew their permissions this often (RFC 9028 §4.12.1 refreshes at 4 min... we
 /// renew at four fifths of the lifetime as for registrations).
 pub(super) const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
@@ -45,7 +47,7 @@ pub struct RelayQuota {
     /// Bytes per second forwarded for one client (both directions, control and ESP),
     /// averaged over a one-second burst.
     pub rate: u64,
-    /// Bytes forwarded for one client per registration (a renewal starts a new budget).
+    /// Bytes forwarded for one client per hour (`BUDGET_PERIOD`; renewing changes nothing).
     pub bytes: u64,
 }
 
@@ -67,8 +69,8 @@ pub(crate) struct RelayClient {
     tokens: u64,
     filled_at: Instant,
     used: u64,
-    /// The byte budget is per lifetime granted: it starts over when this period ends,
-    /// however often the client renews within it.
+    /// The byte budget is per BUDGET_PERIOD, a period the server sets (a client chooses
+    /// its lifetime, so a budget per lifetime would be the client's to shorten).
     period_ends: Instant,
 }
 
@@ -115,12 +117,16 @@ impl RelayClient {
             tokens: quota.rate,
             filled_at: now,
             used: 0,
-            period_ends: ends,
+            period_ends: now + BUDGET_PERIOD,
         }
     }
 
     /// Spends `len` bytes of the client's rate and byte budget; false if either is out.
     fn charge(&mut self, now: Instant, len: usize, quota: &RelayQuota) -> bool {
+        if now >= self.period_ends {
+            self.used = 0;
+            self.period_ends = now + BUDGET_PERIOD;
+        }
         let elapsed = now.saturating_duration_since(self.filled_at);
         let refill = (elapsed.as_secs_f64() * quota.rate as f64) as u64;
         if refill > 0 {
@@ -136,13 +142,9 @@ impl RelayClient {
         true
     }
 
-    /// A renewal extends the registration; the byte budget starts over only once the
-    /// period it was granted for has passed (renewing early buys nothing).
-    pub fn renew(&mut self, now: Instant, ends: Instant, data: bool) {
-        if now >= self.period_ends {
-            self.used = 0;
-            self.period_ends = ends;
-        }
+    /// A renewal extends the registration; the byte budget is untouched (see
+    /// `period_ends`).
+    pub fn renew(&mut self, ends: Instant, data: bool) {
         self.ends = ends;
         self.data = data;
     }
@@ -534,9 +536,9 @@ impl Host {
     /// A path fell silent: our NAT may have given us a new port. An UPDATE (with a fresh
     /// ID, which a replay cannot fake) to each relay server makes it check and follow our
     /// new address, so that what it relays reaches us again.
-    pub(super) fn refresh_relays(&mut self, now: Instant) {
+    pub(super) fn refresh_relays(&mut self, now: Instant, silent: Hit) {
         let servers: Vec<Hit> = self.relay_grants.keys().copied().collect();
-        for server in servers {
+        for server in servers.into_iter().filter(|s| *s != silent) {
             let idle = self
                 .assocs
                 .get(&server)
@@ -635,10 +637,21 @@ fn relayable(to: SocketAddr, ours: &[SocketAddr]) -> bool {
         v4 => v4,
     };
     let special = match ip {
+        // Loopback, unspecified (0/8), multicast, reserved (240/4), broadcast, link-local.
         IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+            let first = v4.octets()[0];
+            v4.is_loopback()
+                || v4.is_multicast()
+                || v4.is_link_local()
+                || first == 0
+                || first >= 240
         }
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_multicast(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.segments()[0] & 0xffc0 == 0xfe80
+        }
     };
     to.port() != 0 && !special && !ours.iter().any(|a| a.ip() == ip)
 }
@@ -696,6 +709,10 @@ mod tests {
         assert!(!ok("224.0.0.1:10500"));
         assert!(!ok("255.255.255.255:10500"));
         assert!(!ok("[ff02::1]:10500"));
+        assert!(!ok("169.254.1.1:10500"));
+        assert!(!ok("[fe80::1]:10500"));
+        assert!(!ok("240.0.0.1:10500"));
+        assert!(!ok("0.1.2.3:10500"));
         assert!(!ok("203.0.113.1:53"), "the relay itself");
         assert!(!ok("198.51.100.7:0"));
     }
@@ -723,13 +740,9 @@ mod tests {
             "budget spent"
         );
         let renewal = much_later + Duration::from_secs(10);
-        c.renew(renewal, renewal + Duration::from_secs(60), true);
-        assert!(
-            !c.charge(renewal, 9_000, &quota),
-            "renewing early buys nothing"
-        );
-        let next_period = now + Duration::from_secs(61);
-        c.renew(next_period, next_period + Duration::from_secs(60), true);
+        c.renew(renewal + Duration::from_secs(60), true);
+        assert!(!c.charge(renewal, 9_000, &quota), "renewing buys nothing");
+        let next_period = now + BUDGET_PERIOD;
         assert!(
             c.charge(next_period, 9_000, &quota),
             "a new period, a new budget"

@@ -155,7 +155,7 @@ impl Host {
                 self.drop_relay_client(&peer);
                 tracing::info!(client = %peer, "relay registration cancelled");
             } else if let Some(c) = self.relay_clients.get_mut(&peer) {
-                c.renew(now, ends, data);
+                c.renew(ends, data);
             } else {
                 let quota = self.config.relay_quota;
                 self.relay_clients

@@ -153,8 +153,15 @@ impl Host {
                 // A retransmission is ACKed again only where the peer is known to be (or
                 // is being checked): a replayed UPDATE must not make us sign packets for
                 // whatever source it claims.
-                let known =
-                    remote == a.remote || a.verify.as_ref().is_some_and(|v| v.remote == remote);
+                // Through our relay, "where the peer is" is the relay's address for every
+                // sender: the origin it vouches for must be the peer's known one too.
+                let origin_known = match self.answering_via {
+                    Some((server, origin)) if server == remote => a.relay_to == Some(origin),
+                    _ => true,
+                };
+                let known = origin_known
+                    && (remote == a.remote
+                        || a.verify.as_ref().is_some_and(|v| v.remote == remote));
                 if known {
                     let mut params = vec![Param::Ack(vec![seq])];
                     params.extend(echo_response(update));
