@@ -499,25 +499,24 @@ fn a_replayed_keepalive_sends_nothing_elsewhere() {
     assert_eq!(sent_to(&w, victim), 0);
 }
 
-#[test]
-fn a_replay_through_the_relay_redirects_nothing() {
+/// Sends A's first packet of `kind` for B through R again, from somebody else's address,
+/// once the association runs relayed; returns that address after checking that data still
+/// flows both ways.
+fn replay_through_the_relay(kind: hip::wire::PacketType) -> (World, SocketAddr) {
     let (mut w, _nats) = nat_world(3, Kind::Symmetric, Kind::Symmetric, Link::default());
     connect_through_relay(&mut w);
     run(&mut w, Duration::from_secs(20));
     let (b_hit, r_addr) = (w.sim.node(B).hit(), w.r_addr);
-    // A's keepalive to B, through R (no RELAY_TO: A speaks to R's address).
     let packet = w
         .sim
         .trace()
         .iter()
-        .rev()
         .find(|r| {
             r.datagram.to == r_addr
-                && hip_of(&r.datagram).is_some_and(|h| {
-                    h.receiver_hit == b_hit && h.packet_type == hip::wire::PacketType::Notify
-                })
+                && hip_of(&r.datagram)
+                    .is_some_and(|h| h.receiver_hit == b_hit && h.packet_type == kind)
         })
-        .expect("a NOTIFY from A to B through R")
+        .expect("A's packet to B through R")
         .datagram
         .clone();
     let attacker = addr(ELSEWHERE);
@@ -529,7 +528,26 @@ fn a_replay_through_the_relay_redirects_nothing() {
     run(&mut w, Duration::from_millis(300));
     assert!(esp_reaches(&mut w, B, A));
     assert!(esp_reaches(&mut w, A, B));
+    (w, attacker)
+}
+
+#[test]
+fn a_replayed_keepalive_through_the_relay_redirects_nothing() {
+    let (w, attacker) = replay_through_the_relay(hip::wire::PacketType::Notify);
     assert_eq!(sent_to(&w, attacker), 0, "nothing relayed to the replayer");
+}
+
+#[test]
+fn a_replayed_i2_through_the_relay_redirects_no_data() {
+    // B sends its R2 again (to the replayer, through R), as to any duplicate I2; no ESP.
+    let (w, attacker) = replay_through_the_relay(hip::wire::PacketType::I2);
+    let esp_to_attacker = w
+        .sim
+        .trace()
+        .iter()
+        .filter(|r| r.datagram.to == attacker && !r.datagram.payload.starts_with(&[0; 4]))
+        .count();
+    assert_eq!(esp_to_attacker, 0, "B's ESP still goes to A");
 }
 
 #[test]
@@ -758,40 +776,4 @@ fn plain_udp_encapsulation_through_a_relay_is_refused() {
             })
     });
     assert!(refused, "A is told why (NOTIFY 60)");
-}
-
-#[test]
-fn a_replayed_i2_through_the_relay_redirects_no_data() {
-    let (mut w, _nats) = nat_world(3, Kind::Symmetric, Kind::Symmetric, Link::default());
-    connect_through_relay(&mut w);
-    let (b_hit, r_addr) = (w.sim.node(B).hit(), w.r_addr);
-    let i2 = w
-        .sim
-        .trace()
-        .iter()
-        .find(|r| {
-            r.datagram.to == r_addr
-                && hip_of(&r.datagram).is_some_and(|h| {
-                    h.receiver_hit == b_hit && h.packet_type == hip::wire::PacketType::I2
-                })
-        })
-        .expect("A's I2 to B through R")
-        .datagram
-        .clone();
-    let attacker = addr(ELSEWHERE);
-    w.sim.inject(hipbone::sim::Datagram {
-        from: attacker,
-        to: r_addr,
-        payload: i2.payload,
-    });
-    run(&mut w, Duration::from_millis(300));
-    assert!(esp_reaches(&mut w, B, A));
-    assert!(esp_reaches(&mut w, A, B));
-    let esp_to_attacker = w
-        .sim
-        .trace()
-        .iter()
-        .filter(|r| r.datagram.to == attacker && !r.datagram.payload.starts_with(&[0; 4]))
-        .count();
-    assert_eq!(esp_to_attacker, 0, "B's ESP still goes to A");
 }
