@@ -433,6 +433,11 @@ fn hip_of(d: &hipbone::sim::Datagram) -> Option<hip::wire::HipRepr> {
     hip::wire::HipRepr::parse(d.payload.strip_prefix(&[0u8; 4])?).ok()
 }
 
+/// An ESP keepalive: a dummy packet, far shorter than any data this file sends.
+fn is_keepalive(d: &hipbone::sim::Datagram) -> bool {
+    !d.payload.starts_with(&[0; 4]) && d.payload.len() <= 64
+}
+
 fn sent_to(w: &World, to: SocketAddr) -> usize {
     w.sim.trace().iter().filter(|r| r.datagram.to == to).count()
 }
@@ -480,12 +485,7 @@ fn a_replayed_keepalive_sends_nothing_elsewhere() {
         .sim
         .trace()
         .iter()
-        .find(|r| {
-            r.datagram.from == b_addr
-                && r.datagram.to == a_addr
-                && hip_of(&r.datagram)
-                    .is_some_and(|h| h.packet_type == hip::wire::PacketType::Notify)
-        })
+        .find(|r| r.datagram.from == b_addr && r.datagram.to == a_addr && is_keepalive(&r.datagram))
         .expect("a keepalive from B")
         .datagram
         .clone();
@@ -499,10 +499,12 @@ fn a_replayed_keepalive_sends_nothing_elsewhere() {
     assert_eq!(sent_to(&w, victim), 0);
 }
 
-/// Sends A's first packet of `kind` for B through R again, from somebody else's address,
+/// Sends A's first packet for B through R that `pick` chooses again, from somebody else's address,
 /// once the association runs relayed; returns that address after checking that data still
 /// flows both ways.
-fn replay_through_the_relay(kind: hip::wire::PacketType) -> (World, SocketAddr) {
+fn replay_through_the_relay(
+    pick: impl Fn(&hipbone::sim::Datagram, hip::Hit) -> bool,
+) -> (World, SocketAddr) {
     let (mut w, _nats) = nat_world(3, Kind::Symmetric, Kind::Symmetric, Link::default());
     connect_through_relay(&mut w);
     run(&mut w, Duration::from_secs(20));
@@ -511,11 +513,7 @@ fn replay_through_the_relay(kind: hip::wire::PacketType) -> (World, SocketAddr) 
         .sim
         .trace()
         .iter()
-        .find(|r| {
-            r.datagram.to == r_addr
-                && hip_of(&r.datagram)
-                    .is_some_and(|h| h.receiver_hit == b_hit && h.packet_type == kind)
-        })
+        .find(|r| r.datagram.to == r_addr && pick(&r.datagram, b_hit))
         .expect("A's packet to B through R")
         .datagram
         .clone();
@@ -533,14 +531,18 @@ fn replay_through_the_relay(kind: hip::wire::PacketType) -> (World, SocketAddr) 
 
 #[test]
 fn a_replayed_keepalive_through_the_relay_redirects_nothing() {
-    let (w, attacker) = replay_through_the_relay(hip::wire::PacketType::Notify);
+    // A's keepalive for B: an ESP dummy packet to R.
+    let (w, attacker) = replay_through_the_relay(|d, _| is_keepalive(d));
     assert_eq!(sent_to(&w, attacker), 0, "nothing relayed to the replayer");
 }
 
 #[test]
 fn a_replayed_i2_through_the_relay_redirects_no_data() {
     // B sends its R2 again (to the replayer, through R), as to any duplicate I2; no ESP.
-    let (w, attacker) = replay_through_the_relay(hip::wire::PacketType::I2);
+    let (w, attacker) = replay_through_the_relay(|d, b_hit| {
+        hip_of(d)
+            .is_some_and(|h| h.receiver_hit == b_hit && h.packet_type == hip::wire::PacketType::I2)
+    });
     let esp_to_attacker = w
         .sim
         .trace()
@@ -776,4 +778,27 @@ fn plain_udp_encapsulation_through_a_relay_is_refused() {
             })
     });
     assert!(refused, "A is told why (NOTIFY 60)");
+}
+
+#[test]
+fn an_idle_client_is_followed_through_its_nat_rebinding() {
+    let (mut w, nats) = nat_world(5, Kind::Symmetric, Kind::Symmetric, Link::default());
+    connect_through_relay(&mut w);
+    assert!(esp_reaches(&mut w, A, B) && esp_reaches(&mut w, B, A));
+    run(&mut w, Duration::from_secs(10));
+    // B's NAT forgets everything while nobody sends; B's next keepalive (an ESP dummy
+    // packet, which cannot be replayed) shows the relay where B is now.
+    nats.borrow_mut().rebind(1);
+    run(&mut w, Duration::from_secs(20));
+    let b_hit = w.sim.node(B).hit();
+    let registered_at = w.sim.node(R).association(&b_hit).unwrap().remote;
+    assert_ne!(
+        registered_at,
+        SocketAddr::from((Ipv4Addr::new(198, 51, 100, 2), 40000))
+    );
+    assert!(
+        esp_reaches(&mut w, A, B),
+        "the relay reaches B at its new port"
+    );
+    assert!(esp_reaches(&mut w, B, A));
 }

@@ -160,10 +160,14 @@ impl Host {
         };
         match sa.open(buf) {
             Ok(opened) if opened.next_header == esp::NEXT_HEADER_NONE => {
-                // A dummy packet (RFC 4303 §2.6): authentic, carries nothing.
-                a.traffic.last_rx = Some(now);
+                // A dummy packet (RFC 4303 §2.6; our NAT keepalive): authentic, carries
+                // nothing, but says where the peer is now. Not traffic: keepalives must
+                // not keep an unused association from its idle timeout.
                 a.unanswered_since = None;
                 a.credit.earn(now, buf.len());
+                if remote != a.remote {
+                    self.esp_from_new_address(now, peer, local, remote);
+                }
                 Inbound::Dropped
             }
             Ok(opened) => {

@@ -27,6 +27,7 @@
 //! for `Config::nat_keepalive`.
 
 use super::*;
+use crate::esp;
 use crate::wire::{nat_mode, Locator, TransportAddress, TransportLocator};
 
 /// Candidate kinds of type-2 locators (RFC 9028 §5.7).
@@ -880,10 +881,30 @@ impl Host {
 
     /// Sends a NAT keepalive (NOTIFY with NAT_KEEPALIVE, RFC 9028 §5.3) on the path in use.
     pub(super) fn send_keepalive(&mut self, now: Instant, peer: Hit) {
-        let Some(a) = self.assocs.get(&peer) else {
+        let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
         let (local, remote) = (a.local, a.remote);
+        a.last_sent_at = Some(now);
+        self.stats.keepalives_sent += 1;
+        // With ESP up, the keepalive is an ESP dummy packet (RFC 4303 §2.6): every ESP
+        // implementation drops it silently, and unlike a NOTIFY it cannot be replayed,
+        // so the receiver may follow it to a new address — the relay server keeps up
+        // with a client whose NAT rebinds while it is idle.
+        if let Some(esp) = a.esp.as_mut() {
+            let mut buf = [0u8; esp::ESP_HEADER_LEN + esp::ESP_TAIL_MAX];
+            let empty = esp::ESP_HEADER_LEN..esp::ESP_HEADER_LEN;
+            if let Ok(range) = esp.out.seal(&mut buf, empty, esp::NEXT_HEADER_NONE) {
+                tracing::trace!(peer = %peer, remote = %remote, "NAT keepalive (ESP)");
+                let payload = buf[range].to_vec();
+                self.push_transmit(Transmit {
+                    local,
+                    remote,
+                    payload,
+                });
+                return;
+            }
+        }
         let mut n = HipRepr {
             next_header: 59,
             packet_type: PacketType::Notify,
@@ -899,11 +920,7 @@ impl Host {
         };
         add_signature(&mut n, &self.identity, param_type::HIP_SIGNATURE);
         tracing::trace!(peer = %peer, remote = %remote, "NAT keepalive");
-        self.stats.keepalives_sent += 1;
         self.transmit(local, remote, &n.to_bytes());
-        if let Some(a) = self.assocs.get_mut(&peer) {
-            a.last_sent_at = Some(now);
-        }
     }
 
     /// Work for the association after any input or timer: candidates to announce,
