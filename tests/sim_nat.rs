@@ -445,29 +445,40 @@ fn sent_to(w: &World, to: SocketAddr) -> usize {
 /// Somebody else's address, where replays come from.
 const ELSEWHERE: &str = "203.0.113.66:4444";
 
+/// Sends the first datagram to `to` in the trace that `pick` chooses again, from
+/// ELSEWHERE (which it returns).
+fn replay_from_elsewhere(
+    w: &mut World,
+    to: SocketAddr,
+    pick: impl Fn(&hipbone::sim::Datagram) -> bool,
+) -> SocketAddr {
+    let payload = w
+        .sim
+        .trace()
+        .iter()
+        .find(|r| r.datagram.to == to && pick(&r.datagram))
+        .expect("the packet to replay")
+        .datagram
+        .payload
+        .clone();
+    let attacker = addr(ELSEWHERE);
+    w.sim.inject(hipbone::sim::Datagram {
+        from: attacker,
+        to,
+        payload,
+    });
+    attacker
+}
+
 #[test]
 fn a_replayed_nomination_moves_nothing() {
     let (mut w, _nats) = nat_world(1, Kind::Public, Kind::Public, Link::default());
     connect_through_relay(&mut w);
     let (a_hit, b_addr) = (w.sim.node(A).hit(), own_addr(&w, B));
-    let nominate = w
-        .sim
-        .trace()
-        .iter()
-        .find(|r| {
-            r.datagram.to == b_addr
-                && hip_of(&r.datagram)
-                    .is_some_and(|h| h.param(hip::wire::param_type::NOMINATE).is_some())
-        })
-        .expect("A's nominating check")
-        .datagram
-        .clone();
-    let attacker = addr(ELSEWHERE);
     let before = w.sim.node(B).association(&a_hit).unwrap().remote;
-    w.sim.inject(hipbone::sim::Datagram {
-        from: attacker,
-        to: b_addr,
-        payload: nominate.payload,
+    // A's nominating check.
+    let attacker = replay_from_elsewhere(&mut w, b_addr, |d| {
+        hip_of(d).is_some_and(|h| h.param(hip::wire::param_type::NOMINATE).is_some())
     });
     run(&mut w, Duration::from_secs(5));
     assert_eq!(w.sim.node(B).association(&a_hit).unwrap().remote, before);
@@ -481,20 +492,8 @@ fn a_replayed_keepalive_sends_nothing_elsewhere() {
     connect_through_relay(&mut w);
     run(&mut w, Duration::from_secs(20));
     let (a_addr, b_addr) = (own_addr(&w, A), own_addr(&w, B));
-    let keepalive = w
-        .sim
-        .trace()
-        .iter()
-        .find(|r| r.datagram.from == b_addr && r.datagram.to == a_addr && is_keepalive(&r.datagram))
-        .expect("a keepalive from B")
-        .datagram
-        .clone();
-    let victim = addr(ELSEWHERE);
-    w.sim.inject(hipbone::sim::Datagram {
-        from: victim,
-        to: a_addr,
-        payload: keepalive.payload,
-    });
+    // A keepalive from B.
+    let victim = replay_from_elsewhere(&mut w, a_addr, |d| d.from == b_addr && is_keepalive(d));
     run(&mut w, Duration::from_secs(10));
     assert_eq!(sent_to(&w, victim), 0);
 }
@@ -509,20 +508,7 @@ fn replay_through_the_relay(
     connect_through_relay(&mut w);
     run(&mut w, Duration::from_secs(20));
     let (b_hit, r_addr) = (w.sim.node(B).hit(), w.r_addr);
-    let packet = w
-        .sim
-        .trace()
-        .iter()
-        .find(|r| r.datagram.to == r_addr && pick(&r.datagram, b_hit))
-        .expect("A's packet to B through R")
-        .datagram
-        .clone();
-    let attacker = addr(ELSEWHERE);
-    w.sim.inject(hipbone::sim::Datagram {
-        from: attacker,
-        to: r_addr,
-        payload: packet.payload,
-    });
+    let attacker = replay_from_elsewhere(&mut w, r_addr, |d| pick(d, b_hit));
     run(&mut w, Duration::from_millis(300));
     assert!(esp_reaches(&mut w, B, A));
     assert!(esp_reaches(&mut w, A, B));

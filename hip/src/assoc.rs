@@ -417,7 +417,8 @@ pub(crate) fn find_raw(bytes: &[u8], ty: u16) -> Option<(usize, &[u8])> {
     bytes.get(offset + 4..offset + 4 + len).map(|c| (offset, c))
 }
 
-/// Appends HIP_MAC (or HIP_MAC_2 with `appended`) to `repr`, keyed with `key`.
+/// Appends HIP_MAC (or HIP_MAC_2 with `appended`, or a relay's RVS_HMAC or RELAY_HMAC,
+/// which are computed the same way) to `repr`, keyed with `key`.
 pub(crate) fn add_mac(
     repr: &mut HipRepr,
     profile: &dyn Profile,
@@ -428,10 +429,11 @@ pub(crate) fn add_mac(
     let covered = repr.covered_bytes(ty, appended);
     let mut mac = vec![0u8; profile.mac_len()];
     profile.mac(key, &covered, &mut mac);
-    repr.params.push(if ty == param_type::HIP_MAC_2 {
-        Param::HipMac2(mac)
-    } else {
-        Param::HipMac(mac)
+    repr.params.push(match ty {
+        param_type::HIP_MAC_2 => Param::HipMac2(mac),
+        param_type::RVS_HMAC => Param::RvsHmac(mac),
+        param_type::RELAY_HMAC => Param::RelayHmac(mac),
+        _ => Param::HipMac(mac),
     });
 }
 

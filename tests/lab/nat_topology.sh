@@ -61,10 +61,8 @@
 # it draws a random port per destination, like fully-random.)
 #
 # Functions:
-#   nat_topology_up              builds the lab (lab_init first if LAB_SUFFIX is unset)
-#   nat_topology_down            kills the processes inside the seven namespaces and deletes
-#                                them; safe to call twice, from a trap or a lab_on_exit hook
-#                                (nat_topology_up registers it as one)
+#   nat_topology_up              builds the lab (lab_init first if LAB_SUFFIX is unset); the
+#                                lab's own teardown (lab_down, on exit) removes it
 #   nat_set TYPE NS              NS = NA | NB (or na | nb); reloads the rules, flushes conntrack,
 #                                sets inet's route for mode none
 #   nat_type NS                  the current type
@@ -143,40 +141,7 @@ nat_topology_up() {
     lab_exec nb ip route add default via 203.0.113.49 &&
     lab_exec a ip route add default via "$NAT_NA_LAN" &&
     lab_exec b ip route add default via "$NAT_NB_LAN" || return
-  NAT_SUFFIX=$LAB_SUFFIX
-  lab_on_exit nat_topology_down
   nat_set port_restricted na && nat_set port_restricted nb
-}
-
-nat_topology_down() {
-  local suffix=${NAT_SUFFIX:-} h ns pid
-  [ -n "$suffix" ] || return 0
-  local -a namespaces=() victims=() alive=()
-  for h in $NAT_HOSTS; do
-    ns=hb-$h-$suffix
-    [ -e "/run/netns/$ns" ] || continue
-    namespaces+=("$ns")
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do
-      victims+=("$pid")
-    done
-  done
-  if [ "${#victims[@]}" -gt 0 ]; then
-    kill -TERM "${victims[@]}" 2>/dev/null
-    for _ in $(seq 20); do
-      alive=()
-      for pid in "${victims[@]}"; do
-        kill -0 "$pid" 2>/dev/null && alive+=("$pid")
-      done
-      [ "${#alive[@]}" -eq 0 ] && break
-      sleep 0.1
-    done
-    [ "${#alive[@]}" -eq 0 ] || kill -KILL "${alive[@]}" 2>/dev/null
-  fi
-  for ns in "${namespaces[@]}"; do
-    ip netns del "$ns" 2>/dev/null || echo "nat_topology.sh: could not delete namespace $ns" >&2
-  done
-  unset NAT_SUFFIX
-  return 0
 }
 
 # nat__ruleset TYPE NS REBINDS: the nft script for NAT NS.

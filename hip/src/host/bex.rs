@@ -60,7 +60,7 @@ impl Host {
         if let Some(server) = via {
             // Unsigned, after the signature (RFC 8004 §4.2.3).
             r1.params
-                .push(Param::ViaRvs(vec![rendezvous::mapped(server.ip())]));
+                .push(Param::ViaRvs(vec![crate::wire::mapped(server.ip())]));
         }
         self.stats.r1_sent += 1;
         self.transmit(local, remote, &r1.to_bytes());

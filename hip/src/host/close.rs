@@ -176,6 +176,26 @@ impl Host {
             return;
         }
         self.notify_window.1 += 1;
+        // HOST_ID too: the peer may hold no association to check the signature with.
+        let host_id = Param::HostId(self.identity.public().host_id().clone());
+        let n = self.notify_packet(peer, Some(host_id), kind, data);
+        self.stats.notify_sent += 1;
+        self.transmit(local, remote, &n);
+    }
+
+    /// A signed NOTIFY for `peer` with one NOTIFICATION (after `host_id`, if given).
+    pub(super) fn notify_packet(
+        &self,
+        peer: Hit,
+        host_id: Option<Param>,
+        kind: NotifyType,
+        data: Vec<u8>,
+    ) -> Vec<u8> {
+        let notification = Param::Notification(Notification {
+            reserved: 0,
+            kind,
+            data,
+        });
         let mut n = HipRepr {
             next_header: 59,
             packet_type: PacketType::Notify,
@@ -183,17 +203,9 @@ impl Host {
             controls: 0,
             sender_hit: self.hit(),
             receiver_hit: peer,
-            params: vec![
-                Param::HostId(self.identity.public().host_id().clone()),
-                Param::Notification(Notification {
-                    reserved: 0,
-                    kind,
-                    data,
-                }),
-            ],
+            params: host_id.into_iter().chain([notification]).collect(),
         };
         add_signature(&mut n, &self.identity, param_type::HIP_SIGNATURE);
-        self.stats.notify_sent += 1;
-        self.transmit(local, remote, &n.to_bytes());
+        n.to_bytes()
     }
 }

@@ -281,7 +281,7 @@ impl Host {
                     kind,
                     priority,
                     spi,
-                    address: rendezvous::mapped(addr.ip()),
+                    address: crate::wire::mapped(addr.ip()),
                 };
                 Locator::from_transport(&t, addr == preferred, mobility::LOCATOR_LIFETIME)
             })
@@ -905,22 +905,9 @@ impl Host {
                 return;
             }
         }
-        let mut n = HipRepr {
-            next_header: 59,
-            packet_type: PacketType::Notify,
-            version: 2,
-            controls: 0,
-            sender_hit: self.hit(),
-            receiver_hit: peer,
-            params: vec![Param::Notification(Notification {
-                reserved: 0,
-                kind: NotifyType::NatKeepalive,
-                data: Vec::new(),
-            })],
-        };
-        add_signature(&mut n, &self.identity, param_type::HIP_SIGNATURE);
+        let n = self.notify_packet(peer, None, NotifyType::NatKeepalive, Vec::new());
         tracing::trace!(peer = %peer, remote = %remote, "NAT keepalive");
-        self.transmit(local, remote, &n.to_bytes());
+        self.transmit(local, remote, &n);
     }
 
     /// Work for the association after any input or timer: candidates to announce,

@@ -391,7 +391,5 @@ pub(super) fn transport_addr(t: &TransportLocator) -> Option<SocketAddr> {
     if t.protocol != 17 {
         return None;
     }
-    let v6 = std::net::Ipv6Addr::from(t.address);
-    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
-    Some(SocketAddr::new(ip, t.port))
+    Some(SocketAddr::new(crate::wire::unmapped(t.address), t.port))
 }

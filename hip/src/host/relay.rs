@@ -209,13 +209,27 @@ impl Host {
         relayed
             .params
             .push(Param::RelayFrom(TransportAddress::udp(remote)));
-        let covered = relayed.covered_bytes(param_type::RELAY_HMAC, &[]);
-        let mut mac = vec![0u8; self.profile.mac_len()];
-        self.profile.mac(&keys.mac_out, &covered, &mut mac);
-        relayed.params.push(Param::RelayHmac(mac));
-        let bytes = relayed.to_bytes();
-        self.charge_client(now, client, bytes.len())?;
+        add_mac(
+            &mut relayed,
+            self.profile,
+            &keys.mac_out,
+            param_type::RELAY_HMAC,
+            &[],
+        );
         tracing::debug!(client = %client, from = %remote, kind = %packet.packet_type, "relaying to a client");
+        self.relay_send(now, client, (local, to), &relayed)
+    }
+
+    /// Sends a relayed control packet on for `client`, within its quota.
+    fn relay_send(
+        &mut self,
+        now: Instant,
+        client: Hit,
+        (local, to): (SocketAddr, SocketAddr),
+        packet: &HipRepr,
+    ) -> Result<(), Error> {
+        let bytes = packet.to_bytes();
+        self.charge_client(now, client, bytes.len())?;
         self.relay_stats.control_relayed += 1;
         self.push_transmit(Transmit {
             local,
@@ -248,12 +262,16 @@ impl Host {
             self.relay_stats.refused += 1;
             return Err(Error::UnknownPeer(client));
         }
-        let (local, mac_in) = {
-            let a = &self.assocs[&client];
-            (a.local, a.keys.as_ref().map(|k| k.mac_in.clone()))
-        };
-        let mac_in = mac_in.ok_or(Error::Unexpected)?;
-        if let Err(e) = check_mac(bytes, self.profile, &mac_in, param_type::RELAY_HMAC, &[]) {
+        let a = &self.assocs[&client];
+        let local = a.local;
+        let keys = a.keys.as_ref().ok_or(Error::Unexpected)?;
+        if let Err(e) = check_mac(
+            bytes,
+            self.profile,
+            &keys.mac_in,
+            param_type::RELAY_HMAC,
+            &[],
+        ) {
             self.relay_stats.refused += 1;
             return Err(e);
         }
@@ -266,16 +284,8 @@ impl Host {
         forwarded
             .params
             .retain(|p| p.ty() != param_type::RELAY_HMAC);
-        let out = forwarded.to_bytes();
-        self.charge_client(now, client, out.len())?;
         tracing::debug!(client = %client, to = %to, kind = %packet.packet_type, "relaying from a client");
-        self.relay_stats.control_relayed += 1;
-        self.push_transmit(Transmit {
-            local,
-            remote: to,
-            payload: marked(&out),
-        });
-        Ok(())
+        self.relay_send(now, client, (local, to), &forwarded)
     }
 
     /// Whether we relay to `to` at all (see [`relayable`]).
@@ -486,10 +496,7 @@ impl Host {
         };
         repr.params
             .push(Param::RelayTo(TransportAddress::udp(origin)));
-        let covered = repr.covered_bytes(param_type::RELAY_HMAC, &[]);
-        let mut mac = vec![0u8; self.profile.mac_len()];
-        self.profile.mac(&key, &covered, &mut mac);
-        repr.params.push(Param::RelayHmac(mac));
+        add_mac(&mut repr, self.profile, &key, param_type::RELAY_HMAC, &[]);
         marked(&repr.to_bytes())
     }
 
@@ -561,8 +568,8 @@ impl Host {
             pport: peer.port(),
             protocol: 17,
             reserved: [0; 3],
-            raddress: rendezvous::mapped(a.remote.ip()),
-            paddress: rendezvous::mapped(peer.ip()),
+            raddress: crate::wire::mapped(a.remote.ip()),
+            paddress: crate::wire::mapped(peer.ip()),
             ospi: keys.esp.spi_out,
             ispi: keys.esp.spi_in,
         };
@@ -632,10 +639,7 @@ impl Host {
 /// loopback, unspecified, multicast or broadcast addresses, nor to itself — otherwise any
 /// client could use it as a proxy into the relay's own host or a broadcast domain.
 fn relayable(to: SocketAddr, ours: &[SocketAddr]) -> bool {
-    let ip = match to.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
+    let ip = crate::wire::unmapped(crate::wire::mapped(to.ip()));
     let special = match ip {
         // Loopback, unspecified (0/8), multicast, reserved (240/4), broadcast, link-local.
         IpAddr::V4(v4) => {

@@ -35,9 +35,7 @@ impl Host {
         local: SocketAddr,
         locators: &[SocketAddr],
     ) -> Result<AssocHandle, Error> {
-        self.wanted_registrations
-            .insert(server, vec![REG_TYPE_RENDEZVOUS]);
-        self.connect(now, server, local, locators)
+        self.register_for(now, server, vec![REG_TYPE_RENDEZVOUS], local, locators)
     }
 
     /// Registers with the relay server `server` for the control and data relays (RFC 9028
@@ -50,10 +48,20 @@ impl Host {
         local: SocketAddr,
         locators: &[SocketAddr],
     ) -> Result<AssocHandle, Error> {
-        self.wanted_registrations.insert(
-            server,
-            vec![relay::REG_TYPE_RELAY_UDP_HIP, relay::REG_TYPE_RELAY_UDP_ESP],
-        );
+        let types = vec![relay::REG_TYPE_RELAY_UDP_HIP, relay::REG_TYPE_RELAY_UDP_ESP];
+        self.register_for(now, server, types, local, locators)
+    }
+
+    /// A base exchange with `server` whose I2 asks for the registration `types`.
+    fn register_for(
+        &mut self,
+        now: Instant,
+        server: Hit,
+        types: Vec<u8>,
+        local: SocketAddr,
+        locators: &[SocketAddr],
+    ) -> Result<AssocHandle, Error> {
+        self.wanted_registrations.insert(server, types);
         self.connect(now, server, local, locators)
     }
 
@@ -382,11 +390,16 @@ impl Host {
             return Err(Error::Unexpected);
         }
         let mut relayed = i1.clone();
-        relayed.params.push(Param::From(mapped(remote.ip())));
-        let covered = relayed.covered_bytes(param_type::RVS_HMAC, &[]);
-        let mut mac = vec![0u8; self.profile.mac_len()];
-        self.profile.mac(&keys.mac_out, &covered, &mut mac);
-        relayed.params.push(Param::RvsHmac(mac));
+        relayed
+            .params
+            .push(Param::From(crate::wire::mapped(remote.ip())));
+        add_mac(
+            &mut relayed,
+            self.profile,
+            &keys.mac_out,
+            param_type::RVS_HMAC,
+            &[],
+        );
         let (local, to) = (a.local, a.remote);
         tracing::debug!(client = %client, from = %remote, kind = %i1.packet_type, "relaying");
         self.stats.relayed += 1;
@@ -423,8 +436,7 @@ impl Host {
             .ok_or(Error::Unexpected)?;
         let keys = server.keys.as_ref().ok_or(Error::Unexpected)?;
         check_mac(bytes, self.profile, &keys.mac_in, param_type::RVS_HMAC, &[])?;
-        let ip = std::net::Ipv6Addr::from(*from);
-        let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+        let ip = crate::wire::unmapped(*from);
         Ok(Some((SocketAddr::new(ip, local.port()), remote)))
     }
 }
@@ -439,11 +451,4 @@ pub fn registration_lifetime(v: u8) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_secs_f64(2f64.powf((f64::from(v) - 64.0) / 8.0))
-}
-
-pub(super) fn mapped(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
-    }
 }

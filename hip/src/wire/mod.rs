@@ -48,8 +48,8 @@ mod param;
 pub use checksum::{checksum, fill_checksum, verify_checksum};
 pub use header::{HipRepr, Packet, PacketType, RawParam, RawParams, HEADER_LEN, MAX_PACKET_LEN};
 pub use param::{
-    nat_mode, param_type, EspInfo, HostId, Locator, Notification, NotifyType, Param,
-    PeerPermission, Puzzle, Solution, TransportAddress, TransportLocator,
+    mapped, nat_mode, param_type, unmapped, EspInfo, HostId, Locator, Notification, NotifyType,
+    Param, PeerPermission, Puzzle, Solution, TransportAddress, TransportLocator,
 };
 
 /// Why a buffer is not a HIP packet. Small on purpose: the parser reports *what* is

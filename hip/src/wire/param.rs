@@ -323,16 +323,17 @@ impl PeerPermission {
 /// IP protocol number of UDP.
 const UDP: u8 = 17;
 
-/// An address as the 16 bytes of an IPv6 or IPv4-mapped IPv6 address.
-fn mapped(ip: IpAddr) -> [u8; 16] {
+/// An address as the 16 bytes of an IPv6 or IPv4-mapped IPv6 address (how HIP parameters
+/// carry addresses).
+pub fn mapped(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         IpAddr::V6(a) => a.octets(),
     }
 }
 
-/// The inverse of [`mapped`].
-fn unmapped(address: [u8; 16]) -> IpAddr {
+/// The inverse of [`mapped`]: IPv4-mapped addresses come back as IPv4.
+pub fn unmapped(address: [u8; 16]) -> IpAddr {
     let v6 = std::net::Ipv6Addr::from(address);
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }

@@ -491,13 +491,12 @@ impl Node {
             overlay_specific_data: data,
         }
         .to_bytes();
-        let _ = self.request(
-            now,
-            Destination::Node(to),
-            MessageCode::LeaveReq,
-            body,
-            Purpose::Maintenance,
-        );
+        self.maintenance_request(now, to, MessageCode::LeaveReq, body);
+    }
+
+    /// A topology request to one neighbour (Leave, Update): nobody waits for its answer.
+    fn maintenance_request(&mut self, now: Instant, to: NodeId, code: MessageCode, body: Vec<u8>) {
+        let _ = self.request(now, Destination::Node(to), code, body, Purpose::Maintenance);
     }
 
     /// A link to `peer` is up (a HIP association exists and carries RELOAD framing).
@@ -1658,13 +1657,7 @@ impl Node {
 
     fn send_update_to(&mut self, now: Instant, to: NodeId, full: bool) {
         let body = self.update_body(now, full);
-        let _ = self.request(
-            now,
-            Destination::Node(to),
-            MessageCode::UpdateReq,
-            body,
-            Purpose::Maintenance,
-        );
+        self.maintenance_request(now, to, MessageCode::UpdateReq, body);
     }
 
     /// An Update to every neighbour (periodic, or reactive after a change).
