@@ -400,10 +400,12 @@ impl Daemon {
 
     /// Lets the overlay run if it has input or a timer due, and seals what it sends.
     fn drive_overlay(&mut self, now: Instant) {
+        // Taken first: a flag left set would make every wait a zero-timeout poll.
+        let asked = std::mem::take(&mut self.overlay_due);
         let Some(o) = self.overlay.as_mut() else {
             return;
         };
-        let due = std::mem::take(&mut self.overlay_due) || o.deadline().is_some_and(|t| t <= now);
+        let due = asked || o.deadline().is_some_and(|t| t <= now);
         if !due {
             return;
         }
