@@ -31,7 +31,8 @@
 //! association in R2-SENT or ESTABLISHED with anyone but the real peer, and no event names
 //! anyone else (only the two hosts hold keys, so nobody else can authenticate); and when
 //! both hosts reported `Established` and both still hold the association in R2-SENT or
-//! ESTABLISHED, their ESP keys agree crosswise.
+//! ESTABLISHED, their ESP keys agree crosswise; and after every `handle_timeout(now)` the
+//! next deadline is later than `now`.
 //!
 //! `tests/hostile_datagrams.rs` in the root package runs the same kind of attack from a
 //! seeded generator, so that `cargo test` covers it without libFuzzer.
@@ -210,6 +211,8 @@ impl World {
             self.now = self.now.max(next);
             for h in &mut self.hosts {
                 h.handle_timeout(self.now);
+                // No deadline left behind: a driver would wake up for it forever.
+                assert!(h.poll_timeout().is_none_or(|t| t > self.now));
             }
             self.collect_events();
             self.check();

@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
     node.handle_message(now, link, bytes);
     let later = now + Duration::from_secs(4);
     node.handle_timeout(later);
+    // No deadline left behind: a driver would wake up for it forever.
+    assert!(node.poll_timeout().is_none_or(|t| t > later));
     node.handle_message(later, link, bytes);
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}

@@ -359,9 +359,10 @@ impl<E: Endpoint> Sim<E> {
                 self.nodes[id].handle_datagram(self.now, dg.to, dg.from, &dg.payload);
             }
         }
-        for n in &mut self.nodes {
+        for (id, n) in self.nodes.iter_mut().enumerate() {
             if n.poll_timeout().is_some_and(|t| t <= self.now) {
                 n.handle_timeout(self.now);
+                assert_deadline_moved(id, self.now, n.poll_timeout());
             }
         }
         self.flush();
@@ -383,6 +384,19 @@ impl<E: Endpoint> Sim<E> {
                 return done(self);
             }
         }
+    }
+}
+
+/// The invariant every sans-IO core keeps: once `handle_timeout(now)` ran, the next
+/// deadline is later than `now` or there is none. A deadline left in the past makes a
+/// driver wake up for it again at once, forever (a daemon spinning on a core).
+pub fn assert_deadline_moved(node: impl std::fmt::Debug, now: Instant, next: Option<Instant>) {
+    if let Some(t) = next {
+        assert!(
+            t > now,
+            "node {node:?}: handle_timeout left a deadline {:?} in the past",
+            now - t
+        );
     }
 }
 

@@ -456,6 +456,7 @@ impl OverlaySim {
                     }
                     slot.timer = None;
                     slot.node.handle_timeout(now);
+                    super::assert_deadline_moved(idx, now, slot.node.poll_timeout());
                     self.drain(idx);
                 }
             }

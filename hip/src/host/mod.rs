@@ -349,6 +349,8 @@ const ATTEMPTS_PER_PUZZLE: u32 = 16;
 /// Generations kept: the current one and the one before, so that an initiator that got an
 /// R1 just before a rotation can still finish (RFC 7401 §4.1.2).
 const GENERATIONS: usize = 2;
+/// Rounds of due timers one `handle_timeout` runs at most (a cascade is one or two deep).
+const TIMER_ROUNDS: usize = 8;
 
 /// The HIP endpoint. See the module documentation for the calling contract.
 pub struct Host {
@@ -580,14 +582,22 @@ impl Host {
             self.secrets.rotate(random32(&mut self.rng));
             self.start_generation();
         }
-        let due: Vec<Hit> = self
-            .assocs
-            .values()
-            .filter(|a| a.timer.is_some_and(|t| t <= now))
-            .map(|a| a.peer_hit)
-            .collect();
-        for peer in due {
-            self.expire(now, peer);
+        // Handling a timer can make another due at once (checks to send `now`, a rekey
+        // that waited for an UPDATE): such cascades run here, in rounds, so that no
+        // deadline is left at or before `now` for the driver to wake up for again.
+        for _ in 0..TIMER_ROUNDS {
+            let due: Vec<Hit> = self
+                .assocs
+                .values()
+                .filter(|a| a.timer.is_some_and(|t| t <= now))
+                .map(|a| a.peer_hit)
+                .collect();
+            if due.is_empty() {
+                return;
+            }
+            for peer in due {
+                self.expire(now, peer);
+            }
         }
     }
 
@@ -718,10 +728,11 @@ impl Host {
             AssocState::I2Sent => (self.config.i2_tries, false),
             AssocState::Closing => (self.config.close_tries, true),
             AssocState::R2Sent => {
+                // What fell due meanwhile (a rekey by age) runs now, not at a deadline
+                // already past.
                 a.state = AssocState::Established;
                 a.timer = None;
-                self.nat_upkeep(now, peer);
-                self.schedule(now, peer);
+                self.established_timer(now, peer);
                 return;
             }
             AssocState::Established => {

@@ -433,8 +433,6 @@ impl Host {
 
     /// An ESTABLISHED association's timer fired.
     pub(super) fn established_timer(&mut self, now: Instant, peer: Hit) {
-        let tries = self.config.update_tries;
-        let cap = self.config.max_timeout;
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
@@ -460,67 +458,21 @@ impl Host {
             let _ = self.close(now, &peer);
             return;
         }
-        if let Some(p) = a.pending_update.as_mut().filter(|p| p.due <= now) {
-            let probe = a
-                .verify
-                .as_ref()
-                .filter(|v| v.seq == p.seq)
-                .map(|v| v.kind == Check::Probe);
-            if probe == Some(true) && p.tries >= self.config.probe_tries {
-                // A failover probe went unanswered: on to the next path.
-                a.verify = None;
-                a.pending_update = None;
-                if !self.probe_next(now, peer) {
-                    // Every path was probed and none answered: the peer is gone (or out
-                    // of reach), as when an UPDATE goes unanswered (RFC 7401 §6.11).
-                    tracing::info!(peer = %peer, "no path to the peer answered, association failed");
-                    self.fail(now, peer);
-                    return;
-                }
-                self.schedule(now, peer);
-                return;
+        if !self.update_timer(now, peer) {
+            return;
+        }
+        // Each of these is looked at afresh: the UPDATE's end may have made a rekey or a
+        // failover due, and leaving it for the next wake-up would leave a deadline in the
+        // past.
+        if let Some(a) = self.assocs.get(&peer) {
+            if rekey_due(a, &self.config).is_some_and(|t| t <= now) {
+                self.start_rekey(now, peer);
             }
-            if probe == Some(false) && p.tries >= tries {
-                // The address under test never answered: keep the locator we have.
-                tracing::info!(peer = %peer, "new locator not verified, keeping the old one");
-                if let Some(v) = a.verify.take() {
-                    remember_failed_check(a, v.remote, now);
-                }
-                a.pending_update = None;
-                self.schedule(now, peer);
-                return;
+        }
+        if let Some(a) = self.assocs.get(&peer) {
+            if mobility::silence_due(a, &self.config).is_some_and(|t| t <= now) {
+                self.start_failover(now, peer);
             }
-            if p.tries >= tries {
-                // RFC 7401 §6.11: no ACK after the retries means the association is broken.
-                tracing::info!(peer = %peer, "UPDATE unanswered, association failed");
-                self.fail(now, peer);
-                return;
-            }
-            p.tries += 1;
-            p.rto = p.rto.saturating_mul(2).min(cap);
-            p.due = now + p.rto;
-            let (local, remote) = p.to.unwrap_or((a.local, a.remote));
-            let bytes = p.bytes.clone();
-            // Unanswered at the peer's locator: the peer may have moved as well. From the
-            // third try on, a copy also goes to the other locators we were given for it —
-            // its rendezvous server relays it to where the peer is now (the double jump).
-            let others: Vec<SocketAddr> = if p.tries >= 3 && remote == a.remote && probe.is_none() {
-                a.candidates
-                    .iter()
-                    .copied()
-                    .filter(|c| *c != remote)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            self.transmit(local, remote, &bytes);
-            for other in others {
-                self.transmit(local, other, &bytes);
-            }
-        } else if rekey_due(a, &self.config).is_some_and(|t| t <= now) {
-            self.start_rekey(now, peer);
-        } else if mobility::silence_due(a, &self.config).is_some_and(|t| t <= now) {
-            self.start_failover(now, peer);
         }
         self.registration_timer(now, peer);
         if let Some(a) = self.assocs.get(&peer) {
@@ -535,6 +487,74 @@ impl Host {
         }
         self.nat_upkeep(now, peer);
         self.schedule(now, peer);
+    }
+
+    /// Retransmits the outstanding UPDATE if it is due, or gives it up; false when the
+    /// association failed for it.
+    fn update_timer(&mut self, now: Instant, peer: Hit) -> bool {
+        let tries = self.config.update_tries;
+        let cap = self.config.max_timeout;
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return false;
+        };
+        let Some(p) = a.pending_update.as_mut().filter(|p| p.due <= now) else {
+            return true;
+        };
+        let probe = a
+            .verify
+            .as_ref()
+            .filter(|v| v.seq == p.seq)
+            .map(|v| v.kind == Check::Probe);
+        if probe == Some(true) && p.tries >= self.config.probe_tries {
+            // A failover probe went unanswered: on to the next path.
+            a.verify = None;
+            a.pending_update = None;
+            if !self.probe_next(now, peer) {
+                // Every path was probed and none answered: the peer is gone (or out
+                // of reach), as when an UPDATE goes unanswered (RFC 7401 §6.11).
+                tracing::info!(peer = %peer, "no path to the peer answered, association failed");
+                self.fail(now, peer);
+                return false;
+            }
+            return true;
+        }
+        if probe == Some(false) && p.tries >= tries {
+            // The address under test never answered: keep the locator we have.
+            tracing::info!(peer = %peer, "new locator not verified, keeping the old one");
+            if let Some(v) = a.verify.take() {
+                remember_failed_check(a, v.remote, now);
+            }
+            a.pending_update = None;
+            return true;
+        }
+        if p.tries >= tries {
+            // RFC 7401 §6.11: no ACK after the retries means the association is broken.
+            tracing::info!(peer = %peer, "UPDATE unanswered, association failed");
+            self.fail(now, peer);
+            return false;
+        }
+        p.tries += 1;
+        p.rto = p.rto.saturating_mul(2).min(cap);
+        p.due = now + p.rto;
+        let (local, remote) = p.to.unwrap_or((a.local, a.remote));
+        let bytes = p.bytes.clone();
+        // Unanswered at the peer's locator: the peer may have moved as well. From the
+        // third try on, a copy also goes to the other locators we were given for it —
+        // its rendezvous server relays it to where the peer is now (the double jump).
+        let others: Vec<SocketAddr> = if p.tries >= 3 && remote == a.remote && probe.is_none() {
+            a.candidates
+                .iter()
+                .copied()
+                .filter(|c| *c != remote)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.transmit(local, remote, &bytes);
+        for other in others {
+            self.transmit(local, other, &bytes);
+        }
+        true
     }
 }
 

@@ -626,19 +626,23 @@ impl Node {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` should be called next.
+    /// When `handle_timeout` should be called next: only timers it acts on in the current
+    /// state, so that a deadline it would leave in the past is never reported (a driver
+    /// would wake up for it again and again).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
+        let always = [self.rejoin_at, self.retx.iter().next().map(|(t, _)| *t)];
+        let maintenance = [
             self.next_update,
             self.update_soon,
             self.next_finger,
-            self.rejoin_at,
             self.data.next_timeout(),
-            self.retx.iter().next().map(|(t, _)| *t),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        ];
+        let maintaining = self.state == State::Joined && !self.config.client;
+        always
+            .into_iter()
+            .chain(maintenance.into_iter().filter(|_| maintaining))
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -667,12 +671,10 @@ impl Node {
             self.connecting
                 .retain(|_, since| now.saturating_duration_since(*since) < Duration::from_secs(60));
             if self.chord.is_empty() && !self.bootstraps.is_empty() {
-                // Lost every peer (§10.7.1): join again.
-                self.state = State::Joining {
-                    ap: None,
-                    join_sent: false,
-                };
-                self.rejoin_at = Some(now);
+                // Lost every peer (§10.7.1): join again, now (a deadline of `now` would be
+                // left in the past).
+                self.start_join(now);
+                return;
             }
         }
         if self.next_finger.is_some_and(|t| t <= now) {

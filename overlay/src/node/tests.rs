@@ -106,3 +106,29 @@ fn forged_origin_is_refused_at_the_terminating_node() {
     assert_eq!(a.stats().malformed, 1);
     assert!(a.poll_transmit().is_none());
 }
+
+/// A node that loses every neighbour goes back to joining; no timer of the ring it lost
+/// may stay due (a driver would wake up for it again and again).
+#[test]
+fn losing_the_ring_leaves_no_deadline_behind() {
+    let now = Instant::now();
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    a.bootstraps = vec![NodeId::from(id(2).hit())];
+    let mut t = now;
+    let mut rejoined = false;
+    for _ in 0..50 {
+        let Some(next) = a.poll_timeout() else { break };
+        t = t.max(next);
+        a.handle_timeout(t);
+        while a.poll_transmit().is_some() {}
+        rejoined |= !a.is_joined();
+        let after = a.poll_timeout();
+        assert!(
+            after.is_none_or(|n| n > t),
+            "a deadline left {:?} in the past",
+            t - after.unwrap()
+        );
+    }
+    assert!(rejoined, "the node never noticed it had lost the ring");
+}
