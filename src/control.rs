@@ -23,6 +23,32 @@ pub struct Status {
     /// As a relay server: clients and what was relayed.
     #[serde(default)]
     pub relay: Option<String>,
+    #[serde(default)]
+    pub wakeups: Wakeups,
+}
+
+/// Why the event loop woke up, counted since the start: an idle node wakes only for its
+/// timers, and never for nothing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Wakeups {
+    pub total: u64,
+    /// Packets, a request, a signal, or work left from the turn before.
+    pub io: u64,
+    /// Nothing arrived, and a timer was due.
+    pub timer: u64,
+    /// Nothing arrived and no timer was due: a wake-up that should not happen.
+    pub idle: u64,
+}
+
+impl Wakeups {
+    pub fn count(&mut self, io: bool, timer_due: bool) {
+        self.total += 1;
+        match (io, timer_due) {
+            (true, _) => self.io += 1,
+            (false, true) => self.timer += 1,
+            (false, false) => self.idle += 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -248,6 +274,11 @@ pub fn render(s: &Status) -> String {
         "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} UDP send failed, {} TUN write failed\n",
         c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.udp_send_failed, c.tun_write_failed
     ));
+    let w = &s.wakeups;
+    out.push_str(&format!(
+        "wake-ups: {} ({} for packets or requests, {} for timers, {} for nothing)\n",
+        w.total, w.io, w.timer, w.idle
+    ));
     out
 }
 
@@ -324,6 +355,7 @@ mod tests {
             },
             nat: Some("behind a NAT, seen at 203.0.113.7:40001".into()),
             relay: None,
+            wakeups: Wakeups::default(),
         };
         let text = render(&s);
         assert!(text.contains("peer: 2001:25::2 (bob)"));

@@ -31,7 +31,7 @@ pub mod offload;
 pub mod overlay;
 
 use crate::config::Config;
-use crate::control::{self, AssocStatus, Counters, Request, Status};
+use crate::control::{self, AssocStatus, Counters, Request, Status, Wakeups};
 use crate::tun::Tun;
 use crate::udp;
 use anyhow::Context;
@@ -97,6 +97,7 @@ pub struct Daemon {
     peers: HashMap<Hit, PeerEntry>,
     interface: String,
     counters: Counters,
+    wakeups: Wakeups,
     /// TUN reads: `virtio_net_hdr` and a packet of up to 64 KiB.
     tun_buf: Vec<u8>,
     /// Sealed datagrams waiting to leave in trains.
@@ -265,6 +266,7 @@ impl Daemon {
             peers,
             interface: config.interface.tun.clone(),
             counters: Counters::default(),
+            wakeups: Wakeups::default(),
             tun_buf: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
             tx: TxQueue::new(),
             forwarding: None,
@@ -346,23 +348,26 @@ impl Daemon {
     fn run(&mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(64);
         while self.running {
-            let busy = self.tun_ready || self.udp_ready.contains(&true);
-            let timeout = if busy || self.overlay_due {
+            let busy = self.tun_ready || self.udp_ready.contains(&true) || self.overlay_due;
+            let overlay = self.overlay.as_ref().and_then(|o| o.deadline());
+            let deadline = [self.host.poll_timeout(), overlay]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
-                let now = Instant::now();
-                let overlay = self.overlay.as_ref().and_then(|o| o.deadline());
-                [self.host.poll_timeout(), overlay]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .map(|t| t.saturating_duration_since(now))
+                deadline.map(|t| t.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).context("waiting for events"),
             }
+            self.wakeups.count(
+                busy || !events.is_empty(),
+                deadline.is_some_and(|t| t <= Instant::now()),
+            );
             for event in events.iter() {
                 match event.token() {
                     TUN => self.tun_ready = true,
@@ -1045,6 +1050,7 @@ impl Daemon {
             nat: Some(nat_text(&self.host.nat_behaviour())),
             relay: self.relay_text(),
             counters,
+            wakeups: self.wakeups.clone(),
         }
     }
 
