@@ -94,6 +94,12 @@ pub struct AssocStatus {
     /// Seconds until the next NAT keepalive, when we send them on this association.
     #[serde(default)]
     pub keepalive_in: Option<f64>,
+    /// The path MTU to the peer's locator, once read.
+    #[serde(default)]
+    pub path_mtu: Option<usize>,
+    /// Datagrams to the peer's locator that the kernel refused.
+    #[serde(default)]
+    pub send_failed: u64,
 }
 
 /// Node-wide drop counters (packets refused, by reason).
@@ -113,6 +119,9 @@ pub struct Counters {
     pub udp_send_failed: u64,
     #[serde(default)]
     pub tun_write_failed: u64,
+    /// Inner packets too big for their peer's path, answered with an ICMP error.
+    #[serde(default)]
+    pub too_big: u64,
 }
 
 /// A request on the control socket.
@@ -237,6 +246,16 @@ pub fn render(s: &Status) -> String {
         if let Some(t) = a.keepalive_in {
             line(&mut out, "keepalive", &format!("next in {t:.0} s"));
         }
+        if let Some(mtu) = a.path_mtu {
+            line(&mut out, "path mtu", &mtu.to_string());
+        }
+        if a.send_failed > 0 {
+            line(
+                &mut out,
+                "send failures",
+                &format!("{} datagrams refused by the kernel", a.send_failed),
+            );
+        }
         if let (Some(i), Some(o)) = (&a.spi_in, &a.spi_out) {
             line(
                 &mut out,
@@ -271,8 +290,8 @@ pub fn render(s: &Status) -> String {
     }
     let c = &s.counters;
     out.push_str(&format!(
-        "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} UDP send failed, {} TUN write failed\n",
-        c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.udp_send_failed, c.tun_write_failed
+        "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} UDP send failed, {} TUN write failed, {} too big for the path\n",
+        c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.udp_send_failed, c.tun_write_failed, c.too_big
     ));
     let w = &s.wakeups;
     out.push_str(&format!(
@@ -348,6 +367,8 @@ mod tests {
                 path: Some("relayed via 203.0.113.9:10500".into()),
                 checks: Some("ICE-HIP-UDP, Ta 50 ms, 0 of 2 pairs succeeded".into()),
                 keepalive_in: Some(12.4),
+                path_mtu: Some(1280),
+                send_failed: 2,
             }],
             counters: Counters {
                 esp_replayed: 4,
@@ -368,6 +389,11 @@ mod tests {
         assert!(text.contains("peer locators: 203.0.113.2:10500, 203.0.113.130:10500"));
         assert!(text.contains("path: relayed via 203.0.113.9:10500"));
         assert!(text.contains("checks: ICE-HIP-UDP, Ta 50 ms, 0 of 2 pairs succeeded"));
+        assert!(text.contains("path mtu: 1280"));
+        assert!(text.contains("send failures: 2 datagrams refused by the kernel"));
+        assert!(
+            text.contains("wake-ups: 0 (0 for packets or requests, 0 for timers, 0 for nothing)")
+        );
         assert!(text.contains("keepalive: next in 12 s"));
         assert!(text.contains("nat: behind a NAT, seen at 203.0.113.7:40001"));
         let json = serde_json::to_string(&s).unwrap();

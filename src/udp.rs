@@ -299,3 +299,61 @@ pub fn force_buffers(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes)?;
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, bytes)
 }
+
+/// This host never fragments what `socket` sends (IP_PMTUDISC_DO / IPV6_PMTUDISC_DO): a
+/// datagram larger than the path MTU the kernel knows — the route's, or one an ICMP "too
+/// big" taught it — fails with EMSGSIZE, so that the sender learns the path and fits its
+/// packets to it (fragments of ESP are fragile: one lost fragment loses the packet).
+pub fn forbid_fragments(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        setsockopt_int(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    }
+}
+
+/// The path MTU the kernel knows from `local` (or its own choice of source) to `remote`:
+/// the route's MTU, lowered by any ICMP "too big" heard for that destination. Read as
+/// IP_MTU / IPV6_MTU of a throwaway socket connected there (nothing is sent).
+pub fn path_mtu(local: Option<IpAddr>, remote: SocketAddr) -> io::Result<usize> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let ipv6 = remote.is_ipv6();
+    let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    forbid_fragments(&s, ipv6)?;
+    if let Some(ip) = local.filter(|ip| ip.is_ipv6() == ipv6) {
+        s.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    s.connect(&remote.into())?;
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    };
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given, for the call only.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    usize::try_from(value).map_err(|_| io::Error::other("negative path MTU"))
+}

@@ -81,6 +81,17 @@ pub const ESP_TAIL_MAX: usize = ESP_MAX_PAD + ESP_TRAILER_LEN + ESP_ICV_LEN;
 /// Most bytes ESP adds to a payload. Inner MTU for BEET over UDP = path MTU − outer IP
 /// header − 8 (UDP) − `ESP_OVERHEAD_MAX` + the inner IP header that is not sent.
 pub const ESP_OVERHEAD_MAX: usize = ESP_HEADER_LEN + ESP_TAIL_MAX;
+/// The largest transport payload (the inner packet less its IP header, which BEET does not
+/// send) that one ESP-in-UDP datagram carries on a path of `path_mtu` bytes: the one source
+/// of the tunnel's overhead.
+pub const fn max_payload(path_mtu: usize, outer_ipv4: bool) -> usize {
+    let ip = if outer_ipv4 {
+        IPV4_HEADER_LEN
+    } else {
+        IPV6_HEADER_LEN
+    };
+    path_mtu.saturating_sub(ip + UDP_HEADER_LEN + ESP_OVERHEAD_MAX)
+}
 /// Fewest bytes ESP adds to a payload (no padding needed).
 pub const ESP_OVERHEAD_MIN: usize = ESP_HEADER_LEN + ESP_TRAILER_LEN + ESP_ICV_LEN;
 /// The shortest packet that can open: header, trailer, ICV and an empty payload.
@@ -102,6 +113,8 @@ pub const BEET_RX_HEADROOM: usize = IPV6_HEADER_LEN - ESP_HEADER_LEN;
 pub const IPV6_HEADER_LEN: usize = 40;
 /// An IPv4 header without options.
 pub const IPV4_HEADER_LEN: usize = 20;
+/// The UDP header in front of every ESP packet (RFC 3948).
+pub const UDP_HEADER_LEN: usize = 8;
 
 const AES_KEY_LEN: usize = 16;
 const SALT_LEN: usize = 4;
@@ -991,6 +1004,19 @@ fn read_u32(b: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn max_payload_is_what_a_sealed_datagram_leaves_of_the_path() {
+        // 1500 over IPv4: 20 IP + 8 UDP + 16 ESP header and IV + at most 3 padding, 2
+        // trailer and 16 ICV.
+        assert_eq!(max_payload(1500, true), 1500 - 20 - 8 - 37);
+        assert_eq!(max_payload(1280, false), 1280 - 40 - 8 - 37);
+        assert_eq!(max_payload(40, false), 0);
+        // A payload of that size, sealed, fits the path exactly or with room to spare.
+        let payload = max_payload(1280, false);
+        let sealed = ESP_HEADER_LEN + (payload + ESP_TRAILER_LEN).next_multiple_of(4) + ESP_ICV_LEN;
+        assert!(40 + 8 + sealed <= 1280);
+    }
+
     use super::*;
     use crate::wire::testutil::hex;
 

@@ -29,6 +29,7 @@ pub mod inner;
 mod listeners;
 pub mod offload;
 pub mod overlay;
+mod pmtu;
 
 use crate::config::Config;
 use crate::control::{self, AssocStatus, Counters, Request, Status, Wakeups};
@@ -98,6 +99,10 @@ pub struct Daemon {
     interface: String,
     counters: Counters,
     wakeups: Wakeups,
+    /// Path MTU per peer and failed sends.
+    paths: pmtu::Paths,
+    /// ICMP errors for the local stack: `virtio_net_hdr` and an IPv6 minimum-MTU packet.
+    icmp_buf: Vec<u8>,
     /// TUN reads: `virtio_net_hdr` and a packet of up to 64 KiB.
     tun_buf: Vec<u8>,
     /// Sealed datagrams waiting to leave in trains.
@@ -267,6 +272,8 @@ impl Daemon {
             interface: config.interface.tun.clone(),
             counters: Counters::default(),
             wakeups: Wakeups::default(),
+            paths: pmtu::Paths::default(),
+            icmp_buf: vec![0u8; VNET_HDR_LEN + 1280],
             tun_buf: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
             tx: TxQueue::new(),
             forwarding: None,
@@ -417,6 +424,14 @@ impl Daemon {
         let segments = o.drive(now);
         self.overlay_due = o.more;
         for (peer, segment) in segments {
+            // The overlay's stack sends segments for an MTU of at least 1280; a smaller
+            // path gets them cut.
+            if let Some(mss) = self.path_mss(&peer, &segment) {
+                if segment.len() > self.paths.max_payload(&peer).unwrap_or(usize::MAX) {
+                    self.seal_segments(now, peer, &segment, mss);
+                    continue;
+                }
+            }
             self.make_room();
             let at = self.tx.slot() + ESP_HEADER_LEN;
             let len = segment
@@ -491,36 +506,116 @@ impl Daemon {
                 return;
             }
         };
-        match gso {
-            GsoType::None => {
-                let len = out.payload.len();
-                self.make_room();
-                let at = self.tx.slot() + ESP_HEADER_LEN;
-                self.tx.buf[at..at + len].copy_from_slice(&self.tun_buf[out.payload]);
-                self.seal(now, out.peer, out.next_header, len);
+        let tcp = out.next_header == TCP;
+        let gso_tcp = matches!(gso, GsoType::TcpV4 | GsoType::TcpV6) && tcp;
+        if gso != GsoType::None && !gso_tcp {
+            self.counters.tun_refused += 1;
+            return;
+        }
+        let limit = self.paths.max_payload(&out.peer);
+        let fits = limit.is_none_or(|max| out.payload.len() <= max);
+        if gso == GsoType::None && fits {
+            let len = out.payload.len();
+            self.make_room();
+            let at = self.tx.slot() + ESP_HEADER_LEN;
+            self.tx.buf[at..at + len].copy_from_slice(&self.tun_buf[out.payload]);
+            self.seal(now, out.peer, out.next_header, len);
+            return;
+        }
+        if !tcp {
+            // Too big for the path, and not ours to cut: the sender is told (and its
+            // stack remembers the smaller MTU for the peer).
+            self.too_big(now, out.peer, start, end, limit.unwrap_or(0), true);
+            return;
+        }
+        // TCP is cut into segments of the size the kernel asked for, or smaller where the
+        // path needs it; the kernel is told the path's size so that it sends smaller
+        // segments itself.
+        let tcp = out.payload;
+        let mut mss = if gso_tcp { hdr.gso_size } else { u16::MAX };
+        if let (Some(path_mss), Some(max)) =
+            (self.path_mss(&out.peer, &self.tun_buf[tcp.clone()]), limit)
+        {
+            if path_mss < mss {
+                mss = path_mss;
+                self.too_big(now, out.peer, start, end, max, false);
             }
-            GsoType::TcpV4 | GsoType::TcpV6 if out.next_header == TCP => {
-                let tcp = out.payload;
-                let Ok(segments) = TcpSegments::new(&self.tun_buf[tcp.clone()], hdr.gso_size)
-                else {
-                    self.counters.tun_refused += 1;
-                    return;
-                };
-                // The checksum the peer verifies is over the HITs, also for LSI flows.
-                let pseudo = offload::pseudo_header_sum(&self.edge.hit.0, &out.peer.0, TCP);
-                for i in 0..segments.count() {
-                    self.make_room();
-                    let at = self.tx.slot() + ESP_HEADER_LEN;
-                    let len = segments.write(
-                        &self.tun_buf[tcp.clone()],
-                        i,
-                        &mut self.tx.buf[at..],
-                        pseudo,
-                    );
-                    self.seal(now, out.peer, TCP, len);
-                }
+        }
+        // Lent out for the call (a swap, no copy): sealing needs the daemon whole.
+        let buf = std::mem::take(&mut self.tun_buf);
+        if !self.seal_segments(now, out.peer, &buf[tcp], mss) {
+            self.counters.tun_refused += 1;
+        }
+        self.tun_buf = buf;
+    }
+
+    /// Seals the TCP packet `tcp` for `peer` as segments of at most `mss` data bytes
+    /// each; false if it is no TCP packet.
+    fn seal_segments(&mut self, now: Instant, peer: Hit, tcp: &[u8], mss: u16) -> bool {
+        let Ok(segments) = TcpSegments::new(tcp, mss) else {
+            return false;
+        };
+        // The checksum the peer verifies is over the HITs, also for LSI flows.
+        let pseudo = offload::pseudo_header_sum(&self.edge.hit.0, &peer.0, TCP);
+        for i in 0..segments.count() {
+            self.make_room();
+            let at = self.tx.slot() + ESP_HEADER_LEN;
+            let len = segments.write(tcp, i, &mut self.tx.buf[at..], pseudo);
+            self.seal(now, peer, TCP, len);
+        }
+        true
+    }
+
+    /// The most TCP data bytes per segment to `peer` that its path takes, for a segment
+    /// `tcp` (whose header length counts), once the path is known.
+    fn path_mss(&self, peer: &Hit, tcp: &[u8]) -> Option<u16> {
+        let header = tcp.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+        let max = self.paths.max_payload(peer)?;
+        Some(u16::try_from(max.saturating_sub(header)).unwrap_or(u16::MAX))
+    }
+
+    /// Tells the local stack that the packet at `tun_buf[start..end]` for `peer` is too big
+    /// for its path, whose transport payload is at most `max`: an ICMPv6 Packet Too Big
+    /// (never below the IPv6 minimum MTU) or ICMP Fragmentation Needed, written to the TUN
+    /// device. `dropped`: the packet is not sent (counted); otherwise this is a hint, sent at
+    /// most once a second per peer.
+    fn too_big(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        start: usize,
+        end: usize,
+        max: usize,
+        dropped: bool,
+    ) {
+        if dropped {
+            self.counters.too_big += 1;
+        }
+        if !self.paths.hint_due(now, &peer) && !dropped {
+            return;
+        }
+        let vnet = if self.tun.vnet_hdr() { VNET_HDR_LEN } else { 0 };
+        let offending = &self.tun_buf[start..end];
+        let n = match offending.first().map(|b| b >> 4) {
+            Some(6) => {
+                let mtu = (max + hip::esp::IPV6_HEADER_LEN).max(1280);
+                hip::esp::icmpv6_packet_too_big(&mut self.icmp_buf[vnet..], mtu as u32, offending)
             }
-            _ => self.counters.tun_refused += 1,
+            Some(4) => {
+                let mtu = u16::try_from(max + hip::esp::IPV4_HEADER_LEN).unwrap_or(u16::MAX);
+                hip::esp::icmpv4_frag_needed(&mut self.icmp_buf[vnet..], mtu, offending)
+            }
+            _ => 0,
+        };
+        if n == 0 {
+            return;
+        }
+        if vnet > 0 {
+            VnetHdr::default().emit(&mut self.icmp_buf);
+        }
+        if let Err(e) = self.tun.send(&self.icmp_buf[..vnet + n]) {
+            tracing::debug!(error = %e, "writing an ICMP error to the TUN device");
+            self.counters.tun_write_failed += 1;
         }
     }
 
@@ -553,7 +648,7 @@ impl Daemon {
                     let Some(socket) = socket_for(&self.sockets, local, remote) else {
                         return;
                     };
-                    let from = source(&self.local_ips, local);
+                    let from = source(&self.local_ips, local, remote);
                     if let Some(t) = self.tx.push(socket, remote, from, len) {
                         self.send_train(t);
                     }
@@ -602,17 +697,23 @@ impl Daemon {
                     }
                 }
                 Err(e) => {
-                    tracing::trace!(error = %e, remote = %t.remote, "UDP send");
                     self.counters.udp_send_failed += t.count as u64;
+                    self.paths
+                        .send_failed(Instant::now(), t.remote, &e, t.count as u64);
                     return;
                 }
             }
         }
+        let mut failed = None;
         for d in t.datagrams() {
             if let Err(e) = udp::send(socket, &buf[d], None, t.remote, t.from) {
-                tracing::trace!(error = %e, remote = %t.remote, "UDP send");
                 self.counters.udp_send_failed += 1;
+                let n = failed.as_ref().map_or(0, |(n, _)| *n);
+                failed = Some((n + 1, e));
             }
+        }
+        if let Some((n, e)) = failed {
+            self.paths.send_failed(Instant::now(), t.remote, &e, n);
         }
     }
     /// Starts a base exchange with a configured peer; false if we know no locator for it.
@@ -747,7 +848,7 @@ impl Daemon {
                 let Some(socket) = socket_for(&self.sockets, local, to) else {
                     return;
                 };
-                let from = source(&self.local_ips, local);
+                let from = source(&self.local_ips, local, to);
                 let joined = self
                     .forwarding
                     .as_mut()
@@ -813,24 +914,33 @@ impl Daemon {
     /// Sends what the host queued and acts on its events.
     fn flush(&mut self) {
         while let Some(t) = self.host.poll_transmit() {
-            send(
-                &self.sockets,
-                &self.local_ips,
-                t.local,
-                t.remote,
-                &t.payload,
-            );
+            let Some(i) = socket_for(&self.sockets, t.local, t.remote) else {
+                continue;
+            };
+            let from = source(&self.local_ips, t.local, t.remote);
+            if let Err(e) = udp::send(&self.sockets[i].0, &t.payload, None, t.remote, from) {
+                self.counters.udp_send_failed += 1;
+                self.paths.send_failed(Instant::now(), t.remote, &e, 1);
+            }
         }
         while let Some(e) = self.host.poll_event() {
             match e {
                 Event::Established {
                     peer,
+                    local,
                     remote,
                     initiator,
                     ..
                 } => {
                     let _ = self.edge.pool.lsi_for(&peer);
                     tracing::info!(peer = %peer, remote = %remote, initiator, "association established");
+                    let from = source(&self.local_ips, local, remote);
+                    self.paths.learn(Instant::now(), peer, from, remote);
+                }
+                Event::LocatorChanged { peer, remote } => {
+                    let local = self.host.association(&peer).map(|a| a.local);
+                    let from = local.and_then(|l| source(&self.local_ips, l, remote));
+                    self.paths.learn(Instant::now(), peer, from, remote);
                 }
                 Event::Failed { peer, error } => {
                     tracing::info!(peer = %peer, error = %error, "association failed");
@@ -888,6 +998,7 @@ impl Daemon {
 
     fn forget(&mut self, peer: &Hit) {
         self.edge.flows.forget(peer);
+        self.paths.forget(peer);
         if !self.peers.contains_key(peer) {
             self.edge.pool.release(peer);
         }
@@ -1023,6 +1134,8 @@ impl Daemon {
                     last_move: a
                         .last_move
                         .map(|(at, gap)| ((now - at).as_secs_f64(), gap.as_secs_f64() * 1000.0)),
+                    path_mtu: self.paths.mtu(&a.peer),
+                    send_failed: self.paths.failures_to(&a.remote),
                 }
             })
             .collect();
@@ -1060,39 +1173,25 @@ impl Daemon {
     }
 }
 
-/// The socket bound to `local`, or else one of `remote`'s family.
+/// The socket bound to `local` if it is of `remote`'s family, or else one of that family:
+/// a datagram never leaves through a socket of the other family.
 fn socket_for(
     sockets: &[(UdpSocket, SocketAddr)],
     local: SocketAddr,
     remote: SocketAddr,
 ) -> Option<usize> {
-    sockets.iter().position(|(_, a)| *a == local).or_else(|| {
-        sockets
-            .iter()
-            .position(|(_, a)| a.is_ipv4() == remote.is_ipv4())
-    })
+    let family = |a: &SocketAddr| a.is_ipv4() == remote.is_ipv4();
+    sockets
+        .iter()
+        .position(|(_, a)| *a == local && family(a))
+        .or_else(|| sockets.iter().position(|(_, a)| family(a)))
 }
 
-fn send(
-    sockets: &[(UdpSocket, SocketAddr)],
-    local_ips: &[IpAddr],
-    local: SocketAddr,
-    remote: SocketAddr,
-    datagram: &[u8],
-) {
-    if let Some(i) = socket_for(sockets, local, remote) {
-        let from = source(local_ips, local);
-        if let Err(e) = udp::send(&sockets[i].0, datagram, None, remote, from) {
-            tracing::trace!(error = %e, remote = %remote, "UDP send");
-        }
-    }
-}
-
-/// The address to send from for the host's `local`: itself while the host has it (the
-/// host chose the path: an address check, a probe, the locator it announced), else the
-/// kernel's choice.
-fn source(local_ips: &[IpAddr], local: SocketAddr) -> Option<IpAddr> {
-    local_ips.contains(&local.ip()).then_some(local.ip())
+/// The address to send to `remote` from for the host's `local`: itself while the host has
+/// it and it is of `remote`'s family (the host chose the path: an address check, a probe,
+/// the locator it announced), else the kernel's choice.
+fn source(local_ips: &[IpAddr], local: SocketAddr, remote: SocketAddr) -> Option<IpAddr> {
+    (local_ips.contains(&local.ip()) && local.is_ipv4() == remote.is_ipv4()).then_some(local.ip())
 }
 
 /// Whether a UDP_SEGMENT send failed because of the segmentation itself (no support, or a
@@ -1135,6 +1234,7 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
         let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
         let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     }
+    udp::forbid_fragments(&s, addr.is_ipv6())?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(UdpSocket::from_std(s.into()))

@@ -145,3 +145,54 @@ try:
 except Exception:
     print("0")'
 }
+
+# pmtu_lab: A and B two routers apart, for paths with a small MTU (tests/lab/pmtu.sh,
+# scripts/bench-pmtu.sh). Keys for nodes a and b are made; pmtu_nodes starts them.
+#
+#   A ── 198.51.100.0/26 ── R1 ── 198.51.100.64/26 ── R2 ── 203.0.113.0/25 ── B
+#        2001:db8:1::/64          2001:db8:3::/64            2001:db8:2::/64
+pmtu_lab() {
+  lab_host a
+  lab_host r1
+  lab_host r2
+  lab_host b
+  lab_router r1
+  lab_router r2
+  lab_link r1 a 198.51.100.0/26 2001:db8:1::/64
+  lab_link r1 r2 198.51.100.64/26 2001:db8:3::/64
+  lab_link r2 b 203.0.113.0/25 2001:db8:2::/64
+  lab_exec a ip route add default via 198.51.100.1
+  lab_exec a ip -6 route add default via 2001:db8:1::1
+  lab_exec r1 ip route add 203.0.113.0/25 via 198.51.100.66
+  lab_exec r1 ip -6 route add 2001:db8:2::/64 via 2001:db8:3::2
+  lab_exec r2 ip route add 198.51.100.0/26 via 198.51.100.65
+  lab_exec r2 ip -6 route add 2001:db8:1::/64 via 2001:db8:3::1
+  lab_exec b ip route add default via 203.0.113.1
+  lab_exec b ip -6 route add default via 2001:db8:2::1
+  node_key a >/dev/null
+  node_key b >/dev/null
+}
+
+# pmtu_set edge|middle MTU: the MTU of B's link (both ends) or of the link between the
+# routers (both ends).
+pmtu_set() {
+  local x y
+  case $1 in
+    edge) x=r2 y=b ;;
+    middle) x=r1 y=r2 ;;
+  esac
+  lab_exec "$x" ip link set "$(lab_if "$x" "$y")" mtu "$2"
+  lab_exec "$y" ip link set "$(lab_if "$y" "$x")" mtu "$2"
+}
+
+# pmtu_nodes 4|6: nodes a and b, each configured with the other's locator of that family.
+pmtu_nodes() {
+  if [ "$1" = 4 ]; then
+    node_config a b "203.0.113.2:10500"
+    node_config b a "198.51.100.2:10500"
+  else
+    node_config a b "[2001:db8:2::2]:10500"
+    node_config b a "[2001:db8:1::2]:10500"
+  fi
+  node_up a && node_up b
+}

@@ -64,7 +64,10 @@ impl Host {
         let Some(a) = self.assocs.get_mut(peer) else {
             return Outbound::NoAssociation;
         };
-        let Some(esp) = a.esp.as_mut() else {
+        // A failed association keeps its SAs only to be revived by the peer; our traffic
+        // starts a fresh exchange instead.
+        let usable = a.state != AssocState::Failed;
+        let Some(esp) = a.esp.as_mut().filter(|_| usable) else {
             if matches!(a.state, AssocState::I1Sent | AssocState::I2Sent) {
                 if a.queue.len() < queue_bound {
                     a.queue.push_back((next_header, buf[payload].to_vec()));
@@ -171,6 +174,12 @@ impl Host {
                 Inbound::Dropped
             }
             Ok(opened) => {
+                if a.state == AssocState::Failed {
+                    self.revive(now, peer);
+                }
+                let Some(a) = self.assocs.get_mut(&peer) else {
+                    return Inbound::Dropped;
+                };
                 a.unanswered_since = None;
                 a.credit.earn(now, buf.len());
                 a.traffic.rx_packets += 1;
@@ -238,8 +247,25 @@ impl Host {
         )
         .map_err(|_| Error::NoEspTransform)?;
         let spi_in = keys.spi_in;
-        // The peer reached us at the addresses we have now.
-        a.announced = self.local_addresses.clone();
+        // The peer knows the one address it reached us at (the unspecified address of a
+        // wildcard socket stands for our first of its family); the rest is announced once
+        // the association is established (`nat_upkeep`).
+        let local = a.local;
+        let remote = a.remote;
+        let seen = self.local_towards(local, remote);
+        let seen = if seen.ip().is_unspecified() {
+            self.local_addresses
+                .iter()
+                .find(|l| l.is_ipv4() == remote.is_ipv4())
+                .copied()
+                .unwrap_or(seen)
+        } else {
+            seen
+        };
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return Err(Error::UnknownPeer(peer));
+        };
+        a.announced = vec![seen];
         a.esp = Some(EspState {
             out,
             inbound: vec![inbound],
@@ -266,6 +292,7 @@ impl Host {
                 self.push_transmit(t);
             }
         }
+        self.nat_upkeep(now, peer);
         self.schedule(now, peer);
         Ok(())
     }

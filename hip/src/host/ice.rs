@@ -932,8 +932,16 @@ impl Host {
         let Some(a) = self.assocs.get(&peer) else {
             return;
         };
-        if a.state == AssocState::Established && self.ice_wanted(a) {
+        // Every established association hears all our addresses, of both families (RFC
+        // 8047): a peer that learned only the one of the exchange could not follow us when
+        // that one's family goes.
+        if a.state == AssocState::Established {
             self.announce_if_changed(now, peer);
+        }
+        let Some(a) = self.assocs.get(&peer) else {
+            return;
+        };
+        if self.ice_wanted(a) {
             self.ice_start(now, peer);
             self.schedule(now, peer);
         }

@@ -52,6 +52,34 @@ impl Host {
         }
     }
 
+    /// A failed association heard from its peer again (a fresh UPDATE, or ESP): it is
+    /// established once more. The path it came by is checked as any new address is.
+    pub(super) fn revive(&mut self, now: Instant, peer: Hit) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        let Some(keys) = a.keys.as_ref().map(|k| k.esp.clone()) else {
+            return;
+        };
+        a.state = AssocState::Established;
+        a.timer = None;
+        a.last_error = None;
+        a.failover.clear();
+        a.unanswered_since = None;
+        tracing::info!(peer = %peer, "association failed but the peer is back: established again");
+        let event = Event::Established {
+            handle: a.handle,
+            peer,
+            initiator: a.initiator,
+            local: a.local,
+            remote: a.remote,
+            keys,
+        };
+        self.stats.revived += 1;
+        self.push_event(event);
+        self.schedule(now, peer);
+    }
+
     /// Our addresses as last told by `set_local_addresses`.
     pub fn local_addresses(&self) -> &[SocketAddr] {
         &self.local_addresses
@@ -66,15 +94,21 @@ impl Host {
         if a.pending_update.is_some() {
             return;
         }
-        let same_family = self
-            .local_addresses
-            .iter()
-            .find(|l| l.is_ipv4() == a.remote.is_ipv4());
+        // The address in use while we still have it, else our first of its family.
+        let same_family = Some(a.local)
+            .filter(|l| self.local_addresses.contains(l))
+            .or_else(|| {
+                self.local_addresses
+                    .iter()
+                    .find(|l| l.is_ipv4() == a.remote.is_ipv4())
+                    .copied()
+            });
         // With no address left in the family of the peer's locator (an IPv4-only network
-        // left for an IPv6-only one), announce to a locator of the peer's we were given in
-        // a family we still have; its signed answer from there moves us to it.
-        let Some((local, remote)) = same_family.map(|l| (*l, a.remote)).or_else(|| {
-            a.candidates.iter().find_map(|c| {
+        // left for an IPv6-only one), announce to a locator of the peer's in a family we
+        // still have — one it announced, or one we were given — at once; its signed answer
+        // from there moves us to it.
+        let Some((local, remote)) = same_family.map(|l| (l, a.remote)).or_else(|| {
+            a.peer_locators.iter().chain(&a.candidates).find_map(|c| {
                 self.local_addresses
                     .iter()
                     .find(|l| l.is_ipv4() == c.is_ipv4())
@@ -172,6 +206,22 @@ impl Host {
             .failed_checks
             .iter()
             .any(|(addr, at)| *addr == remote && now < *at + RECHECK_AFTER);
+        // Both ends moved at once (the double jump): our UPDATE under way went to the
+        // address the peer has left and will not be answered there. The check of its new
+        // address takes its place; our addresses are announced again once that is done.
+        // (A rekey or a check under way keeps its UPDATE.)
+        let superseded = remote != a.remote
+            && !recently_failed
+            && !through_relay
+            && a.verify.is_none()
+            && a.pending_update.as_ref().is_some_and(|p| {
+                p.to.is_none_or(|(_, to)| to == a.remote)
+                    && a.rekey.as_ref().is_none_or(|r| r.our_seq != p.seq)
+            });
+        if superseded {
+            a.pending_update = None;
+            a.announced.clear();
+        }
         let moved =
             remote != a.remote && a.pending_update.is_none() && !recently_failed && !through_relay;
         // A LOCATOR_SET without the address we use makes that one DEPRECATED: the new one

@@ -62,7 +62,7 @@ use crate::Error;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -322,6 +322,8 @@ pub struct Stats {
     /// ESP packets that failed authentication or were malformed.
     pub esp_auth_failed: u64,
     pub keepalives_sent: u64,
+    /// Failed associations brought back by a fresh UPDATE or ESP from their peer.
+    pub revived: u64,
 }
 
 /// One puzzle generation: the R1 Diffie-Hellman key that goes with a puzzle secret, and the
@@ -789,13 +791,34 @@ impl Host {
         if let Some(i1) = &a.last_sent {
             for remote in &a.candidates {
                 let t = Transmit {
-                    local: a.local,
+                    local: self.local_towards(a.local, *remote),
                     remote: *remote,
                     payload: marked(i1),
                 };
                 self.push_transmit(t);
             }
         }
+    }
+
+    /// The local address to reach `remote` from: `preferred` if it is of `remote`'s
+    /// family, else our first address of that family, else that family's unspecified
+    /// address on `preferred`'s port (the driver's socket of that family picks).
+    pub(super) fn local_towards(&self, preferred: SocketAddr, remote: SocketAddr) -> SocketAddr {
+        if preferred.is_ipv4() == remote.is_ipv4() {
+            return preferred;
+        }
+        self.local_addresses
+            .iter()
+            .find(|l| l.is_ipv4() == remote.is_ipv4())
+            .copied()
+            .unwrap_or_else(|| {
+                let any = if remote.is_ipv4() {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                };
+                SocketAddr::new(any, preferred.port())
+            })
     }
 
     fn transmit(&mut self, local: SocketAddr, remote: SocketAddr, hip: &[u8]) {

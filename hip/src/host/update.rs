@@ -76,7 +76,10 @@ impl Host {
         let peer = update.sender_hit;
         let profile = self.profile;
         let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
-        if !matches!(a.state, AssocState::Established | AssocState::R2Sent) {
+        // A failed association keeps its keys while it lingers: the peer may only have been
+        // out of reach (every path of ours went at once) and probes us from elsewhere.
+        let dormant = a.state == AssocState::Failed && a.esp.is_some();
+        if !matches!(a.state, AssocState::Established | AssocState::R2Sent) && !dormant {
             return Err(Error::Unexpected);
         }
         let (Some(keys), Some(id)) = (a.keys.as_ref(), a.peer.as_ref()) else {
@@ -88,6 +91,18 @@ impl Host {
             Param::Seq(s) => Some(*s),
             _ => None,
         });
+        if dormant {
+            // Only a fresh UPDATE brings it back: a replayed one proves nothing of now.
+            let fresh = seq.is_some_and(|seq| {
+                a.peer_update_id
+                    .is_none_or(|last| (seq.wrapping_sub(last) as i32) > 0)
+            });
+            if !fresh {
+                return Err(Error::Unexpected);
+            }
+            self.revive(now, peer);
+        }
+        let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
         let acks: &[u32] = match update.param(param_type::ACK) {
             Some(Param::Ack(ids)) => ids,
             _ => &[],
@@ -559,13 +574,14 @@ impl Host {
 }
 
 impl Host {
-    /// The association with `peer` is broken: no more ESP, and gone after the linger.
+    /// The association with `peer` is broken: nothing is sent on it, and it is gone after
+    /// the linger unless a fresh UPDATE or ESP from the peer revives it meanwhile (its SAs
+    /// are kept for that).
     fn fail(&mut self, now: Instant, peer: Hit) {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
         a.state = AssocState::Failed;
-        a.esp = None;
         a.pending_update = None;
         a.verify = None;
         a.rekey = None;
