@@ -226,3 +226,36 @@ fn a_failed_association_sends_nothing_of_its_own() {
     let (b, a_hit) = (p.b, p.a_hit);
     assert!(p.send_esp(b, a_hit, b"data").is_none());
 }
+
+#[test]
+fn an_update_that_found_no_route_leaves_again_when_the_route_comes() {
+    let DualStack { mut p, .. } = dual_stack(7);
+    let (a, b, a_hit) = (p.a, p.b, p.a_hit);
+    let new: SocketAddr = "203.0.113.99:10500".parse().unwrap();
+    // The new address comes before its route: what A sends from it goes nowhere.
+    p.sim.set_filter(Box::new(move |_, d: &Datagram| {
+        if d.from == new {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.sim.assign(a, new);
+    let now = p.sim.now();
+    let a_v6 = p.sim.node(a).local_addresses()[1];
+    p.sim.node_mut(a).set_local_addresses(now, &[new, a_v6]);
+    p.settle(Duration::from_millis(20));
+    p.sim.clear_filter();
+    let routed = p.sim.now();
+    p.sim.node_mut(a).routes_changed(routed);
+    p.sim.run_until(routed + Duration::from_secs(5), |sim| {
+        sim.node(b).association(&a_hit).unwrap().remote == new
+    });
+    let took = p.sim.now() - routed;
+    // One round trip for the UPDATE and one for the check, on 10 ms links; the UPDATE's
+    // own retransmission would have come after a second.
+    assert!(
+        took <= Duration::from_millis(100),
+        "followed {took:?} after the route came"
+    );
+}

@@ -379,7 +379,15 @@ impl Daemon {
                 match event.token() {
                     TUN => self.tun_ready = true,
                     CONTROL => self.accept_control(),
-                    NETMON if self.netmon.drain() => self.update_addresses(),
+                    NETMON => {
+                        let changes = self.netmon.drain();
+                        if changes.addresses {
+                            self.update_addresses();
+                        }
+                        if changes.routes {
+                            self.host.routes_changed(Instant::now());
+                        }
+                    }
                     SIGNALS => {
                         for signal in self.signals.pending() {
                             tracing::info!(signal, "shutting down");

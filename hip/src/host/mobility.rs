@@ -80,6 +80,33 @@ impl Host {
         self.schedule(now, peer);
     }
 
+    /// The host's routes changed (a default route came after its address, or a route
+    /// came back): UPDATEs under way and I1s are sent again now, not at their timeout —
+    /// the copies sent before may have found no route. Tries are not counted again.
+    pub fn routes_changed(&mut self, _now: Instant) {
+        let mut again: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+        let mut i1s: Vec<Hit> = Vec::new();
+        for a in self.assocs.values() {
+            match (&a.pending_update, a.state) {
+                (Some(p), AssocState::Established) => {
+                    let (local, remote) = p.to.unwrap_or((a.local, a.remote));
+                    again.push((local, remote, p.bytes.clone()));
+                }
+                (_, AssocState::I1Sent) => i1s.push(a.peer_hit),
+                _ => {}
+            }
+        }
+        for (local, remote, bytes) in again {
+            self.transmit(local, remote, &bytes);
+        }
+        for peer in i1s {
+            if let Some(a) = self.assocs.remove(&peer) {
+                self.send_i1(&a);
+                self.assocs.insert(peer, a);
+            }
+        }
+    }
+
     /// Our addresses as last told by `set_local_addresses`.
     pub fn local_addresses(&self) -> &[SocketAddr] {
         &self.local_addresses
