@@ -77,7 +77,9 @@ enum Command {
     },
     /// Ask the running node about its overlay, or store and fetch through it (debugging).
     Overlay {
-        #[arg(short, long, value_name = "FILE")]
+        /// Configuration file; also accepted after the subcommand
+        /// (`hipbone overlay status -c FILE`).
+        #[arg(short, long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: OverlayCommand,
@@ -130,9 +132,11 @@ fn init_tracing(verbose: u8, default: &str) {
             _ => "trace",
         })
     };
+    // Colour codes only for a terminal: a log file or a pipe gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
 }
 

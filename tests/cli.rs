@@ -250,3 +250,15 @@ fn usage_errors_exit_with_status_2() {
     let out = hipbone(&["frobnicate"], b"");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn overlay_takes_its_config_before_or_after_the_subcommand() {
+    let missing = "/nonexistent/hipbone-test.toml";
+    for args in [
+        ["overlay", "-c", missing, "status"],
+        ["overlay", "status", "-c", missing],
+    ] {
+        let line = fails(&args, b"");
+        assert!(line.contains(missing), "{args:?}: {line}");
+    }
+}

@@ -114,10 +114,10 @@ transfer_while() {
   local receiver=$! sender sent
   sleep 0.3
   lab_exec a python3 - "$dir/blob" "$HIT_B" >"$dir/sender.log" 2>&1 <<'PY' &
-import socket, sys, time
+import os, socket, sys, time
 data = open(sys.argv[1], "rb").read()
 s = socket.create_connection((sys.argv[2], 5001))
-chunk, rate, start = 256 * 1024, 15e6, time.time()
+chunk, rate, start = int(os.environ.get("CHUNK", 256 * 1024)), 15e6, time.time()
 for off in range(0, len(data), chunk):
     s.sendall(data[off:off + chunk])
     ahead = (off + chunk) / rate - (time.time() - start)
