@@ -37,6 +37,9 @@ use crate::keys::{self, KeyError};
 /// Where `hipbone up` looks for its configuration when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/hipbone/hipbone.toml";
 
+/// Where the control sockets live unless the configuration says otherwise.
+pub const CONTROL_DIR: &str = "/run/hipbone";
+
 /// The UDP port of HIP over UDP (IANA `hip-nat-t`, RFC 5770 / RFC 9028): our default
 /// `interface.port`, and the port of a peer locator written without one. Peer locators use
 /// this constant rather than our own `port` because a peer's port is the peer's choice.
@@ -230,7 +233,7 @@ impl Interface {
     pub fn control_path(&self) -> PathBuf {
         self.control
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("/run/hipbone/{}.sock", self.tun)))
+            .unwrap_or_else(|| PathBuf::from(format!("{CONTROL_DIR}/{}.sock", self.tun)))
     }
 
     /// The MTU for the route to `lsi_range`: `mtu - 20`, because an IPv4 packet is carried

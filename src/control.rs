@@ -25,6 +25,17 @@ pub struct Status {
     pub relay: Option<String>,
     #[serde(default)]
     pub wakeups: Wakeups,
+    /// Configured peers with no association (none was needed yet, or the last one ended).
+    #[serde(default)]
+    pub unassociated: Vec<PeerStatus>,
+}
+
+/// A configured peer with no association.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub name: Option<String>,
+    pub locators: Vec<String>,
 }
 
 /// Why the event loop woke up, counted since the start: an idle node wakes only for its
@@ -100,6 +111,16 @@ pub struct AssocStatus {
     /// Datagrams to the peer's locator that the kernel refused.
     #[serde(default)]
     pub send_failed: u64,
+    /// Before the association is up: the locators the I1 goes to (from the configuration).
+    #[serde(default)]
+    pub trying: Vec<String>,
+}
+
+impl AssocStatus {
+    /// Whether the association carries data (its locator is in use).
+    pub fn is_up(&self) -> bool {
+        self.state == "ESTABLISHED" || self.state == "R2-SENT"
+    }
 }
 
 /// Node-wide drop counters (packets refused, by reason).
@@ -209,6 +230,21 @@ pub fn render(s: &Status) -> String {
     if let Some(relay) = &s.relay {
         line(&mut out, "relay", relay);
     }
+    let up = s.associations.iter().filter(|a| a.is_up()).count();
+    let failed = s
+        .associations
+        .iter()
+        .filter(|a| a.state == "E-FAILED")
+        .count();
+    line(
+        &mut out,
+        "peers",
+        &format!(
+            "{up} established, {} connecting, {failed} failed, {} configured without association",
+            s.associations.len() - up - failed,
+            s.unassociated.len()
+        ),
+    );
     for a in &s.associations {
         out.push('\n');
         match &a.name {
@@ -219,11 +255,19 @@ pub fn render(s: &Status) -> String {
             line(&mut out, "lsi", lsi);
         }
         line(&mut out, "state", &format!("{} ({})", a.state, a.role));
-        line(
-            &mut out,
-            "locator",
-            &format!("{} (from {}), verified", a.locator, a.local),
-        );
+        if a.is_up() {
+            line(
+                &mut out,
+                "locator",
+                &format!("{} (from {}), verified", a.locator, a.local),
+            );
+        } else if !a.trying.is_empty() {
+            line(
+                &mut out,
+                "locator",
+                &format!("none yet (trying {})", a.trying.join(", ")),
+            );
+        }
         if let Some(addr) = &a.checking {
             line(
                 &mut out,
@@ -287,6 +331,15 @@ pub fn render(s: &Status) -> String {
                 a.tx_packets
             ),
         );
+    }
+    for p in &s.unassociated {
+        out.push('\n');
+        match &p.name {
+            Some(n) => out.push_str(&format!("peer: {} ({n})\n", p.peer)),
+            None => out.push_str(&format!("peer: {}\n", p.peer)),
+        }
+        line(&mut out, "state", "no association");
+        line(&mut out, "configured locators", &p.locators.join(", "));
     }
     let c = &s.counters;
     out.push_str(&format!(
@@ -369,6 +422,7 @@ mod tests {
                 keepalive_in: Some(12.4),
                 path_mtu: Some(1280),
                 send_failed: 2,
+                trying: Vec::new(),
             }],
             counters: Counters {
                 esp_replayed: 4,
@@ -377,8 +431,29 @@ mod tests {
             nat: Some("behind a NAT, seen at 203.0.113.7:40001".into()),
             relay: None,
             wakeups: Wakeups::default(),
+            unassociated: vec![PeerStatus {
+                peer: "2001:25::4".into(),
+                name: Some("dave".into()),
+                locators: vec!["203.0.113.4:10500".into()],
+            }],
         };
+        let mut s = s;
+        let mut carol = s.associations[0].clone();
+        carol.peer = "2001:25::3".into();
+        carol.name = Some("carol".into());
+        carol.state = "I1-SENT".into();
+        carol.locator = "0.0.0.0:0".into();
+        carol.trying = vec!["203.0.113.3:10500".into(), "[2001:db8:3::3]:10500".into()];
+        s.associations.push(carol);
         let text = render(&s);
+        assert!(text.contains(
+            "peers: 1 established, 1 connecting, 0 failed, 1 configured without association"
+        ));
+        assert!(
+            text.contains("locator: none yet (trying 203.0.113.3:10500, [2001:db8:3::3]:10500)")
+        );
+        assert!(!text.contains("0.0.0.0:0"), "{text}");
+        assert!(text.contains("peer: 2001:25::4 (dave)\n  state: no association\n  configured locators: 203.0.113.4:10500"));
         assert!(text.contains("peer: 2001:25::2 (bob)"));
         assert!(text.contains("3.00 MiB received (3 packets), 100 B sent (2 packets)"));
         assert!(text.contains("1 minutes, 15 seconds ago"));

@@ -51,8 +51,8 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoTun, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoTun, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
@@ -191,6 +191,8 @@ pub enum TunError {
     AlreadyExists {
         /// The device.
         name: String,
+        /// It is a TUN device that a running program holds open (not a leftover).
+        held: bool,
     },
     /// A system call or rtnetlink request failed.
     Os {
@@ -231,10 +233,17 @@ impl fmt::Display for TunError {
                 f,
                 "creating TUN device {name}: LSI prefix length {prefix_len} is longer than 32"
             ),
-            TunError::AlreadyExists { name } => write!(
+            TunError::AlreadyExists { name, held: true } => write!(
+                f,
+                "creating TUN device {name}: a running program holds a TUN device of that name \
+                 (another hipbone daemon? `hipbone status` shows it); stop it, or give this \
+                 one another interface.tun"
+            ),
+            TunError::AlreadyExists { name, held: false } => write!(
                 f,
                 "creating TUN device {name}: a network device of that name already exists \
-                 (left over from an earlier run? remove it with `ip link del {name}`)"
+                 and no program holds it (left over from an earlier run? remove it with \
+                 `ip link del {name}`)"
             ),
             TunError::Os { name, op, source } => {
                 match op {
@@ -373,13 +382,13 @@ impl Tun {
         let mut rtnl = Rtnl::open().map_err(TunError::os(name, TunOp::OpenNetlink))?;
         // TUNSETIFF attaches to an existing persistent TUN of the same name instead of failing;
         // look first so that a leftover is reported, not silently reused.
-        if rtnl
+        if let Some(link) = rtnl
             .link_by_name(name)
             .map_err(TunError::os(name, TunOp::LookUp))?
-            .is_some()
         {
             return Err(TunError::AlreadyExists {
                 name: name.to_owned(),
+                held: link.held,
             });
         }
         let file = open_device(name, vnet_hdr)?;
@@ -394,6 +403,7 @@ impl Tun {
             // TUNSETIFF. Dropping `file` detaches from it and leaves it as it was.
             return Err(TunError::AlreadyExists {
                 name: name.to_owned(),
+                held: false,
             });
         }
         let index = link.index;
@@ -602,6 +612,8 @@ fn ipv4_network(addr: Ipv4Addr, prefix_len: u8) -> Ipv4Addr {
 struct Link {
     index: u32,
     persistent: bool,
+    /// A TUN device without IFF_PERSIST: it exists only while a program holds it open.
+    held: bool,
 }
 
 /// A blocking rtnetlink request/acknowledge channel; configuration only, not the hot path.
@@ -673,6 +685,7 @@ impl Rtnl {
             RouteNetlinkMessage::NewLink(link) => Some(Link {
                 index: link.header.index,
                 persistent: is_persistent_tun(&link),
+                held: is_tun(&link) && !is_persistent_tun(&link),
             }),
             _ => None,
         }))
@@ -791,6 +804,16 @@ impl Rtnl {
 
 /// How long [`Rtnl::await_local`] waits; the kernel takes well under a millisecond.
 const AWAIT_LOCAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether an RTM_NEWLINK reply describes a TUN device.
+fn is_tun(link: &LinkMessage) -> bool {
+    link.attributes.iter().any(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Tun))),
+        _ => false,
+    })
+}
 
 /// Whether an RTM_NEWLINK reply describes a TUN device with `IFF_PERSIST` set.
 fn is_persistent_tun(link: &LinkMessage) -> bool {

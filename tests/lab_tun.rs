@@ -270,7 +270,7 @@ fn existing_devices_are_refused_not_reused() {
         let tun = create_tun();
         let again = Tun::create(DEV, MTU, HIT, None);
         assert!(
-            matches!(&again, Err(TunError::AlreadyExists { name }) if name == DEV),
+            matches!(&again, Err(TunError::AlreadyExists { name, held: true }) if name == DEV),
             "{again:?}"
         );
         drop(tun);
@@ -279,7 +279,10 @@ fn existing_devices_are_refused_not_reused() {
         // and left exactly as it was: TUNSETIFF alone would have attached to it silently.
         ip(&["tuntap", "add", "dev", DEV, "mode", "tun"]);
         let err = Tun::create(DEV, MTU, HIT, None).unwrap_err();
-        assert!(matches!(&err, TunError::AlreadyExists { .. }), "{err:?}");
+        assert!(
+            matches!(&err, TunError::AlreadyExists { held: false, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("already exists"), "{err}");
         let link = ip(&["link", "show", "dev", DEV]);
         assert!(!link.contains(",UP"), "{link}");

@@ -208,10 +208,31 @@ impl Daemon {
             "udp" => (true, false),
             _ => (true, true),
         };
+        let control_path = config.interface.control_path();
+        if answers(&control_path) {
+            anyhow::bail!(
+                "another hipbone daemon is running on control socket {} (stop it with `hipbone down`)",
+                control_path.display()
+            );
+        }
         let mut sockets = Vec::new();
         let mut gso = Vec::new();
         for addr in config.interface.listen_addrs() {
-            let socket = bind_udp(addr).with_context(|| format!("binding UDP {addr}"))?;
+            let socket = bind_udp(addr).map_err(|e| {
+                let held = e.kind() == io::ErrorKind::AddrInUse;
+                let why = match live_daemons().first() {
+                    Some(other) if held => format!(
+                        "a hipbone daemon is already running (control socket {} answers); \
+                         stop it with `hipbone down`, or give this one another interface.port",
+                        other.display()
+                    ),
+                    _ if held => "another program holds the port (a hipbone daemon whose \
+                        control socket is elsewhere?); choose another interface.port"
+                        .to_string(),
+                    _ => e.to_string(),
+                };
+                anyhow::anyhow!("binding UDP {addr}: {why}")
+            })?;
             gso.push(udp_offload && udp::supports_gso(&socket));
             if udp_offload {
                 if let Err(e) = udp::enable_gro(&socket) {
@@ -241,7 +262,6 @@ impl Daemon {
             Tun::create(name, mtu, addrs.0, addrs.1)
         }
         .with_context(|| format!("setting up TUN device {name}"))?;
-        let control_path = config.interface.control_path();
         let control = bind_control(&control_path)?;
         let netmon =
             crate::netmon::AddressMonitor::open().context("subscribing to address changes")?;
@@ -1144,6 +1164,14 @@ impl Daemon {
                         .map(|(at, gap)| ((now - at).as_secs_f64(), gap.as_secs_f64() * 1000.0)),
                     path_mtu: self.paths.mtu(&a.peer),
                     send_failed: self.paths.failures_to(&a.remote),
+                    trying: match a.state {
+                        hip::AssocState::I1Sent | hip::AssocState::Failed => self
+                            .peers
+                            .get(&a.peer)
+                            .map(|p| p.locators.iter().map(ToString::to_string).collect())
+                            .unwrap_or_default(),
+                        _ => Vec::new(),
+                    },
                 }
             })
             .collect();
@@ -1152,7 +1180,19 @@ impl Daemon {
                 a.lsi = self.edge.pool.lsi_for(&hit).ok().map(|l| l.to_string());
             }
         }
-        associations.sort_by(|a, b| a.peer.cmp(&b.peer));
+        // Those carrying data first.
+        associations.sort_by(|a, b| (!a.is_up(), &a.peer).cmp(&(!b.is_up(), &b.peer)));
+        let mut unassociated: Vec<control::PeerStatus> = self
+            .peers
+            .iter()
+            .filter(|(hit, _)| self.host.association(hit).is_none())
+            .map(|(hit, p)| control::PeerStatus {
+                peer: hit.to_string(),
+                name: p.name.clone(),
+                locators: p.locators.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        unassociated.sort_by(|a, b| a.peer.cmp(&b.peer));
         let counters = Counters {
             hip_dropped: stats.dropped,
             esp_replayed: stats.esp_replayed,
@@ -1172,6 +1212,7 @@ impl Daemon {
             relay: self.relay_text(),
             counters,
             wakeups: self.wakeups.clone(),
+            unassociated,
         }
     }
 
@@ -1248,6 +1289,25 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from_std(s.into()))
 }
 
+/// Whether a daemon answers on the control socket at `path`.
+fn answers(path: &std::path::Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+/// The control sockets under the default directory that a daemon answers on.
+fn live_daemons() -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(crate::config::CONTROL_DIR) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock") && answers(p))
+        .collect();
+    found.sort();
+    found
+}
+
 /// The control socket, mode 0600 in a 0700 directory. A stale socket file from a daemon
 /// that died is replaced; a live one (something answers) is an error.
 fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
@@ -1260,7 +1320,7 @@ fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
             .with_context(|| format!("creating {}", dir.display()))?;
     }
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if answers(path) {
             anyhow::bail!(
                 "another hipbone daemon is running on control socket {} (stop it with `hipbone down`)",
                 path.display()

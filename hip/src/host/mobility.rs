@@ -427,7 +427,9 @@ impl Host {
             }
         }
         paths.truncate(FAILOVER_PATHS);
-        tracing::info!(peer = %peer, paths = paths.len(), "nothing heard from the peer, probing paths");
+        let silent = a.unanswered_since.map(|t| now.saturating_duration_since(t));
+        tracing::info!(peer = %peer, paths = paths.len(), silent_ms = ?silent.map(|d| d.as_millis()),
+            rx_packets = a.traffic.rx_packets, "nothing heard from the peer since we sent, probing paths");
         a.failover = paths;
         self.refresh_relays(now, peer);
         self.probe_next(now, peer);

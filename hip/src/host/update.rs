@@ -124,6 +124,9 @@ impl Host {
         let mut acked_to = None;
         if let Some(p) = &a.pending_update {
             if acks.contains(&p.seq) {
+                // Heard from the peer (an answer to what we sent): as good as ESP against
+                // the silence that starts a failover.
+                a.unanswered_since = None;
                 let acked = p.seq;
                 acked_to = Some(p.to);
                 a.pending_update = None;
@@ -184,6 +187,8 @@ impl Host {
                 }
             } else {
                 a.peer_update_id = Some(seq);
+                // A fresh UPDATE: heard from the peer (a replayed one proves nothing).
+                a.unanswered_since = None;
                 self.peer_announced(peer, update);
                 self.peer_candidates_from(peer, update);
                 if update.param(param_type::PEER_PERMISSION).is_some() {
