@@ -28,16 +28,16 @@ data_1280_4=1183
 data_1280_6=1163
 
 # rate FAMILY CASE: median Gbit/s A→B and B→A over REPS runs, printed as "AB BA"; a run
-# that fails counts as 0 and is reported.
-failed=0
-attempted=0
+# that fails counts as 0, is reported and counted (in files: rate runs in a subshell).
+runs=$(lab_state)/runs
+: >"$runs"
 rate() {
   local ab=() ba=() i g
   for i in $(seq "$REPS"); do
     for dir in ab ba; do
-      attempted=$((attempted + 1))
       if [ $dir = ab ]; then g=$(iperf_gbits a "$HIT_B" "$DURATION"); else g=$(iperf_gbits b "$HIT_A" "$DURATION"); fi
-      [ "$g" = 0 ] && failed=$((failed + 1)) && echo "  run failed: $1 $2 $dir" >&2
+      echo "$g" >>"$runs"
+      [ "$g" = 0 ] && echo "  run failed: IPv$1 $2 $dir" >&2
       if [ $dir = ab ]; then ab+=("$g"); else ba+=("$g"); fi
     done
   done
@@ -72,4 +72,4 @@ print('%-8s %-6s %-5s %10.3f %10.3f %7.0f%%' % ('$case', 'IPv$family', '$d', bas
   node_down a
   node_down b
 done
-echo "runs: $attempted attempted, $failed failed; ratio = 1280 throughput / (1500 throughput × $data_1280_4/$data_1500 (IPv4) or $data_1280_6/$data_1500 (IPv6)); goal ≥ 80 %"
+echo "runs: $(wc -l <"$runs") attempted, $(grep -cx 0 "$runs") failed; ratio = 1280 throughput / (1500 throughput × $data_1280_4/$data_1500 (IPv4) or $data_1280_6/$data_1500 (IPv6)); goal ≥ 80 %"

@@ -941,6 +941,17 @@ impl Daemon {
 
     /// Sends what the host queued and acts on its events.
     fn flush(&mut self) {
+        // Acting on an event may queue packets (a registration renewed, a base exchange
+        // started): they leave now, not at the next wake-up, which may be seconds away.
+        loop {
+            self.send_transmits();
+            if !self.handle_events() {
+                return;
+            }
+        }
+    }
+
+    fn send_transmits(&mut self) {
         while let Some(t) = self.host.poll_transmit() {
             let Some(i) = socket_for(&self.sockets, t.local, t.remote) else {
                 continue;
@@ -951,7 +962,13 @@ impl Daemon {
                 self.paths.send_failed(Instant::now(), t.remote, &e, 1);
             }
         }
+    }
+
+    /// Acts on the host's events; false if there were none.
+    fn handle_events(&mut self) -> bool {
+        let mut any = false;
         while let Some(e) = self.host.poll_event() {
+            any = true;
             match e {
                 Event::Established {
                     peer,
@@ -986,6 +1003,7 @@ impl Daemon {
                 other => tracing::debug!(event = ?other, "HIP event"),
             }
         }
+        any
     }
 
     /// Drops what the edge keeps for a peer whose association is gone: its flows, and its
