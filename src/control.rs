@@ -70,7 +70,7 @@ pub struct AssocStatus {
     pub keepalive_in: Option<f64>,
 }
 
-/// Node-wide drop counters (packets refused, by reason).
+/// Node-wide counters: packets refused, by reason, and what mobility did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
     pub hip_dropped: u64,
@@ -87,6 +87,23 @@ pub struct Counters {
     pub udp_send_failed: u64,
     #[serde(default)]
     pub tun_write_failed: u64,
+    /// Mobility (hip::Stats of the same names): UPDATEs authenticated, those with an old
+    /// SEQ, old ones left unanswered, checks of a peer's new address, moves, ESP bytes sent
+    /// on credit and packets the spent credit sent to the old locator instead.
+    #[serde(default)]
+    pub updates_received: u64,
+    #[serde(default)]
+    pub updates_old: u64,
+    #[serde(default)]
+    pub updates_old_unanswered: u64,
+    #[serde(default)]
+    pub address_checks: u64,
+    #[serde(default)]
+    pub peer_moves: u64,
+    #[serde(default)]
+    pub credit_bytes: u64,
+    #[serde(default)]
+    pub credit_refused: u64,
 }
 
 /// A request on the control socket.
