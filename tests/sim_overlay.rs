@@ -265,3 +265,23 @@ fn records_follow_the_ring_as_nodes_join_after_they_were_stored() {
         owners.len()
     );
 }
+
+#[test]
+fn a_run_under_churn_accounts_for_every_store_and_lookup() {
+    // Heavy churn (median session 3 minutes) so that some requests fail or are left
+    // unanswered: each attempt must still land in exactly one outcome.
+    let mut p = Params::new(300, Duration::from_secs(600), 5);
+    p.churn = Some(Duration::from_secs(180));
+    let r = hipbone::sim::overlay::simulate(p);
+    println!("{:?}\n{:?}", r.stores, r.lookups);
+    // One store by each node joined at the time.
+    assert!(r.stores.attempted > 0 && r.stores.attempted <= 300);
+    assert_eq!(r.stores.outcomes(), r.stores.attempted, "{:?}", r.stores);
+    assert_eq!(r.lookups.outcomes(), r.lookups.attempted, "{:?}", r.lookups);
+    assert!(r.lookups.attempted > 0);
+    assert!(
+        r.stores.ok < r.stores.attempted || r.lookups.ok < r.lookups.attempted,
+        "nothing failed under churn: the run tests no accounting"
+    );
+    assert!(r.records_lost <= r.stores.ok);
+}
