@@ -5,12 +5,15 @@
 # quick), the benchmarks in test mode (they run once, unmeasured), the fuzz targets for a
 # bounded number of inputs, an end-to-end check that tshark dissects a simulated base
 # exchange without a malformed packet, and (as root) the network-namespace labs and the
-# root-only tests of tests/lab_tun.rs. As a user the labs are skipped and the last line
-# says so.
+# root-only tests of tests/lab_tun.rs. As root on Debian it first installs what is missing
+# (scripts/deps.sh test); as a user the labs are skipped and the last line says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "what the steps need (scripts/deps.sh test)"
+scripts/deps.sh test
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
