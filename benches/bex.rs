@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench bex` prints criterion's figures for both, then a summary line with
 //! the ratio and the size of one association's state. Under `cargo test` it runs each
-//! piece once, unmeasured.
+//! piece once, unmeasured. Either way every timed exchange must have been accepted by the
+//! responder, or the run fails.
 
 use criterion::{black_box, Criterion};
 use hip::crypto::{EdX25519, Profile};
@@ -76,6 +77,23 @@ fn serve(r: &mut Host, now: Instant, exchanges: &[Exchange]) {
     }
 }
 
+/// Every exchange `serve` timed must have been accepted: a responder that refused I2s
+/// early (a regression in the puzzle, MAC or signature checks, or a limit) would do less
+/// work and look faster. Checked after the clock stopped.
+fn assert_all_accepted(r: &Host, served: usize) {
+    assert_eq!(
+        r.stats().i2_accepted,
+        served as u64,
+        "the responder accepted {} of {served} timed exchanges",
+        r.stats().i2_accepted
+    );
+    assert_eq!(
+        r.associations().count(),
+        served,
+        "associations after serving"
+    );
+}
+
 /// The crypto of one exchange on the responder, done directly.
 struct Bound {
     ours: hip::crypto::DhKeyPair,
@@ -131,6 +149,7 @@ fn responder_rate(now: Instant, pool: &[Exchange], rounds: usize) -> f64 {
         let t = Instant::now();
         serve(&mut r, now, pool);
         best = best.max(pool.len() as f64 / t.elapsed().as_secs_f64());
+        assert_all_accepted(&r, pool.len());
     }
     best
 }
@@ -167,6 +186,7 @@ fn main() {
                 let t = Instant::now();
                 serve(&mut r, now, &pool[..chunk]);
                 total += t.elapsed();
+                assert_all_accepted(&r, chunk);
                 left -= chunk;
             }
             total
@@ -180,6 +200,7 @@ fn main() {
     let bound_rate = bound_rate(&bound, pool.len(), rounds);
     let mut served = responder(now);
     serve(&mut served, now, &pool);
+    assert_all_accepted(&served, pool.len());
     let state = served
         .associations()
         .next()

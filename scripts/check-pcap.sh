@@ -3,7 +3,7 @@
 # tshark that I1, R1, I2 and R2 are all on it and that no frame is malformed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v tshark >/dev/null || { echo "check-pcap: tshark is not installed (see .ci/run)" >&2; exit 1; }
+scripts/deps.sh pcap # tshark
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cargo build --release --quiet --bin hipbone

@@ -18,9 +18,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[2m%s $\033[0m %s\n' "$1" "${*:2}"; }
 
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (sudo scripts/demo.sh): it creates network namespaces and TUN devices" >&2; exit 1; }
-for tool in ip ping iperf3; do
-  command -v "$tool" >/dev/null || { echo "demo.sh: $tool is missing (apt-get install --no-install-recommends iproute2 iputils-ping iperf3)" >&2; exit 1; }
-done
+# ip, ping and iperf3, installed on Debian if missing (scripts/deps.sh).
+scripts/deps.sh demo
 
 say "Building hipbone (release)"
 cargo build --release --quiet --bin hipbone

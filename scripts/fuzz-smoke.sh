@@ -34,16 +34,8 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 [ ${#targets[@]} -gt 0 ] || { echo "fuzz-smoke: no [[bin]] in fuzz/Cargo.toml" >&2; exit 1; }
 
-if ! command -v c++ >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "fuzz-smoke: installing g++ to build libFuzzer"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null
-  else
-    echo "fuzz-smoke: a C++ compiler is needed to build libFuzzer (apt-get install g++)" >&2
-    exit 1
-  fi
-fi
+# A C++ compiler builds libFuzzer: installed on Debian as root if missing.
+../scripts/deps.sh fuzz
 
 # --target keeps these flags off build scripts and proc macros, which run on the host and
 # would not link without libFuzzer's runtime.

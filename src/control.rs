@@ -123,7 +123,7 @@ impl AssocStatus {
     }
 }
 
-/// Node-wide drop counters (packets refused, by reason).
+/// Node-wide counters: packets refused, by reason, and what mobility did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
     pub hip_dropped: u64,
@@ -143,6 +143,23 @@ pub struct Counters {
     /// Inner packets too big for their peer's path, answered with an ICMP error.
     #[serde(default)]
     pub too_big: u64,
+    /// Mobility (hip::Stats of the same names): UPDATEs authenticated, those with an old
+    /// SEQ, old ones left unanswered, checks of a peer's new address, moves, ESP bytes sent
+    /// on credit and packets the spent credit sent to the old locator instead.
+    #[serde(default)]
+    pub updates_received: u64,
+    #[serde(default)]
+    pub updates_old: u64,
+    #[serde(default)]
+    pub updates_old_unanswered: u64,
+    #[serde(default)]
+    pub address_checks: u64,
+    #[serde(default)]
+    pub peer_moves: u64,
+    #[serde(default)]
+    pub credit_bytes: u64,
+    #[serde(default)]
+    pub credit_refused: u64,
 }
 
 /// A request on the control socket.

@@ -1,6 +1,8 @@
 //! Real-kernel tests of the TUN device (src/tun.rs) and of the namespace labs
-//! (scripts/lab.sh). They need root; without it each test prints "skipped: needs root" and
-//! passes, so an unprivileged `cargo test` stays green while CI (root) runs them.
+//! (scripts/lab.sh). Those that need root are `#[ignore = "needs root …"]`: an unprivileged
+//! `cargo test` lists them as ignored, never as passed, and scripts/test.sh runs them as root
+//! with `cargo test --release --test lab_tun -- --ignored` (as a user it says in its last line
+//! that they were skipped). Run with `--ignored` without root, each fails at once.
 //!
 //! Each test brings a lab up with `scripts/lab.sh up TOPOLOGY`; a [`Lab`] guard runs
 //! `scripts/lab.sh down SUFFIX` when dropped, also when the test panics. A body that must run
@@ -11,11 +13,11 @@
 //! namespaces of the thread that spawned it). The harness and the other tests, running in
 //! parallel on other threads, stay in the root namespace, and the thread ends with the body.
 //! We chose this over re-running the test binary under `ip netns exec`, which would need an
-//! `#[ignore]`d entry point that, run by hand with `--ignored` outside a namespace, would put
-//! 2001:20::/28 on the machine's own routing table.
+//! entry point that, run by hand outside a namespace, would put 2001:20::/28 on the machine's
+//! own routing table.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -36,19 +38,12 @@ const LSI: Ipv4Addr = Ipv4Addr::new(1, 0, 0, 1);
 const PEER_LSI: Ipv4Addr = Ipv4Addr::new(1, 0, 0, 2);
 const MTU: u16 = 1400;
 
-/// Whether we may run; prints the skip line if not.
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        // Straight to stderr: the harness captures println! of passing tests, and this line
-        // should show in the log.
-        let _ = writeln!(
-            io::stderr(),
-            "{test}: skipped: needs root (network namespaces, TUN)"
-        );
-        false
-    }
+/// The tests marked with this run only with `--ignored`, and only as root.
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces, TUN): run it as root, as scripts/test.sh does"
+    );
 }
 
 fn script() -> PathBuf {
@@ -138,10 +133,9 @@ fn create_tun() -> Tun {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn tun_gets_hit_lsi_routes_mtu_and_queue() {
-    if !root_or_skip("tun_gets_hit_lsi_routes_mtu_and_queue") {
-        return;
-    }
+    require_root();
     let lab = Lab::up("one");
     lab.in_host("a", || {
         let tun = create_tun();
@@ -178,10 +172,9 @@ fn tun_gets_hit_lsi_routes_mtu_and_queue() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn tun_carries_pings_to_hits_and_lsis_both_ways() {
-    if !root_or_skip("tun_carries_pings_to_hits_and_lsis_both_ways") {
-        return;
-    }
+    require_root();
     let lab = Lab::up("one");
     lab.in_host("a", || {
         let tun = create_tun();
@@ -213,10 +206,9 @@ fn tun_carries_pings_to_hits_and_lsis_both_ways() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn packets_sent_right_after_create_reach_the_kernel() {
-    if !root_or_skip("packets_sent_right_after_create_reach_the_kernel") {
-        return;
-    }
+    require_root();
     let lab = Lab::up("one");
     lab.in_host("a", || {
         let tun = create_tun();
@@ -238,10 +230,9 @@ fn packets_sent_right_after_create_reach_the_kernel() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn dropping_tun_removes_device_and_routes() {
-    if !root_or_skip("dropping_tun_removes_device_and_routes") {
-        return;
-    }
+    require_root();
     let lab = Lab::up("one");
     lab.in_host("a", || {
         let tun = create_tun();
@@ -261,10 +252,9 @@ fn dropping_tun_removes_device_and_routes() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn existing_devices_are_refused_not_reused() {
-    if !root_or_skip("existing_devices_are_refused_not_reused") {
-        return;
-    }
+    require_root();
     let lab = Lab::up("one");
     lab.in_host("a", || {
         let tun = create_tun();
@@ -309,10 +299,9 @@ fn bad_arguments_are_refused_before_touching_the_kernel() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn lab_two_hosts_reach_each_other() {
-    if !root_or_skip("lab_two_hosts_reach_each_other") {
-        return;
-    }
+    require_root();
     let lab = Lab::up("two");
     for target in ["198.51.100.2", "2001:db8:1::2"] {
         let out = lab.exec("a", &["ping", "-c1", "-W2", target]);
@@ -328,10 +317,9 @@ fn lab_two_hosts_reach_each_other() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn lab_routed_hosts_reach_each_other_through_the_router() {
-    if !root_or_skip("lab_routed_hosts_reach_each_other_through_the_router") {
-        return;
-    }
+    require_root();
     let lab = Lab::up("routed");
     for (from, target) in [
         ("a", "203.0.113.2"),
@@ -351,10 +339,9 @@ fn lab_routed_hosts_reach_each_other_through_the_router() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it as root"]
 fn lab_down_kills_its_processes_and_deletes_its_namespaces() {
-    if !root_or_skip("lab_down_kills_its_processes_and_deletes_its_namespaces") {
-        return;
-    }
+    require_root();
     // A sourced lab whose shell then fails: the trap must still clean up.
     let out = Command::new("bash")
         .arg("-c")

@@ -147,14 +147,23 @@ fn loss_duplication_and_reordering_never_break_agreement() {
         loss: 0.2,
         duplicate: 0.3,
     };
+    let mut completed = 0;
     for seed in 0..200 {
         let mut p = Pair::new(seed, link, false, Config::default());
         p.connect_a();
         if p.run(Duration::from_secs(30)).is_some() {
+            completed += 1;
             assert!(p.keys_agree(), "seed {seed}");
         }
         assert!(p.sim.node(p.b).associations().count() <= 1);
     }
+    // Agreement is only checked where an exchange completed: most must (as in the test of
+    // 30 % loss above, 99 %), or the check above says little.
+    println!("completed within 30 s: {completed} of 200");
+    assert!(
+        completed >= 198,
+        "only {completed} of 200 exchanges completed"
+    );
 }
 
 #[test]

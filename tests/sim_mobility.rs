@@ -198,8 +198,10 @@ fn announcing_a_victims_address_sends_a_few_checks_and_no_more_data_than_was_rec
 fn data_follows_a_move_on_credit_before_the_new_address_is_verified() {
     let mut p = established(8, Link::default());
     let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+    // What A sends B is the credit it earns there (RFC 8046 §3.3.2).
+    let mut earned = 0;
     for _ in 0..10 {
-        p.send_esp(a, b_hit, &[0u8; 500]).unwrap();
+        earned += p.send_esp(a, b_hit, &[0u8; 500]).unwrap().payload.len();
     }
     p.settle(Duration::from_millis(50));
     let new: SocketAddr = "203.0.113.7:10500".parse().unwrap();
@@ -210,16 +212,34 @@ fn data_follows_a_move_on_credit_before_the_new_address_is_verified() {
         p.sim.node(b).association(&a_hit).unwrap().checking,
         Some(new)
     );
-    let sent = p.send_esp(b, a_hit, b"early").unwrap();
-    assert_eq!(sent.to, new, "data waited for the check");
-    // Credit runs out: past what A sent, data goes to the (deprecated) old locator.
-    let mut to_new = 0;
+    let early = p.send_esp(b, a_hit, b"early").unwrap();
+    assert_eq!(early.to, new, "data waited for the check");
+    // Credit runs out: B sends the new address exactly as many packets as the rest of A's
+    // credit covers (no virtual time passes, so none of it ages away), then data goes to
+    // the (deprecated) old locator.
+    let (mut to_new, mut size) = (0, 0);
     for _ in 0..20 {
-        if p.send_esp(b, a_hit, &[0u8; 1000]).unwrap().to == new {
+        let sent = p.send_esp(b, a_hit, &[0u8; 1000]).unwrap();
+        size = sent.payload.len();
+        if sent.to == new {
             to_new += 1;
         }
     }
-    assert!(to_new < 20, "{to_new} packets beyond the credit");
+    let allowed = (earned - early.payload.len()) / size;
+    assert!(
+        allowed >= 1,
+        "the test earns too little credit ({earned} bytes)"
+    );
+    assert_eq!(
+        to_new, allowed,
+        "{to_new} packets of {size} bytes to the new address on {earned} bytes of credit"
+    );
+    let stats = p.sim.node(b).stats();
+    assert_eq!(
+        stats.credit_bytes as usize,
+        early.payload.len() + to_new * size
+    );
+    assert_eq!(stats.credit_refused as usize, 20 - to_new);
     p.settle(Duration::from_millis(100));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, new);
 }

@@ -1,36 +1,87 @@
 //! `overlay::Node::handle_message` on arbitrary bytes from a linked peer: a joined peer
 //! with two links must never panic, whatever arrives, and its queues stay bounded.
 //! Seeds: the RELOAD vectors of fuzz/seeds/reload_parse (unframed messages parse further).
+//!
+//! Bounded, checked: the node runs with small bounds (`Config::max_*` of 2 to 4), and
+//! nothing is drained while the message arrives again and again, each time with a Ping to
+//! each link peer (transactions, transmits, and after their retransmissions time out,
+//! Failed events) and a timer run 4 s later. After every call each queue and table
+//! (`Node::occupancy`) must be within its bound, and the drains must yield no more than
+//! the bounds. The local load fills every queue past its bound on any input, so an
+//! overflow that is not refused fails at once.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use overlay::node::{Config, Node};
-use overlay::wire::NodeId;
+use overlay::wire::{Destination, NodeId};
 use std::time::{Duration, Instant};
+
+/// Rounds (message, two pings, timer run) before anything is drained: the pings alone
+/// exceed every bound below several times over.
+const COPIES: u32 = 8;
+
+fn config() -> Config {
+    Config {
+        max_transmits: 4,
+        max_events: 2,
+        max_pending: 4,
+        max_connecting: 2,
+        max_keys: 2,
+        ..Config::default()
+    }
+}
+
+fn assert_bounded(node: &Node, config: &Config, after: &str) {
+    if let Some(queue) = node.occupancy().over(config) {
+        panic!(
+            "{queue} over its bound after {after}: {:?}",
+            node.occupancy()
+        );
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
+    let config = config();
     let me = hip::HostIdentity::from_secret([1; 32]);
     let peer = NodeId::from(hip::HostIdentity::from_secret([2; 32]).hit());
     let other = NodeId::from(hip::HostIdentity::from_secret([3; 32]).hit());
-    let mut node = Node::new(me, Config::default(), now);
+    let mut node = Node::new(me, config.clone(), now);
     node.join(now, &[]);
     node.link_up(now, peer);
     node.link_up(now, other);
-    // The first byte picks the link; the rest is one message, then the same bytes again
-    // after a timer run (so state left by the first copy is exercised).
+    assert_bounded(&node, &config, "the links came up");
+    // The first byte picks the link; the rest is one message, sent again and again, with a
+    // timer run between copies (so state left by one copy is exercised by the next).
     let (link, bytes) = match data.split_first() {
         Some((b, rest)) if b & 1 == 1 => (other, rest),
         Some((_, rest)) => (peer, rest),
         None => (peer, data),
     };
-    node.handle_message(now, link, bytes);
-    let later = now + Duration::from_secs(4);
-    node.handle_timeout(later);
-    // No deadline left behind: a driver would wake up for it forever.
-    assert!(node.poll_timeout().is_none_or(|t| t > later));
-    node.handle_message(later, link, bytes);
-    while node.poll_transmit().is_some() {}
-    while node.poll_event().is_some() {}
+    let mut t = now;
+    for _ in 0..COPIES {
+        node.handle_message(t, link, bytes);
+        assert_bounded(&node, &config, "a message");
+        for to in [peer, other] {
+            // At the bound the request is refused (Error::TooManyRequests), as decided.
+            let _ = node.ping(t, Destination::Node(to));
+            assert_bounded(&node, &config, "a ping");
+        }
+        t += Duration::from_secs(4);
+        node.handle_timeout(t);
+        assert_bounded(&node, &config, "a timer run");
+        // No deadline left behind: a driver would wake up for it forever.
+        assert!(node.poll_timeout().is_none_or(|next| next > t));
+    }
+    let mut transmits = 0;
+    while node.poll_transmit().is_some() {
+        transmits += 1;
+    }
+    let mut events = 0;
+    while node.poll_event().is_some() {
+        events += 1;
+    }
+    assert!(transmits <= config.max_transmits, "{transmits} transmits");
+    assert!(events <= config.max_events, "{events} events");
     let _ = node.poll_timeout();
 });

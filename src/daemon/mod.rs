@@ -1218,6 +1218,13 @@ impl Daemon {
             esp_auth_failed: stats.esp_auth_failed,
             esp_unknown_spi: stats.esp_unknown_spi,
             queue_dropped: stats.queue_dropped,
+            updates_received: stats.updates_received,
+            updates_old: stats.updates_old,
+            updates_old_unanswered: stats.updates_old_unanswered,
+            address_checks: stats.address_checks,
+            peer_moves: stats.peer_moves,
+            credit_bytes: stats.credit_bytes,
+            credit_refused: stats.credit_refused,
             ..self.counters.clone()
         };
         Status {

@@ -555,18 +555,66 @@ pub struct Report {
     pub nodes: usize,
     pub joined: usize,
     pub wrong_successors: usize,
-    /// Lookups by hop count.
+    /// Lookups answered (with the record or without), by hop count.
     pub hops: Vec<u64>,
-    pub lookups: u64,
-    pub lookups_ok: u64,
-    pub records: u64,
+    pub stores: Books,
+    /// Of the completed stores, records no live node holds at the end.
     pub records_lost: u64,
+    pub lookups: Books,
     pub departures: u64,
     pub traffic: Traffic,
-    /// Live-node seconds (for per-node rates).
+    /// Live-node seconds (for per-node rates), over the whole run.
     pub node_seconds: f64,
+    /// Traffic and live-node seconds until the ring had formed and settled (before the
+    /// stores), to tell the steady state from the joins.
+    pub formed: (Traffic, f64),
     pub wall: Duration,
     pub peak_rss_kib: u64,
+}
+
+/// What became of every request a run attempted: each attempt lands in exactly one of
+/// the outcomes, so `attempted` is their sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Books {
+    pub attempted: u64,
+    /// Refused by the node before anything was sent (`store` / `fetch` returned an error).
+    pub not_started: u64,
+    /// Completed: a Store answered, a Fetch answered with the record.
+    pub ok: u64,
+    /// A Fetch answered without the record (the responsible peer does not hold it).
+    pub not_found: u64,
+    /// `Event::Failed`: timed out or refused along the way.
+    pub failed: u64,
+    /// Still waiting for an answer when the run ended.
+    pub unanswered: u64,
+}
+
+impl Books {
+    /// Share of the attempts that completed.
+    pub fn success(&self) -> f64 {
+        self.ok as f64 / self.attempted.max(1) as f64
+    }
+
+    /// The outcomes added up (equal to `attempted` once a run is over).
+    pub fn outcomes(&self) -> u64 {
+        self.not_started + self.ok + self.not_found + self.failed + self.unanswered
+    }
+
+    fn line(&self, what: &str) -> String {
+        let not_found = match what {
+            "lookups" => format!(", not found {}", self.not_found),
+            _ => String::new(),
+        };
+        format!(
+            "{what} attempted {}: ok {} ({:.3} %){not_found}, failed {}, not started {}, unanswered at the end {}",
+            self.attempted,
+            self.ok,
+            100.0 * self.success(),
+            self.failed,
+            self.not_started,
+            self.unanswered
+        )
+    }
 }
 
 impl Report {
@@ -581,13 +629,17 @@ impl Report {
         s as f64 / n.max(1) as f64
     }
 
-    pub fn success(&self) -> f64 {
-        self.lookups_ok as f64 / self.lookups.max(1) as f64
-    }
-
     /// Maintenance bits per second per live node.
     pub fn maintenance_bps(&self) -> f64 {
         self.traffic.maintenance as f64 * 8.0 / self.node_seconds.max(1.0)
+    }
+
+    /// Maintenance bits per second per live node once the ring had formed (joins during
+    /// the run, with churn, included).
+    pub fn formed_maintenance_bps(&self) -> f64 {
+        let (traffic, node_seconds) = self.formed;
+        (self.traffic.maintenance - traffic.maintenance) as f64 * 8.0
+            / (self.node_seconds - node_seconds).max(1.0)
     }
 }
 
@@ -603,6 +655,52 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Churn: when each node departs (abruptly), and its replacement joining through `boot`.
+struct Churn {
+    /// Mean session length in seconds (exponential sessions); no churn if `None`.
+    mean: Option<f64>,
+    boot: u32,
+    deaths: BinaryHeap<Reverse<(Instant, u32)>>,
+    departures: u64,
+    /// Live-node seconds so far.
+    node_seconds: f64,
+}
+
+impl Churn {
+    /// Gives node `idx`, just joined, its session.
+    fn born(&mut self, sim: &mut OverlaySim, idx: u32) {
+        if let Some(mean) = self.mean {
+            let u = sim.random_f64().max(1e-12);
+            let at = sim.now() + Duration::from_secs_f64(-u.ln() * mean);
+            self.deaths.push(Reverse((at, idx)));
+        }
+    }
+
+    /// Runs the simulation to `until` in steps of at most `STEP`: departures happen (and
+    /// their replacements join) at the first step at or after they are due, in every phase
+    /// of a run (while the ring forms too, so that none pile up for later).
+    fn advance(&mut self, sim: &mut OverlaySim, config: &Config, until: Instant) {
+        const STEP: Duration = Duration::from_millis(100);
+        while sim.now() < until {
+            let last = sim.now();
+            let t = (last + STEP).min(until);
+            sim.run_until(t);
+            self.node_seconds += sim.live().count() as f64 * (t - last).as_secs_f64();
+            while let Some(&Reverse((at, idx))) = self.deaths.peek() {
+                if at > t {
+                    break;
+                }
+                self.deaths.pop();
+                sim.kill(idx);
+                self.departures += 1;
+                let new = sim.add_node(config.clone());
+                sim.join(new, Some(self.boot));
+                self.born(sim, new);
+            }
+        }
+    }
+}
+
 /// Builds the ring, stores records, runs lookups (and churn), and reports.
 pub fn simulate(params: Params) -> Report {
     let wall = Instant::now();
@@ -611,29 +709,27 @@ pub fn simulate(params: Params) -> Report {
     let n = params.nodes.max(1);
     let boot = sim.add_node(params.config.clone());
     sim.join(boot, None);
-    let mut deaths: Vec<(Instant, u32)> = Vec::new();
-    let mean_session = params
-        .churn
-        .map(|m| m.as_secs_f64() / std::f64::consts::LN_2);
-    let session = |sim: &mut OverlaySim| {
-        mean_session.map(|mean| {
-            let u = sim.random_f64().max(1e-12);
-            Duration::from_secs_f64(-u.ln() * mean)
-        })
+    let mut churn = Churn {
+        mean: params
+            .churn
+            .map(|m| m.as_secs_f64() / std::f64::consts::LN_2),
+        boot,
+        deaths: BinaryHeap::new(),
+        departures: 0,
+        node_seconds: 0.0,
     };
+    let end = start + params.duration;
     for _ in 1..n {
-        let at = sim.now() + params.join_spacing;
-        sim.run_until(at);
+        let at = (sim.now() + params.join_spacing).min(end);
+        churn.advance(&mut sim, &params.config, at);
         let idx = sim.add_node(params.config.clone());
         sim.join(idx, Some(boot));
-        if let Some(s) = session(&mut sim) {
-            deaths.push((sim.now() + s, idx));
-        }
+        churn.born(&mut sim, idx);
     }
     // Let the ring settle, then store.
-    let end = start + params.duration;
     let settle = (sim.now() + Duration::from_secs(60)).min(end);
-    sim.run_until(settle);
+    churn.advance(&mut sim, &params.config, settle);
+    let formed = (sim.traffic, churn.node_seconds);
     let mut report = Report {
         nodes: n,
         ..Report::default()
@@ -646,37 +742,20 @@ pub fn simulate(params: Params) -> Report {
     for k in 0..params.records.min(live.len()) {
         let idx = live[k * live.len() / params.records.min(live.len()).max(1)];
         let id = sim.node(idx).id();
-        if let Some(h) = sim.store_record(idx, id.0.to_vec()) {
-            stores.insert((idx, h), id);
+        report.stores.attempted += 1;
+        match sim.store_record(idx, id.0.to_vec()) {
+            Some(h) => {
+                stores.insert((idx, h), id);
+            }
+            None => report.stores.not_started += 1,
         }
     }
     let lookup_gap = Duration::from_secs_f64(1.0 / params.lookup_rate.max(0.001));
     let mut next_lookup = sim.now() + Duration::from_secs(30);
     let lookups_end = end.checked_sub(Duration::from_secs(20)).unwrap_or(end);
-    let mut node_seconds = 0.0;
-    let step = Duration::from_millis(100);
-    deaths.sort();
-    let mut di = 0;
-    let mut last = sim.now();
     while sim.now() < end {
-        let t = (sim.now() + step).min(end);
-        sim.run_until(t);
-        node_seconds += sim.live().count() as f64 * (t - last).as_secs_f64();
-        last = t;
-        // Churn: departures and their replacements.
-        while di < deaths.len() && deaths[di].0 <= sim.now() {
-            let idx = deaths[di].1;
-            di += 1;
-            sim.kill(idx);
-            report.departures += 1;
-            let new = sim.add_node(params.config.clone());
-            sim.join(new, Some(boot));
-            if let Some(s) = session(&mut sim) {
-                let at = sim.now() + s;
-                let pos = deaths[di..].partition_point(|d| d.0 <= at) + di;
-                deaths.insert(pos, (at, new));
-            }
-        }
+        let t = (sim.now() + Duration::from_millis(100)).min(end);
+        churn.advance(&mut sim, &params.config, t);
         // Lookups.
         while next_lookup <= sim.now() && sim.now() < lookups_end && !stored.is_empty() {
             next_lookup += lookup_gap;
@@ -687,14 +766,19 @@ pub fn simulate(params: Params) -> Report {
                     break i;
                 }
             };
-            if let Some(h) = sim.fetch_record(from, owner) {
-                fetches.insert((from, h), ());
+            report.lookups.attempted += 1;
+            match sim.fetch_record(from, owner) {
+                Some(h) => {
+                    fetches.insert((from, h), ());
+                }
+                None => report.lookups.not_started += 1,
             }
         }
         for (idx, e) in std::mem::take(&mut sim.events) {
             match e {
                 Event::StoreDone { handle, .. } => {
                     if let Some(id) = stores.remove(&(idx, handle)) {
+                        report.stores.ok += 1;
                         stored.push(id);
                     }
                 }
@@ -704,21 +788,24 @@ pub fn simulate(params: Params) -> Report {
                     hops,
                     ..
                 } if fetches.remove(&(idx, handle)).is_some() => {
-                    report.lookups += 1;
                     let found = answer.kind_responses.iter().any(|k| {
                         k.values
                             .iter()
                             .any(|v| matches!(&v.value, StoredDataValue::Single(d) if d.exists))
                     });
                     if found {
-                        report.lookups_ok += 1;
+                        report.lookups.ok += 1;
+                    } else {
+                        report.lookups.not_found += 1;
                     }
                     hop_hist[(hops as usize).min(100)] += 1;
                 }
                 Event::Failed { handle, .. } => {
-                    stores.remove(&(idx, handle));
+                    if stores.remove(&(idx, handle)).is_some() {
+                        report.stores.failed += 1;
+                    }
                     if fetches.remove(&(idx, handle)).is_some() {
-                        report.lookups += 1;
+                        report.lookups.failed += 1;
                     }
                 }
                 _ => {}
@@ -729,7 +816,8 @@ pub fn simulate(params: Params) -> Report {
         hop_hist.pop();
     }
     report.hops = hop_hist;
-    report.records = stored.len() as u64;
+    report.stores.unanswered = stores.len() as u64;
+    report.lookups.unanswered = fetches.len() as u64;
     // A record is lost if no live node holds it.
     let resources: Vec<ResourceId> = stored
         .iter()
@@ -743,7 +831,9 @@ pub fn simulate(params: Params) -> Report {
     report.joined = sim.sorted_peers().len();
     report.wrong_successors = sim.wrong_successors();
     report.traffic = sim.traffic;
-    report.node_seconds = node_seconds;
+    report.node_seconds = churn.node_seconds;
+    report.departures = churn.departures;
+    report.formed = formed;
     report.wall = wall.elapsed();
     report.peak_rss_kib = peak_rss_kib();
     report
@@ -758,7 +848,7 @@ pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
         "nodes {} (joined peers at the end {}, wrong successors {}), departures {}",
         r.nodes, r.joined, r.wrong_successors, r.departures
     );
-    println!("lookup hops (histogram):");
+    println!("lookup hops (histogram of the answered lookups):");
     let total: u64 = r.hops.iter().sum();
     for (h, c) in r.hops.iter().enumerate() {
         if *c > 0 {
@@ -771,16 +861,16 @@ pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
         r.mean_hops(),
         0.5 * (r.nodes as f64).log2() + 1.0
     );
+    println!("{}", r.stores.line("stores"));
     println!(
-        "lookups {} ok {} success {:.3} %",
-        r.lookups,
-        r.lookups_ok,
-        100.0 * r.success()
+        "records lost {} of the {} stored (no live node holds them at the end)",
+        r.records_lost, r.stores.ok
     );
-    println!("records stored {} lost {}", r.records, r.records_lost);
+    println!("{}", r.lookups.line("lookups"));
     println!(
-        "maintenance {:.0} bit/s per node ({} bytes); application {} bytes; {} messages",
+        "maintenance {:.0} bit/s per node over the whole run, {:.0} bit/s once the ring had formed (aim <= 1000); {} bytes; application {} bytes; {} messages",
         r.maintenance_bps(),
+        r.formed_maintenance_bps(),
         r.traffic.maintenance,
         r.traffic.application,
         r.traffic.messages

@@ -9,6 +9,11 @@
 # B blasts UDP at A's HIT (about 50 Mbit/s, a stream A never answers) while A, a peer with
 # valid keys, claims V's address. B may check V's address and may send it data on credit,
 # but never more data bytes than A sent B (RFC 8046 §3.3.2) — not the stream.
+#
+# Each step is confirmed, not inferred from silence: B's counters (`status --json`:
+# hip_dropped, updates_received, updates_old, updates_old_unanswered, address_checks,
+# peer_moves, credit_bytes, credit_refused) say what B did with each packet, and captures
+# at B and at V say what went over the wire.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 HB=${HB:-$PWD/target/release/hipbone}
@@ -44,8 +49,8 @@ import json, sys
 rules = [x["rule"] for x in json.load(sys.stdin)["nftables"] if "rule" in x]
 print(sum(e["counter"]["bytes"] for r in rules for e in r["expr"] if "counter" in e))'
 }
-dropped_at_b() { node_field b 's["counters"]["hip_dropped"]'; }
-traffic_at_b() { node_field b "[x['$1'] for x in s['associations']][0]"; }
+at_b() { node_field b "s['counters']['$1']"; }
+dropped_at_b() { at_b hip_dropped; }
 
 # An UPDATE of A's as B receives it: A announces an extra address.
 a_if=$(lab_if a r)
@@ -95,16 +100,32 @@ PY
 # counted, and nothing goes to the victim.
 forged=$(python3 -c 'import sys; b = bytearray.fromhex(sys.argv[1]); b[-10] ^= 1; print(b.hex())' "$update")
 before=$(dropped_at_b)
-send_from "$VICTIM" "$forged"
+accepted=$(at_b updates_received)
+check "sent the forged UPDATE from the victim's address" send_from "$VICTIM" "$forged"
 sleep 2
 check "B refuses the forged UPDATE ($before -> $(dropped_at_b) dropped)" test "$(dropped_at_b)" -gt "$before"
+check "and takes no UPDATE from it ($accepted -> $(at_b updates_received) authenticated)" \
+  test "$(at_b updates_received)" = "$accepted"
 check "nothing reaches the victim after a forged UPDATE ($(victim_bytes) bytes)" test "$(victim_bytes)" = 0
-# The genuine UPDATE replayed from the victim's address: an old SEQ, ACKed only where A is.
-send_from "$VICTIM" "$update"
+# The genuine UPDATE replayed from the victim's address: authentic, an old SEQ, ACKed only
+# where A is known to be — so not at all here.
+old=$(at_b updates_old)
+unanswered=$(at_b updates_old_unanswered)
+check "sent the replayed UPDATE from the victim's address" send_from "$VICTIM" "$update"
 sleep 2
+check "B takes the replay as an old UPDATE ($old -> $(at_b updates_old))" \
+  test "$(at_b updates_old)" = $((old + 1))
+check "and leaves it unanswered ($unanswered -> $(at_b updates_old_unanswered))" \
+  test "$(at_b updates_old_unanswered)" = $((unanswered + 1))
 check "nothing reaches the victim after a replayed UPDATE ($(victim_bytes) bytes)" test "$(victim_bytes)" = 0
 
 # A valid peer claims the victim's address: A gives up its own, takes V's, keeps a route.
+# Captures: at B, the UDP of HIP and ESP both ways (headers only); at V, everything.
+lab_exec b tcpdump -i "$b_if" -U -s 96 -w "$dir/b.pcap" udp port 10500 2>/dev/null &
+dump_b=$!
+lab_exec v tcpdump -i "$(lab_if v r)" -U -w "$dir/v.pcap" 2>/dev/null &
+dump_v=$!
+sleep 1
 lab_exec b python3 - "$HIT_A" >"$dir/blast.log" 2>&1 <<'PY' &
 import socket, sys, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -119,22 +140,87 @@ print(sent)
 PY
 blast=$!
 sleep 1
-rx_before=$(traffic_at_b rx_bytes)
+# A earns some credit at B just before the claim: 30 datagrams of 1,000 bytes.
+check "A sends B 30 kB before its claim" lab_exec a python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+for _ in range(30):
+    s.sendto(b"\0" * 1000, (sys.argv[1], 9))' "$HIT_B"
+declare -A before
+for c in updates_received address_checks peer_moves credit_bytes credit_refused; do
+  before[$c]=$(at_b $c)
+done
+claim=$EPOCHREALTIME
 lab_exec a ip addr add "$VICTIM/32" dev "$a_if"
 lab_exec a ip addr del 198.51.100.2/25 dev "$a_if"
 lab_exec a ip route replace default via 198.51.100.1 dev "$a_if" onlink
 wait "$blast"
 sleep 10
+kill "$dump_b" "$dump_v"
+wait "$dump_b" "$dump_v" 2>/dev/null
+delta() { echo $(($(at_b "$1") - ${before[$1]})); }
+# What the wire saw: HIP packets and ESP bytes (UDP payload) by direction, in the whole
+# capture at B (A's ESP there is all the credit A can have earned: aging only lowers it)
+# and after the claim; and what reached V.
+read -r esp_to_b hip_from_v esp_from_b_after hip_b_to_v esp_b_to_v other_at_v < <(
+  python3 - "$dir/b.pcap" "$dir/v.pcap" 203.0.113.2 "$VICTIM" "$claim" <<'PY'
+import struct, sys
+def frames(path):
+    data = open(path, "rb").read()
+    at = 24
+    while at + 16 <= len(data):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", data, at)
+        yield sec + usec / 1e6, data[at + 16:at + 16 + incl], orig
+        at += 16 + incl
+def udp(frame):  # (src, dst, is_hip, payload length) of an IPv4 UDP frame to/from 10500
+    if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    ip = frame[14:]
+    u = ip[(ip[0] & 15) * 4:]
+    if struct.unpack("!H", u[2:4])[0] != 10500 and struct.unpack("!H", u[0:2])[0] != 10500:
+        return None
+    addr = lambda b: ".".join(map(str, b))
+    return addr(ip[12:16]), addr(ip[16:20]), u[8:12] == b"\0\0\0\0", struct.unpack("!H", u[4:6])[0] - 8
+b_pcap, v_pcap, b, victim, claim = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+esp_to_b = hip_from_v = esp_from_b_after = 0
+for t, f, _ in frames(b_pcap):
+    p = udp(f)
+    if p is None:
+        continue
+    src, dst, hip, n = p
+    esp_to_b += n if dst == b and not hip else 0
+    hip_from_v += 1 if src == victim and hip else 0
+    esp_from_b_after += n if src == b and not hip and t >= claim else 0
+hip_b_to_v = esp_b_to_v = other = 0
+to_victim = bytes(map(int, victim.split(".")))
+for t, f, _ in frames(v_pcap):
+    if f[12:14] != b"\x08\x00" or f[30:34] != to_victim:
+        continue  # what V sends (its ICMP errors), ARP
+    p = udp(f)
+    if p is not None and p[0] == b:
+        hip_b_to_v += 1 if p[2] else 0
+        esp_b_to_v += 0 if p[2] else p[3]
+    else:
+        other += 1
+print(esp_to_b, hip_from_v, esp_from_b_after, hip_b_to_v, esp_b_to_v, other)
+PY
+)
 tx=$(tail -1 "$dir/blast.log")
-got=$(victim_bytes)
-# A sends nothing once it has claimed V's address (its own is gone): what B had received
-# from A before, plus the checks and ACKs (at most 2 × 8 UPDATEs of well under 1 KB each),
-# bounds what may reach V. (B gives the association up when no path answers; a new
-# association starts without credit.)
-bound=$((rx_before + 16000))
-check "B kept streaming during the claim ($tx bytes)" test "$tx" -gt 20000000
-check "the victim got no more than A's credit ($got bytes, bound $bound)" \
-  test "$got" -le "$bound"
+tries=8 # hip::Config::update_tries
+check "A's claim reached B: UPDATEs from the victim's address at B ($hip_from_v), authenticated (+$(delta updates_received))" \
+  test "$hip_from_v" -ge 1 -a "$(delta updates_received)" -ge 1
+check "B checked the victim's address: checks started +$(delta address_checks), UPDATEs at V $hip_b_to_v (at most $((2 * tries)))" \
+  test "$(delta address_checks)" -ge 1 -a "$hip_b_to_v" -ge 1 -a "$hip_b_to_v" -le $((2 * tries))
+# The stream after the claim must exceed all the credit A can have earned, or the bound on
+# what reaches V below would hold for want of data.
+check "B kept streaming: $esp_from_b_after bytes of ESP from B after the claim ($tx sent by the blaster, $esp_to_b of credit at most), $(delta credit_refused) packets past the credit" \
+  test "$(delta credit_refused)" -gt 0 -a "$esp_from_b_after" -gt "$esp_to_b"
+check "the victim got ESP only on credit: $esp_b_to_v bytes at V, $(delta credit_bytes) sent on credit by B" \
+  test "$esp_b_to_v" = "$(delta credit_bytes)"
+check "no more than A sent B ($esp_b_to_v bytes at V, $esp_to_b from A at B)" \
+  test "$esp_b_to_v" -le "$esp_to_b"
+check "and nothing else reached V ($other_at_v packets)" test "$other_at_v" = 0
+check "B moved no association (peer_moves +$(delta peer_moves))" test "$(delta peer_moves)" = 0
 # A is out of reach now (its own address is gone): B's probes fail and B gives the
 # association up, or still holds A's real address — never the victim's.
 check "B did not move A to the victim's address" \

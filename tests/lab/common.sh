@@ -5,7 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lab.sh"
 PASSED=0
 FAILED=0
 
-# check NAME CMD...: runs CMD, records and prints the outcome.
+# check NAME CMD...: runs CMD, records and prints the outcome, and returns it (so that a
+# precondition can guard the checks that depend on it: `if check ...; then ...; fi`).
 check() {
   local name=$1
   shift
@@ -15,6 +16,7 @@ check() {
   else
     FAILED=$((FAILED + 1))
     echo "FAIL $name"
+    return 1
   fi
 }
 
@@ -105,15 +107,19 @@ mobile_lab() {
 
 # transfer_while MOVE...: sends $dir/blob from A to B's HIT ($HIT_B) at about 15 MB/s with
 # a paced sender that fails on any reset, runs MOVE two seconds in, and checks that what B
-# received hashes like the blob.
+# received hashes like the blob. Sender and receiver are stopped after TRANSFER_LIMIT
+# seconds (default: 30, plus a second per 1.5 MB of blob, ten times the paced transfer's
+# time): a transfer that stalls fails the check instead of hanging the test.
 transfer_while() {
-  local dir want
+  local dir want limit
   dir=$(lab_state)
   want=$(sha256sum <"$dir/blob" | cut -d' ' -f1)
-  lab_exec b sh -c "socat -u TCP6-LISTEN:5001,reuseaddr - | sha256sum | cut -d' ' -f1 >'$dir/got'" &
+  limit=${TRANSFER_LIMIT:-$(($(stat -c %s "$dir/blob") / 1500000 + 30))}
+  rm -f "$dir/got"
+  lab_exec b timeout "$limit" sh -c "socat -u TCP6-LISTEN:5001,reuseaddr - | sha256sum | cut -d' ' -f1 >'$dir/got'" &
   local receiver=$! sender sent
   sleep 0.3
-  lab_exec a python3 - "$dir/blob" "$HIT_B" >"$dir/sender.log" 2>&1 <<'PY' &
+  lab_exec a timeout "$limit" python3 - "$dir/blob" "$HIT_B" >"$dir/sender.log" 2>&1 <<'PY' &
 import os, socket, sys, time
 data = open(sys.argv[1], "rb").read()
 s = socket.create_connection((sys.argv[2], 5001))
@@ -132,7 +138,8 @@ PY
   wait "$sender"
   sent=$?
   wait "$receiver"
-  [ "$sent" = 0 ] && [ "$want" = "$(cat "$dir/got")" ]
+  [ "$sent" != 124 ] || echo "    the sender was stopped after $limit s" >&2
+  [ "$sent" = 0 ] && [ -f "$dir/got" ] && [ "$want" = "$(cat "$dir/got")" ]
 }
 
 # iperf_gbits FROM ADDR SECONDS: one single-stream iperf3 run from host FROM to ADDR (an

@@ -32,9 +32,19 @@ check "ping6 to the peer's HIT" lab_exec a ping -6 -c 3 -W 2 "$HIT_B"
 LSI_B=$(node_field a '[x["lsi"] for x in s["associations"]][0]')
 check "ping to the peer's LSI ($LSI_B)" lab_exec a ping -c 3 -W 2 "$LSI_B"
 
-# Packets larger than the tunnel can carry are answered by the kernel, never sent.
-too_big() { ! lab_exec a ping -6 -c 1 -W 1 -M do -s 1400 "$HIT_B" >/dev/null 2>&1; }
-check "a packet over the TUN MTU is refused locally" too_big
+# Packets larger than the tunnel can carry are refused by A's kernel (EMSGSIZE at the
+# TUN's MTU of 1400), never handed to the node: ping must fail for that reason, not for
+# any other, and A's node must send nothing.
+tx_at_a() { node_field a 's["associations"][0]["tx_packets"]'; }
+too_big() {
+  local before out
+  before=$(tx_at_a)
+  out=$(lab_exec a ping -6 -c 1 -W 1 -M do -s 1400 "$HIT_B" 2>&1) && return 1
+  echo "    $(echo "$out" | grep -i -m1 'too long')" >&2
+  echo "$out" | grep -qi 'message too long' && echo "$out" | grep -q 'mtu[=: ]*1400' &&
+    [ "$(tx_at_a)" = "$before" ]
+}
+check "a packet over the TUN MTU is refused locally (EMSGSIZE, MTU 1400; nothing sent)" too_big
 check "a packet at the TUN MTU goes through" lab_exec a ping -6 -c 1 -W 2 -M do -s 1352 "$HIT_B"
 
 # TCP to the LSI: checksums are rewritten to the HIT form and back for this flow.

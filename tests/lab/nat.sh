@@ -56,52 +56,63 @@ for ta in none full_cone port_restricted symmetric; do
   done
 done
 
+# The later scenarios start from a pair of NATs with the nodes up (and for some, a direct
+# path): each such precondition is a check of its own, and the checks that rely on it run
+# only if it held — a failed precondition fails the test, it never skips a scenario quietly.
+nats_and_nodes() { nat_set "$1" NA && nat_set "$2" NB && nodes_up; }
+# The association starts with the first packet; its path can settle only after that.
+a_reaches_b() { lab_exec a ping -6 -c 2 -W 2 "$HIT_B" >/dev/null; }
+
 # 2. NAT rebinding mid-transfer (tests/lab/common.sh's transfer_while: 15 MB/s, no reset).
 head -c 45M /dev/urandom >"$dir/blob"
-nat_set symmetric NA && nat_set full_cone NB && nodes_up
-path_settles a b direct >/dev/null 2>&1
-check "symmetric/full cone: conntrack flush on NA mid-transfer, no reset, SHA-256 matches" \
-  transfer_while nat_flush NA
-check "symmetric/full cone: direct again after the flush" path_settles a b direct
+if check "symmetric/full cone: nodes up and registered" nats_and_nodes symmetric full_cone &&
+  check "symmetric/full cone: A reaches B" a_reaches_b &&
+  check "symmetric/full cone: direct before the flush" path_settles a b direct; then
+  check "symmetric/full cone: conntrack flush on NA mid-transfer, no reset, SHA-256 matches" \
+    transfer_while nat_flush NA
+  check "symmetric/full cone: direct again after the flush" path_settles a b direct
+fi
 nodes_down
 
-nat_set port_restricted NA && nat_set port_restricted NB && nodes_up
-path_settles a b direct >/dev/null 2>&1
-check "port-restricted pair: new public port on NA mid-transfer, no reset, SHA-256 matches" \
-  transfer_while nat_rebind NA
-check "port-restricted pair: B's relay follows A's new port" \
-  sh -c "'$HB' status -c '$dir/r.toml' | grep -q 'locator: $(nat_addr na):'"
+if check "port-restricted pair: nodes up and registered" nats_and_nodes port_restricted port_restricted &&
+  check "port-restricted pair: A reaches B" a_reaches_b &&
+  check "port-restricted pair: direct before the rebinding" path_settles a b direct; then
+  check "port-restricted pair: new public port on NA mid-transfer, no reset, SHA-256 matches" \
+    transfer_while nat_rebind NA
+  check "port-restricted pair: B's relay follows A's new port" \
+    sh -c "'$HB' status -c '$dir/r.toml' | grep -q 'locator: $(nat_addr na):'"
+fi
 nodes_down
 
 # 3. Idle longer than the NAT's UDP timeout; then B, not A, speaks first.
-nat_set port_restricted NA && nat_set port_restricted NB
 nat_udp_timeout NA 5
 nat_udp_timeout NB 5
-nodes_up
-check "idle test: A reaches B" lab_exec a ping -6 -c 2 -W 2 "$HIT_B"
-keepalive=$(node_field a "[x.get('keepalive_in') for x in s['associations'] if x['name'] == 'b'][0]")
-check "keepalives are on (next in ${keepalive%.*} s)" test -n "$keepalive" -a "$keepalive" != None
-sleep 12
-check "after 12 s idle (NAT timeout 5 s) B reaches A at once" lab_exec b ping -6 -c 1 -W 2 "$HIT_A"
+if check "idle test: nodes up and registered" nats_and_nodes port_restricted port_restricted &&
+  check "idle test: A reaches B" a_reaches_b; then
+  keepalive=$(node_field a "[x.get('keepalive_in') for x in s['associations'] if x['name'] == 'b'][0]")
+  check "keepalives are on (next in ${keepalive%.*} s)" test -n "$keepalive" -a "$keepalive" != None
+  sleep 12
+  check "after 12 s idle (NAT timeout 5 s) B reaches A at once" lab_exec b ping -6 -c 1 -W 2 "$HIT_A"
+fi
 nodes_down
 nat_udp_timeout NA 30
 nat_udp_timeout NB 30
 
 # 4. A host that did not register gets nothing relayed; quotas hold.
-nat_set symmetric NA && nat_set symmetric NB
 relay_config "max_bytes = 3000000"
-nodes_up
-check "relayed, under R's quota: 1 MB arrives" send_blob 1M
-send_blob 8M 8 && over=no || over=yes
-check "over R's 3 MB quota: 8 MB does not" test "$over" = yes
-check "R counts what it refused over quota" \
-  sh -c "'$HB' status -c '$dir/r.toml' | grep -q 'over quota [1-9]'"
+if check "quota test: nodes up and registered" nats_and_nodes symmetric symmetric &&
+  check "relayed, under R's quota: 1 MB arrives" send_blob 1M; then
+  send_blob 8M 8 && over=no || over=yes
+  check "over R's 3 MB quota: 8 MB does not" test "$over" = yes
+  check "R counts what it refused over quota" \
+    sh -c "'$HB' status -c '$dir/r.toml' | grep -q 'over quota [1-9]'"
+fi
 nodes_down
 
 # A host that R does not serve: S (public, not registered) tries to reach A, which is down
 # and so not registered either, through R.
 relay_config
-node_up r
+check "R up" node_up r
 cat >"$dir/s.toml" <<TOML
 [interface]
 identity = "$(node_key s)"
@@ -112,7 +123,7 @@ hit = "$HIT_A"
 locators = ["$R_ADDR:10500"]
 name = "a"
 TOML
-node_up s
+check "S up" node_up s
 before=$(node_field r 's["counters"]["hip_dropped"]')
 lab_exec s ping -6 -c 2 -W 1 "$HIT_A" >/dev/null 2>&1 && reached=yes || reached=no
 check "S reaches nobody through R for a HIT not registered there" test "$reached" = no

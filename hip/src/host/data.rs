@@ -97,10 +97,15 @@ impl Host {
                         if v.kind
                             == (Check::PeerAddress {
                                 old_deprecated: true,
-                            })
-                            && a.credit.spend(now, range.len()) =>
+                            }) =>
                     {
-                        (v.local, v.remote)
+                        if a.credit.spend(now, range.len()) {
+                            self.stats.credit_bytes += range.len() as u64;
+                            (v.local, v.remote)
+                        } else {
+                            self.stats.credit_refused += 1;
+                            (a.local, a.remote)
+                        }
                     }
                     _ => (a.local, a.remote),
                 };

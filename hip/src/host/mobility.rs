@@ -202,6 +202,7 @@ impl Host {
         a.local = local;
         a.remote = remote;
         a.last_move = Some((now, Duration::ZERO));
+        self.stats.peer_moves += 1;
         tracing::info!(peer = %peer, from = %old, to = %remote, "moved to another locator of the peer");
         self.follow_relay(now, peer);
         self.push_event(Event::LocatorChanged { peer, remote });
@@ -290,6 +291,9 @@ impl Host {
         };
         let seq = a.next_update_id;
         a.next_update_id = a.next_update_id.wrapping_add(1);
+        if matches!(kind, Check::PeerAddress { .. }) {
+            self.stats.address_checks += 1;
+        }
         a.verify = Some(Verify {
             local,
             remote,
@@ -371,6 +375,7 @@ impl Host {
         a.local = local;
         a.remote = remote;
         a.last_move = Some((now, now.saturating_duration_since(started)));
+        self.stats.peer_moves += 1;
         tracing::info!(peer = %peer, from = %old, to = %remote, local = %local, "path changed");
         self.follow_relay(now, peer);
         self.push_event(Event::LocatorChanged { peer, remote });

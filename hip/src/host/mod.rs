@@ -324,6 +324,23 @@ pub struct Stats {
     pub keepalives_sent: u64,
     /// Failed associations brought back by a fresh UPDATE or ESP from their peer.
     pub revived: u64,
+    /// UPDATEs from a peer that passed HIP_MAC and signature.
+    pub updates_received: u64,
+    /// Of those, UPDATEs whose SEQ was at or before the last one processed: a
+    /// retransmission, or a replay.
+    pub updates_old: u64,
+    /// Old UPDATEs left unanswered: they came from an address neither the peer's locator
+    /// nor under check (a replay must not make us sign packets for the source it claims).
+    pub updates_old_unanswered: u64,
+    /// Checks of a peer's new address started (an UPDATE with ECHO_REQUEST_SIGNED sent
+    /// there); failover probes not included.
+    pub address_checks: u64,
+    /// Associations moved to another address of the peer.
+    pub peer_moves: u64,
+    /// ESP bytes sent on credit to a peer address under check (RFC 8046 §3.3.2).
+    pub credit_bytes: u64,
+    /// ESP packets sent to the old locator instead, because the credit was spent.
+    pub credit_refused: u64,
 }
 
 /// One puzzle generation: the R1 Diffie-Hellman key that goes with a puzzle secret, and the

@@ -87,6 +87,7 @@ impl Host {
         };
         check_mac(bytes, profile, &keys.mac_in, param_type::HIP_MAC, &[])?;
         check_signature(bytes, id, param_type::HIP_SIGNATURE)?;
+        self.stats.updates_received += 1;
         let seq = update.params.iter().find_map(|p| match p {
             Param::Seq(s) => Some(*s),
             _ => None,
@@ -168,6 +169,7 @@ impl Host {
                 _ => None,
             };
             if !fresh {
+                self.stats.updates_old += 1;
                 // A retransmission is ACKed again only where the peer is known to be (or
                 // is being checked): a replayed UPDATE must not make us sign packets for
                 // whatever source it claims.
@@ -184,6 +186,8 @@ impl Host {
                     let mut params = vec![Param::Ack(vec![seq])];
                     params.extend(echo_response(update));
                     self.send_update_to(now, peer, params, None, Some((local, remote)));
+                } else {
+                    self.stats.updates_old_unanswered += 1;
                 }
             } else {
                 a.peer_update_id = Some(seq);

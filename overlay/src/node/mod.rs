@@ -239,6 +239,33 @@ pub enum Event {
     Left,
 }
 
+/// Lengths of the node's bounded queues and tables ([`Node::occupancy`]), each bounded by
+/// the `Config::max_*` of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occupancy {
+    pub transmits: usize,
+    pub events: usize,
+    pub pending: usize,
+    pub connecting: usize,
+    pub keys: usize,
+}
+
+impl Occupancy {
+    /// The first queue or table over its bound in `config`, if any.
+    pub fn over(&self, config: &Config) -> Option<&'static str> {
+        [
+            ("transmits", self.transmits, config.max_transmits),
+            ("events", self.events, config.max_events),
+            ("pending", self.pending, config.max_pending),
+            ("connecting", self.connecting, config.max_connecting),
+            ("keys", self.keys, config.max_keys),
+        ]
+        .into_iter()
+        .find(|(_, len, max)| len > max)
+        .map(|(name, _, _)| name)
+    }
+}
+
 /// Counters, for diagnostics and the simulator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -412,6 +439,17 @@ impl Node {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// How full the bounded queues and tables are (each at most its `Config::max_*`).
+    pub fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            transmits: self.transmits.len(),
+            events: self.events.len(),
+            pending: self.pending.len(),
+            connecting: self.connecting.len(),
+            keys: self.keys.len(),
+        }
     }
 
     /// The routing table (read only).
