@@ -31,8 +31,9 @@
 //! association in R2-SENT or ESTABLISHED with anyone but the real peer, and no event names
 //! anyone else (only the two hosts hold keys, so nobody else can authenticate); and when
 //! both hosts reported `Established` and both still hold the association in R2-SENT or
-//! ESTABLISHED, their ESP keys agree crosswise; and after every `handle_timeout(now)` the
-//! next deadline is later than `now`.
+//! ESTABLISHED, their ESP keys agree crosswise; the timer queue holds exactly the
+//! associations' timers; and after every `handle_timeout(now)` the next deadline is later
+//! than `now`.
 //!
 //! `tests/hostile_datagrams.rs` in the root package runs the same kind of attack from a
 //! seeded generator, so that `cargo test` covers it without libFuzzer.
@@ -242,6 +243,7 @@ impl World {
 
     fn check(&self) {
         for i in [A, B] {
+            assert!(self.hosts[i].timers_agree(), "host {i}: timer queue out of step");
             for a in self.hosts[i].associations() {
                 if up(a.state) {
                     assert_eq!(a.peer, self.hits[1 - i], "host {i} holds {a:?}");

@@ -8,7 +8,7 @@ use crate::identity::{Hit, HostIdentity, PublicIdentity, ALGORITHM_EDDSA};
 use crate::wire::EspInfo;
 use crate::wire::{param_type, HipRepr, Packet, Param};
 use crate::Error;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -258,7 +258,9 @@ pub(crate) struct Assoc {
     /// SOLUTION #J of the I2 that created this association: tells a duplicate I2 apart.
     pub i2_solution: Option<Vec<u8>>,
     pub close_nonce: Option<Vec<u8>>,
-    pub timer: Option<Instant>,
+    /// When the association's timer fires next; set only through [`Timers::set`], which
+    /// keeps the host's queue in step.
+    timer: Option<Instant>,
     /// When the current schedule's first transmission went out (an RTT sample's start).
     pub armed_at: Option<Instant>,
     pub rto: Duration,
@@ -272,7 +274,7 @@ pub(crate) struct Assoc {
     /// Our next UPDATE ID (RFC 7401 §5.2.16), and the last one of the peer's we processed.
     pub next_update_id: u32,
     pub peer_update_id: Option<u32>,
-    pub rekey: Option<Rekey>,
+    pub rekey: Option<Box<Rekey>>,
     pub pending_update: Option<PendingUpdate>,
     pub verify: Option<Verify>,
     /// A rendezvous registration runs over this association (either way): it is kept
@@ -311,7 +313,7 @@ pub(crate) struct Assoc {
     pub permission: Option<crate::wire::PeerPermission>,
     /// The peer's candidates (address, kind, priority) from its last LOCATOR_SET.
     pub peer_candidates: Vec<crate::host::ice_types::Candidate>,
-    pub ice: Option<crate::host::ice_types::Ice>,
+    pub ice: Option<Box<crate::host::ice_types::Ice>>,
     /// When we last sent a HIP packet on this association (keepalives count from here).
     pub last_sent_at: Option<Instant>,
 }
@@ -369,12 +371,17 @@ impl Assoc {
         }
     }
 
+    /// When the association's timer fires next.
+    pub fn timer(&self) -> Option<Instant> {
+        self.timer
+    }
+
     /// Starts a retransmission schedule: first expiry after `rto`.
-    pub fn arm(&mut self, now: Instant, rto: Duration) {
+    pub fn arm(&mut self, timers: &mut Timers, now: Instant, rto: Duration) {
         self.armed_at = Some(now);
         self.rto = rto;
         self.tries = 1;
-        self.timer = Some(now + rto);
+        timers.set(self, Some(now + rto));
     }
 
     /// Doubles the timeout, up to `cap`, after a retransmission.
@@ -386,10 +393,69 @@ impl Assoc {
             .flatten()
     }
 
-    pub fn backoff(&mut self, now: Instant, cap: Duration) {
+    pub fn backoff(&mut self, timers: &mut Timers, now: Instant, cap: Duration) {
         self.tries += 1;
         self.rto = self.rto.saturating_mul(2).min(cap);
-        self.timer = Some(now + self.rto);
+        timers.set(self, Some(now + self.rto));
+    }
+}
+
+/// Every association's next deadline, earliest first: the host finds its next deadline and
+/// the associations due in O(log n), never by a scan of all of them. An association's
+/// timer is changed only here, so the queue always says what the associations say.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    queue: BTreeSet<(Instant, Hit)>,
+}
+
+impl Timers {
+    /// Sets the timer of `a` (`None`: no timer).
+    pub fn set(&mut self, a: &mut Assoc, at: Option<Instant>) {
+        if a.timer == at {
+            return;
+        }
+        if let Some(old) = a.timer {
+            self.queue.remove(&(old, a.peer_hit));
+        }
+        if let Some(at) = at {
+            self.queue.insert((at, a.peer_hit));
+        }
+        a.timer = at;
+    }
+
+    /// Takes the timer of an association that is going away.
+    pub fn forget(&mut self, a: &Assoc) {
+        if let Some(at) = a.timer {
+            self.queue.remove(&(at, a.peer_hit));
+        }
+    }
+
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<Instant> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// The associations whose timer is due at `now`, earliest first.
+    pub fn due(&self, now: Instant) -> Vec<Hit> {
+        self.queue
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, peer)| *peer)
+            .collect()
+    }
+
+    /// Whether the queue holds exactly the timers of `assocs` (for tests and the simulator).
+    pub fn agree<'a>(&self, assocs: impl Iterator<Item = &'a Assoc>) -> bool {
+        let mut n = 0;
+        for a in assocs {
+            if let Some(at) = a.timer {
+                if !self.queue.contains(&(at, a.peer_hit)) {
+                    return false;
+                }
+                n += 1;
+            }
+        }
+        n == self.queue.len()
     }
 }
 
@@ -533,17 +599,48 @@ mod tests {
     fn backoff_doubles_up_to_the_cap_and_karn_rule_holds() {
         let now = Instant::now();
         let mut a = Assoc::new(AssocHandle(1), Hit::NULL, AssocState::I1Sent);
-        a.arm(now, Duration::from_millis(400));
+        let mut timers = Timers::default();
+        a.arm(&mut timers, now, Duration::from_millis(400));
+        assert_eq!(timers.next(), Some(now + Duration::from_millis(400)));
         assert_eq!(
             a.rtt_sample(now + Duration::from_millis(30)),
             Some(Duration::from_millis(30))
         );
-        a.backoff(now, Duration::from_secs(1));
+        a.backoff(&mut timers, now, Duration::from_secs(1));
         assert_eq!(a.rto, Duration::from_millis(800));
         assert_eq!(a.rtt_sample(now), None, "no sample after a retransmission");
-        a.backoff(now, Duration::from_secs(1));
+        a.backoff(&mut timers, now, Duration::from_secs(1));
         assert_eq!(a.rto, Duration::from_secs(1));
         assert_eq!(a.tries, 3);
+        assert_eq!(timers.next(), Some(now + Duration::from_secs(1)));
+        assert!(timers.agree([&a].into_iter()));
+    }
+
+    #[test]
+    fn the_timer_queue_follows_every_change_and_gives_the_due_earliest_first() {
+        let now = Instant::now();
+        let hit = |n: u8| Hit([n; 16]);
+        let mut timers = Timers::default();
+        let mut assocs: Vec<Assoc> = (1..=3)
+            .map(|n| Assoc::new(AssocHandle(n.into()), hit(n), AssocState::Established))
+            .collect();
+        for (a, ms) in assocs.iter_mut().zip([30, 10, 20]) {
+            timers.set(a, Some(now + Duration::from_millis(ms)));
+        }
+        assert_eq!(timers.next(), Some(now + Duration::from_millis(10)));
+        assert_eq!(
+            timers.due(now + Duration::from_millis(20)),
+            vec![hit(2), hit(3)]
+        );
+        // Moved later, cleared, forgotten: the queue follows.
+        timers.set(&mut assocs[1], Some(now + Duration::from_millis(40)));
+        timers.set(&mut assocs[2], None);
+        assert!(timers.agree(assocs.iter()));
+        assert_eq!(timers.due(now + Duration::from_millis(35)), vec![hit(1)]);
+        timers.forget(&assocs[0]);
+        assert!(timers.agree(assocs[1..].iter()));
+        assert_eq!(timers.next(), Some(now + Duration::from_millis(40)));
+        assert_eq!(timers.due(now), Vec::<Hit>::new());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub trait Endpoint {
     fn handle_timeout(&mut self, now: Instant);
     fn poll_transmit(&mut self) -> Option<hip::Transmit>;
     fn poll_timeout(&self) -> Option<Instant>;
+    /// Panics if the endpoint's own bookkeeping disagrees with itself (checked after every
+    /// step).
+    fn check(&self) {}
 }
 
 impl Endpoint for hip::Host {
@@ -60,6 +63,12 @@ impl Endpoint for hip::Host {
     }
     fn poll_timeout(&self) -> Option<Instant> {
         hip::Host::poll_timeout(self)
+    }
+    fn check(&self) {
+        assert!(
+            self.timers_agree(),
+            "the timer queue disagrees with the associations"
+        );
     }
 }
 
@@ -364,6 +373,7 @@ impl<E: Endpoint> Sim<E> {
                 n.handle_timeout(self.now);
                 assert_deadline_moved(id, self.now, n.poll_timeout());
             }
+            n.check();
         }
         self.flush();
         true

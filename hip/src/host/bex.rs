@@ -249,7 +249,7 @@ impl Host {
         });
         a.state = AssocState::I2Sent;
         a.last_sent = Some(i2.clone());
-        a.arm(now, rto);
+        a.arm(&mut self.timers, now, rto);
         tracing::debug!(peer = %peer_hit, k = puzzle.k, "R1 accepted, sending I2");
         self.transmit(local, remote, &i2);
         Ok(())
@@ -521,8 +521,11 @@ impl Host {
 
         // A valid I2 replaces whatever we had with this peer (RFC 7401 §4.4.2): a
         // simultaneous exchange we lost, or an association the peer has forgotten.
-        let (handle, queue) = match self.assocs.get_mut(&peer_hit) {
-            Some(old) => (old.handle, std::mem::take(&mut old.queue)),
+        let (handle, queue) = match self.assocs.remove(&peer_hit) {
+            Some(old) => {
+                self.timers.forget(&old);
+                (old.handle, old.queue)
+            }
             None => (self.new_handle(), Default::default()),
         };
         let mut a = Assoc::new(handle, peer_hit, AssocState::R2Sent);
@@ -543,11 +546,12 @@ impl Host {
             .map(|(_, origin)| origin);
         a.relayed_origin = a.relay_to;
         a.last_sent = Some(r2.clone());
-        a.timer = Some(now + self.config.exchange_complete);
+        self.timers
+            .set(&mut a, Some(now + self.config.exchange_complete));
         a.established_at = Some(now);
         let esp = keys.session.esp.clone();
         a.keys = Some(keys.session);
-        self.assocs.insert(peer_hit, a);
+        self.assocs.insert(peer_hit, Box::new(a));
         self.stats.i2_accepted += 1;
         self.accepted_solution(generation, solution);
         tracing::debug!(peer = %peer_hit, "I2 accepted, sending R2");
@@ -598,7 +602,7 @@ impl Host {
             keys: keys.esp.clone(),
         };
         a.state = AssocState::Established;
-        a.timer = None;
+        self.timers.set(a, None);
         a.last_sent = None;
         a.established_at = Some(now);
         tracing::debug!(peer = %r2.sender_hit, "R2 accepted, association established");

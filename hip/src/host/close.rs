@@ -41,7 +41,7 @@ impl Host {
         // and starts a new exchange (RFC 7401 §4.4.2, CLOSING: need association → I1).
         a.esp = None;
         a.last_sent = Some(bytes.clone());
-        a.arm(now, self.config.close_timeout);
+        a.arm(&mut self.timers, now, self.config.close_timeout);
         let (local, remote) = (a.local, a.remote);
         self.transmit(local, remote, &bytes);
         Ok(())
@@ -87,7 +87,7 @@ impl Host {
         let was_closed = a.state == AssocState::Closed;
         a.state = AssocState::Closed;
         a.esp = None;
-        a.timer = Some(now + self.config.linger);
+        self.timers.set(a, Some(now + self.config.linger));
         a.last_sent = None;
         // To the peer's known locator, not to wherever this copy came from: a replayed
         // CLOSE must not aim our answers at a third party.

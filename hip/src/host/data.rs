@@ -88,8 +88,8 @@ impl Host {
                 a.unanswered_since.get_or_insert(now);
                 // The silence timer is armed here rather than rescheduled per packet.
                 if let Some(t) = mobility::silence_due(a, &self.config) {
-                    if a.timer.is_none_or(|timer| timer > t) {
-                        a.timer = Some(t);
+                    if a.timer().is_none_or(|timer| timer > t) {
+                        self.timers.set(a, Some(t));
                     }
                 }
                 let (local, remote) = match &a.verify {
@@ -194,7 +194,7 @@ impl Host {
                 let completes = a.state == AssocState::R2Sent;
                 if completes {
                     a.state = AssocState::Established;
-                    a.timer = None;
+                    self.timers.set(a, None);
                 }
                 let moved = remote != a.remote;
                 if completes {

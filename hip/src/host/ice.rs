@@ -473,7 +473,7 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        let ice = a.ice.get_or_insert_with(Ice::default);
+        let ice = a.ice.get_or_insert_with(Box::default);
         let mut pairs = std::mem::take(&mut ice.pairs);
         if recheck {
             for p in &mut pairs {
@@ -722,9 +722,11 @@ impl Host {
         };
         let controlling = a.initiator;
         let pacing = a.pacing.max(MIN_TA);
-        let ice = a.ice.get_or_insert_with(|| Ice {
-            next_tx: Some(now),
-            ..Ice::default()
+        let ice = a.ice.get_or_insert_with(|| {
+            Box::new(Ice {
+                next_tx: Some(now),
+                ..Ice::default()
+            })
         });
         if ice.selected.is_some() {
             return;
@@ -1003,10 +1005,10 @@ mod tests {
         pump(&mut a, &mut b, now);
         assert_eq!(a.assocs[&b_hit].state, AssocState::Established);
         let due = now + Duration::from_secs(1);
-        a.assocs.get_mut(&b_hit).unwrap().ice = Some(Ice {
+        a.assocs.get_mut(&b_hit).unwrap().ice = Some(Box::new(Ice {
             recheck: Some(due),
             ..Ice::default()
-        });
+        }));
         a.schedule(now, b_hit);
         a.handle_timeout(due);
         assert!(

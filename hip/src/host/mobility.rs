@@ -62,7 +62,7 @@ impl Host {
             return;
         };
         a.state = AssocState::Established;
-        a.timer = None;
+        self.timers.set(a, None);
         a.last_error = None;
         a.failover.clear();
         a.unanswered_since = None;

@@ -45,7 +45,7 @@ pub use rendezvous::{registration_lifetime, REG_TYPE_RENDEZVOUS};
 
 use crate::assoc::{
     add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, Check, EspState,
-    KeymatSeed, SessionKeys,
+    KeymatSeed, SessionKeys, Timers,
 };
 pub use crate::assoc::{AssocHandle, AssocState, EspKeys, Traffic};
 use crate::crypto::{
@@ -377,7 +377,9 @@ pub struct Host {
     profile: &'static dyn Profile,
     config: Config,
     rng: ChaCha20Rng,
-    assocs: HashMap<Hit, Assoc>,
+    assocs: HashMap<Hit, Box<Assoc>>,
+    /// The associations' deadlines, earliest first.
+    timers: Timers,
     /// Inbound SPI → peer; may hold stale entries, checked on use.
     spis: HashMap<u32, Hit>,
     next_handle: u32,
@@ -447,6 +449,7 @@ impl Host {
             identity,
             rng,
             assocs: HashMap::new(),
+            timers: Timers::default(),
             spis: HashMap::new(),
             next_handle: 0,
             secrets,
@@ -565,10 +568,10 @@ impl Host {
             params: vec![Param::DhGroupList(vec![self.profile.dh_group()])],
         };
         a.last_sent = Some(i1.to_bytes());
-        a.arm(now, self.config.i1_timeout);
+        a.arm(&mut self.timers, now, self.config.i1_timeout);
         tracing::debug!(peer = %peer, "sending I1");
         self.send_i1(&a);
-        self.assocs.insert(peer, a);
+        self.assocs.insert(peer, Box::new(a));
         Ok(handle)
     }
 
@@ -605,12 +608,7 @@ impl Host {
         // that waited for an UPDATE): such cascades run here, in rounds, so that no
         // deadline is left at or before `now` for the driver to wake up for again.
         for _ in 0..TIMER_ROUNDS {
-            let due: Vec<Hit> = self
-                .assocs
-                .values()
-                .filter(|a| a.timer.is_some_and(|t| t <= now))
-                .map(|a| a.peer_hit)
-                .collect();
+            let due = self.timers.due(now);
             if due.is_empty() {
                 return;
             }
@@ -622,8 +620,23 @@ impl Host {
 
     /// The next instant at which `handle_timeout` has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let assoc = self.assocs.values().filter_map(|a| a.timer).min();
+        let assoc = self.timers.next();
         Some(assoc.map_or(self.next_rotation, |t| t.min(self.next_rotation)))
+    }
+
+    /// The earliest association timer found by visiting every association: what
+    /// `poll_timeout` and `handle_timeout` each did before the timer queue, kept as the
+    /// baseline of `benches/timers.rs`.
+    #[doc(hidden)]
+    pub fn scan_timers(&self) -> Option<Instant> {
+        self.assocs.values().filter_map(|a| a.timer()).min()
+    }
+
+    /// Whether the timer queue holds exactly the associations' timers (the simulator
+    /// checks it after every step).
+    #[doc(hidden)]
+    pub fn timers_agree(&self) -> bool {
+        self.timers.agree(self.assocs.values().map(|a| &**a))
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -750,7 +763,7 @@ impl Host {
                 // What fell due meanwhile (a rekey by age) runs now, not at a deadline
                 // already past.
                 a.state = AssocState::Established;
-                a.timer = None;
+                self.timers.set(a, None);
                 self.established_timer(now, peer);
                 return;
             }
@@ -764,7 +777,7 @@ impl Host {
             }
         };
         if a.tries < limit {
-            a.backoff(now, self.config.max_timeout);
+            a.backoff(&mut self.timers, now, self.config.max_timeout);
             if a.state == AssocState::I1Sent {
                 let a = self.assocs.remove(&peer);
                 if let Some(a) = a {
@@ -781,7 +794,7 @@ impl Host {
         } else {
             tracing::debug!(peer = %peer, state = %a.state, "exchange failed");
             a.state = AssocState::Failed;
-            a.timer = Some(now + self.config.linger);
+            self.timers.set(a, Some(now + self.config.linger));
             a.last_error = Some(Error::Timeout);
             self.push_event(Event::Failed {
                 peer,
@@ -793,7 +806,9 @@ impl Host {
     /// Removes the association with `peer` and what lives with it: registrations either
     /// way round, relay permissions, the relay grant (and with it our candidates).
     pub(super) fn forget_association(&mut self, now: Instant, peer: Hit) {
-        self.assocs.remove(&peer);
+        if let Some(a) = self.assocs.remove(&peer) {
+            self.timers.forget(&a);
+        }
         self.registered_with.remove(&peer);
         self.rvs_clients.remove(&peer);
         self.drop_relay_client(&peer);

@@ -41,7 +41,7 @@ impl Host {
         };
         let seq = a.next_update_id;
         a.next_update_id = a.next_update_id.wrapping_add(1);
-        a.rekey = Some(Rekey {
+        a.rekey = Some(Box::new(Rekey {
             started: now,
             our_spi: spi,
             our_index: index,
@@ -49,7 +49,7 @@ impl Host {
             acked: false,
             peer_info: None,
             next_out: None,
-        });
+        }));
         tracing::debug!(peer = %peer, spi = format_args!("{spi:#010x}"), "starting rekey");
         let info = EspInfo {
             reserved: 0,
@@ -113,7 +113,7 @@ impl Host {
         }
         if a.state == AssocState::R2Sent {
             a.state = AssocState::Established;
-            a.timer = None;
+            self.timers.set(a, None);
         }
         // Connectivity checks and their answers run beside the UPDATE sequence.
         if self.ice_update(now, local, remote, update) {
@@ -209,7 +209,7 @@ impl Host {
                         let spi = self.new_spi();
                         let a = self.assocs.get_mut(&peer).ok_or(Error::Unexpected)?;
                         let index = index.max(info.keymat_index as usize);
-                        a.rekey = Some(Rekey {
+                        a.rekey = Some(Box::new(Rekey {
                             started: now,
                             our_spi: spi,
                             our_index: index,
@@ -217,7 +217,7 @@ impl Host {
                             acked: false,
                             peer_info: Some(info),
                             next_out: None,
-                        });
+                        }));
                         let ours = EspInfo {
                             reserved: 0,
                             keymat_index: index as u16,
@@ -451,7 +451,7 @@ impl Host {
         .flatten()
         .min();
         if let Some(a) = self.assocs.get_mut(&peer) {
-            a.timer = timer;
+            self.timers.set(a, timer);
         }
     }
 
@@ -594,7 +594,7 @@ impl Host {
         a.pending_update = None;
         a.verify = None;
         a.rekey = None;
-        a.timer = Some(now + self.config.linger);
+        self.timers.set(a, Some(now + self.config.linger));
         self.push_event(Event::Failed {
             peer,
             error: Error::Timeout,
