@@ -35,6 +35,8 @@ fn responder_with(n: usize, now: Instant) -> Host {
     config.difficulty.raise_above = u32::MAX;
     config.max_associations = usize::MAX;
     config.r1_per_source = u32::MAX;
+    // One puzzle generation serves them all: its ledger must hold every solution.
+    config.max_solutions = usize::MAX;
     let mut r = Host::new(HostIdentity::from_secret([1; 32]), config, [7; 32], now);
     for k in 0..n {
         let from = SocketAddr::from((

@@ -7,6 +7,8 @@ pub mod daemon;
 pub mod keys;
 pub mod netmon;
 pub mod netstack;
+pub mod node;
+pub mod offload;
 pub mod sim;
 pub mod tun;
 pub mod udp;

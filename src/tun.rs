@@ -5,7 +5,7 @@
 //! A device made by [`Tun::create_offload`] puts a `virtio_net_hdr` ([`VNET_HDR_LEN`] bytes)
 //! in front of every packet both ways and lets the kernel hand over TCP super-packets of up to
 //! 64 KiB (TSO) with their checksums left to us, and accept such super-packets from us; the
-//! caller segments and coalesces (see `crate::daemon::offload`).
+//! caller segments and coalesces (see `crate::offload`).
 //! [`Tun::create`] leaves the device fully configured: its fd non-blocking (register it with
 //! mio as `mio::unix::SourceFd(&tun.as_raw_fd())`), its MTU and txqueuelen set, no IPv6
 //! link-local address, the link up, the host's HIT as `HIT/28` (the kernel's connected route

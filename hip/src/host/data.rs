@@ -129,6 +129,15 @@ impl Host {
         }
     }
 
+    /// Whether [`Host::encapsulate`] for `peer` would seal or queue, rather than answer
+    /// `NoAssociation` (no association, or one that failed: a base exchange is needed).
+    pub fn sends_to(&self, peer: &Hit) -> bool {
+        self.assocs.get(peer).is_some_and(|a| {
+            a.state != AssocState::Failed
+                && (a.esp.is_some() || matches!(a.state, AssocState::I1Sent | AssocState::I2Sent))
+        })
+    }
+
     /// Takes one UDP payload received on `local` from `remote`: HIP control packets go to
     /// the state machine, ESP is verified and decrypted in place.
     pub fn decapsulate(

@@ -1,15 +1,18 @@
-//! The overlay in the daemon: an [`overlay::node::Node`] whose links are TCP connections
-//! between HITs on port 6084 in the node's own userspace stack ([`Netstack`]), carried in
-//! the HIP associations. The daemon's loop calls [`Overlay::drive`] whenever overlay
-//! packets arrived, a timer of the node or the stack is due, or a request came in.
+//! The node's overlay: an [`overlay::node::Node`] whose links are TCP connections between
+//! HITs on port 6084 in the node's own userspace stack ([`Netstack`]), carried in the HIP
+//! associations. [`crate::node::Node`] hands it the TCP segments that arrive in ESP and
+//! seals what [`OverlayLinks::drive`] returns; it runs whenever overlay packets arrived, a
+//! timer of the node or the stack is due, or a request came in.
 //!
 //! Links to HITs the node knows no locator for (every peer but the bootstraps) are opened
 //! the HIP BONE way (RFC 7086 §5.3): the I1 goes to the neighbour that told us about the
 //! peer, which relays it over its own association (`hip::Config::overlay_relay`).
+//!
+//! Sans-IO like the rest of the node model: time is passed in, the wall clock the overlay's
+//! storage times need is passed in as milliseconds since the epoch, answers to requests
+//! come out as [`Answer`]s, and captured segments for a pcap file as [`Capture`]s.
 
-use crate::config::Overlay as OverlayConfig;
 use crate::netstack::{self, LinkEvent, Netstack};
-use crate::sim::pcap;
 use hip::{Hit, HostIdentity};
 use overlay::node::{Config as NodeConfig, Event as NodeEvent, Failure, Node, RequestHandle};
 use overlay::storage::{self, access, KindDef};
@@ -18,22 +21,62 @@ use overlay::wire::{
     StoredData, StoredDataSpecifier, StoredDataValue,
 };
 use serde::Serialize;
-use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// Relays remembered for peers being connected to (one entry per `Event::Connect`).
 const MAX_HINTS: usize = 1024;
-/// Control requests waiting for the overlay's answer.
+/// Requests waiting for the overlay's answer.
 const MAX_WAITING: usize = 64;
+/// Captured segments waiting for the driver; past that the oldest go.
+const MAX_CAPTURES: usize = 4096;
 /// Lifetime of a value stored with `hipbone overlay store`.
 const DEBUG_LIFETIME: u32 = 3600;
+/// Back-off of bootstrap retries.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// A control request waiting for its answer from the overlay.
-enum Waiting {
-    Store(UnixStream),
-    Fetch(UnixStream, Hit),
+/// What the overlay is configured with.
+#[derive(Debug, Clone)]
+pub struct OverlaySetup {
+    pub name: String,
+    pub client: bool,
+    /// Bootstrap peers (ourselves among them is fine).
+    pub bootstraps: Vec<Hit>,
+    /// Keep the TCP segments of the overlay's links for a capture.
+    pub capture: bool,
+}
+
+/// A request's number, chosen by the caller and given back with its answer.
+pub type RequestId = u64;
+
+/// The answer to a store or fetch request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Stored {
+        request: RequestId,
+        generation: u64,
+        replicas: Vec<Hit>,
+    },
+    Fetched {
+        request: RequestId,
+        owner: Hit,
+        values: Vec<String>,
+        responder: Hit,
+        hops: u32,
+    },
+    Failed {
+        request: RequestId,
+        error: String,
+    },
+}
+
+/// One TCP segment of an overlay link, as an IPv6 packet between the HITs, at `at` since the
+/// overlay started.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub at: Duration,
+    pub packet: Vec<u8>,
 }
 
 /// What `hipbone overlay status` shows.
@@ -53,7 +96,7 @@ pub struct OverlayStatus {
     pub forwarded: u64,
 }
 
-pub struct Overlay {
+pub struct OverlayLinks {
     name: String,
     client: bool,
     pub node: Node,
@@ -63,20 +106,22 @@ pub struct Overlay {
     join_started: bool,
     /// Peer → the neighbour that told us about it (relays our I1).
     hints: HashMap<Hit, Hit>,
-    waiting: HashMap<RequestHandle, Waiting>,
-    pcap: Option<(std::io::BufWriter<std::fs::File>, Instant)>,
+    waiting: HashMap<RequestHandle, (RequestId, Option<Hit>)>,
+    answers: VecDeque<Answer>,
+    captures: Option<VecDeque<Capture>>,
+    started: Instant,
     me: Hit,
     /// When to try the bootstraps again (none answered yet), and the back-off.
     retry_at: Option<Instant>,
     retry_delay: Duration,
-    /// `drive` stopped with work left: call it again before waiting.
-    pub more: bool,
+    /// `drive` has input to process (packets, a request, work left) since this instant.
+    due: Option<Instant>,
     deadline: Option<Instant>,
 }
 
-impl std::fmt::Debug for Overlay {
+impl std::fmt::Debug for OverlayLinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Overlay")
+        f.debug_struct("OverlayLinks")
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -90,67 +135,54 @@ fn hit_of(id: NodeId) -> Hit {
     Hit(id.0)
 }
 
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl Overlay {
+impl OverlayLinks {
+    /// The overlay of node `identity`; `seed` draws its randomness, `epoch_ms` is the wall
+    /// clock now, `mtu` the largest IPv6 packet its links may send.
     pub fn new(
-        config: &OverlayConfig,
+        setup: &OverlaySetup,
         identity: HostIdentity,
         mtu: usize,
+        seed: [u8; 32],
+        epoch_ms: u64,
         now: Instant,
-    ) -> anyhow::Result<Overlay> {
+    ) -> OverlayLinks {
         let me = identity.hit();
-        let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed)
-            .map_err(|e| anyhow::anyhow!("drawing randomness from the operating system: {e}"))?;
         let node_config = NodeConfig {
-            overlay: overlay::id::overlay_hash(&config.name),
-            client: config.client,
-            epoch_ms: epoch_ms(),
+            overlay: overlay::id::overlay_hash(&setup.name),
+            client: setup.client,
+            epoch_ms,
             seed,
             ..NodeConfig::default()
         };
         let stack_seed = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default());
-        let pcap = match &config.pcap {
-            Some(path) => {
-                let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| {
-                    anyhow::anyhow!("overlay.pcap: cannot create {}: {e}", path.display())
-                })?);
-                f.write_all(&pcap::file_header())?;
-                f.flush()?;
-                Some((f, now))
-            }
-            None => None,
-        };
-        Ok(Overlay {
-            name: config.name.clone(),
-            client: config.client,
+        OverlayLinks {
+            name: setup.name.clone(),
+            client: setup.client,
             node: Node::new(identity, node_config, now),
             net: Netstack::new(me, stack_seed, mtu, now),
-            bootstraps: config
-                .bootstrap
+            bootstraps: setup
+                .bootstraps
                 .iter()
-                .map(|b| b.hit)
+                .copied()
                 .filter(|h| *h != me)
                 .collect(),
             join_started: false,
             hints: HashMap::new(),
             waiting: HashMap::new(),
-            pcap,
+            answers: VecDeque::new(),
+            captures: setup.capture.then(VecDeque::new),
+            started: now,
             me,
             retry_at: None,
             retry_delay: RETRY_FIRST,
-            more: false,
+            due: Some(now),
             deadline: None,
-        })
+        }
     }
 
     /// Starts: links to the bootstraps, or a ring of our own when we are the only one.
     pub fn start(&mut self, now: Instant) {
+        self.due.get_or_insert(now);
         if self.bootstraps.is_empty() {
             tracing::info!(overlay = %self.name, "no other bootstrap: starting the ring");
             self.join_started = true;
@@ -168,8 +200,8 @@ impl Overlay {
         }
     }
 
-    /// Where to send an I1 for `peer` when no locator is configured: the current address
-    /// of the neighbour that told us about it.
+    /// Where to send an I1 for `peer` when no locator is configured: the neighbour that
+    /// told us about it.
     pub fn relay_for(&self, peer: &Hit) -> Option<Hit> {
         self.hints.get(peer).copied()
     }
@@ -178,35 +210,46 @@ impl Overlay {
     pub fn receive(&mut self, now: Instant, peer: Hit, segment: &[u8]) {
         self.capture(now, peer, self.me, segment);
         self.net.receive(peer, segment);
+        self.due.get_or_insert(now);
     }
 
     /// A HIP association ended: its overlay link is gone too.
-    pub fn association_lost(&mut self, peer: Hit) {
+    pub fn association_lost(&mut self, now: Instant, peer: Hit) {
         self.net.close(peer);
+        self.due.get_or_insert(now);
     }
 
     fn capture(&mut self, now: Instant, src: Hit, dst: Hit, segment: &[u8]) {
-        if let Some((f, start)) = self.pcap.as_mut() {
-            let packet = netstack::ipv6_tcp(src, dst, segment);
-            let at = now.saturating_duration_since(*start);
-            if f.write_all(&pcap::record(at, &packet))
-                .and_then(|()| f.flush())
-                .is_err()
-            {
-                tracing::warn!("writing the overlay capture failed; capture stopped");
-                self.pcap = None;
+        if let Some(captures) = self.captures.as_mut() {
+            if captures.len() == MAX_CAPTURES {
+                captures.pop_front();
             }
+            captures.push_back(Capture {
+                at: now.saturating_duration_since(self.started),
+                packet: netstack::ipv6_tcp(src, dst, segment),
+            });
         }
     }
 
-    /// When the node or the stack next has something to do, as of the last `drive`:
-    /// nothing changes that between drives without setting the daemon's `overlay_due`,
-    /// so the event loop reads it without asking smoltcp on every turn.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+    /// The next captured segment, when capturing.
+    pub fn poll_capture(&mut self) -> Option<Capture> {
+        self.captures.as_mut()?.pop_front()
     }
 
-    fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+    /// The next answer to a request.
+    pub fn poll_answer(&mut self) -> Option<Answer> {
+        self.answers.pop_front()
+    }
+
+    /// When `drive` must run next: at once (the instant its input came) if it has input,
+    /// else when the node, the stack or a bootstrap retry is due, as of the last `drive`
+    /// (nothing changes that between drives without input, so the stack is not asked on
+    /// every turn).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.due.or(self.deadline)
+    }
+
+    fn next_deadline(&mut self, now: Instant) -> Option<Instant> {
         [
             self.node.poll_timeout(),
             self.net.poll_at(now),
@@ -220,6 +263,7 @@ impl Overlay {
     /// Runs the node and the stack until neither has anything left to hand over; returns
     /// the TCP segments to seal (peer, segment).
     pub fn drive(&mut self, now: Instant) -> Vec<(Hit, Vec<u8>)> {
+        self.due = None;
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
             self.node.handle_timeout(now);
         }
@@ -229,10 +273,10 @@ impl Overlay {
             self.connect_bootstraps(now);
         }
         let mut out = Vec::new();
-        self.more = true;
+        let mut progress = true;
         for _ in 0..16 {
             self.net.poll(now);
-            let mut progress = false;
+            progress = false;
             while let Some(e) = self.net.poll_event() {
                 progress = true;
                 match e {
@@ -281,11 +325,12 @@ impl Overlay {
                 out.push((peer, segment));
             }
             if !progress {
-                self.more = false;
                 break;
             }
         }
-        self.deadline = self.poll_timeout(now);
+        // Stopped with work left: run again before waiting.
+        self.due = progress.then_some(now);
+        self.deadline = self.next_deadline(now);
         out
     }
 
@@ -317,17 +362,16 @@ impl Overlay {
                 tracing::debug!(?predecessors, ?successors, "overlay neighbours");
             }
             NodeEvent::StoreDone { handle, answer, .. } => {
-                if let Some(Waiting::Store(s)) = self.waiting.remove(&handle) {
-                    let replicas: Vec<String> = answer
-                        .kind_responses
-                        .iter()
-                        .flat_map(|k| k.replicas.iter().map(|r| hit_of(*r).to_string()))
-                        .collect();
-                    let generation = answer.kind_responses.first().map_or(0, |k| k.generation);
-                    reply(
-                        s,
-                        &serde_json::json!({"stored": true, "generation": generation, "replicas": replicas}),
-                    );
+                if let Some((request, _)) = self.waiting.remove(&handle) {
+                    self.answers.push_back(Answer::Stored {
+                        request,
+                        generation: answer.kind_responses.first().map_or(0, |k| k.generation),
+                        replicas: answer
+                            .kind_responses
+                            .iter()
+                            .flat_map(|k| k.replicas.iter().map(|r| hit_of(*r)))
+                            .collect(),
+                    });
                 }
             }
             NodeEvent::FetchDone {
@@ -336,8 +380,8 @@ impl Overlay {
                 responder,
                 hops,
             } => {
-                if let Some(Waiting::Fetch(s, owner)) = self.waiting.remove(&handle) {
-                    let values: Vec<String> = answer
+                if let Some((request, owner)) = self.waiting.remove(&handle) {
+                    let values = answer
                         .kind_responses
                         .iter()
                         .flat_map(|k| &k.values)
@@ -348,60 +392,62 @@ impl Overlay {
                             _ => None,
                         })
                         .collect();
-                    reply(
-                        s,
-                        &serde_json::json!({
-                            "owner": owner.to_string(),
-                            "values": values,
-                            "responder": hit_of(responder).to_string(),
-                            "hops": hops,
-                        }),
-                    );
+                    self.answers.push_back(Answer::Fetched {
+                        request,
+                        owner: owner.unwrap_or(self.me),
+                        values,
+                        responder: hit_of(responder),
+                        hops,
+                    });
                 }
             }
             NodeEvent::Failed { handle, failure } => {
-                if let Some(w) = self.waiting.remove(&handle) {
-                    let s = match w {
-                        Waiting::Store(s) | Waiting::Fetch(s, _) => s,
-                    };
-                    reply(s, &serde_json::json!({"error": describe(&failure)}));
+                if let Some((request, _)) = self.waiting.remove(&handle) {
+                    self.answers.push_back(Answer::Failed {
+                        request,
+                        error: describe(&failure),
+                    });
                 }
             }
             other => tracing::debug!(event = ?other, "overlay event"),
         }
     }
 
+    fn refuse(&mut self, request: RequestId, error: impl Into<String>) {
+        self.answers.push_back(Answer::Failed {
+            request,
+            error: error.into(),
+        });
+    }
+
     /// `hipbone overlay store VALUE`: appends VALUE to our debugging array (stored at the
-    /// Resource-ID of our own HIT, NODE-MATCH). The answer goes to `stream` later.
+    /// Resource-ID of our own HIT, NODE-MATCH), signed by `identity` with storage time
+    /// `epoch_ms`. The answer comes as an [`Answer`] for `request`.
     pub fn store(
         &mut self,
         now: Instant,
+        epoch_ms: u64,
         identity: &HostIdentity,
         value: &[u8],
-        stream: UnixStream,
+        request: RequestId,
     ) {
+        self.due.get_or_insert(now);
         if value.len() > crate::control::MAX_VALUE {
             let e = format!(
                 "the value is longer than {} bytes",
                 crate::control::MAX_VALUE
             );
-            return reply(stream, &serde_json::json!({ "error": e }));
+            return self.refuse(request, e);
         }
         if self.waiting.len() >= MAX_WAITING {
-            return reply(
-                stream,
-                &serde_json::json!({"error": "too many requests waiting"}),
-            );
+            return self.refuse(request, "too many requests waiting");
         }
         let def = KindDef::DEBUG_ARRAY;
         let Some(resource) = access::owned_resource(&def, node_id(self.me)) else {
-            return reply(
-                stream,
-                &serde_json::json!({"error": "no resource for this kind"}),
-            );
+            return self.refuse(request, "no resource for this kind");
         };
         let mut data = StoredData {
-            storage_time: epoch_ms(),
+            storage_time: epoch_ms,
             lifetime: DEBUG_LIFETIME,
             value: StoredDataValue::Array {
                 // RFC 6940 §7.2.2: 0xffffffff appends.
@@ -425,26 +471,21 @@ impl Overlay {
         };
         match self.node.store(now, &req) {
             Ok(handle) => {
-                self.waiting.insert(handle, Waiting::Store(stream));
+                self.waiting.insert(handle, (request, None));
             }
-            Err(e) => reply(stream, &serde_json::json!({"error": format!("{e:?}")})),
+            Err(e) => self.refuse(request, format!("{e:?}")),
         }
     }
 
     /// `hipbone overlay fetch HIT`: the debugging array of the node `owner`.
-    pub fn fetch(&mut self, now: Instant, owner: Hit, stream: UnixStream) {
+    pub fn fetch(&mut self, now: Instant, owner: Hit, request: RequestId) {
+        self.due.get_or_insert(now);
         if self.waiting.len() >= MAX_WAITING {
-            return reply(
-                stream,
-                &serde_json::json!({"error": "too many requests waiting"}),
-            );
+            return self.refuse(request, "too many requests waiting");
         }
         let def = KindDef::DEBUG_ARRAY;
         let Some(resource) = access::owned_resource(&def, node_id(owner)) else {
-            return reply(
-                stream,
-                &serde_json::json!({"error": "no resource for this kind"}),
-            );
+            return self.refuse(request, "no resource for this kind");
         };
         let req = FetchReq {
             resource,
@@ -459,9 +500,9 @@ impl Overlay {
         };
         match self.node.fetch(now, &req) {
             Ok(handle) => {
-                self.waiting.insert(handle, Waiting::Fetch(stream, owner));
+                self.waiting.insert(handle, (request, Some(owner)));
             }
-            Err(e) => reply(stream, &serde_json::json!({"error": format!("{e:?}")})),
+            Err(e) => self.refuse(request, format!("{e:?}")),
         }
     }
 
@@ -498,17 +539,3 @@ fn describe(f: &Failure) -> String {
         other => format!("{other:?}"),
     }
 }
-
-/// Answers a waiting control client; one that does not read cannot hold up the loop.
-fn reply(mut stream: UnixStream, answer: &serde_json::Value) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-    let _ = stream.write_all(answer.to_string().as_bytes());
-}
-
-/// Back-off of bootstrap retries.
-const RETRY_FIRST: Duration = Duration::from_secs(2);
-const RETRY_MAX: Duration = Duration::from_secs(60);
-
-/// How long the CLI waits for a store or fetch: the node's own retransmissions (R13:
-/// 5 sends, 3 s apart) and a margin.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);

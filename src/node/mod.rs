@@ -1,0 +1,533 @@
+//! The node model: one hipbone node — its [`hip::Host`], its overlay ([`OverlayLinks`]:
+//! an `overlay::Node` whose links run in a userspace TCP stack inside the HIP
+//! associations), the edge between inner packets and ESP payloads ([`Edge`]: LSI/BEET
+//! translation) and its configured peers — as one sans-IO object. The daemon drives it with
+//! sockets, a TUN device, netlink and the clock; the simulator drives it with virtual time
+//! and virtual links. Decisions that join the protocol cores live here, once: how an I1 for
+//! a peer finds its way (configured locators, or the overlay neighbour that named the peer
+//! — HIP BONE), what a lost association means (its overlay link goes, its LSI is released
+//! unless configured, a rendezvous or relay registration starts again), and what ESP for an
+//! SPI we no longer know asks for (a fresh exchange with the configured peer).
+//!
+//! The driver's order of calls, each turn: inputs (`handle_datagram`, `encapsulate`,
+//! `set_local_addresses`, requests), then `handle_timeout(now)` — which runs everything the
+//! inputs or the clock made due and may be called at any time — then `poll_transmit` until
+//! `None` and `poll_event` until `None`; then it waits until `poll_timeout`, or input.
+//! The data path (`encapsulate`, `handle_datagram`) works on the driver's buffers and does
+//! not allocate; the driver may batch it (the daemon does, with GSO and GRO).
+
+pub mod edge;
+pub mod overlay;
+
+use crate::config::Config;
+use crate::offload::{self, TcpSegments};
+use edge::Edge;
+use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX};
+use hip::{Event, Hit, Host, HostIdentity, Inbound, Outbound, Transmit};
+use overlay::{OverlayLinks, OverlaySetup, RequestId};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+const TCP: u8 = 6;
+/// Events waiting for the driver; past that the oldest go (they are for logs and status).
+const MAX_EVENTS: usize = 1024;
+/// Overlay datagrams sealed and waiting for the driver.
+const MAX_TRANSMITS: usize = 4096;
+
+/// A configured peer: where its I1 goes, and what it serves us.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub name: Option<String>,
+    pub locators: Vec<SocketAddr>,
+    /// Our rendezvous server: registered with at start, and again whenever the
+    /// association with it ends.
+    pub rendezvous: bool,
+    /// Our relay server: registered with like the rendezvous server.
+    pub relay: bool,
+}
+
+/// What the driver hears of the node (for logs, status and the path MTU it looks after).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    Established {
+        peer: Hit,
+        local: SocketAddr,
+        remote: SocketAddr,
+        initiator: bool,
+    },
+    /// The association's path moved to `remote`.
+    Moved { peer: Hit, remote: SocketAddr },
+    /// The association failed or was closed.
+    Ended { peer: Hit },
+}
+
+/// What a received datagram was, for the driver.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// An inner packet for the TUN device: its transport payload at `payload` of the
+    /// buffer given, from `peer`.
+    Deliver {
+        peer: Hit,
+        next_header: u8,
+        payload: core::ops::Range<usize>,
+    },
+    /// As a relay: ESP to pass on, unchanged, to `to`.
+    Forward { to: SocketAddr },
+    /// Taken by the node (HIP control, the overlay's own traffic) or dropped.
+    Consumed,
+}
+
+pub struct Node {
+    pub host: Host,
+    pub edge: Edge,
+    pub overlay: Option<OverlayLinks>,
+    /// Our identity again, for signing what the overlay stores.
+    identity: HostIdentity,
+    peers: HashMap<Hit, Peer>,
+    /// The largest transport payload one datagram to a peer carries, where the driver
+    /// knows the path (the overlay's segments are cut to it).
+    max_payload: HashMap<Hit, usize>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<NodeEvent>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("hit", &self.host.hit())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node of `host` (and its `identity` again, for what the overlay signs), with `edge`
+    /// for its inner packets, `peers` configured and optionally an overlay.
+    pub fn new(
+        host: Host,
+        identity: HostIdentity,
+        edge: Edge,
+        peers: HashMap<Hit, Peer>,
+        overlay: Option<OverlayLinks>,
+    ) -> Node {
+        Node {
+            host,
+            edge,
+            overlay,
+            identity,
+            peers,
+            max_payload: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The node `config` describes, with `identity`; `seeds` draw the randomness of the
+    /// host and the overlay, `epoch_ms` is the wall clock now (the overlay's storage
+    /// times). The configured peers and the overlay's bootstrap nodes (reached like
+    /// configured peers, without an LSI of their own) are where I1s go.
+    pub fn from_config(
+        config: &Config,
+        identity: HostIdentity,
+        seeds: [[u8; 32]; 2],
+        epoch_ms: u64,
+        now: Instant,
+    ) -> anyhow::Result<Node> {
+        let copy = || HostIdentity::from_secret(*identity.secret_bytes());
+        let hit = identity.hit();
+        let overlay = config.overlay.as_ref().map(|o| {
+            let setup = OverlaySetup {
+                name: o.name.clone(),
+                client: o.client,
+                bootstraps: o.bootstrap.iter().map(|b| b.hit).collect(),
+                capture: o.pcap.is_some(),
+            };
+            let mtu = config.interface.mtu as usize;
+            OverlayLinks::new(&setup, copy(), mtu, seeds[1], epoch_ms, now)
+        });
+        let mut pool = config
+            .interface
+            .lsi_range
+            .pool()
+            .map_err(|e| anyhow::anyhow!("interface.lsi_range: {e}"))?;
+        let lsi = config.interface.own_lsi();
+        pool.reserve(lsi);
+        let mut peers = HashMap::new();
+        for p in &config.peers {
+            pool.lsi_for(&p.hit)
+                .map_err(|e| anyhow::anyhow!("allocating an LSI for peer {}: {e}", p.hit))?;
+            let peer = Peer {
+                name: p.name.clone(),
+                locators: p.locators.clone(),
+                rendezvous: p.rendezvous,
+                relay: p.relay,
+            };
+            peers.insert(p.hit, peer);
+        }
+        for b in config.overlay.iter().flat_map(|o| &o.bootstrap) {
+            if b.hit != hit && !peers.contains_key(&b.hit) {
+                let peer = Peer {
+                    name: Some("bootstrap".to_string()),
+                    locators: b.locators.clone(),
+                    ..Peer::default()
+                };
+                peers.insert(b.hit, peer);
+            }
+        }
+        let own = copy();
+        let host = Host::new(identity, config.to_hip_config(), seeds[0], now);
+        let edge = Edge {
+            hit,
+            lsi,
+            pool,
+            flows: Default::default(),
+        };
+        Ok(Node::new(host, own, edge, peers, overlay))
+    }
+
+    pub fn hit(&self) -> Hit {
+        self.host.hit()
+    }
+
+    pub fn peers(&self) -> &HashMap<Hit, Peer> {
+        &self.peers
+    }
+
+    /// Starts what runs on its own: the overlay's first links, registrations with our
+    /// rendezvous and relay servers.
+    pub fn start(&mut self, now: Instant) {
+        if let Some(o) = self.overlay.as_mut() {
+            o.start(now);
+        }
+        let servers: Vec<Hit> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.rendezvous || p.relay)
+            .map(|(h, _)| *h)
+            .collect();
+        for server in servers {
+            self.register_with(now, server);
+        }
+    }
+
+    /// Starts a base exchange with `peer`: to its configured locators, or through the
+    /// overlay neighbour that named it (HIP BONE: the I1 goes over that neighbour's
+    /// association, which relays it). False if there is no way to reach it.
+    pub fn connect(&mut self, now: Instant, peer: Hit) -> bool {
+        let locators = match self.peers.get(&peer) {
+            Some(p) => p.locators.clone(),
+            None => self
+                .overlay
+                .as_ref()
+                .and_then(|o| o.relay_for(&peer))
+                .and_then(|relay| self.host.association(&relay))
+                .map(|a| vec![a.remote])
+                .unwrap_or_default(),
+        };
+        let Some(first) = locators.first() else {
+            return false;
+        };
+        let local = self.local_for(first);
+        match self.host.connect(now, peer, local, &locators) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "cannot start a base exchange");
+                false
+            }
+        }
+    }
+
+    /// One of our addresses of `remote`'s family, or the unspecified address of that
+    /// family (the driver's socket picks the source).
+    fn local_for(&self, remote: &SocketAddr) -> SocketAddr {
+        let any = if remote.is_ipv4() {
+            SocketAddr::from(([0u8; 4], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let port = self
+            .host
+            .local_addresses()
+            .first()
+            .map_or(crate::config::DEFAULT_PORT, |a| a.port());
+        let any = SocketAddr::new(any.ip(), port);
+        self.host
+            .local_addresses()
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .unwrap_or(any)
+    }
+
+    /// Seals the payload at `buf[payload]` for `peer` (the buffer layout of
+    /// `hip::Host::encapsulate`); with no association yet, a base exchange starts and the
+    /// payload waits for it.
+    pub fn encapsulate<'a>(
+        &mut self,
+        now: Instant,
+        peer: &Hit,
+        next_header: u8,
+        buf: &'a mut [u8],
+        payload: core::ops::Range<usize>,
+    ) -> Outbound<'a> {
+        if !self.host.sends_to(peer) && !self.connect(now, *peer) {
+            return Outbound::NoAssociation;
+        }
+        self.host.encapsulate(now, peer, next_header, buf, payload)
+    }
+
+    /// One UDP datagram received on `local` from `remote`, in `buf` (opened in place).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+    ) -> Received {
+        match self.host.decapsulate(now, local, remote, buf) {
+            Inbound::Deliver {
+                peer,
+                next_header,
+                payload,
+            } => {
+                if let Some(o) = self.overlay.as_mut() {
+                    if crate::netstack::is_ours(next_header, &buf[payload.clone()]) {
+                        o.receive(now, peer, &buf[payload]);
+                        return Received::Consumed;
+                    }
+                }
+                Received::Deliver {
+                    peer,
+                    next_header,
+                    payload,
+                }
+            }
+            Inbound::UnknownSpi { spi } => {
+                // The peer holds an association we lost (we restarted): a fresh base
+                // exchange with the configured peer at that address replaces it.
+                let peer = self
+                    .peers
+                    .iter()
+                    .find(|(_, p)| p.locators.iter().any(|l| l.ip() == remote.ip()))
+                    .map(|(h, _)| *h);
+                tracing::debug!(spi = format_args!("{spi:#010x}"), from = %remote, "ESP for an unknown SPI");
+                if let Some(peer) = peer {
+                    self.connect(now, peer);
+                }
+                Received::Consumed
+            }
+            Inbound::Forward { to } => Received::Forward { to },
+            Inbound::Control | Inbound::Dropped => Received::Consumed,
+        }
+    }
+
+    /// The path to `peer` carries transport payloads of at most `max` bytes (`None`: not
+    /// known): the overlay's segments are cut to it.
+    pub fn set_max_payload(&mut self, peer: Hit, max: Option<usize>) {
+        match max {
+            Some(m) => self.max_payload.insert(peer, m),
+            None => self.max_payload.remove(&peer),
+        };
+    }
+
+    /// Runs what is due: the host's timers and events, and the overlay when it has input
+    /// or a timer due. Call after each batch of input, and when `poll_timeout` comes.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.host.handle_timeout(now);
+        // Acting on an event may make the overlay due, and the overlay's segments may
+        // start an exchange, whose events come next: until neither has anything left.
+        for _ in 0..4 {
+            let events = self.handle_events(now);
+            let due = self
+                .overlay
+                .as_ref()
+                .is_some_and(|o| o.deadline().is_some_and(|t| t <= now));
+            if !events && !due {
+                break;
+            }
+            if due {
+                self.drive_overlay(now);
+            }
+        }
+    }
+
+    /// The next instant `handle_timeout` has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let overlay = self.overlay.as_ref().and_then(|o| o.deadline());
+        [self.host.poll_timeout(), overlay]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// A datagram to send: the host's (HIP control, ESP it made itself), then the
+    /// overlay's sealed segments.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.host
+            .poll_transmit()
+            .or_else(|| self.transmits.pop_front())
+    }
+
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// Our addresses changed (netlink): the host tells its peers.
+    pub fn set_local_addresses(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        self.host.set_local_addresses(now, addrs);
+    }
+
+    /// `hipbone overlay store VALUE`, answered as `request` (see
+    /// [`OverlayLinks::poll_answer`]); false without an overlay.
+    pub fn overlay_store(
+        &mut self,
+        now: Instant,
+        epoch_ms: u64,
+        value: &[u8],
+        request: RequestId,
+    ) -> bool {
+        let Some(o) = self.overlay.as_mut() else {
+            return false;
+        };
+        o.store(now, epoch_ms, &self.identity, value, request);
+        true
+    }
+
+    /// `hipbone overlay fetch HIT`, answered as `request`; false without an overlay.
+    pub fn overlay_fetch(&mut self, now: Instant, owner: Hit, request: RequestId) -> bool {
+        let Some(o) = self.overlay.as_mut() else {
+            return false;
+        };
+        o.fetch(now, owner, request);
+        true
+    }
+
+    fn push_event(&mut self, e: NodeEvent) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    /// Acts on the host's events; false if there were none.
+    fn handle_events(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(e) = self.host.poll_event() {
+            any = true;
+            match e {
+                Event::Established {
+                    peer,
+                    local,
+                    remote,
+                    initiator,
+                    ..
+                } => {
+                    let _ = self.edge.pool.lsi_for(&peer);
+                    tracing::info!(peer = %peer, remote = %remote, initiator, "association established");
+                    self.push_event(NodeEvent::Established {
+                        peer,
+                        local,
+                        remote,
+                        initiator,
+                    });
+                }
+                Event::LocatorChanged { peer, remote } => {
+                    self.push_event(NodeEvent::Moved { peer, remote });
+                }
+                Event::Failed { peer, error } => {
+                    tracing::info!(peer = %peer, error = %error, "association failed");
+                    self.association_ended(now, peer);
+                }
+                Event::Closed { peer } => {
+                    tracing::info!(peer = %peer, "association closed");
+                    self.association_ended(now, peer);
+                }
+                Event::Rekeyed { peer, .. } => tracing::debug!(peer = %peer, "ESP rekeyed"),
+                other => tracing::debug!(event = ?other, "HIP event"),
+            }
+        }
+        any
+    }
+
+    /// What goes with an association: its flows, its LSI unless the peer is configured (a
+    /// configured peer keeps its LSI for good, so that programs can keep using it), its
+    /// overlay link; a server of ours is registered with again.
+    fn association_ended(&mut self, now: Instant, peer: Hit) {
+        self.edge.flows.forget(&peer);
+        if !self.peers.contains_key(&peer) {
+            self.edge.pool.release(&peer);
+        }
+        self.max_payload.remove(&peer);
+        if let Some(o) = self.overlay.as_mut() {
+            o.association_lost(now, peer);
+        }
+        self.register_with(now, peer);
+        self.push_event(NodeEvent::Ended { peer });
+    }
+
+    /// Registers with `peer` if it is a configured rendezvous or relay server.
+    fn register_with(&mut self, now: Instant, peer: Hit) {
+        let Some(p) = self.peers.get(&peer).filter(|p| p.rendezvous || p.relay) else {
+            return;
+        };
+        let Some(first) = p.locators.first() else {
+            return;
+        };
+        let (relay, locators) = (p.relay, p.locators.clone());
+        let local = self.local_for(first);
+        let result = if relay {
+            self.host.register_relay(now, peer, local, &locators)
+        } else {
+            self.host.register(now, peer, local, &locators)
+        };
+        if let Err(e) = result {
+            tracing::warn!(server = %peer, error = %e, relay, "cannot register");
+        }
+    }
+
+    /// Lets the overlay run and seals what it sends, cut to the path where it is known.
+    fn drive_overlay(&mut self, now: Instant) {
+        let Some(o) = self.overlay.as_mut() else {
+            return;
+        };
+        for (peer, segment) in o.drive(now) {
+            let mss = self.max_payload.get(&peer).and_then(|max| {
+                let header = segment.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+                (segment.len() > *max)
+                    .then(|| u16::try_from(max.saturating_sub(header)).unwrap_or(u16::MAX))
+            });
+            match mss.map(|mss| TcpSegments::new(&segment, mss)) {
+                Some(Ok(cut)) => {
+                    let pseudo = offload::pseudo_header_sum(&self.edge.hit.0, &peer.0, TCP);
+                    let mut piece = vec![0u8; segment.len()];
+                    for i in 0..cut.count() {
+                        let len = cut.write(&segment, i, &mut piece, pseudo);
+                        self.seal_segment(now, peer, &piece[..len]);
+                    }
+                }
+                _ => self.seal_segment(now, peer, &segment),
+            }
+        }
+    }
+
+    fn seal_segment(&mut self, now: Instant, peer: Hit, segment: &[u8]) {
+        let mut buf = vec![0u8; ESP_HEADER_LEN + segment.len() + ESP_TAIL_MAX];
+        let payload = ESP_HEADER_LEN..ESP_HEADER_LEN + segment.len();
+        buf[payload.clone()].copy_from_slice(segment);
+        if let Outbound::Send {
+            local,
+            remote,
+            datagram,
+        } = self.encapsulate(now, &peer, TCP, &mut buf, payload)
+        {
+            if self.transmits.len() == MAX_TRANSMITS {
+                self.transmits.pop_front();
+            }
+            self.transmits.push_back(Transmit {
+                local,
+                remote,
+                payload: datagram.to_vec(),
+            });
+        }
+    }
+}
