@@ -7,25 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use hip::esp;
 use serde::Deserialize;
 
 use super::report::{broken, in_range, Broken, KeyPath};
 use super::values::{de_listen, de_lsi};
 use super::{CONTROL_DIR, DEFAULT_PORT};
-
-/// Bytes an ESP-in-UDP packet adds to an inner packet of `interface.mtu` bytes, for an IPv6
-/// outer header and an ESP AES-GCM-16 SA (the only suite offered, see docs/PROTOCOL.md):
-/// outer IPv6 header 40 + UDP 8 + ESP SPI and sequence 8 + GCM IV 8 + padding ≤ 3 + pad
-/// length and next header 2 + ICV 16, less the inner IPv6 header 40 that BEET mode does not
-/// carry. So `mtu + ESP_UDP_OVERHEAD ≤ path_mtu`.
-///
-/// An IPv4 packet to an LSI carries 20 bytes more payload than an IPv6 packet of the same
-/// size (its header is 20 bytes, not 40), so the route to `lsi_range` needs an MTU of
-/// [`Interface::lsi_mtu`] = `mtu - 20` to keep outer packets within `path_mtu`.
-pub const ESP_UDP_OVERHEAD: u32 = 40 + 8 + 8 + 8 + 3 + 2 + 16 - 40;
-
-/// How much shorter an IPv4 header is than an IPv6 header (see [`ESP_UDP_OVERHEAD`]).
-const IPV4_HEADER_SHORTFALL: u32 = 40 - 20;
 
 /// Longest Unix socket path: `sun_path` is 108 bytes on Linux, including the final NUL.
 const MAX_SOCKET_PATH: usize = 107;
@@ -48,7 +35,8 @@ pub struct Interface {
     pub listen: Vec<IpAddr>,
     /// TUN device name.
     pub tun: String,
-    /// TUN MTU: the largest inner IPv6 packet.
+    /// TUN MTU: the largest inner IPv6 packet; at most `path_mtu` less the tunnel's 45 bytes
+    /// of overhead (see [`hip::esp::max_payload`]).
     pub mtu: u32,
     /// The largest outer packet the network carries.
     pub path_mtu: u32,
@@ -118,11 +106,13 @@ impl Interface {
             .unwrap_or_else(|| PathBuf::from(format!("{CONTROL_DIR}/{}.sock", self.tun)))
     }
 
-    /// The MTU for the route to `lsi_range`: `mtu - 20`, because an IPv4 packet is carried
-    /// with 20 bytes more payload than an IPv6 packet of the same size (see
-    /// [`ESP_UDP_OVERHEAD`]).
+    /// The MTU for the route to `lsi_range`: `mtu - 20`, because BEET mode sends neither
+    /// inner header and an IPv4 header is 20 bytes shorter than an IPv6 one, so an IPv4
+    /// packet carries 20 bytes more payload than an IPv6 packet of the same size.
     pub fn lsi_mtu(&self) -> u32 {
-        self.mtu.saturating_sub(IPV4_HEADER_SHORTFALL)
+        // A difference of two header lengths: it fits any integer type.
+        self.mtu
+            .saturating_sub((esp::IPV6_HEADER_LEN - esp::IPV4_HEADER_LEN) as u32)
     }
 
     /// The rules of `[interface]`, in the order of its keys.
@@ -177,7 +167,7 @@ impl Interface {
             65535,
             " (1280 is the IPv6 minimum)",
         )?;
-        let largest = self.path_mtu - ESP_UDP_OVERHEAD;
+        let largest = largest_mtu(self.path_mtu);
         if self.mtu > largest {
             return Err(Broken {
                 key: key("mtu"),
@@ -255,6 +245,16 @@ impl Interface {
         }
         Ok(())
     }
+}
+
+/// The largest `interface.mtu` for a path of `path_mtu` bytes: an inner IPv6 packet whose
+/// payload is the most one datagram carries over an IPv6 outer header (the larger one),
+/// [`esp::max_payload`], plus the inner header that BEET mode does not send. 1455 for a
+/// 1500-byte path.
+fn largest_mtu(path_mtu: u32) -> u32 {
+    // u32 → usize is lossless on every target hipbone builds for, and the result, below
+    // `path_mtu`, fits back.
+    (esp::max_payload(path_mtu as usize, false) + esp::IPV6_HEADER_LEN) as u32
 }
 
 /// wg-quick's rule for interface names, `[a-zA-Z0-9_=+.-]{1,15}`, which keeps within

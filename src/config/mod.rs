@@ -41,7 +41,7 @@ mod tuning;
 mod values;
 
 pub use identity::load_or_create_identity;
-pub use interface::{Interface, LsiRange, LsiRangeError, ESP_UDP_OVERHEAD};
+pub use interface::{Interface, LsiRange, LsiRangeError};
 pub use nat::Nat;
 pub use overlay::{Bootstrap, Overlay};
 pub use peer::Peer;
