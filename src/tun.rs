@@ -19,8 +19,8 @@
 //! device all the same. A leftover device would keep 2001:20::/28 and blackhole the next run,
 //! which is also why `create` refuses to attach to an existing device instead of reusing it.
 //!
-//! Configuration goes over rtnetlink (`netlink-packet-route` + `netlink-sys`), not ioctls and
-//! not the `ip` tool. One mechanism covers everything we set: MTU, txqueuelen, link flags, the
+//! Configuration goes over rtnetlink (`netlink-packet-route` + `netlink-sys`, through
+//! `crate::netlink`), not ioctls and not the `ip` tool. One mechanism covers everything we set: MTU, txqueuelen, link flags, the
 //! IPv6 address-generation mode (no ioctl for it) and IPv4/IPv6 addresses with their flags
 //! (`IFA_F_NODAD`, `IFA_F_NOPREFIXROUTE`; the ioctls take neither, and IPv4 ioctls assign a
 //! classful netmask first). The kernel answers each request with its own errno, so an error
@@ -44,10 +44,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use hip::esp;
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
-    NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
@@ -60,7 +57,8 @@ use netlink_packet_route::route::{
     RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::netlink::Rtnl;
 
 /// The smallest MTU [`Tun::create`] accepts: IPv6 requires every link to carry 1280-byte
 /// packets, and the kernel removes IPv6 (and with it the HIT) from a device set below that.
@@ -608,62 +606,8 @@ struct Link {
     held: bool,
 }
 
-/// A blocking rtnetlink request/acknowledge channel; configuration only, not the hot path.
-#[derive(Debug)]
-struct Rtnl {
-    socket: Socket,
-    seq: u32,
-}
-
+// The requests that configure the device, over the channel of `crate::netlink`.
 impl Rtnl {
-    fn open() -> io::Result<Rtnl> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Rtnl { socket, seq: 0 })
-    }
-
-    /// Sends one request with NLM_F_ACK and returns the replies that precede the kernel's
-    /// acknowledgement, or the errno that the kernel answered instead.
-    fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-
-        let mut replies = Vec::new();
-        loop {
-            let (datagram, _) = self.socket.recv_from_full()?;
-            let mut rest = &datagram[..];
-            while !rest.is_empty() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                // Messages in one datagram are 4-byte aligned.
-                let len = (reply.header.length as usize + 3) & !3;
-                rest = rest.get(len..).unwrap_or_default();
-                if reply.header.sequence_number != self.seq {
-                    continue; // not ours (nothing else is outstanding, but be strict)
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) if e.code.is_none() => return Ok(replies),
-                    NetlinkPayload::Error(e) => return Err(e.to_io()),
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    _ => {}
-                }
-            }
-        }
-    }
-
     /// The device called `name`, or `None` if there is none.
     fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut m = LinkMessage::default();
