@@ -5,15 +5,15 @@
 //! change (a default route that comes after its address) it has the host send again what
 //! may have found no route.
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::NLM_F_DUMP;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
+
+use crate::netlink::Rtnl;
 
 /// rtnetlink multicast groups (linux/rtnetlink.h): RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE,
 /// RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE.
@@ -102,56 +102,26 @@ impl AsRawFd for AddressMonitor {
 /// IPv6 link-local, and those of the device `exclude` (our TUN, which carries the HIT and
 /// the LSI).
 pub fn addresses(exclude: u32) -> io::Result<Vec<IpAddr>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = 1;
     let mut message = AddressMessage::default();
     message.header.family = AddressFamily::Unspec;
-    let mut packet = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(RouteNetlinkMessage::GetAddress(message)),
-    );
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-
-    let mut found = Vec::new();
-    loop {
-        let (datagram, _) = socket.recv_from_full()?;
-        let mut rest = &datagram[..];
-        while !rest.is_empty() {
-            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let len = (reply.header.length as usize + 3) & !3;
-            rest = rest.get(len..).unwrap_or_default();
-            match reply.payload {
-                NetlinkPayload::Done(_) => return Ok(usable(found)),
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m))
-                    if m.header.index != exclude =>
-                {
-                    // IFA_LOCAL is the host's own address on point-to-point links, where
-                    // IFA_ADDRESS is the far end; elsewhere the two are the same.
-                    let local = m.attributes.iter().find_map(|a| match a {
-                        AddressAttribute::Local(ip) => Some(*ip),
-                        _ => None,
-                    });
-                    let address = m.attributes.iter().find_map(|a| match a {
-                        AddressAttribute::Address(ip) => Some(*ip),
-                        _ => None,
-                    });
-                    if let Some(ip) = local.or(address) {
-                        found.push(ip);
-                    }
-                }
-                _ => {}
-            }
+    let replies = Rtnl::open()?.request(RouteNetlinkMessage::GetAddress(message), NLM_F_DUMP)?;
+    let found = replies.into_iter().filter_map(|reply| match reply {
+        RouteNetlinkMessage::NewAddress(m) if m.header.index != exclude => {
+            // IFA_LOCAL is the host's own address on point-to-point links, where
+            // IFA_ADDRESS is the far end; elsewhere the two are the same.
+            let local = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let address = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            local.or(address)
         }
-    }
+        _ => None,
+    });
+    Ok(usable(found.collect()))
 }
 
 /// Drops what no peer can reach, and sorts for a stable order (IPv4 first, then IPv6).

@@ -19,8 +19,8 @@
 //! device all the same. A leftover device would keep 2001:20::/28 and blackhole the next run,
 //! which is also why `create` refuses to attach to an existing device instead of reusing it.
 //!
-//! Configuration goes over rtnetlink (`netlink-packet-route` + `netlink-sys`), not ioctls and
-//! not the `ip` tool. One mechanism covers everything we set: MTU, txqueuelen, link flags, the
+//! Configuration goes over rtnetlink (`netlink-packet-route` + `netlink-sys`, through
+//! `crate::netlink`), not ioctls and not the `ip` tool. One mechanism covers everything we set: MTU, txqueuelen, link flags, the
 //! IPv6 address-generation mode (no ioctl for it) and IPv4/IPv6 addresses with their flags
 //! (`IFA_F_NODAD`, `IFA_F_NOPREFIXROUTE`; the ioctls take neither, and IPv4 ioctls assign a
 //! classful netmask first). The kernel answers each request with its own errno, so an error
@@ -43,10 +43,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
-    NLM_F_REQUEST,
-};
+use hip::esp;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
@@ -59,7 +57,8 @@ use netlink_packet_route::route::{
     RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::netlink::Rtnl;
 
 /// The smallest MTU [`Tun::create`] accepts: IPv6 requires every link to carry 1280-byte
 /// packets, and the kernel removes IPv6 (and with it the HIT) from a device set below that.
@@ -89,21 +88,9 @@ const MAX_NAME_LEN: usize = 15;
 /// leaves TUN attributes raw.
 const IFLA_TUN_PERSIST: u16 = 6;
 
-/// BEET mode strips this much from an inner IPv6 packet (its fixed header) ...
-const BEET_IPV6_HEADER: u16 = 40;
-/// ... and this much from an inner IPv4 packet (its header without options).
-const BEET_IPV4_HEADER: u16 = 20;
-/// ESP header (SPI and sequence number) plus the explicit IV of AES-GCM/ChaCha20-Poly1305.
-const ESP_HEADER_AND_IV: u16 = 4 + 4 + 8;
-/// ESP trailer: pad length and next header.
-const ESP_TRAILER: u16 = 2;
-/// Integrity check value of the AEAD transforms.
-const ESP_ICV: u16 = 16;
-/// ESP pads payload + trailer to a multiple of 4 (RFC 4303 §2.4), i.e. 0 to 3 bytes.
-const ESP_ALIGN: u16 = 4;
-const UDP_HEADER: u16 = 8;
-const IPV4_HEADER: u16 = 20;
-const IPV6_HEADER: u16 = 40;
+/// How much lower the LSI route's MTU is than the device's: BEET mode strips the inner
+/// header, and an IPv4 header is this much shorter than an IPv6 one.
+const LSI_MTU_SHORTFALL: u16 = (esp::IPV6_HEADER_LEN - esp::IPV4_HEADER_LEN) as u16;
 
 /// The largest TUN MTU such that an inner IPv6 packet of that size, carried in BEET-mode ESP
 /// (its 40-byte header stripped; SPI, sequence number, 8-byte IV, 0–3 bytes of padding, 2-byte
@@ -117,12 +104,15 @@ const IPV6_HEADER: u16 = 40;
 /// of tunnels. [`Tun::create`] gives IPv4 packets to LSIs a route MTU 20 bytes lower, since
 /// BEET strips only 20 bytes from them.
 pub fn mtu_for_path(path_mtu: u16, outer_ipv6: bool) -> u16 {
-    let outer = if outer_ipv6 { IPV6_HEADER } else { IPV4_HEADER };
-    let fixed = outer + UDP_HEADER + ESP_HEADER_AND_IV + ESP_ICV;
-    // What is left for the encrypted part (payload, padding, trailer), a multiple of ESP_ALIGN.
-    let encrypted = path_mtu.saturating_sub(fixed) / ESP_ALIGN * ESP_ALIGN;
-    let payload = encrypted.saturating_sub(ESP_TRAILER);
-    payload.saturating_add(BEET_IPV6_HEADER).max(MIN_MTU)
+    // `max_payload` keeps room for the most padding. ESP pads payload and trailer to a
+    // multiple of 4 (RFC 4303 §2.4), so the largest payload that fits ends its trailer on the
+    // last multiple of 4 within that room, and needs no padding.
+    let room = esp::max_payload(usize::from(path_mtu), !outer_ipv6)
+        + esp::ESP_MAX_PAD
+        + esp::ESP_TRAILER_LEN;
+    let payload = room / 4 * 4 - esp::ESP_TRAILER_LEN;
+    // Less than `path_mtu`, so it fits a u16.
+    ((payload + esp::IPV6_HEADER_LEN) as u16).max(MIN_MTU)
 }
 
 /// An operation on a TUN device, named in [`TunError::Os`].
@@ -449,7 +439,7 @@ impl Tun {
             ))?;
             if prefix_len < 32 {
                 let network = ipv4_network(lsi, prefix_len);
-                let route_mtu = mtu - (BEET_IPV6_HEADER - BEET_IPV4_HEADER);
+                let route_mtu = mtu - LSI_MTU_SHORTFALL;
                 rtnl.add_lsi_route(index, lsi, prefix_len, route_mtu)
                     .map_err(TunError::os(name, TunOp::AddLsiRoute(network, prefix_len)))?;
             }
@@ -616,62 +606,8 @@ struct Link {
     held: bool,
 }
 
-/// A blocking rtnetlink request/acknowledge channel; configuration only, not the hot path.
-#[derive(Debug)]
-struct Rtnl {
-    socket: Socket,
-    seq: u32,
-}
-
+// The requests that configure the device, over the channel of `crate::netlink`.
 impl Rtnl {
-    fn open() -> io::Result<Rtnl> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Rtnl { socket, seq: 0 })
-    }
-
-    /// Sends one request with NLM_F_ACK and returns the replies that precede the kernel's
-    /// acknowledgement, or the errno that the kernel answered instead.
-    fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-
-        let mut replies = Vec::new();
-        loop {
-            let (datagram, _) = self.socket.recv_from_full()?;
-            let mut rest = &datagram[..];
-            while !rest.is_empty() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                // Messages in one datagram are 4-byte aligned.
-                let len = (reply.header.length as usize + 3) & !3;
-                rest = rest.get(len..).unwrap_or_default();
-                if reply.header.sequence_number != self.seq {
-                    continue; // not ours (nothing else is outstanding, but be strict)
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) if e.code.is_none() => return Ok(replies),
-                    NetlinkPayload::Error(e) => return Err(e.to_io()),
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    _ => {}
-                }
-            }
-        }
-    }
-
     /// The device called `name`, or `None` if there is none.
     fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut m = LinkMessage::default();
@@ -841,16 +777,20 @@ fn is_persistent_tun(link: &LinkMessage) -> bool {
 mod tests {
     use super::*;
 
-    /// Bytes on the wire for an inner IPv6 packet of `inner` bytes, computed step by step
-    /// the way the ESP code builds it.
+    /// Bytes on the wire for an inner IPv6 packet of `inner` bytes: the outer header, UDP
+    /// and the ESP packet that `hip::esp::OutboundSa::seal` makes of the payload (header,
+    /// payload and trailer padded to a multiple of 4, ICV).
     fn wire_len(inner: u16, outer_ipv6: bool) -> u32 {
-        let payload = u32::from(inner) - 40;
-        let unpadded = payload + 2;
-        let padding = (4 - unpadded % 4) % 4;
-        assert!(padding <= 3);
-        let esp = 4 + 4 + 8 + unpadded + padding + 16;
-        let outer = if outer_ipv6 { 40 } else { 20 };
-        outer + 8 + esp
+        let payload = usize::from(inner) - esp::IPV6_HEADER_LEN;
+        let sealed = esp::ESP_HEADER_LEN
+            + (payload + esp::ESP_TRAILER_LEN).next_multiple_of(4)
+            + esp::ESP_ICV_LEN;
+        let outer = if outer_ipv6 {
+            esp::IPV6_HEADER_LEN
+        } else {
+            esp::IPV4_HEADER_LEN
+        };
+        (outer + esp::UDP_HEADER_LEN + sealed) as u32
     }
 
     #[test]
