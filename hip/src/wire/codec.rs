@@ -157,7 +157,7 @@ impl<'a, E: Copy> Reader<'a, E> {
 
 /// Where an encoder puts bytes: a [`Counter`] for the length, a [`Writer`] for the bytes,
 /// so that one layout function serves both and they cannot disagree. Object-safe, so that
-/// nested length prefixes can take closures ([`nested`](Self::nested)).
+/// nested length prefixes can take closures (`nested`, on `dyn Sink`).
 pub trait Sink {
     fn put(&mut self, bytes: &[u8]);
 
