@@ -52,7 +52,7 @@ pub enum PacketType {
     Unknown(u8),
 }
 
-raw_conversions!(PacketType: u8 {
+crate::raw_conversions!(PacketType: u8 {
     I1 = 1,
     R1 = 2,
     I2 = 3,
@@ -207,7 +207,7 @@ impl<'a> RawParams<'a> {
     /// Reads the TLV at `offset` and returns it with the offset of the one after it.
     fn read(&self) -> Result<(RawParam<'a>, usize), WireError> {
         let at = self.packet.get(self.offset..).unwrap_or_default();
-        let mut r = Reader::new(at, WireError::Truncated);
+        let mut r = Reader::new(at, WireError::Truncated, WireError::Truncated);
         let ty = r.u16()?;
         let len = usize::from(r.u16()?);
         let contents = r.take(len)?;

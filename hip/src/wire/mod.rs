@@ -15,31 +15,11 @@
 //! Two things do not survive a round trip, by design: the checksum (emit writes zero, the
 //! caller fills it) and the three reserved bits of byte 3 (ignored on receipt, sent as zero).
 //! A repr longer than [`MAX_PACKET_LEN`] cannot be sent; check `buffer_len()` first.
+//!
+//! The byte-level reader and writers are in [`codec`], which the overlay's RELOAD codec
+//! shares.
 
-/// Both `From` conversions between a protocol-number enum with an `Unknown(raw)` variant
-/// and its raw type, from one list of `Variant = value`. The enum-to-raw match is
-/// exhaustive, so a variant missing from the list does not compile.
-macro_rules! raw_conversions {
-    ($enum:ident: $raw:ty { $($variant:ident = $value:literal),+ $(,)? }) => {
-        impl From<$raw> for $enum {
-            fn from(v: $raw) -> Self {
-                match v {
-                    $($value => $enum::$variant,)+
-                    other => $enum::Unknown(other),
-                }
-            }
-        }
-
-        impl From<$enum> for $raw {
-            fn from(t: $enum) -> $raw {
-                match t {
-                    $($enum::$variant => $value,)+
-                    $enum::Unknown(v) => v,
-                }
-            }
-        }
-    };
-}
+pub mod codec;
 
 mod checksum;
 mod header;
@@ -83,81 +63,9 @@ impl core::fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-/// A bounds-checked cursor over input bytes: every read either succeeds or returns the
-/// error the caller chose (`Truncated` for framing, `BadParam(ty)` inside a parameter), so
-/// TLV parsing never indexes input directly.
-#[derive(Debug)]
-struct Reader<'a> {
-    bytes: &'a [u8],
-    err: WireError,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8], err: WireError) -> Self {
-        Reader { bytes, err }
-    }
-
-    fn remaining(&self) -> usize {
-        self.bytes.len()
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if n > self.bytes.len() {
-            return Err(self.err);
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let mut a = [0; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, WireError> {
-        self.array().map(u8::from_be_bytes)
-    }
-
-    fn u16(&mut self) -> Result<u16, WireError> {
-        self.array().map(u16::from_be_bytes)
-    }
-
-    fn u32(&mut self) -> Result<u32, WireError> {
-        self.array().map(u32::from_be_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64, WireError> {
-        self.array().map(u64::from_be_bytes)
-    }
-
-    /// Everything left.
-    fn rest(&mut self) -> &'a [u8] {
-        core::mem::take(&mut self.bytes)
-    }
-
-    /// Reads items until the input is used up; a partial last item is an error.
-    fn list<V>(
-        &mut self,
-        item: fn(&mut Self) -> Result<V, WireError>,
-    ) -> Result<Vec<V>, WireError> {
-        let mut out = Vec::new();
-        while self.remaining() > 0 {
-            out.push(item(self)?);
-        }
-        Ok(out)
-    }
-
-    /// Fixed-layout fields must use up their input exactly.
-    fn finish(&self) -> Result<(), WireError> {
-        if self.bytes.is_empty() {
-            Ok(())
-        } else {
-            Err(self.err)
-        }
-    }
-}
+/// The reader of HIP's parsers: one error, chosen per reader, for a read past the end and
+/// for bytes left over (`Truncated` for framing, `BadParam(ty)` inside a parameter).
+type Reader<'a> = codec::Reader<'a, WireError>;
 
 /// Helpers the tests of the crate's modules share.
 #[cfg(test)]
@@ -203,36 +111,5 @@ pub(crate) mod testutil {
         pub fn below(&mut self, n: usize) -> usize {
             self.next().checked_rem(n as u64).unwrap_or(0) as usize
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Reader, WireError};
-
-    const ERR: WireError = WireError::BadParam(7);
-
-    #[test]
-    fn reader_reads_big_endian_and_reports_the_chosen_error() {
-        let mut r = Reader::new(&[1, 2, 3, 4, 5, 6], ERR);
-        assert_eq!(r.u8(), Ok(1));
-        assert_eq!(r.u16(), Ok(0x0203));
-        assert_eq!(r.u32(), Err(ERR));
-        // A failed read consumes nothing.
-        assert_eq!(r.remaining(), 3);
-        assert_eq!(r.finish(), Err(ERR));
-        assert_eq!(r.rest(), &[4, 5, 6]);
-        assert_eq!(r.finish(), Ok(()));
-        assert_eq!(r.u8(), Err(ERR));
-    }
-
-    #[test]
-    fn reader_list_rejects_a_partial_item() {
-        assert_eq!(
-            Reader::new(&[0, 1, 0, 2], ERR).list(Reader::u16),
-            Ok(vec![1, 2])
-        );
-        assert_eq!(Reader::new(&[0, 1, 0], ERR).list(Reader::u16), Err(ERR));
-        assert_eq!(Reader::new(&[], ERR).list(Reader::u32), Ok(vec![]));
     }
 }

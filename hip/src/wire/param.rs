@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::codec::{Counter, Sink, Writer};
 use super::{Reader, WireError};
 
 /// Parameter type numbers (RFC 7401 §5.2, RFC 7402, RFC 9028 §5, IANA).
@@ -137,7 +138,7 @@ pub enum NotifyType {
     Unknown(u16),
 }
 
-raw_conversions!(NotifyType: u16 {
+crate::raw_conversions!(NotifyType: u16 {
     UnsupportedCriticalParameterType = 1,
     InvalidSyntax = 7,
     NoDhProposalChosen = 14,
@@ -502,7 +503,8 @@ impl Param {
     /// Parses the contents (no Type/Length, no padding) of a parameter of type `ty`.
     pub fn parse(ty: u16, contents: &[u8]) -> Result<Param, WireError> {
         use param_type as t;
-        let mut r = Reader::new(contents, WireError::BadParam(ty));
+        let err = WireError::BadParam(ty);
+        let mut r = Reader::new(contents, err, err);
         let param = match ty {
             t::ESP_INFO => Param::EspInfo(EspInfo {
                 reserved: r.u16()?,
@@ -515,20 +517,19 @@ impl Param {
                 counter: r.u64()?,
             },
             t::LOCATOR_SET => {
-                let mut locators = Vec::new();
-                while r.remaining() > 0 {
+                let locators = r.items(|r| {
                     let (traffic_type, locator_type, len, flags) =
                         (r.u8()?, r.u8()?, r.u8()?, r.u8()?);
                     let lifetime = r.u32()?;
                     let locator = r.take(usize::from(len) * 4)?.to_vec();
-                    locators.push(Locator {
+                    Ok(Locator {
                         traffic_type,
                         locator_type,
                         flags,
                         lifetime,
                         locator,
-                    });
-                }
+                    })
+                })?;
                 if locators.is_empty() {
                     return Err(WireError::BadParam(ty));
                 }
@@ -565,7 +566,7 @@ impl Param {
                 })
             }
             t::SEQ => Param::Seq(r.u32()?),
-            t::ACK => Param::Ack(r.list(Reader::u32)?),
+            t::ACK => Param::Ack(r.items(Reader::u32)?),
             t::DH_GROUP_LIST => Param::DhGroupList(r.rest().to_vec()),
             t::DIFFIE_HELLMAN => {
                 let group = r.u8()?;
@@ -575,10 +576,10 @@ impl Param {
                     public: r.take(len)?.to_vec(),
                 }
             }
-            t::HIP_CIPHER => Param::HipCipher(r.list(Reader::u16)?),
+            t::HIP_CIPHER => Param::HipCipher(r.items(Reader::u16)?),
             t::NAT_TRAVERSAL_MODE => {
                 let reserved = r.u16()?;
-                let modes = r.list(Reader::u16)?;
+                let modes = r.items(Reader::u16)?;
                 if modes.is_empty() {
                     return Err(WireError::BadParam(ty));
                 }
@@ -630,12 +631,12 @@ impl Param {
             t::REG_FROM => Param::RegFrom(TransportAddress::read(&mut r)?),
             t::FROM => Param::From(r.array()?),
             t::RVS_HMAC => Param::RvsHmac(r.rest().to_vec()),
-            t::VIA_RVS => Param::ViaRvs(r.list(Reader::array)?),
+            t::VIA_RVS => Param::ViaRvs(r.items(Reader::array)?),
             t::RELAY_HMAC => Param::RelayHmac(r.rest().to_vec()),
-            t::TRANSPORT_FORMAT_LIST => Param::TransportFormatList(r.list(Reader::u16)?),
+            t::TRANSPORT_FORMAT_LIST => Param::TransportFormatList(r.items(Reader::u16)?),
             t::ESP_TRANSFORM => Param::EspTransform {
                 reserved: r.u16()?,
-                suites: r.list(Reader::u16)?,
+                suites: r.items(Reader::u16)?,
             },
             t::RELAYED_ADDRESS => Param::RelayedAddress(TransportAddress::read(&mut r)?),
             t::MAPPED_ADDRESS => Param::MappedAddress(TransportAddress::read(&mut r)?),
@@ -678,9 +679,9 @@ impl Param {
 
     /// Length of the contents (the TLV's Length field).
     pub fn contents_len(&self) -> usize {
-        let mut counter = Counter(0);
+        let mut counter = Counter::default();
         self.write_contents(&mut counter);
-        counter.0
+        counter.len
     }
 
     /// Length of the whole TLV with padding: `11 + Length - (Length + 3) % 8`.
@@ -697,12 +698,11 @@ impl Param {
     pub fn emit(&self, buf: &mut [u8]) {
         let len = self.contents_len();
         let buf = &mut buf[..tlv_len(len)];
-        let mut w = Writer { buf, at: 0 };
+        let mut w = Writer::new(buf);
         w.u16(self.ty());
         w.u16(saturate(len, u16::MAX));
         self.write_contents(&mut w);
-        let Writer { buf, at } = w;
-        buf[at..].fill(0);
+        w.into_rest().fill(0);
     }
 
     /// Convenience: `emit` into a fresh `Vec`.
@@ -870,40 +870,6 @@ const DI_LENGTH_MASK: u16 = 0x0fff;
 
 fn saturate(len: usize, max: u16) -> u16 {
     u16::try_from(len).map_or(max, |l| l.min(max))
-}
-
-/// Where `write_contents` puts bytes: a counter for `contents_len`, a buffer for `emit`.
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-
-    fn u16(&mut self, v: u16) {
-        self.put(&v.to_be_bytes());
-    }
-
-    fn u32(&mut self, v: u32) {
-        self.put(&v.to_be_bytes());
-    }
-}
-
-struct Counter(usize);
-
-impl Sink for Counter {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0 += bytes.len();
-    }
-}
-
-struct Writer<'b> {
-    buf: &'b mut [u8],
-    at: usize,
-}
-
-impl Sink for Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        let end = self.at + bytes.len();
-        self.buf[self.at..end].copy_from_slice(bytes);
-        self.at = end;
-    }
 }
 
 #[cfg(test)]

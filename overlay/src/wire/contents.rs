@@ -5,7 +5,7 @@
 //! RouteQuery on the topology plug-in), so the caller parses it with the body type it
 //! expects (`PingReq::parse(&contents.body)`, …).
 
-use super::{Decode, Encode, Reader, Sink, WireError};
+use super::{Decode, Encode, ReadExt, Reader, Sink, WireError, WriteExt};
 
 /// Message codes (RFC 6940 §14.8, RFC 7851 for PathTrack). Requests are odd, their
 /// answers the next even number, 0xffff is an error. Unknown values survive.
@@ -43,7 +43,7 @@ pub enum MessageCode {
     Unknown(u16),
 }
 
-raw_conversions!(MessageCode: u16 {
+hip::raw_conversions!(MessageCode: u16 {
     ProbeReq = 0x01,
     ProbeAns = 0x02,
     AttachReq = 0x03,
@@ -120,7 +120,7 @@ pub enum ErrorCode {
     Unknown(u16),
 }
 
-raw_conversions!(ErrorCode: u16 {
+hip::raw_conversions!(ErrorCode: u16 {
     Forbidden = 0x02,
     NotFound = 0x03,
     RequestTimeout = 0x04,

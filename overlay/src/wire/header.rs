@@ -8,7 +8,7 @@
 
 use super::contents::MessageContents;
 use super::security::SecurityBlock;
-use super::{Decode, Encode, NodeId, Reader, ResourceId, Sink, WireError, NODE_ID_LEN};
+use super::{reader, Decode, Encode, NodeId, Reader, ResourceId, Sink, WireError, NODE_ID_LEN};
 
 /// Bytes in the fixed part of the forwarding header (Wireshark's `MIN_HDR_LENGTH`).
 pub const HEADER_LEN: usize = 38;
@@ -67,7 +67,7 @@ pub enum ForwardingOptionType {
     Unknown(u8),
 }
 
-raw_conversions!(ForwardingOptionType: u8 {
+hip::raw_conversions!(ForwardingOptionType: u8 {
     ExpForward = 1,
     ExtensiveRoutingMode = 2,
 });
@@ -109,17 +109,12 @@ const SHORT_FORM: u8 = 0x80;
 impl Destination {
     /// Parses a whole list (as found between the header's length fields).
     pub fn parse_list(bytes: &[u8]) -> Result<Vec<Destination>, WireError> {
-        let mut r = Reader::new(bytes);
-        let mut out = Vec::new();
-        while !r.is_empty() {
-            out.push(Destination::read(&mut r)?);
-        }
-        Ok(out)
+        reader(bytes).items(Destination::read)
     }
 
     /// The first entry of a list and the rest of it, for a peer that only needs to route.
     pub fn parse_first(bytes: &[u8]) -> Result<(Destination, &[u8]), WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         let first = Destination::read(&mut r)?;
         Ok((first, r.rest()))
     }
@@ -383,14 +378,7 @@ impl ForwardingHeader {
             max_response_length: packet.max_response_length(),
             via_list: Destination::parse_list(packet.via_list())?,
             destination_list: Destination::parse_list(packet.destination_list())?,
-            options: {
-                let mut r = Reader::new(packet.options());
-                let mut out = Vec::new();
-                while !r.is_empty() {
-                    out.push(ForwardingOption::read(&mut r)?);
-                }
-                out
-            },
+            options: reader(packet.options()).items(ForwardingOption::read)?,
         };
         let start = packet.lists_end();
         Ok((header, &bytes[start..]))
@@ -414,11 +402,7 @@ impl ForwardingHeader {
     /// header + payload). Panics only if `buf` is shorter than `buffer_len()`.
     pub fn emit(&self, payload_len: usize, buf: &mut [u8]) {
         let len = self.buffer_len();
-        let mut w = super::Writer {
-            buf: &mut buf[..len],
-            at: 0,
-        };
-        self.write(&mut w, payload_len);
+        self.write(&mut super::Writer::new(&mut buf[..len]), payload_len);
     }
 
     /// Convenience: the header followed by `payload`, e.g. to re-emit a fragment.
@@ -489,7 +473,7 @@ impl Message {
         if !header.is_unfragmented() {
             return Err(WireError::Fragmented);
         }
-        let mut r = Reader::new(payload);
+        let mut r = reader(payload);
         let contents = MessageContents::read(&mut r)?;
         let security = SecurityBlock::read(&mut r)?;
         r.finish()?;

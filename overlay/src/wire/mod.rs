@@ -30,31 +30,10 @@
 //! Node-IDs are 16 bytes ([`NODE_ID_LEN`], our HITs); the overlay has no other length.
 //! The Data model of a Kind comes from the configuration, never from the wire, so Store and
 //! Fetch bodies parse with a caller's `Fn(KindId) -> Option<DataModel>`.
-
-/// Both `From` conversions between a protocol-number enum with an `Unknown(raw)` variant
-/// and its raw type, from one list of `Variant = value`. The enum-to-raw match is
-/// exhaustive, so a variant missing from the list does not compile.
-macro_rules! raw_conversions {
-    ($enum:ident: $raw:ty { $($variant:ident = $value:literal),+ $(,)? }) => {
-        impl From<$raw> for $enum {
-            fn from(v: $raw) -> Self {
-                match v {
-                    $($value => $enum::$variant,)+
-                    other => $enum::Unknown(other),
-                }
-            }
-        }
-
-        impl From<$enum> for $raw {
-            fn from(t: $enum) -> $raw {
-                match t {
-                    $($enum::$variant => $value,)+
-                    $enum::Unknown(v) => v,
-                }
-            }
-        }
-    };
-}
+//!
+//! The byte reader and writers are `hip::wire::codec`'s, shared with the HIP codec; this
+//! module adds RELOAD's error type, TLS Booleans and the `Decode` / `Encode` traits that
+//! every structure implements.
 
 /// The public `buffer_len` / `emit` / `to_bytes` / `encodable` of a type from its one
 /// `write` method, so that the length and the bytes cannot disagree; with `parse` too when
@@ -97,6 +76,8 @@ macro_rules! repr_methods {
         }
     };
 }
+
+use hip::wire::codec::{self, Counter, Sink, Writer};
 
 mod contents;
 mod framing;
@@ -259,7 +240,7 @@ trait Decode: Sized {
     fn read(r: &mut Reader<'_>) -> Result<Self, WireError>;
 
     fn decode_exact(bytes: &[u8]) -> Result<Self, WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         let v = Self::read(&mut r)?;
         r.finish()?;
         Ok(v)
@@ -285,11 +266,7 @@ trait Encode {
 
     fn emit_into(&self, buf: &mut [u8]) {
         let len = self.encoded_len();
-        let mut w = Writer {
-            buf: &mut buf[..len],
-            at: 0,
-        };
-        self.write(&mut w);
+        self.write(&mut Writer::new(&mut buf[..len]));
     }
 
     fn encode_vec(&self) -> Vec<u8> {
@@ -299,60 +276,23 @@ trait Encode {
     }
 }
 
-/// A bounds-checked cursor over input bytes: every read either succeeds or returns
-/// `Truncated`, so parsing never indexes input directly. Length-prefixed parts are read as
-/// sub-readers that must be used up exactly ([`finish`](Reader::finish)).
-#[derive(Debug)]
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// The reader of RELOAD's parsers: the shared codec's, with `Truncated` for a read past
+/// the end and `TrailingBytes` for a part that is not used up.
+type Reader<'a> = codec::Reader<'a, WireError>;
+
+/// A reader of `bytes` with this crate's errors.
+fn reader(bytes: &[u8]) -> Reader<'_> {
+    Reader::new(bytes, WireError::Truncated, WireError::TrailingBytes)
 }
 
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes }
-    }
+/// What RELOAD reads beyond the shared codec: TLS Booleans, whose other values are an
+/// error of this crate, and lists of [`Decode`] structures.
+trait ReadExt {
+    fn boolean(&mut self) -> Result<bool, WireError>;
+    fn list<T: Decode>(&mut self, width: usize) -> Result<Vec<T>, WireError>;
+}
 
-    fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if n > self.bytes.len() {
-            return Err(WireError::Truncated);
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let mut a = [0; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, WireError> {
-        self.array().map(u8::from_be_bytes)
-    }
-
-    fn u16(&mut self) -> Result<u16, WireError> {
-        self.array().map(u16::from_be_bytes)
-    }
-
-    fn u32(&mut self) -> Result<u32, WireError> {
-        self.array().map(u32::from_be_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64, WireError> {
-        self.array().map(u64::from_be_bytes)
-    }
-
-    /// A big-endian unsigned integer of `width` (1..=4) bytes: a length prefix.
-    fn uint(&mut self, width: usize) -> Result<usize, WireError> {
-        let bytes = self.take(width)?;
-        Ok(bytes.iter().fold(0, |acc, &b| acc << 8 | usize::from(b)))
-    }
-
+impl ReadExt for Reader<'_> {
     /// A TLS `Boolean`: one byte, 0 or 1; anything else would not round-trip.
     fn boolean(&mut self) -> Result<bool, WireError> {
         match self.u8()? {
@@ -362,155 +302,28 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// `opaque x<0..2^(8*width)-1>`: the bytes after a `width`-byte length.
-    fn opaque(&mut self, width: usize) -> Result<&'a [u8], WireError> {
-        let len = self.uint(width)?;
-        self.take(len)
-    }
-
-    /// A length-prefixed part as its own reader.
-    fn sub(&mut self, width: usize) -> Result<Reader<'a>, WireError> {
-        self.opaque(width).map(Reader::new)
-    }
-
     /// `T list<..>` with a `width`-byte length in bytes: items until the part is used up;
     /// a partial last item is an error.
     fn list<T: Decode>(&mut self, width: usize) -> Result<Vec<T>, WireError> {
         self.list_with(width, T::read)
     }
-
-    fn list_with<T>(
-        &mut self,
-        width: usize,
-        mut item: impl FnMut(&mut Reader<'a>) -> Result<T, WireError>,
-    ) -> Result<Vec<T>, WireError> {
-        let mut sub = self.sub(width)?;
-        let mut out = Vec::new();
-        while !sub.is_empty() {
-            out.push(item(&mut sub)?);
-        }
-        Ok(out)
-    }
-
-    /// Everything left.
-    fn rest(&mut self) -> &'a [u8] {
-        core::mem::take(&mut self.bytes)
-    }
-
-    /// A structure must use up its part exactly.
-    fn finish(&self) -> Result<(), WireError> {
-        if self.bytes.is_empty() {
-            Ok(())
-        } else {
-            Err(WireError::TrailingBytes)
-        }
-    }
 }
 
-/// Where `Encode::write` puts bytes: a [`Counter`] for `buffer_len`, a [`Writer`] for
-/// `emit`. Object-safe so that nested length prefixes can take closures.
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-    /// Records that a value does not fit its field (see [`Encode::fits`]).
-    fn overflow(&mut self);
+/// The write side of [`ReadExt`].
+trait WriteExt {
+    fn boolean(&mut self, v: bool);
+    fn list<T: Encode>(&mut self, width: usize, items: &[T]);
 }
 
-impl dyn Sink + '_ {
-    fn u8(&mut self, v: u8) {
-        self.put(&[v]);
-    }
-
-    fn u16(&mut self, v: u16) {
-        self.put(&v.to_be_bytes());
-    }
-
-    fn u32(&mut self, v: u32) {
-        self.put(&v.to_be_bytes());
-    }
-
-    fn u64(&mut self, v: u64) {
-        self.put(&v.to_be_bytes());
-    }
-
+impl WriteExt for dyn Sink + '_ {
     fn boolean(&mut self, v: bool) {
-        self.put(&[u8::from(v)]);
-    }
-
-    /// A `width`-byte big-endian length; saturates (and records the overflow) when `len`
-    /// does not fit, so that emit never panics.
-    fn uint(&mut self, width: usize, len: usize) {
-        let max = (1u64 << (8 * width)) - 1;
-        let v = match u64::try_from(len) {
-            Ok(v) if v <= max => v,
-            _ => {
-                self.overflow();
-                max
-            }
-        };
-        self.put(&v.to_be_bytes()[8 - width..]);
-    }
-
-    /// `opaque x<..>` with a `width`-byte length.
-    fn opaque(&mut self, width: usize, bytes: &[u8]) {
-        self.uint(width, bytes.len());
-        self.put(bytes);
-    }
-
-    /// A part preceded by its `width`-byte length, written by `body` — which runs twice,
-    /// once to count. Nesting is at most a handful deep, so the repeated counting is cheap.
-    fn nested(&mut self, width: usize, body: &dyn Fn(&mut dyn Sink)) {
-        let mut c = Counter::default();
-        body(&mut c);
-        if !c.fits {
-            self.overflow();
-        }
-        self.uint(width, c.len);
-        body(self);
+        self.u8(u8::from(v));
     }
 
     /// `T list<..>` with a `width`-byte length in bytes.
     fn list<T: Encode>(&mut self, width: usize, items: &[T]) {
         self.nested(width, &|w| items.iter().for_each(|i| i.write(w)));
     }
-}
-
-/// Counts bytes and remembers overflows.
-#[derive(Debug)]
-struct Counter {
-    len: usize,
-    fits: bool,
-}
-
-impl Default for Counter {
-    fn default() -> Self {
-        Counter { len: 0, fits: true }
-    }
-}
-
-impl Sink for Counter {
-    fn put(&mut self, bytes: &[u8]) {
-        self.len += bytes.len();
-    }
-
-    fn overflow(&mut self) {
-        self.fits = false;
-    }
-}
-
-/// Writes into a buffer of exactly the counted length.
-struct Writer<'b> {
-    buf: &'b mut [u8],
-    at: usize,
-}
-
-impl Sink for Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        let end = self.at + bytes.len();
-        self.buf[self.at..end].copy_from_slice(bytes);
-        self.at = end;
-    }
-
-    fn overflow(&mut self) {}
 }
 
 /// Helpers the tests of every wire module share.
@@ -620,33 +433,30 @@ mod tests {
 
     #[test]
     fn reader_reads_big_endian_lengths_and_booleans() {
-        let mut r = Reader::new(&[1, 0, 2, 3, 4, 0, 0, 1, 9, 2]);
+        let mut r = reader(&[1, 0, 2, 3, 4, 0, 0, 1, 9, 2]);
         assert_eq!(r.boolean(), Ok(true));
         assert_eq!(r.opaque(2), Ok(&[3, 4][..]));
         assert_eq!(r.uint(3), Ok(1));
         assert_eq!(r.u16(), Ok(0x0902));
         assert_eq!(r.u8(), Err(WireError::Truncated));
         assert_eq!(r.finish(), Ok(()));
-        assert_eq!(
-            Reader::new(&[2]).boolean(),
-            Err(WireError::Invalid("Boolean"))
-        );
+        assert_eq!(reader(&[2]).boolean(), Err(WireError::Invalid("Boolean")));
         // A length running past the input; parsers stop at the first error, so what the
         // failed read consumed does not matter.
-        assert_eq!(Reader::new(&[0, 5, 1]).opaque(2), Err(WireError::Truncated));
-        let r = Reader::new(&[7]);
+        assert_eq!(reader(&[0, 5, 1]).opaque(2), Err(WireError::Truncated));
+        let r = reader(&[7]);
         assert_eq!(r.finish(), Err(WireError::TrailingBytes));
     }
 
     #[test]
     fn lists_must_end_on_an_item_boundary() {
-        let ok: Result<Vec<NodeId>, _> = Reader::new(&hex(
+        let ok: Result<Vec<NodeId>, _> = reader(&hex(
             "0020 11111111111111111111111111111111 22222222222222222222222222222222",
         ))
         .list(2);
         assert_eq!(ok, Ok(vec![NodeId([0x11; 16]), NodeId([0x22; 16])]));
         let partial: Result<Vec<NodeId>, _> =
-            Reader::new(&hex("0011 11111111111111111111111111111111 22")).list(2);
+            reader(&hex("0011 11111111111111111111111111111111 22")).list(2);
         assert_eq!(partial, Err(WireError::Truncated));
     }
 

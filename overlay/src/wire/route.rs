@@ -1,7 +1,10 @@
 //! Bodies of the routing-related methods: RouteQuery with CHORD-RELOAD's answer (RFC 6940
 //! §6.4.2.4, §10.8), Find (§7.4.4) and Probe (§6.4.2.5, our basic "Stat" of a peer).
 
-use super::{Decode, Destination, Encode, KindId, NodeId, Reader, ResourceId, Sink, WireError};
+use super::{
+    Decode, Destination, Encode, KindId, NodeId, ReadExt, Reader, ResourceId, Sink, WireError,
+    WriteExt,
+};
 
 /// `RouteQueryReq`.
 #[derive(Debug, Clone, PartialEq, Eq)]

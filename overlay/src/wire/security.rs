@@ -8,7 +8,7 @@
 //! the key and requires it to equal the signer's Node-ID, in place of an X.509 chain. This
 //! module only encodes: hashing and verifying belong to the message layer.
 
-use super::{Decode, Encode, Reader, Sink, WireError};
+use super::{Decode, Encode, ReadExt, Reader, Sink, WireError, WriteExt};
 
 /// TLS CertificateType (RFC 6091, RFC 7250). Unknown values survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,7 +19,7 @@ pub enum CertificateType {
     Unknown(u8),
 }
 
-raw_conversions!(CertificateType: u8 {
+hip::raw_conversions!(CertificateType: u8 {
     X509 = 0,
     OpenPgp = 1,
     RawPublicKey = 2,
@@ -39,7 +39,7 @@ pub enum HashAlgorithm {
     Unknown(u8),
 }
 
-raw_conversions!(HashAlgorithm: u8 {
+hip::raw_conversions!(HashAlgorithm: u8 {
     None = 0,
     Md5 = 1,
     Sha1 = 2,
@@ -62,7 +62,7 @@ pub enum SignatureAlgorithm {
     Unknown(u8),
 }
 
-raw_conversions!(SignatureAlgorithm: u8 {
+hip::raw_conversions!(SignatureAlgorithm: u8 {
     Anonymous = 0,
     Rsa = 1,
     Dsa = 2,

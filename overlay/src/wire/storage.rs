@@ -11,7 +11,9 @@
 //! model emits fine but parses back differently or not at all).
 
 use super::security::Signature;
-use super::{Decode, Encode, NodeId, Reader, ResourceId, Sink, WireError};
+use super::{
+    reader, Decode, Encode, NodeId, ReadExt, Reader, ResourceId, Sink, WireError, WriteExt,
+};
 
 /// A Kind-ID: 32 bits.
 pub type KindId = u32;
@@ -88,7 +90,7 @@ pub struct StoredData {
 impl StoredData {
     /// Parses one `StoredData` of a Kind with this model.
     pub fn parse(bytes: &[u8], model: DataModel) -> Result<StoredData, WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         let v = StoredData::read(&mut r, model)?;
         r.finish()?;
         Ok(v)
@@ -237,7 +239,7 @@ impl StoreReq {
         bytes: &[u8],
         models: impl Fn(KindId) -> Option<DataModel>,
     ) -> Result<StoreReq, WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         let req = StoreReq {
             resource: ResourceId::read(&mut r)?,
             replica_number: r.u8()?,
@@ -255,7 +257,7 @@ impl StoreReq {
 
     /// The Kinds of a Store body in order, without parsing values (no model needed).
     pub fn kinds(bytes: &[u8]) -> Result<Vec<KindId>, WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         ResourceId::read(&mut r)?;
         r.u8()?;
         let kinds = r.list_with(4, |r| {
@@ -275,7 +277,7 @@ impl FetchReq {
         bytes: &[u8],
         models: impl Fn(KindId) -> Option<DataModel>,
     ) -> Result<FetchReq, WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         let req = FetchReq {
             resource: ResourceId::read(&mut r)?,
             specifiers: r.list_with(2, |r| StoredDataSpecifier::read(r, &models))?,
@@ -286,7 +288,7 @@ impl FetchReq {
 
     /// The Kinds of a Fetch body in order, without a model lookup.
     pub fn kinds(bytes: &[u8]) -> Result<Vec<KindId>, WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         ResourceId::read(&mut r)?;
         let kinds = r.list_with(2, |r| {
             let kind = r.u32()?;
@@ -305,7 +307,7 @@ impl FetchAns {
         bytes: &[u8],
         models: impl Fn(KindId) -> Option<DataModel>,
     ) -> Result<FetchAns, WireError> {
-        let mut r = Reader::new(bytes);
+        let mut r = reader(bytes);
         let ans = FetchAns {
             kind_responses: r.list_with(4, |r| {
                 read_kind_values(r, &models).map(|(kind, generation, values)| FetchKindResponse {

@@ -2,7 +2,7 @@
 //! (§6.4.2.2, §6.4.2.3) with CHORD-RELOAD's leave data (§10.9), and CHORD-RELOAD's Update
 //! (§10.7). Leave and Update answers have empty bodies and need no type.
 
-use super::{Decode, Encode, NodeId, Reader, Sink, WireError};
+use super::{Decode, Encode, NodeId, ReadExt, Reader, Sink, WireError, WriteExt};
 
 /// `PingReq`: padding only, for path MTU probing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
