@@ -245,7 +245,7 @@ impl Node {
             Destination::Node(to),
             MessageCode::StoreReq,
             body,
-            super::Purpose::Maintenance,
+            super::transaction::Purpose::Maintenance,
             certs,
         );
     }

@@ -1,0 +1,76 @@
+//! The embedder's requests: Store, Fetch, Find and Ping, each named by a
+//! [`RequestHandle`] that comes back in its completion event.
+
+use super::transaction::Purpose;
+use super::{Error, Node, RequestHandle, State};
+use crate::id;
+use crate::wire::{Destination, FetchReq, FindReq, MessageCode, PingReq, StoreReq};
+use std::time::Instant;
+
+impl Node {
+    fn handle(&mut self) -> RequestHandle {
+        self.next_handle += 1;
+        RequestHandle(self.next_handle)
+    }
+
+    fn app_request(
+        &mut self,
+        now: Instant,
+        dest: Destination,
+        code: MessageCode,
+        body: Vec<u8>,
+        fetch: Option<&FetchReq>,
+    ) -> Result<RequestHandle, Error> {
+        if self.state != State::Joined {
+            return Err(Error::NotJoined);
+        }
+        if self.pending.len() >= self.config.max_pending {
+            return Err(Error::TooManyRequests);
+        }
+        let handle = self.handle();
+        if let Some(req) = fetch {
+            // Noted first: a Fetch for a key we own is answered at once.
+            self.note_fetch(handle, req);
+        }
+        if let Err(e) = self.request(now, dest, code, body, Purpose::App(handle)) {
+            self.data.forget_fetch(handle);
+            return Err(e);
+        }
+        Ok(handle)
+    }
+
+    /// Stores `req` (values already signed, e.g. with `storage::sign_value`) at the peer
+    /// responsible for `req.resource`. Completes with [`Event::StoreDone`] or `Failed`.
+    pub fn store(&mut self, now: Instant, req: &StoreReq) -> Result<RequestHandle, Error> {
+        id::resource_position(&req.resource).ok_or(Error::BadResource)?;
+        let dest = Destination::Resource(req.resource.clone());
+        self.app_request(now, dest, MessageCode::StoreReq, req.to_bytes(), None)
+    }
+
+    /// Fetches from the peer responsible for `req.resource`; the answer's value
+    /// signatures and access rights are checked before [`Event::FetchDone`].
+    pub fn fetch(&mut self, now: Instant, req: &FetchReq) -> Result<RequestHandle, Error> {
+        id::resource_position(&req.resource).ok_or(Error::BadResource)?;
+        let dest = Destination::Resource(req.resource.clone());
+        self.app_request(now, dest, MessageCode::FetchReq, req.to_bytes(), Some(req))
+    }
+
+    /// Find (§7.4.4) at the peer responsible for `req.resource`.
+    pub fn find(&mut self, now: Instant, req: &FindReq) -> Result<RequestHandle, Error> {
+        id::resource_position(&req.resource).ok_or(Error::BadResource)?;
+        let dest = Destination::Resource(req.resource.clone());
+        self.app_request(now, dest, MessageCode::FindReq, req.to_bytes(), None)
+    }
+
+    /// Pings a Node-ID or the owner of a Resource-ID; [`Event::PingDone`] names who
+    /// answered and after how many hops.
+    pub fn ping(&mut self, now: Instant, dest: Destination) -> Result<RequestHandle, Error> {
+        self.app_request(
+            now,
+            dest,
+            MessageCode::PingReq,
+            PingReq::default().to_bytes(),
+            None,
+        )
+    }
+}

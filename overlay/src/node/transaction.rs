@@ -1,0 +1,300 @@
+//! Transactions: the requests we originate. Each is signed with our host identity, routed
+//! from the current table, kept until its answer comes back and retransmitted end to end
+//! meanwhile (every `reliability_timer`, `transmissions` sends in all, R13); its answer,
+//! error or timeout goes back to what started it ([`Purpose`]).
+
+use super::routing::Route;
+use super::stabilise::FINGER_SPEEDUP;
+use super::{Error, Event, Failure, Node, RequestHandle};
+use crate::wire::{
+    fragment, Destination, FindAns, ForwardingHeader, GenericCertificate, JoinAns, Message,
+    MessageCode, MessageContents, NodeId, SecurityBlock, Signature, SignatureAndHashAlgorithm,
+};
+use rand_core::RngCore;
+use std::time::Instant;
+
+/// Why we started a transaction: what to do with its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    App(RequestHandle),
+    /// Ping to our ID + 1: who admits us.
+    JoinLookup,
+    Join(NodeId),
+    /// Ping to a finger target.
+    Finger(u32),
+    /// Update, Leave, replication: answers only end the transaction.
+    Maintenance,
+}
+
+#[derive(Debug)]
+pub(super) struct Pending {
+    purpose: Purpose,
+    code: MessageCode,
+    /// The key the message is routed by, for re-routing retransmissions.
+    dest: Destination,
+    bytes: Vec<u8>,
+    sent: u32,
+    due: Instant,
+}
+
+impl Node {
+    fn transaction_id(&mut self) -> u64 {
+        loop {
+            let t = self.rng.next_u64();
+            if t != 0 && !self.pending.contains_key(&t) {
+                return t;
+            }
+        }
+    }
+
+    /// A signed message from us.
+    pub(super) fn build(
+        &self,
+        tx: u64,
+        dest: Vec<Destination>,
+        contents: MessageContents,
+        extra_certs: Vec<GenericCertificate>,
+    ) -> Vec<u8> {
+        let mut certificates = vec![self.cert.clone()];
+        certificates.extend(extra_certs.into_iter().filter(|c| *c != self.cert));
+        let mut msg = Message {
+            header: ForwardingHeader {
+                overlay: self.config.overlay,
+                configuration_sequence: 0,
+                ttl: self.config.initial_ttl,
+                fragment: fragment::UNFRAGMENTED,
+                transaction_id: tx,
+                max_response_length: 0,
+                via_list: Vec::new(),
+                destination_list: dest,
+                options: Vec::new(),
+            },
+            contents,
+            security: SecurityBlock {
+                certificates,
+                signature: Signature {
+                    algorithm: SignatureAndHashAlgorithm::ED25519,
+                    identity: self.signer.clone(),
+                    value: Vec::new(),
+                },
+            },
+        };
+        msg.security.signature.value = self.identity.sign(&msg.signed_bytes()).to_vec();
+        msg.to_bytes()
+    }
+
+    /// Starts a transaction: builds, routes and sends a request, and arms its
+    /// retransmission timer. A request for a key we own is answered locally.
+    pub(super) fn request(
+        &mut self,
+        now: Instant,
+        dest: Destination,
+        code: MessageCode,
+        body: Vec<u8>,
+        purpose: Purpose,
+    ) -> Result<(), Error> {
+        self.request_with(now, dest, code, body, purpose, Vec::new())
+    }
+
+    /// [`request`](Self::request) with certificates for the security block besides ours
+    /// (the signers of values being stored).
+    pub(super) fn request_with(
+        &mut self,
+        now: Instant,
+        dest: Destination,
+        code: MessageCode,
+        body: Vec<u8>,
+        purpose: Purpose,
+        certs: Vec<GenericCertificate>,
+    ) -> Result<(), Error> {
+        if self.pending.len() >= self.config.max_pending {
+            self.stats.overflows += 1;
+            return Err(Error::TooManyRequests);
+        }
+        let contents = MessageContents::new(code, body);
+        let route = self.route_out(&dest);
+        if route == Route::Local {
+            let mut certs = certs;
+            certs.push(self.cert.clone());
+            if let Some((answer, certs)) = self.answer(now, self.me, true, &contents, &certs) {
+                self.complete(now, purpose, code, self.me, 0, &answer, &certs);
+            }
+            return Ok(());
+        }
+        let tx = self.transaction_id();
+        let bytes = self.build(tx, vec![dest.clone()], contents, certs);
+        if bytes.len() > self.config.max_message {
+            return Err(Error::TooLarge);
+        }
+        if let Route::Link(next) = route {
+            self.transmit(next, bytes.clone());
+        } else {
+            self.stats.unroutable += 1;
+        }
+        let due = now + self.config.reliability_timer;
+        self.pending.insert(
+            tx,
+            Pending {
+                purpose,
+                code,
+                dest,
+                bytes,
+                sent: 1,
+                due,
+            },
+        );
+        self.retx.insert((due, tx));
+        Ok(())
+    }
+
+    /// A topology request to one neighbour (Leave, Update): nobody waits for its answer.
+    pub(super) fn maintenance_request(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        code: MessageCode,
+        body: Vec<u8>,
+    ) {
+        let _ = self.request(now, Destination::Node(to), code, body, Purpose::Maintenance);
+    }
+
+    pub(super) fn retransmit(&mut self, now: Instant, tx: u64) {
+        let Some(p) = self.pending.get_mut(&tx) else {
+            return;
+        };
+        if p.due > now {
+            return;
+        }
+        if p.sent >= self.config.transmissions {
+            let p = self.pending.remove(&tx).expect("present");
+            self.stats.timeouts += 1;
+            self.fail(now, p.purpose, Failure::Timeout);
+            return;
+        }
+        p.sent += 1;
+        p.due = now + self.config.reliability_timer;
+        let (due, dest, bytes) = (p.due, p.dest.clone(), p.bytes.clone());
+        self.retx.insert((due, tx));
+        self.stats.retransmissions += 1;
+        match self.route_out(&dest) {
+            Route::Link(next) => self.transmit(next, bytes),
+            _ => self.stats.unroutable += 1,
+        }
+    }
+
+    /// The answer to our transaction `tx` arrived (its signature checked): the transaction
+    /// ends. An answer we no longer wait for (a late duplicate) is dropped.
+    pub(super) fn answer_received(
+        &mut self,
+        now: Instant,
+        tx: u64,
+        responder: NodeId,
+        hops: u32,
+        contents: &MessageContents,
+        certs: &[GenericCertificate],
+    ) {
+        let Some(p) = self.pending.remove(&tx) else {
+            return;
+        };
+        self.retx.remove(&(p.due, tx));
+        self.complete(now, p.purpose, p.code, responder, hops, contents, certs);
+    }
+
+    /// An answer (or a local result) for a transaction of ours.
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        code: MessageCode,
+        responder: NodeId,
+        hops: u32,
+        contents: &MessageContents,
+        certs: &[GenericCertificate],
+    ) {
+        if let Some(e) = contents.as_error() {
+            let failure = match e {
+                Ok(e) => Failure::Remote(e),
+                Err(_) => Failure::BadAnswer("error response"),
+            };
+            self.fail(now, purpose, failure);
+            return;
+        }
+        if code.answer() != Some(contents.code) {
+            self.fail(now, purpose, Failure::BadAnswer("answer code"));
+            return;
+        }
+        match purpose {
+            Purpose::App(handle) => {
+                let event = match contents.code {
+                    MessageCode::PingAns => Ok(Event::PingDone {
+                        handle,
+                        responder,
+                        hops,
+                    }),
+                    MessageCode::StoreAns => {
+                        self.data
+                            .store_answer(&contents.body)
+                            .map(|answer| Event::StoreDone {
+                                handle,
+                                answer,
+                                hops,
+                            })
+                    }
+                    MessageCode::FetchAns => self
+                        .data
+                        .fetch_answer(handle, &contents.body, certs)
+                        .map(|answer| Event::FetchDone {
+                            handle,
+                            answer,
+                            responder,
+                            hops,
+                        }),
+                    MessageCode::FindAns => FindAns::parse(&contents.body)
+                        .map_err(|_| Failure::BadAnswer("FindAns"))
+                        .map(|answer| Event::FindDone {
+                            handle,
+                            answer,
+                            hops,
+                        }),
+                    _ => Err(Failure::BadAnswer("unexpected answer")),
+                };
+                match event {
+                    Ok(e) => self.push_event(e),
+                    Err(failure) => self.push_event(Event::Failed { handle, failure }),
+                }
+            }
+            Purpose::JoinLookup => self.found_ap(now, responder),
+            Purpose::Join(ap) => {
+                if responder != ap || JoinAns::parse(&contents.body).is_err() {
+                    self.join_failed(now);
+                }
+                // Joined once the admitting peer's Update arrives.
+            }
+            Purpose::Finger(i) => {
+                if responder != self.me {
+                    // A finger that moved means the ring changed around us (it is still
+                    // growing, or churning): look at the next finger soon rather than a
+                    // whole interval later. A stable ring costs one lookup per interval.
+                    if self.chord.finger(i) != Some(responder) {
+                        let soon = now + self.config.finger_interval / FINGER_SPEEDUP;
+                        self.next_finger = Some(self.next_finger.map_or(soon, |t| t.min(soon)));
+                    }
+                    self.consider(now, responder, None);
+                }
+            }
+            Purpose::Maintenance => {}
+        }
+    }
+
+    fn fail(&mut self, now: Instant, purpose: Purpose, failure: Failure) {
+        match purpose {
+            Purpose::App(handle) => {
+                self.data.forget_fetch(handle);
+                self.push_event(Event::Failed { handle, failure })
+            }
+            Purpose::JoinLookup | Purpose::Join(_) => self.join_failed(now),
+            Purpose::Finger(_) | Purpose::Maintenance => {}
+        }
+    }
+}
