@@ -13,6 +13,14 @@ use crate::wire::{
 use rand_core::RngCore;
 use std::time::Instant;
 
+/// An error answer: `code`, with `info` saying why.
+pub(super) fn error(code: ErrorCode, info: &str) -> MessageContents {
+    MessageContents::error(&ErrorResponse {
+        code,
+        info: info.as_bytes().to_vec(),
+    })
+}
+
 impl Node {
     /// Answers a request addressed to us (or to a key we own), with the certificates the
     /// answer must carry. `direct`: it came over the link of its originator (no via
@@ -25,43 +33,30 @@ impl Node {
         contents: &MessageContents,
         certs: &[GenericCertificate],
     ) -> Option<(MessageContents, Vec<GenericCertificate>)> {
+        if contents.extensions.iter().any(|e| e.critical) {
+            let refused = error(ErrorCode::UnknownExtension, "critical extension");
+            return Some((refused, Vec::new()));
+        }
         match contents.code {
             MessageCode::StoreReq
             | MessageCode::FetchReq
             | MessageCode::FindReq
-            | MessageCode::StatReq => {
-                if contents.extensions.iter().any(|e| e.critical) {
-                    let e = ErrorResponse {
-                        code: ErrorCode::UnknownExtension,
-                        info: b"critical extension".to_vec(),
-                    };
-                    return Some((MessageContents::error(&e), Vec::new()));
-                }
-                Some(self.data_request(now, origin, direct, contents, certs))
-            }
+            | MessageCode::StatReq => Some(self.data_request(now, origin, direct, contents, certs)),
             _ => self
-                .answer_request_from(now, origin, direct, contents)
+                .answer_topology(now, origin, direct, contents)
                 .map(|c| (c, Vec::new())),
         }
     }
 
-    /// Answers a topology or liveness request.
-    fn answer_request_from(
+    /// Answers a topology or liveness request; refuses a method we do not support.
+    fn answer_topology(
         &mut self,
         now: Instant,
         origin: NodeId,
         direct: bool,
         contents: &MessageContents,
     ) -> Option<MessageContents> {
-        let err = |code: ErrorCode, info: &str| {
-            Some(MessageContents::error(&ErrorResponse {
-                code,
-                info: info.as_bytes().to_vec(),
-            }))
-        };
-        if contents.extensions.iter().any(|e| e.critical) {
-            return err(ErrorCode::UnknownExtension, "critical extension");
-        }
+        let err = |code: ErrorCode, info: &str| Some(error(code, info));
         let body = &contents.body;
         match contents.code {
             MessageCode::PingReq => {
@@ -99,7 +94,7 @@ impl Node {
                 let Ok(req) = RouteQueryReq::parse(body) else {
                     return err(ErrorCode::InvalidMessage, "RouteQueryReq");
                 };
-                let next = match self.route_out(&req.destination) {
+                let next = match self.route(&req.destination) {
                     Route::Link(n) => n,
                     _ => self.me,
                 };

@@ -2,7 +2,7 @@
 //! replication to the two successors (R6), hand-over to a joining predecessor, expiry,
 //! and the checks on Fetch answers.
 
-use super::{Failure, Node, RequestHandle};
+use super::{answer, Failure, Node, RequestHandle};
 use crate::id;
 use crate::storage::{self, Certificates, Kinds, Store, StoreLimits};
 use crate::wire::{
@@ -133,12 +133,7 @@ impl Node {
         certs: &[GenericCertificate],
     ) -> (MessageContents, Vec<GenericCertificate>) {
         let error = |e: ErrorResponse| (MessageContents::error(&e), Vec::new());
-        let refuse = |code: ErrorCode, info: &str| {
-            error(ErrorResponse {
-                code,
-                info: info.as_bytes().to_vec(),
-            })
-        };
+        let refuse = |code: ErrorCode, info: &str| (answer::error(code, info), Vec::new());
         let now_ms = self.now_ms(now);
         let body = &contents.body;
         match contents.code {

@@ -3,10 +3,10 @@
 //! responsible for its Node-ID instead (R15). Leaves, sent and received.
 
 use super::transaction::Purpose;
-use super::{Event, Node, State};
+use super::{answer, Event, Node, State};
 use crate::id;
 use crate::wire::{
-    ChordLeaveData, Destination, ErrorCode, ErrorResponse, JoinAns, JoinReq, LeaveReq, MessageCode,
+    ChordLeaveData, Destination, ErrorCode, JoinAns, JoinReq, LeaveReq, MessageCode,
     MessageContents, NodeId, PingReq, ResourceId,
 };
 use std::time::Instant;
@@ -182,12 +182,7 @@ impl Node {
         direct: bool,
         req: JoinReq,
     ) -> Option<MessageContents> {
-        let refuse = |code: ErrorCode, info: &str| {
-            Some(MessageContents::error(&ErrorResponse {
-                code,
-                info: info.as_bytes().to_vec(),
-            }))
-        };
+        let refuse = |code: ErrorCode, info: &str| Some(answer::error(code, info));
         if req.joining_peer_id != origin || !direct || !self.links.contains(&origin) {
             return refuse(ErrorCode::Forbidden, "Join not from the joining peer");
         }

@@ -21,11 +21,11 @@
 //! checking at every hop would only repeat work; the simulator measured it as the largest
 //! cost of a 10,000-node run (docs/OVERLAY.md, "Node").
 
-use super::{Node, State};
+use super::{answer, Node, State};
 use crate::id;
 use crate::wire::{
-    fragment, Destination, ErrorCode, ErrorResponse, ForwardingHeader, GenericCertificate, Message,
-    MessageCode, MessageContents, NodeId, SignatureAndHashAlgorithm,
+    fragment, Destination, ErrorCode, ForwardingHeader, GenericCertificate, Message, MessageCode,
+    MessageContents, NodeId, SignatureAndHashAlgorithm,
 };
 use hip::identity::PublicIdentity;
 use std::time::Instant;
@@ -41,70 +41,61 @@ pub(super) enum Route {
 impl Node {
     /// One RELOAD message (unframed) received on the link to `link_peer`.
     pub fn handle_message(&mut self, now: Instant, link_peer: NodeId, bytes: &[u8]) {
-        if !self.links.contains(&link_peer) || bytes.len() > self.config.max_message {
-            self.stats.malformed += 1;
-            return;
-        }
-        let Ok((mut header, payload)) = ForwardingHeader::parse(bytes) else {
+        let Some((header, payload, route)) = self.read_header(link_peer, bytes) else {
             self.stats.malformed += 1;
             return;
         };
+        let code = MessageCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+        match route {
+            Route::Local => self.deliver(now, link_peer, bytes),
+            Route::Link(next) => self.forward(link_peer, header, payload, code, next),
+            Route::None => {
+                self.stats.unroutable += 1;
+                self.error_back(link_peer, &header, code, ErrorCode::NotFound, "no route");
+            }
+        }
+    }
+
+    /// The forwarding header of a message from `link_peer`, the rest of the message, and
+    /// where it goes. `None` drops it as malformed: from a Node-ID without a link, too
+    /// large, not parsed, of another overlay, a fragment, too short for a message code, or
+    /// with a destination list we never send.
+    fn read_header<'a>(
+        &self,
+        link_peer: NodeId,
+        bytes: &'a [u8],
+    ) -> Option<(ForwardingHeader, &'a [u8], Route)> {
+        if !self.links.contains(&link_peer) || bytes.len() > self.config.max_message {
+            return None;
+        }
+        let (mut header, payload) = ForwardingHeader::parse(bytes).ok()?;
         if header.overlay != self.config.overlay
             || !header.is_unfragmented()
             || header.fragment & fragment::FLAG == 0
             || payload.len() < 2
         {
-            self.stats.malformed += 1;
-            return;
+            return None;
         }
-        let code = MessageCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+        // Leading entries that name us are done with; the first other one decides.
         loop {
-            let Some(first) = header.destination_list.first().cloned() else {
-                self.stats.malformed += 1;
-                return;
-            };
             let last = header.destination_list.len() == 1;
-            let route = match &first {
-                Destination::Node(n) if *n == self.me => {
-                    if last {
-                        Route::Local
-                    } else {
-                        header.destination_list.remove(0);
-                        continue;
-                    }
+            let first = header.destination_list.first()?;
+            let route = match first {
+                Destination::Node(n) if *n == self.me && !last => {
+                    header.destination_list.remove(0);
+                    continue;
                 }
                 Destination::Node(n) if *n == NodeId::WILDCARD => Route::Local,
-                Destination::Node(n) => self.route_to_node(*n),
-                Destination::Resource(r) => match id::resource_position(r) {
-                    Some(k) if self.owns(k) => {
-                        if last {
-                            Route::Local
-                        } else {
-                            // §6.1.1: a Resource-ID must be the only entry.
-                            self.stats.malformed += 1;
-                            return;
-                        }
-                    }
-                    Some(k) => self.route_to_key(k),
-                    None => Route::None,
+                Destination::Node(_) => self.route(first),
+                Destination::Resource(_) => match self.route(first) {
+                    // §6.1.1: a Resource-ID must be the only entry.
+                    Route::Local if !last => return None,
+                    route => route,
                 },
-                _ => {
-                    // We never hand out opaque or compressed IDs (RFC 7086 §5.1).
-                    self.stats.malformed += 1;
-                    return;
-                }
+                // We never hand out opaque or compressed IDs (RFC 7086 §5.1).
+                _ => return None,
             };
-            match route {
-                Route::Local => self.deliver(now, link_peer, bytes),
-                Route::Link(next) => self.forward(now, link_peer, header, payload, code, next),
-                Route::None => {
-                    self.stats.unroutable += 1;
-                    if code.is_request() {
-                        self.error_back(now, link_peer, &header, ErrorCode::NotFound, "no route");
-                    }
-                }
-            }
-            return;
+            return Some((header, payload, route));
         }
     }
 
@@ -142,8 +133,8 @@ impl Node {
         self.route_to_key(n.position())
     }
 
-    /// Route of a message we originate.
-    pub(super) fn route_out(&self, dest: &Destination) -> Route {
+    /// Where a message to `dest` goes next: here, over a link, or nowhere.
+    pub(super) fn route(&self, dest: &Destination) -> Route {
         match dest {
             Destination::Node(n) if *n == self.me => Route::Local,
             Destination::Node(n) => self.route_to_node(*n),
@@ -156,9 +147,10 @@ impl Node {
         }
     }
 
+    /// Passes a message on to `next`, one hop further (TTL down by one, the link it came
+    /// from added to its via list), unless it loops or its TTL runs out.
     fn forward(
         &mut self,
-        now: Instant,
         link_peer: NodeId,
         mut header: ForwardingHeader,
         payload: &[u8],
@@ -168,16 +160,12 @@ impl Node {
         let me = Destination::Node(self.me);
         if header.via_list.contains(&me) {
             self.stats.loops += 1;
-            if code.is_request() {
-                self.error_back(now, link_peer, &header, ErrorCode::LoopDetected, "loop");
-            }
+            self.error_back(link_peer, &header, code, ErrorCode::LoopDetected, "loop");
             return;
         }
         if header.ttl <= 1 {
             self.stats.ttl_exceeded += 1;
-            if code.is_request() {
-                self.error_back(now, link_peer, &header, ErrorCode::TtlExceeded, "ttl");
-            }
+            self.error_back(link_peer, &header, code, ErrorCode::TtlExceeded, "ttl");
             return;
         }
         header.ttl -= 1;
@@ -205,19 +193,19 @@ impl Node {
         self.transmit(link_peer, bytes);
     }
 
+    /// A message with `code` goes no further: if it is a request, its originator hears
+    /// `error` and why; an answer is dropped (nobody answers an answer).
     fn error_back(
         &mut self,
-        _now: Instant,
         link_peer: NodeId,
         header: &ForwardingHeader,
-        code: ErrorCode,
+        code: MessageCode,
+        error: ErrorCode,
         info: &str,
     ) {
-        let e = ErrorResponse {
-            code,
-            info: info.as_bytes().to_vec(),
-        };
-        self.reply(link_peer, header, MessageContents::error(&e), Vec::new());
+        if code.is_request() {
+            self.reply(link_peer, header, answer::error(error, info), Vec::new());
+        }
     }
 
     /// Checks the signature of a message that terminates here; returns the originator.
@@ -268,15 +256,14 @@ impl Node {
         };
         let Some(origin) = self.verify(link_peer, &msg) else {
             self.stats.bad_signatures += 1;
-            if msg.contents.code.is_request() {
-                self.error_back(
-                    now,
-                    link_peer,
-                    &msg.header,
-                    ErrorCode::Forbidden,
-                    "signature",
-                );
-            }
+            let code = msg.contents.code;
+            self.error_back(
+                link_peer,
+                &msg.header,
+                code,
+                ErrorCode::Forbidden,
+                "signature",
+            );
             return;
         };
         if msg.contents.code.is_request() {

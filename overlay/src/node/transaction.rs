@@ -112,7 +112,7 @@ impl Node {
             return Err(Error::TooManyRequests);
         }
         let contents = MessageContents::new(code, body);
-        let route = self.route_out(&dest);
+        let route = self.route(&dest);
         if route == Route::Local {
             let mut certs = certs;
             certs.push(self.cert.clone());
@@ -176,7 +176,7 @@ impl Node {
         let (due, dest, bytes) = (p.due, p.dest.clone(), p.bytes.clone());
         self.retx.insert((due, tx));
         self.stats.retransmissions += 1;
-        match self.route_out(&dest) {
+        match self.route(&dest) {
             Route::Link(next) => self.transmit(next, bytes),
             _ => self.stats.unroutable += 1,
         }
