@@ -2,17 +2,21 @@
 //! [`RequestHandle`] that comes back in its completion event.
 
 use super::transaction::Purpose;
-use super::{Error, Node, RequestHandle, State};
+use super::{Error, Event, Failure, Node, RequestHandle, State};
 use crate::id;
-use crate::wire::{Destination, FetchReq, FindReq, MessageCode, PingReq, StoreReq};
+use crate::wire::{
+    Destination, FetchReq, FindAns, FindReq, GenericCertificate, MessageCode, MessageContents,
+    NodeId, PingReq, StoreReq,
+};
 use std::time::Instant;
 
 impl Node {
-    fn handle(&mut self) -> RequestHandle {
+    fn next_handle(&mut self) -> RequestHandle {
         self.next_handle += 1;
         RequestHandle(self.next_handle)
     }
 
+    /// Sends one of the embedder's requests; a Fetch is noted, to check its answer against.
     fn app_request(
         &mut self,
         now: Instant,
@@ -27,7 +31,7 @@ impl Node {
         if self.pending.len() >= self.config.max_pending {
             return Err(Error::TooManyRequests);
         }
-        let handle = self.handle();
+        let handle = self.next_handle();
         if let Some(req) = fetch {
             // Noted first: a Fetch for a key we own is answered at once.
             self.note_fetch(handle, req);
@@ -72,5 +76,51 @@ impl Node {
             PingReq::default().to_bytes(),
             None,
         )
+    }
+
+    /// The answer to the embedder's request `handle`: its completion event, or why the
+    /// answer is refused.
+    pub(super) fn app_done(
+        &mut self,
+        handle: RequestHandle,
+        responder: NodeId,
+        hops: u32,
+        contents: &MessageContents,
+        certs: &[GenericCertificate],
+    ) -> Result<Event, Failure> {
+        match contents.code {
+            MessageCode::PingAns => Ok(Event::PingDone {
+                handle,
+                responder,
+                hops,
+            }),
+            MessageCode::StoreAns => {
+                self.data
+                    .store_answer(&contents.body)
+                    .map(|answer| Event::StoreDone {
+                        handle,
+                        answer,
+                        hops,
+                    })
+            }
+            MessageCode::FetchAns => {
+                self.data
+                    .fetch_answer(handle, &contents.body, certs)
+                    .map(|answer| Event::FetchDone {
+                        handle,
+                        answer,
+                        responder,
+                        hops,
+                    })
+            }
+            MessageCode::FindAns => FindAns::parse(&contents.body)
+                .map_err(|_| Failure::BadAnswer("FindAns"))
+                .map(|answer| Event::FindDone {
+                    handle,
+                    answer,
+                    hops,
+                }),
+            _ => Err(Failure::BadAnswer("unexpected answer")),
+        }
     }
 }

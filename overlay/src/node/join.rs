@@ -7,7 +7,7 @@ use super::{answer, Event, Node, State};
 use crate::id;
 use crate::wire::{
     ChordLeaveData, Destination, ErrorCode, JoinAns, JoinReq, LeaveReq, MessageCode,
-    MessageContents, NodeId, PingReq, ResourceId,
+    MessageContents, NodeId,
 };
 use std::time::Instant;
 
@@ -88,12 +88,7 @@ impl Node {
         } else {
             self.me.position().wrapping_add(1)
         };
-        let dest = Destination::Resource(ResourceId(target.to_be_bytes().to_vec()));
-        let body = PingReq::default().to_bytes();
-        if self
-            .request(now, dest, MessageCode::PingReq, body, Purpose::JoinLookup)
-            .is_err()
-        {
+        if self.lookup(now, target, Purpose::JoinLookup).is_err() {
             self.join_failed(now);
         }
     }
@@ -154,6 +149,19 @@ impl Node {
             )
             .is_err()
         {
+            self.join_failed(now);
+        }
+    }
+
+    /// The admitting peer answered our Join. We are joined once its Update arrives.
+    pub(super) fn join_answered(
+        &mut self,
+        now: Instant,
+        ap: NodeId,
+        responder: NodeId,
+        contents: &MessageContents,
+    ) {
+        if responder != ap || JoinAns::parse(&contents.body).is_err() {
             self.join_failed(now);
         }
     }

@@ -5,14 +5,15 @@
 use super::transaction::Purpose;
 use super::{Event, Node, State};
 use crate::id::finger_target;
-use crate::wire::{
-    ChordUpdate, ChordUpdateKind, Destination, MessageCode, NodeId, PingReq, ResourceId,
-};
+use crate::wire::{ChordUpdate, ChordUpdateKind, MessageCode, NodeId};
 use std::time::{Duration, Instant};
 
 /// After a finger lookup that found a new finger, the next lookup comes this many times
 /// sooner than `finger_interval`.
-pub(super) const FINGER_SPEEDUP: u32 = 12;
+const FINGER_SPEEDUP: u32 = 12;
+
+/// Queued finger lookups (repairs of fingers whose link went down) go out one per step.
+const FINGER_QUEUE_STEP: Duration = Duration::from_secs(1);
 
 impl Node {
     /// An Update from `origin` (§10.7.3). Over a direct link the sender is a peer and goes
@@ -31,35 +32,26 @@ impl Node {
         if direct && self.links.contains(&origin) {
             changed |= self.chord.insert(origin);
         }
-        let lists_us = match &update.kind {
+        let (neighbours, fingers) = match update.kind {
+            ChordUpdateKind::PeerReady => (Vec::new(), Vec::new()),
             ChordUpdateKind::Neighbors {
                 predecessors,
                 successors,
-            }
-            | ChordUpdateKind::Full {
-                predecessors,
-                successors,
-                ..
-            } => predecessors.contains(&self.me) || successors.contains(&self.me),
-            ChordUpdateKind::PeerReady => false,
-        };
-        let listed: Vec<NodeId> = match update.kind {
-            ChordUpdateKind::PeerReady => Vec::new(),
-            ChordUpdateKind::Neighbors {
-                predecessors,
-                successors,
-            } => predecessors.into_iter().chain(successors).collect(),
+            } => (
+                predecessors.into_iter().chain(successors).collect(),
+                Vec::new(),
+            ),
             ChordUpdateKind::Full {
                 predecessors,
                 successors,
                 fingers,
-            } => predecessors
-                .into_iter()
-                .chain(successors)
-                .chain(fingers)
-                .collect(),
+            } => (
+                predecessors.into_iter().chain(successors).collect(),
+                fingers,
+            ),
         };
-        for n in listed.into_iter().take(256) {
+        let lists_us = neighbours.contains(&self.me);
+        for n in neighbours.into_iter().chain(fingers).take(256) {
             changed |= self.consider_quiet(now, n, Some(origin));
         }
         if let State::Joining {
@@ -169,9 +161,13 @@ impl Node {
         if self.finger_queue.len() < 128 && !self.finger_queue.contains(&i) {
             self.finger_queue.push_back(i);
         }
-        let soon = now + Duration::from_secs(1);
-        if self.next_finger.is_some_and(|t| t > soon) {
-            self.next_finger = Some(soon);
+        self.finger_soon(now + FINGER_QUEUE_STEP);
+    }
+
+    /// Brings the next finger lookup forward to `at`, if it is due later.
+    fn finger_soon(&mut self, at: Instant) {
+        if self.next_finger.is_some_and(|t| t > at) {
+            self.next_finger = Some(at);
         }
     }
 
@@ -188,18 +184,29 @@ impl Node {
             }
         };
         if !self.finger_queue.is_empty() {
-            self.next_finger = Some(now + Duration::from_secs(1));
+            self.next_finger = Some(now + FINGER_QUEUE_STEP);
         }
         self.finger_lookup(now, i);
     }
 
     /// Ping the owner of finger `i`'s target: it is the finger.
     pub(super) fn finger_lookup(&mut self, now: Instant, i: u32) {
-        let Some(t) = finger_target(self.me.position(), i) else {
+        if let Some(t) = finger_target(self.me.position(), i) {
+            let _ = self.lookup(now, t, Purpose::Finger(i));
+        }
+    }
+
+    /// The owner of finger `i`'s target answered our lookup.
+    pub(super) fn finger_found(&mut self, now: Instant, i: u32, responder: NodeId) {
+        if responder == self.me {
             return;
-        };
-        let dest = Destination::Resource(ResourceId(t.to_be_bytes().to_vec()));
-        let body = PingReq::default().to_bytes();
-        let _ = self.request(now, dest, MessageCode::PingReq, body, Purpose::Finger(i));
+        }
+        // A finger that moved means the ring changed around us (it is still growing, or
+        // churning): look at the next finger soon rather than a whole interval later. A
+        // stable ring costs one lookup per interval.
+        if self.chord.finger(i) != Some(responder) {
+            self.finger_soon(now + self.config.finger_interval / FINGER_SPEEDUP);
+        }
+        self.consider(now, responder, None);
     }
 }

@@ -4,11 +4,11 @@
 //! error or timeout goes back to what started it ([`Purpose`]).
 
 use super::routing::Route;
-use super::stabilise::FINGER_SPEEDUP;
 use super::{Error, Event, Failure, Node, RequestHandle};
 use crate::wire::{
-    fragment, Destination, FindAns, ForwardingHeader, GenericCertificate, JoinAns, Message,
-    MessageCode, MessageContents, NodeId, SecurityBlock, Signature, SignatureAndHashAlgorithm,
+    fragment, Destination, ForwardingHeader, GenericCertificate, Message, MessageCode,
+    MessageContents, NodeId, PingReq, ResourceId, SecurityBlock, Signature,
+    SignatureAndHashAlgorithm,
 };
 use rand_core::RngCore;
 use std::time::Instant;
@@ -147,6 +147,14 @@ impl Node {
         Ok(())
     }
 
+    /// Pings the owner of ring position `k`: who answers is what we look for (our
+    /// admitting peer, a finger).
+    pub(super) fn lookup(&mut self, now: Instant, k: u128, purpose: Purpose) -> Result<(), Error> {
+        let dest = Destination::Resource(ResourceId(k.to_be_bytes().to_vec()));
+        let body = PingReq::default().to_bytes();
+        self.request(now, dest, MessageCode::PingReq, body, purpose)
+    }
+
     /// A topology request to one neighbour (Leave, Update): nobody waits for its answer.
     pub(super) fn maintenance_request(
         &mut self,
@@ -225,64 +233,13 @@ impl Node {
             return;
         }
         match purpose {
-            Purpose::App(handle) => {
-                let event = match contents.code {
-                    MessageCode::PingAns => Ok(Event::PingDone {
-                        handle,
-                        responder,
-                        hops,
-                    }),
-                    MessageCode::StoreAns => {
-                        self.data
-                            .store_answer(&contents.body)
-                            .map(|answer| Event::StoreDone {
-                                handle,
-                                answer,
-                                hops,
-                            })
-                    }
-                    MessageCode::FetchAns => self
-                        .data
-                        .fetch_answer(handle, &contents.body, certs)
-                        .map(|answer| Event::FetchDone {
-                            handle,
-                            answer,
-                            responder,
-                            hops,
-                        }),
-                    MessageCode::FindAns => FindAns::parse(&contents.body)
-                        .map_err(|_| Failure::BadAnswer("FindAns"))
-                        .map(|answer| Event::FindDone {
-                            handle,
-                            answer,
-                            hops,
-                        }),
-                    _ => Err(Failure::BadAnswer("unexpected answer")),
-                };
-                match event {
-                    Ok(e) => self.push_event(e),
-                    Err(failure) => self.push_event(Event::Failed { handle, failure }),
-                }
-            }
+            Purpose::App(handle) => match self.app_done(handle, responder, hops, contents, certs) {
+                Ok(event) => self.push_event(event),
+                Err(failure) => self.fail(now, purpose, failure),
+            },
             Purpose::JoinLookup => self.found_ap(now, responder),
-            Purpose::Join(ap) => {
-                if responder != ap || JoinAns::parse(&contents.body).is_err() {
-                    self.join_failed(now);
-                }
-                // Joined once the admitting peer's Update arrives.
-            }
-            Purpose::Finger(i) => {
-                if responder != self.me {
-                    // A finger that moved means the ring changed around us (it is still
-                    // growing, or churning): look at the next finger soon rather than a
-                    // whole interval later. A stable ring costs one lookup per interval.
-                    if self.chord.finger(i) != Some(responder) {
-                        let soon = now + self.config.finger_interval / FINGER_SPEEDUP;
-                        self.next_finger = Some(self.next_finger.map_or(soon, |t| t.min(soon)));
-                    }
-                    self.consider(now, responder, None);
-                }
-            }
+            Purpose::Join(ap) => self.join_answered(now, ap, responder, contents),
+            Purpose::Finger(i) => self.finger_found(now, i, responder),
             Purpose::Maintenance => {}
         }
     }
