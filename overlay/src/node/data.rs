@@ -245,20 +245,30 @@ impl Node {
         );
     }
 
-    /// Step 6 of a join (§10.5): the records in `(from, to]` now belong to `to_node`.
-    pub(super) fn handover(&mut self, now: Instant, to_node: NodeId, from: u128, to: u128) {
+    /// Stores every record we hold in `(from, to]` at `to_node` as replica
+    /// `replica_number`; replica 0 hands them over to their new owner (a joining peer,
+    /// §10.5 step 6).
+    pub(super) fn send_records(
+        &mut self,
+        now: Instant,
+        to_node: NodeId,
+        from: u128,
+        to: u128,
+        replica_number: u8,
+    ) {
         let now_ms = self.now_ms(now);
         let max_body = self.config.max_message.saturating_sub(1000);
         let Some(store) = self.data.store.as_ref() else {
             return;
         };
-        let transfers = store.records_in(now_ms, from, to, 0, max_body);
-        for mut t in transfers {
-            // The joining peer holds nothing yet, so a generation counter (which must
-            // match what the storing peer holds, §7.4.1) would make it refuse the lot.
-            // Handed over unconditionally; its counters start again there.
-            for kd in &mut t.req.kind_data {
-                kd.generation = 0;
+        for mut t in store.records_in(now_ms, from, to, replica_number, max_body) {
+            if replica_number == 0 {
+                // The joining peer holds nothing yet, so a generation counter (which must
+                // match what the storing peer holds, §7.4.1) would make it refuse the lot.
+                // Handed over unconditionally; its counters start again there.
+                for kd in &mut t.req.kind_data {
+                    kd.generation = 0;
+                }
             }
             self.send_store(now, to_node, t.req.to_bytes(), t.certificates);
         }
@@ -273,7 +283,6 @@ impl Node {
         };
         let now_ms = self.now_ms(now);
         let me = self.me.position();
-        let max_body = self.config.max_message.saturating_sub(1000);
         let succs: Vec<NodeId> = self.chord.successors().into_iter().take(2).collect();
         let preds = self.chord.predecessors();
         let Some(store) = self.data.store.as_mut() else {
@@ -290,14 +299,8 @@ impl Node {
         if quiet && preds.len() >= 3 && !succs.contains(&preds[2]) {
             store.remove_outside(preds[2].position(), me);
         }
-        let mut out = Vec::new();
         for (n, s) in succs.iter().enumerate() {
-            for t in store.records_in(now_ms, pred.position(), me, n as u8 + 1, max_body) {
-                out.push((*s, t));
-            }
-        }
-        for (s, t) in out {
-            self.send_store(now, s, t.req.to_bytes(), t.certificates);
+            self.send_records(now, *s, pred.position(), me, n as u8 + 1);
         }
         // Expiry rides on the replication rounds; keep one at least every few minutes.
         self.data.schedule(now + Duration::from_secs(300));

@@ -77,10 +77,7 @@ impl Node {
         if self.state == State::Left {
             return;
         }
-        self.state = State::Joining {
-            ap: None,
-            join_sent: false,
-        };
+        self.state = State::SEEKING;
         // The peer responsible for our ID + 1 is our successor-to-be, the admitting peer
         // (§10.5). A client looks for the peer responsible for its own ID (R15).
         let target = if self.config.client {
@@ -95,10 +92,7 @@ impl Node {
 
     pub(super) fn join_failed(&mut self, now: Instant) {
         if matches!(self.state, State::Joining { .. }) {
-            self.state = State::Joining {
-                ap: None,
-                join_sent: false,
-            };
+            self.state = State::SEEKING;
             self.rejoin_at = Some(now + self.config.rejoin_interval);
             self.push_event(Event::JoinFailed);
         }
@@ -206,7 +200,7 @@ impl Node {
         self.chord.insert(origin);
         // Step 6: hand over the data the joining peer now owns.
         let from = old_pred.unwrap_or(self.me).position();
-        self.handover(now, origin, from, origin.position());
+        self.send_records(now, origin, from, origin.position(), 0);
         // Step 7: our tables (it names the joiner as our predecessor).
         self.send_update_to(now, origin, true);
         // Step 8: Update our neighbours (reactively, through table_changed).

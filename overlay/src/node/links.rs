@@ -4,7 +4,11 @@
 
 use super::{Event, Node, State};
 use crate::wire::NodeId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A link we asked for and that neither came up nor failed is forgotten after this long
+/// (at the next periodic Update), so that the peer can be asked for again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Node {
     /// A link to `peer` is up (a HIP association exists and carries RELOAD framing).
@@ -32,10 +36,7 @@ impl Node {
         self.connecting.remove(&peer);
         if self.attached == Some(peer) {
             self.attached = None;
-            self.state = State::Joining {
-                ap: None,
-                join_sent: false,
-            };
+            self.state = State::SEEKING;
             self.rejoin_at = Some(now);
             return;
         }
@@ -80,5 +81,11 @@ impl Node {
             self.push_event(Event::Connect { peer: n, hint });
         }
         false
+    }
+
+    /// Forgets the links we asked for longer than `CONNECT_TIMEOUT` ago.
+    pub(super) fn forget_stale_connects(&mut self, now: Instant) {
+        self.connecting
+            .retain(|_, since| now.saturating_duration_since(*since) < CONNECT_TIMEOUT);
     }
 }

@@ -296,6 +296,14 @@ enum State {
     Left,
 }
 
+impl State {
+    /// Joining, with no admitting peer found yet.
+    const SEEKING: State = State::Joining {
+        ap: None,
+        join_sent: false,
+    };
+}
+
 /// The overlay node. See the module documentation for the calling contract.
 pub struct Node {
     identity: HostIdentity,
@@ -498,8 +506,7 @@ impl Node {
             self.next_update = Some(now + self.jittered(self.config.update_interval));
             self.update_soon = None;
             self.send_updates(now);
-            self.connecting
-                .retain(|_, since| now.saturating_duration_since(*since) < Duration::from_secs(60));
+            self.forget_stale_connects(now);
             if self.chord.is_empty() && !self.bootstraps.is_empty() {
                 // Lost every peer (§10.7.1): join again, now (a deadline of `now` would be
                 // left in the past).

@@ -126,11 +126,7 @@ impl Node {
         if bytes.len() > self.config.max_message {
             return Err(Error::TooLarge);
         }
-        if let Route::Link(next) = route {
-            self.transmit(next, bytes.clone());
-        } else {
-            self.stats.unroutable += 1;
-        }
+        self.send_on(route, bytes.clone());
         let due = now + self.config.reliability_timer;
         self.pending.insert(
             tx,
@@ -184,7 +180,13 @@ impl Node {
         let (due, dest, bytes) = (p.due, p.dest.clone(), p.bytes.clone());
         self.retx.insert((due, tx));
         self.stats.retransmissions += 1;
-        match self.route(&dest) {
+        self.send_on(self.route(&dest), bytes);
+    }
+
+    /// Sends one of our requests on its way. Without a route it is counted, and waits for
+    /// its retransmission (re-routed from the table of then).
+    fn send_on(&mut self, route: Route, bytes: Vec<u8>) {
+        match route {
             Route::Link(next) => self.transmit(next, bytes),
             _ => self.stats.unroutable += 1,
         }
