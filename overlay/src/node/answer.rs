@@ -120,6 +120,7 @@ impl Node {
         }
     }
 
+    /// The Probe values we report (§6.4.2.5); other types are left out.
     fn probe(&self, now: Instant, req: &ProbeReq) -> ProbeAns {
         use crate::wire::probe_type;
         let mut info = Vec::new();

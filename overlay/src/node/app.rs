@@ -6,9 +6,15 @@ use super::{Error, Event, Failure, Node, RequestHandle, State};
 use crate::id;
 use crate::wire::{
     Destination, FetchReq, FindAns, FindReq, GenericCertificate, MessageCode, MessageContents,
-    NodeId, PingReq, StoreReq,
+    NodeId, PingReq, ResourceId, StoreReq,
 };
 use std::time::Instant;
+
+/// The destination of a request about `resource`, which must be a place on our ring.
+fn resource_destination(resource: &ResourceId) -> Result<Destination, Error> {
+    id::resource_position(resource).ok_or(Error::BadResource)?;
+    Ok(Destination::Resource(resource.clone()))
+}
 
 impl Node {
     fn next_handle(&mut self) -> RequestHandle {
@@ -36,7 +42,7 @@ impl Node {
             // Noted first: a Fetch for a key we own is answered at once.
             self.note_fetch(handle, req);
         }
-        if let Err(e) = self.request(now, dest, code, body, Purpose::App(handle)) {
+        if let Err(e) = self.request(now, dest, code, body, Purpose::App(handle), Vec::new()) {
             self.data.forget_fetch(handle);
             return Err(e);
         }
@@ -46,23 +52,20 @@ impl Node {
     /// Stores `req` (values already signed, e.g. with `storage::sign_value`) at the peer
     /// responsible for `req.resource`. Completes with [`Event::StoreDone`] or `Failed`.
     pub fn store(&mut self, now: Instant, req: &StoreReq) -> Result<RequestHandle, Error> {
-        id::resource_position(&req.resource).ok_or(Error::BadResource)?;
-        let dest = Destination::Resource(req.resource.clone());
+        let dest = resource_destination(&req.resource)?;
         self.app_request(now, dest, MessageCode::StoreReq, req.to_bytes(), None)
     }
 
     /// Fetches from the peer responsible for `req.resource`; the answer's value
     /// signatures and access rights are checked before [`Event::FetchDone`].
     pub fn fetch(&mut self, now: Instant, req: &FetchReq) -> Result<RequestHandle, Error> {
-        id::resource_position(&req.resource).ok_or(Error::BadResource)?;
-        let dest = Destination::Resource(req.resource.clone());
+        let dest = resource_destination(&req.resource)?;
         self.app_request(now, dest, MessageCode::FetchReq, req.to_bytes(), Some(req))
     }
 
     /// Find (§7.4.4) at the peer responsible for `req.resource`.
     pub fn find(&mut self, now: Instant, req: &FindReq) -> Result<RequestHandle, Error> {
-        id::resource_position(&req.resource).ok_or(Error::BadResource)?;
-        let dest = Destination::Resource(req.resource.clone());
+        let dest = resource_destination(&req.resource)?;
         self.app_request(now, dest, MessageCode::FindReq, req.to_bytes(), None)
     }
 

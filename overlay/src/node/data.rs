@@ -235,7 +235,7 @@ impl Node {
         body: Vec<u8>,
         certs: Vec<GenericCertificate>,
     ) {
-        let _ = self.request_with(
+        let _ = self.request(
             now,
             Destination::Node(to),
             MessageCode::StoreReq,

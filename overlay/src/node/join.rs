@@ -56,6 +56,7 @@ impl Node {
         self.push_event(Event::Left);
     }
 
+    /// A Leave to neighbour `to`, with the neighbours it should learn of (`data`).
     fn send_leave(&mut self, now: Instant, to: NodeId, data: Vec<u8>) {
         let body = LeaveReq {
             leaving_peer_id: self.me,
@@ -73,6 +74,7 @@ impl Node {
         }
     }
 
+    /// (Re)starts the join: look up the admitting peer. Nothing after `leave`.
     pub(super) fn start_join(&mut self, now: Instant) {
         if self.state == State::Left {
             return;
@@ -90,6 +92,8 @@ impl Node {
         }
     }
 
+    /// The join went wrong at some step: report it and start over after
+    /// `rejoin_interval`.
     pub(super) fn join_failed(&mut self, now: Instant) {
         if matches!(self.state, State::Joining { .. }) {
             self.state = State::SEEKING;
@@ -98,6 +102,8 @@ impl Node {
         }
     }
 
+    /// The lookup found our admitting peer (a client: its peer): go on over its link, or
+    /// ask for one.
     pub(super) fn found_ap(&mut self, now: Instant, ap: NodeId) {
         if !matches!(self.state, State::Joining { ap: None, .. }) || ap == self.me {
             return;
@@ -133,16 +139,9 @@ impl Node {
             overlay_specific_data: Vec::new(),
         }
         .to_bytes();
-        if self
-            .request(
-                now,
-                Destination::Node(ap),
-                MessageCode::JoinReq,
-                body,
-                Purpose::Join(ap),
-            )
-            .is_err()
-        {
+        let (dest, purpose) = (Destination::Node(ap), Purpose::Join(ap));
+        let sent = self.request(now, dest, MessageCode::JoinReq, body, purpose, Vec::new());
+        if sent.is_err() {
             self.join_failed(now);
         }
     }
@@ -160,6 +159,8 @@ impl Node {
         }
     }
 
+    /// We are a peer of the ring: start the timers of stabilisation and look our fingers
+    /// up.
     pub(super) fn become_joined(&mut self, now: Instant) {
         self.state = State::Joined;
         self.rejoin_at = None;
@@ -211,6 +212,8 @@ impl Node {
         ))
     }
 
+    /// A neighbour leaves (§10.9): out of the table, and the neighbours it names are
+    /// candidates to replace it.
     pub(super) fn on_leave(&mut self, now: Instant, origin: NodeId, req: &LeaveReq) {
         let listed = match ChordLeaveData::parse(&req.overlay_specific_data) {
             Ok(ChordLeaveData::FromSucc(v)) | Ok(ChordLeaveData::FromPred(v)) => v,

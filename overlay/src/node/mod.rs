@@ -439,12 +439,14 @@ impl Node {
         self.data.resources()
     }
 
+    /// Wall-clock time for storage, in Unix milliseconds.
     fn now_ms(&self, now: Instant) -> u64 {
         self.config
             .epoch_ms
             .saturating_add(now.saturating_duration_since(self.start).as_millis() as u64)
     }
 
+    /// Seconds since [`Node::new`].
     fn uptime(&self, now: Instant) -> u32 {
         now.saturating_duration_since(self.start).as_secs() as u32
     }
@@ -523,6 +525,7 @@ impl Node {
         }
     }
 
+    /// Queues a message for the link to `to` (dropped and counted when the queue is full).
     fn transmit(&mut self, to: NodeId, bytes: Vec<u8>) {
         if self.transmits.len() >= self.config.max_transmits {
             self.stats.overflows += 1;
@@ -533,6 +536,7 @@ impl Node {
         self.transmits.push_back((to, bytes));
     }
 
+    /// Queues an event for the embedder (dropped and counted when the queue is full).
     fn push_event(&mut self, e: Event) {
         if self.events.len() >= self.config.max_events {
             self.stats.overflows += 1;

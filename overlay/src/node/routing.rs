@@ -249,6 +249,8 @@ impl Node {
         Some(origin)
     }
 
+    /// A message that ends here: its signature checked, a request is answered and an
+    /// answer ends its transaction.
     fn deliver(&mut self, now: Instant, link_peer: NodeId, bytes: &[u8]) {
         let Ok(msg) = Message::parse(bytes) else {
             self.stats.malformed += 1;
@@ -256,14 +258,8 @@ impl Node {
         };
         let Some(origin) = self.verify(link_peer, &msg) else {
             self.stats.bad_signatures += 1;
-            let code = msg.contents.code;
-            self.error_back(
-                link_peer,
-                &msg.header,
-                code,
-                ErrorCode::Forbidden,
-                "signature",
-            );
+            let (header, code) = (&msg.header, msg.contents.code);
+            self.error_back(link_peer, header, code, ErrorCode::Forbidden, "signature");
             return;
         };
         if msg.contents.code.is_request() {

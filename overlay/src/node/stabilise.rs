@@ -37,18 +37,12 @@ impl Node {
             ChordUpdateKind::Neighbors {
                 predecessors,
                 successors,
-            } => (
-                predecessors.into_iter().chain(successors).collect(),
-                Vec::new(),
-            ),
+            } => ([predecessors, successors].concat(), Vec::new()),
             ChordUpdateKind::Full {
                 predecessors,
                 successors,
                 fingers,
-            } => (
-                predecessors.into_iter().chain(successors).collect(),
-                fingers,
-            ),
+            } => ([predecessors, successors].concat(), fingers),
         };
         let lists_us = neighbours.contains(&self.me);
         for n in neighbours.into_iter().chain(fingers).take(256) {
@@ -110,6 +104,7 @@ impl Node {
         }
     }
 
+    /// Our neighbours (and, if `full`, our fingers) as an Update body.
     fn update_body(&self, now: Instant, full: bool) -> Vec<u8> {
         let predecessors = self.chord.predecessors();
         let successors = self.chord.successors();
@@ -139,6 +134,8 @@ impl Node {
         .to_bytes()
     }
 
+    /// An Update to one peer; `full` adds our fingers (for a peer that joins through us,
+    /// or asks for them with a RouteQuery).
     pub(super) fn send_update_to(&mut self, now: Instant, to: NodeId, full: bool) {
         let body = self.update_body(now, full);
         self.maintenance_request(now, to, MessageCode::UpdateReq, body);
@@ -157,6 +154,7 @@ impl Node {
         }
     }
 
+    /// Finger `i` lost its link: look it up again soon (reactive repair, §10.7.1).
     pub(super) fn queue_finger(&mut self, now: Instant, i: u32) {
         if self.finger_queue.len() < 128 && !self.finger_queue.contains(&i) {
             self.finger_queue.push_back(i);
@@ -171,6 +169,8 @@ impl Node {
         }
     }
 
+    /// The finger timer fired: look up the next queued finger, else the next useful one,
+    /// round robin.
     pub(super) fn refresh_finger(&mut self, now: Instant) {
         let i = match self.finger_queue.pop_front() {
             Some(i) => i,

@@ -16,9 +16,11 @@ use std::time::Instant;
 /// Why we started a transaction: what to do with its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Purpose {
+    /// One of the embedder's requests.
     App(RequestHandle),
     /// Ping to our ID + 1: who admits us.
     JoinLookup,
+    /// Our Join, through this admitting peer.
     Join(NodeId),
     /// Ping to a finger target.
     Finger(u32),
@@ -26,6 +28,7 @@ pub(super) enum Purpose {
     Maintenance,
 }
 
+/// A transaction we started and still wait for.
 #[derive(Debug)]
 pub(super) struct Pending {
     purpose: Purpose,
@@ -38,6 +41,7 @@ pub(super) struct Pending {
 }
 
 impl Node {
+    /// A random transaction ID, not 0 and not one of ours in flight.
     fn transaction_id(&mut self) -> u64 {
         loop {
             let t = self.rng.next_u64();
@@ -84,21 +88,9 @@ impl Node {
     }
 
     /// Starts a transaction: builds, routes and sends a request, and arms its
-    /// retransmission timer. A request for a key we own is answered locally.
+    /// retransmission timer. A request for a key we own is answered locally. `certs` go
+    /// into the security block besides ours (the signers of values being stored).
     pub(super) fn request(
-        &mut self,
-        now: Instant,
-        dest: Destination,
-        code: MessageCode,
-        body: Vec<u8>,
-        purpose: Purpose,
-    ) -> Result<(), Error> {
-        self.request_with(now, dest, code, body, purpose, Vec::new())
-    }
-
-    /// [`request`](Self::request) with certificates for the security block besides ours
-    /// (the signers of values being stored).
-    pub(super) fn request_with(
         &mut self,
         now: Instant,
         dest: Destination,
@@ -148,7 +140,7 @@ impl Node {
     pub(super) fn lookup(&mut self, now: Instant, k: u128, purpose: Purpose) -> Result<(), Error> {
         let dest = Destination::Resource(ResourceId(k.to_be_bytes().to_vec()));
         let body = PingReq::default().to_bytes();
-        self.request(now, dest, MessageCode::PingReq, body, purpose)
+        self.request(now, dest, MessageCode::PingReq, body, purpose, Vec::new())
     }
 
     /// A topology request to one neighbour (Leave, Update): nobody waits for its answer.
@@ -159,9 +151,12 @@ impl Node {
         code: MessageCode,
         body: Vec<u8>,
     ) {
-        let _ = self.request(now, Destination::Node(to), code, body, Purpose::Maintenance);
+        let dest = Destination::Node(to);
+        let _ = self.request(now, dest, code, body, Purpose::Maintenance, Vec::new());
     }
 
+    /// The retransmission timer of `tx` fired: send it again, re-routed, or give up after
+    /// `transmissions` sends in all.
     pub(super) fn retransmit(&mut self, now: Instant, tx: u64) {
         let Some(p) = self.pending.get_mut(&tx) else {
             return;
@@ -246,6 +241,7 @@ impl Node {
         }
     }
 
+    /// A transaction of ours failed: an error answer, an answer refused, or no answer.
     fn fail(&mut self, now: Instant, purpose: Purpose, failure: Failure) {
         match purpose {
             Purpose::App(handle) => {
