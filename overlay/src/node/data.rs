@@ -2,7 +2,7 @@
 //! replication to the two successors (R6), hand-over to a joining predecessor, expiry,
 //! and the checks on Fetch answers.
 
-use super::{Failure, Node, RequestHandle};
+use super::{answer, Failure, Node, RequestHandle};
 use crate::id;
 use crate::storage::{self, Certificates, Kinds, Store, StoreLimits};
 use crate::wire::{
@@ -133,12 +133,7 @@ impl Node {
         certs: &[GenericCertificate],
     ) -> (MessageContents, Vec<GenericCertificate>) {
         let error = |e: ErrorResponse| (MessageContents::error(&e), Vec::new());
-        let refuse = |code: ErrorCode, info: &str| {
-            error(ErrorResponse {
-                code,
-                info: info.as_bytes().to_vec(),
-            })
-        };
+        let refuse = |code: ErrorCode, info: &str| (answer::error(code, info), Vec::new());
         let now_ms = self.now_ms(now);
         let body = &contents.body;
         match contents.code {
@@ -240,30 +235,40 @@ impl Node {
         body: Vec<u8>,
         certs: Vec<GenericCertificate>,
     ) {
-        let _ = self.request_with(
+        let _ = self.request(
             now,
             Destination::Node(to),
             MessageCode::StoreReq,
             body,
-            super::Purpose::Maintenance,
+            super::transaction::Purpose::Maintenance,
             certs,
         );
     }
 
-    /// Step 6 of a join (§10.5): the records in `(from, to]` now belong to `to_node`.
-    pub(super) fn handover(&mut self, now: Instant, to_node: NodeId, from: u128, to: u128) {
+    /// Stores every record we hold in `(from, to]` at `to_node` as replica
+    /// `replica_number`; replica 0 hands them over to their new owner (a joining peer,
+    /// §10.5 step 6).
+    pub(super) fn send_records(
+        &mut self,
+        now: Instant,
+        to_node: NodeId,
+        from: u128,
+        to: u128,
+        replica_number: u8,
+    ) {
         let now_ms = self.now_ms(now);
         let max_body = self.config.max_message.saturating_sub(1000);
         let Some(store) = self.data.store.as_ref() else {
             return;
         };
-        let transfers = store.records_in(now_ms, from, to, 0, max_body);
-        for mut t in transfers {
-            // The joining peer holds nothing yet, so a generation counter (which must
-            // match what the storing peer holds, §7.4.1) would make it refuse the lot.
-            // Handed over unconditionally; its counters start again there.
-            for kd in &mut t.req.kind_data {
-                kd.generation = 0;
+        for mut t in store.records_in(now_ms, from, to, replica_number, max_body) {
+            if replica_number == 0 {
+                // The joining peer holds nothing yet, so a generation counter (which must
+                // match what the storing peer holds, §7.4.1) would make it refuse the lot.
+                // Handed over unconditionally; its counters start again there.
+                for kd in &mut t.req.kind_data {
+                    kd.generation = 0;
+                }
             }
             self.send_store(now, to_node, t.req.to_bytes(), t.certificates);
         }
@@ -278,7 +283,6 @@ impl Node {
         };
         let now_ms = self.now_ms(now);
         let me = self.me.position();
-        let max_body = self.config.max_message.saturating_sub(1000);
         let succs: Vec<NodeId> = self.chord.successors().into_iter().take(2).collect();
         let preds = self.chord.predecessors();
         let Some(store) = self.data.store.as_mut() else {
@@ -295,14 +299,8 @@ impl Node {
         if quiet && preds.len() >= 3 && !succs.contains(&preds[2]) {
             store.remove_outside(preds[2].position(), me);
         }
-        let mut out = Vec::new();
         for (n, s) in succs.iter().enumerate() {
-            for t in store.records_in(now_ms, pred.position(), me, n as u8 + 1, max_body) {
-                out.push((*s, t));
-            }
-        }
-        for (s, t) in out {
-            self.send_store(now, s, t.req.to_bytes(), t.certificates);
+            self.send_records(now, *s, pred.position(), me, n as u8 + 1);
         }
         // Expiry rides on the replication rounds; keep one at least every few minutes.
         self.data.schedule(now + Duration::from_secs(300));

@@ -2,6 +2,9 @@
 //! checks at the terminating node.
 
 use super::*;
+use crate::wire::{
+    Destination, ErrorCode, ForwardingHeader, Message, MessageCode, MessageContents, PingReq,
+};
 
 fn id(secret: u8) -> HostIdentity {
     HostIdentity::from_secret([secret; 32])

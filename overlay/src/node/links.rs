@@ -1,0 +1,91 @@
+//! Links: the ones the embedder reports up or down, and the ones we ask it to open
+//! ([`Event::Connect`]) for peers worth routing through, which enter the routing table
+//! when their link comes up.
+
+use super::{Event, Node, State};
+use crate::wire::NodeId;
+use std::time::{Duration, Instant};
+
+/// A link we asked for and that neither came up nor failed is forgotten after this long
+/// (at the next periodic Update), so that the peer can be asked for again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Node {
+    /// A link to `peer` is up (a HIP association exists and carries RELOAD framing).
+    pub fn link_up(&mut self, now: Instant, peer: NodeId) {
+        if peer == self.me {
+            return;
+        }
+        self.links.insert(peer);
+        let wanted = self.connecting.remove(&peer).is_some();
+        match self.state {
+            State::Joining {
+                ap: Some(ap),
+                join_sent: false,
+            } if ap == peer => self.ap_linked(now, ap),
+            State::Joined if wanted && !self.config.client && self.chord.insert(peer) => {
+                self.table_changed(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The link to `peer` broke, or could not be opened.
+    pub fn link_down(&mut self, now: Instant, peer: NodeId) {
+        self.links.remove(&peer);
+        self.connecting.remove(&peer);
+        if self.attached == Some(peer) {
+            self.attached = None;
+            self.state = State::SEEKING;
+            self.rejoin_at = Some(now);
+            return;
+        }
+        if let State::Joining { ap: Some(ap), .. } = self.state {
+            if ap == peer {
+                self.join_failed(now);
+            }
+        }
+        let finger = self.chord.finger_index_of(peer);
+        if self.chord.remove(peer) {
+            if let Some(i) = finger {
+                // Reactive finger repair (§10.7.1): look the entry up again soon.
+                self.queue_finger(now, i);
+            }
+            self.table_changed(now);
+        }
+    }
+
+    /// A peer heard of: into the table if linked and useful, else ask for a link.
+    pub(super) fn consider(&mut self, now: Instant, n: NodeId, hint: Option<NodeId>) {
+        if self.consider_quiet(now, n, hint) {
+            self.table_changed(now);
+        }
+    }
+
+    /// `consider` without the follow-up; true if the table changed.
+    pub(super) fn consider_quiet(&mut self, now: Instant, n: NodeId, hint: Option<NodeId>) -> bool {
+        if n == self.me || n == NodeId::WILDCARD || self.chord.contains(n) {
+            return false;
+        }
+        if !self.chord.would_keep(n) {
+            return false;
+        }
+        if self.links.contains(&n) {
+            return self.chord.insert(n);
+        }
+        if self.state == State::Joined
+            && !self.connecting.contains_key(&n)
+            && self.connecting.len() < self.config.max_connecting
+        {
+            self.connecting.insert(n, now);
+            self.push_event(Event::Connect { peer: n, hint });
+        }
+        false
+    }
+
+    /// Forgets the links we asked for longer than `CONNECT_TIMEOUT` ago.
+    pub(super) fn forget_stale_connects(&mut self, now: Instant) {
+        self.connecting
+            .retain(|_, since| now.saturating_duration_since(*since) < CONNECT_TIMEOUT);
+    }
+}

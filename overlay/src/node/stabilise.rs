@@ -1,0 +1,212 @@
+//! Stabilisation (RFC 6940 §10.7): Updates received and sent (periodic, and reactive
+//! after a neighbour change), what follows any change of the routing table, and the
+//! finger lookups.
+
+use super::transaction::Purpose;
+use super::{Event, Node, State};
+use crate::id::finger_target;
+use crate::wire::{ChordUpdate, ChordUpdateKind, MessageCode, NodeId};
+use std::time::{Duration, Instant};
+
+/// After a finger lookup that found a new finger, the next lookup comes this many times
+/// sooner than `finger_interval`.
+const FINGER_SPEEDUP: u32 = 12;
+
+/// Queued finger lookups (repairs of fingers whose link went down) go out one per step.
+const FINGER_QUEUE_STEP: Duration = Duration::from_secs(1);
+
+impl Node {
+    /// An Update from `origin` (§10.7.3). Over a direct link the sender is a peer and goes
+    /// into the table; every node it lists is a candidate.
+    pub(super) fn on_update(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        direct: bool,
+        update: ChordUpdate,
+    ) {
+        if self.config.client || self.state == State::Left {
+            return;
+        }
+        let mut changed = false;
+        if direct && self.links.contains(&origin) {
+            changed |= self.chord.insert(origin);
+        }
+        let (neighbours, fingers) = match update.kind {
+            ChordUpdateKind::PeerReady => (Vec::new(), Vec::new()),
+            ChordUpdateKind::Neighbors {
+                predecessors,
+                successors,
+            } => ([predecessors, successors].concat(), Vec::new()),
+            ChordUpdateKind::Full {
+                predecessors,
+                successors,
+                fingers,
+            } => ([predecessors, successors].concat(), fingers),
+        };
+        let lists_us = neighbours.contains(&self.me);
+        for n in neighbours.into_iter().chain(fingers).take(256) {
+            changed |= self.consider_quiet(now, n, Some(origin));
+        }
+        if let State::Joining {
+            ap: Some(ap),
+            join_sent: true,
+        } = self.state
+        {
+            if ap == origin {
+                self.chord.insert(ap);
+                self.become_joined(now);
+                return;
+            }
+        }
+        if changed {
+            self.table_changed(now);
+        }
+        // The sender takes us for its neighbour but is not ours: its view is stale. Tell it
+        // ours, so that it learns of the peers between us (without this, a node whose
+        // successor pointer skips joined peers would never hear of them). No ping-pong:
+        // our Update does not list the sender, so it does not answer in kind.
+        if direct
+            && lists_us
+            && self.links.contains(&origin)
+            && !self.chord.successors().contains(&origin)
+            && !self.chord.predecessors().contains(&origin)
+        {
+            self.send_update_to(now, origin, false);
+        }
+    }
+
+    /// After any change of the routing table: prune, report neighbour changes, schedule
+    /// the reactive Update round and re-replication.
+    pub(super) fn table_changed(&mut self, now: Instant) {
+        for gone in self.chord.prune() {
+            self.push_event(Event::Disconnect { peer: gone });
+        }
+        let preds = self.chord.predecessors();
+        let succs = self.chord.successors();
+        if (&preds, &succs) != (&self.announced.0, &self.announced.1) {
+            let pred_changed = preds.first() != self.announced.0.first();
+            let succ_changed = succs.iter().take(2).ne(self.announced.1.iter().take(2));
+            self.announced = (preds.clone(), succs.clone());
+            if self.state == State::Joined {
+                if self.update_soon.is_none() {
+                    self.update_soon = Some(now + self.config.reactive_delay);
+                }
+                if pred_changed || succ_changed {
+                    self.data.schedule(now + self.config.replica_holddown);
+                }
+                self.data.neighbours_changed(now);
+            }
+            self.push_event(Event::NeighboursChanged {
+                predecessors: preds,
+                successors: succs,
+            });
+        }
+    }
+
+    /// Our neighbours (and, if `full`, our fingers) as an Update body.
+    fn update_body(&self, now: Instant, full: bool) -> Vec<u8> {
+        let predecessors = self.chord.predecessors();
+        let successors = self.chord.successors();
+        let kind = if full {
+            let mut fingers: Vec<NodeId> = self
+                .chord
+                .useful_fingers()
+                .filter_map(|i| self.chord.finger(i))
+                .collect();
+            fingers.sort();
+            fingers.dedup();
+            ChordUpdateKind::Full {
+                predecessors,
+                successors,
+                fingers,
+            }
+        } else {
+            ChordUpdateKind::Neighbors {
+                predecessors,
+                successors,
+            }
+        };
+        ChordUpdate {
+            uptime: self.uptime(now),
+            kind,
+        }
+        .to_bytes()
+    }
+
+    /// An Update to one peer; `full` adds our fingers (for a peer that joins through us,
+    /// or asks for them with a RouteQuery).
+    pub(super) fn send_update_to(&mut self, now: Instant, to: NodeId, full: bool) {
+        let body = self.update_body(now, full);
+        self.maintenance_request(now, to, MessageCode::UpdateReq, body);
+    }
+
+    /// An Update to every neighbour (periodic, or reactive after a change).
+    pub(super) fn send_updates(&mut self, now: Instant) {
+        let mut to = self.chord.successors();
+        for p in self.chord.predecessors() {
+            if !to.contains(&p) {
+                to.push(p);
+            }
+        }
+        for n in to {
+            self.send_update_to(now, n, false);
+        }
+    }
+
+    /// Finger `i` lost its link: look it up again soon (reactive repair, §10.7.1).
+    pub(super) fn queue_finger(&mut self, now: Instant, i: u32) {
+        if self.finger_queue.len() < 128 && !self.finger_queue.contains(&i) {
+            self.finger_queue.push_back(i);
+        }
+        self.finger_soon(now + FINGER_QUEUE_STEP);
+    }
+
+    /// Brings the next finger lookup forward to `at`, if it is due later.
+    fn finger_soon(&mut self, at: Instant) {
+        if self.next_finger.is_some_and(|t| t > at) {
+            self.next_finger = Some(at);
+        }
+    }
+
+    /// The finger timer fired: look up the next queued finger, else the next useful one,
+    /// round robin.
+    pub(super) fn refresh_finger(&mut self, now: Instant) {
+        let i = match self.finger_queue.pop_front() {
+            Some(i) => i,
+            None => {
+                let useful: Vec<u32> = self.chord.useful_fingers().collect();
+                if useful.is_empty() {
+                    return;
+                }
+                self.finger_cursor = (self.finger_cursor + 1) % useful.len() as u32;
+                useful[self.finger_cursor as usize]
+            }
+        };
+        if !self.finger_queue.is_empty() {
+            self.next_finger = Some(now + FINGER_QUEUE_STEP);
+        }
+        self.finger_lookup(now, i);
+    }
+
+    /// Ping the owner of finger `i`'s target: it is the finger.
+    pub(super) fn finger_lookup(&mut self, now: Instant, i: u32) {
+        if let Some(t) = finger_target(self.me.position(), i) {
+            let _ = self.lookup(now, t, Purpose::Finger(i));
+        }
+    }
+
+    /// The owner of finger `i`'s target answered our lookup.
+    pub(super) fn finger_found(&mut self, now: Instant, i: u32, responder: NodeId) {
+        if responder == self.me {
+            return;
+        }
+        // A finger that moved means the ring changed around us (it is still growing, or
+        // churning): look at the next finger soon rather than a whole interval later. A
+        // stable ring costs one lookup per interval.
+        if self.chord.finger(i) != Some(responder) {
+            self.finger_soon(now + self.config.finger_interval / FINGER_SPEEDUP);
+        }
+        self.consider(now, responder, None);
+    }
+}
