@@ -92,29 +92,6 @@ const IFLA_TUN_PERSIST: u16 = 6;
 /// header, and an IPv4 header is this much shorter than an IPv6 one.
 const LSI_MTU_SHORTFALL: u16 = (esp::IPV6_HEADER_LEN - esp::IPV4_HEADER_LEN) as u16;
 
-/// The largest TUN MTU such that an inner IPv6 packet of that size, carried in BEET-mode ESP
-/// (its 40-byte header stripped; SPI, sequence number, 8-byte IV, 0–3 bytes of padding, 2-byte
-/// trailer, 16-byte ICV) inside UDP inside IPv4 (`outer_ipv6 == false`) or IPv6, fits in
-/// `path_mtu`.
-///
-/// The result is exact, not just safe: the padding depends on the payload length, so one byte
-/// more would, for some sizes, need 3 bytes of padding and exceed `path_mtu`. It is never below
-/// [`MIN_MTU`]: IPv6 needs 1280-byte links, so on paths narrower than 1324 (IPv6) or 1304
-/// (IPv4) bytes the largest packets are fragmented by the outer IP layer, as RFC 4459 expects
-/// of tunnels. [`Tun::create`] gives IPv4 packets to LSIs a route MTU 20 bytes lower, since
-/// BEET strips only 20 bytes from them.
-pub fn mtu_for_path(path_mtu: u16, outer_ipv6: bool) -> u16 {
-    // `max_payload` keeps room for the most padding. ESP pads payload and trailer to a
-    // multiple of 4 (RFC 4303 §2.4), so the largest payload that fits ends its trailer on the
-    // last multiple of 4 within that room, and needs no padding.
-    let room = esp::max_payload(usize::from(path_mtu), !outer_ipv6)
-        + esp::ESP_MAX_PAD
-        + esp::ESP_TRAILER_LEN;
-    let payload = room / 4 * 4 - esp::ESP_TRAILER_LEN;
-    // Less than `path_mtu`, so it fits a u16.
-    ((payload + esp::IPV6_HEADER_LEN) as u16).max(MIN_MTU)
-}
-
 /// An operation on a TUN device, named in [`TunError::Os`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -308,7 +285,7 @@ pub struct Tun {
 impl Tun {
     /// Creates and configures TUN device `name` in the calling thread's network namespace.
     ///
-    /// The device gets MTU `mtu` (at least [`MIN_MTU`]; see [`mtu_for_path`]), txqueuelen
+    /// The device gets MTU `mtu` (at least [`MIN_MTU`]), txqueuelen
     /// [`TX_QUEUE_LEN`], no IPv6 link-local address (so the kernel sends no router
     /// solicitations through it), the address `hit/28` and, if `lsi` is given as
     /// `(address, prefix_len)`, that address with a route for its range whose MTU is 20 bytes
@@ -776,75 +753,6 @@ fn is_persistent_tun(link: &LinkMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Bytes on the wire for an inner IPv6 packet of `inner` bytes: the outer header, UDP
-    /// and the ESP packet that `hip::esp::OutboundSa::seal` makes of the payload (header,
-    /// payload and trailer padded to a multiple of 4, ICV).
-    fn wire_len(inner: u16, outer_ipv6: bool) -> u32 {
-        let payload = usize::from(inner) - esp::IPV6_HEADER_LEN;
-        let sealed = esp::ESP_HEADER_LEN
-            + (payload + esp::ESP_TRAILER_LEN).next_multiple_of(4)
-            + esp::ESP_ICV_LEN;
-        let outer = if outer_ipv6 {
-            esp::IPV6_HEADER_LEN
-        } else {
-            esp::IPV4_HEADER_LEN
-        };
-        (outer + esp::UDP_HEADER_LEN + sealed) as u32
-    }
-
-    #[test]
-    fn mtu_for_common_paths() {
-        // 1500 - 20 (IPv4) - 8 (UDP) - 16 (SPI, seq, IV) - 16 (ICV) = 1440 = 1438 + 2,
-        // no padding: 1438 + 40 = 1478.
-        assert_eq!(mtu_for_path(1500, false), 1478);
-        assert_eq!(wire_len(1478, false), 1500);
-        assert_eq!(mtu_for_path(1500, true), 1458);
-        assert_eq!(wire_len(1458, true), 1500);
-        assert_eq!(mtu_for_path(9000, false), 8978);
-        assert_eq!(mtu_for_path(65535, true), 65490);
-    }
-
-    #[test]
-    fn mtu_for_path_is_the_largest_that_fits() {
-        for outer_ipv6 in [false, true] {
-            for path in 0..=u16::MAX {
-                let mtu = mtu_for_path(path, outer_ipv6);
-                assert!(mtu >= MIN_MTU);
-                if mtu > MIN_MTU || wire_len(MIN_MTU, outer_ipv6) <= u32::from(path) {
-                    assert!(
-                        wire_len(mtu, outer_ipv6) <= u32::from(path),
-                        "path {path} v6 {outer_ipv6}: {mtu} does not fit"
-                    );
-                    if let Some(next) = mtu.checked_add(1) {
-                        assert!(
-                            wire_len(next, outer_ipv6) > u32::from(path),
-                            "path {path} v6 {outer_ipv6}: {next} would fit too"
-                        );
-                    }
-                } else {
-                    assert_eq!(
-                        mtu, MIN_MTU,
-                        "narrow path {path} is clamped to IPv6's minimum"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn narrow_paths_keep_ipv6_minimum() {
-        assert_eq!(mtu_for_path(0, false), MIN_MTU);
-        assert_eq!(mtu_for_path(1280, true), MIN_MTU);
-        // The narrowest paths that carry a 1280-byte inner packet without fragmentation.
-        assert_eq!(wire_len(MIN_MTU, false), 1304);
-        assert_eq!(wire_len(MIN_MTU, true), 1324);
-        assert_eq!(mtu_for_path(1323, true), MIN_MTU);
-        // At 1324 the two bytes of padding a 1280-byte packet needs become room for data.
-        assert_eq!(mtu_for_path(1324, true), 1282);
-        assert_eq!(mtu_for_path(1303, false), MIN_MTU);
-        assert_eq!(mtu_for_path(1304, false), 1282);
-    }
 
     #[test]
     fn names_the_kernel_would_change_are_refused() {
