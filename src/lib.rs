@@ -10,6 +10,7 @@ pub mod netmon;
 pub mod netstack;
 pub mod node;
 pub mod offload;
+pub mod pcap;
 pub mod sim;
 pub mod tun;
 pub mod udp;

@@ -168,7 +168,7 @@ impl Daemon {
                 let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| {
                     anyhow::anyhow!("overlay.pcap: cannot create {}: {e}", path.display())
                 })?);
-                f.write_all(&crate::sim::pcap::file_header())?;
+                f.write_all(&crate::pcap::file_header())?;
                 f.flush()?;
                 Some(f)
             }
@@ -463,7 +463,7 @@ impl Daemon {
             let Some(f) = self.overlay_pcap.as_mut() else {
                 break;
             };
-            let record = crate::sim::pcap::record(c.at, &c.packet);
+            let record = crate::pcap::record(c.at, &c.packet);
             if f.write_all(&record).and_then(|()| f.flush()).is_err() {
                 tracing::warn!("writing the overlay capture failed; capture stopped");
                 self.overlay_pcap = None;

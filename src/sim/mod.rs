@@ -12,7 +12,7 @@
 pub mod bex;
 pub mod nat;
 pub mod overlay;
-pub mod pcap;
+pub use crate::pcap;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -322,7 +322,12 @@ impl<E: Endpoint> Sim<E> {
 
     fn record(&mut self, datagram: Datagram, lost: bool) {
         if let Some(w) = &mut self.pcap {
-            w.write(self.now - self.start, &datagram);
+            w.write(
+                self.now - self.start,
+                datagram.from,
+                datagram.to,
+                &datagram.payload,
+            );
         }
         if self.trace.len() == TRACE_LIMIT {
             self.trace.drain(..TRACE_LIMIT / 2);

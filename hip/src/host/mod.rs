@@ -37,9 +37,6 @@ mod update;
 
 pub use data::{Inbound, Outbound};
 pub use ice::{NatBehaviour, PathKind};
-pub(crate) mod ice_types {
-    pub(crate) use super::ice::{Candidate, CheckWindow, Ice};
-}
 pub use relay::{RelayQuota, RelayStats, REG_TYPE_RELAY_UDP_ESP, REG_TYPE_RELAY_UDP_HIP};
 pub use rendezvous::{registration_lifetime, REG_TYPE_RENDEZVOUS};
 
@@ -919,7 +916,7 @@ fn info(host: &Host, a: &Assoc) -> AssocInfo {
         let ok = i
             .pairs
             .iter()
-            .filter(|p| p.state == ice::PairState::Succeeded)
+            .filter(|p| p.state == crate::assoc::ice::PairState::Succeeded)
             .count();
         (ok, i.pairs.len())
     });

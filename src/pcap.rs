@@ -1,8 +1,8 @@
-//! A pcap writer for the virtual wire: each datagram becomes a raw IPv4 or IPv6 packet
-//! (LINKTYPE_RAW) with a UDP header and correct checksums, so that Wireshark and tshark
-//! dissect HIP on port 10500 as they would on a real link.
+//! pcap files (LINKTYPE_RAW: raw IPv4 or IPv6 packets) for Wireshark and tshark: the
+//! simulator's virtual wire, where each datagram becomes an IP packet with a UDP header and
+//! correct checksums so that HIP on port 10500 is dissected as on a real link, and the
+//! daemon's capture of the overlay's links (`[overlay] pcap`).
 
-use super::Datagram;
 use hip::inet::{add, fold};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -51,8 +51,8 @@ impl Writer {
 
     /// Appends one datagram seen at virtual time `at`. Mixed-family pairs cannot be one
     /// IP packet and are skipped.
-    pub fn write(&mut self, at: Duration, d: &Datagram) {
-        let Some(packet) = ip_udp(d.from, d.to, &d.payload) else {
+    pub fn write(&mut self, at: Duration, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+        let Some(packet) = ip_udp(from, to, payload) else {
             return;
         };
         self.bytes.extend_from_slice(&record(at, &packet));

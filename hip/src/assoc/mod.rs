@@ -2,6 +2,8 @@
 //! every exchange shares. The transitions themselves live in `host`, which owns the table
 //! of associations and the stateless responder.
 
+pub(crate) mod ice;
+
 use crate::crypto::Profile;
 use crate::esp::{InboundSa, OutboundSa};
 use crate::identity::{Hit, HostIdentity, PublicIdentity, ALGORITHM_EDDSA};
@@ -304,7 +306,7 @@ pub(crate) struct Assoc {
     pub nat_mode: Option<u16>,
     pub pacing: Duration,
     /// UPDATE IDs of the peer's connectivity checks seen lately (replays are dropped).
-    pub check_window: crate::host::ice_types::CheckWindow,
+    pub check_window: ice::CheckWindow,
     /// We sent the peer our candidates (a LOCATOR_SET) at least once.
     pub candidates_sent: bool,
     /// Where our relay server last saw the peer (RELAY_FROM of its packets it passed on).
@@ -312,8 +314,8 @@ pub(crate) struct Assoc {
     /// The PEER_PERMISSION the relay server last got for this association.
     pub permission: Option<crate::wire::PeerPermission>,
     /// The peer's candidates (address, kind, priority) from its last LOCATOR_SET.
-    pub peer_candidates: Vec<crate::host::ice_types::Candidate>,
-    pub ice: Option<Box<crate::host::ice_types::Ice>>,
+    pub peer_candidates: Vec<ice::Candidate>,
+    pub ice: Option<Box<ice::Ice>>,
     /// When we last sent a HIP packet on this association (keepalives count from here).
     pub last_sent_at: Option<Instant>,
 }
