@@ -105,6 +105,9 @@ enum SimCommand {
     Bex(hipbone::sim::bex::BexArgs),
     /// A ring of overlay nodes: joins, stores, lookups, churn; hop counts and costs.
     Overlay(hipbone::sim::overlay::OverlayArgs),
+    /// Whole nodes (HIP, overlay, the overlay's links inside HIP associations) joining one
+    /// ring through one bootstrap; what it costs.
+    Nodes(hipbone::sim::nodes::NodesArgs),
 }
 
 fn main() -> ExitCode {
@@ -216,6 +219,7 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
         }
         Command::Sim(SimCommand::Bex(args)) => hipbone::sim::bex::run(&args),
         Command::Sim(SimCommand::Overlay(args)) => hipbone::sim::overlay::run(&args),
+        Command::Sim(SimCommand::Nodes(args)) => hipbone::sim::nodes::run(&args),
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod bex;
 pub mod nat;
+pub mod nodes;
 pub mod overlay;
 pub use crate::pcap;
 
@@ -155,6 +156,12 @@ pub struct Sim<E: Endpoint> {
     now: Instant,
     rng: ChaCha20Rng,
     nodes: Vec<E>,
+    /// The endpoints' deadlines, earliest first; an entry whose instant is no longer the
+    /// endpoint's deadline (`deadlines`) is stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    deadlines: Vec<Option<Instant>>,
+    /// Endpoints handed out by `node_mut` since the last step: their deadline is asked again.
+    touched: Vec<usize>,
     owners: HashMap<SocketAddr, usize>,
     default_link: Link,
     links: HashMap<(SocketAddr, SocketAddr), Link>,
@@ -174,6 +181,9 @@ impl<E: Endpoint> Sim<E> {
             now: start,
             rng: ChaCha20Rng::seed_from_u64(seed),
             nodes: Vec::new(),
+            timers: BinaryHeap::new(),
+            deadlines: Vec::new(),
+            touched: Vec::new(),
             owners: HashMap::new(),
             default_link: Link::default(),
             links: HashMap::new(),
@@ -189,6 +199,8 @@ impl<E: Endpoint> Sim<E> {
     pub fn add(&mut self, endpoint: E, addrs: &[SocketAddr]) -> usize {
         let id = self.nodes.len();
         self.nodes.push(endpoint);
+        self.deadlines.push(None);
+        self.touched.push(id);
         for a in addrs {
             self.owners.insert(*a, id);
         }
@@ -245,26 +257,70 @@ impl<E: Endpoint> Sim<E> {
         &self.nodes[id]
     }
 
+    /// The endpoint, to call directly (its deadline is asked again at the next step).
     pub fn node_mut(&mut self, id: usize) -> &mut E {
+        self.touched.push(id);
         &mut self.nodes[id]
+    }
+
+    /// The number of endpoints.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Asks endpoint `id` for its deadline and queues it if it changed.
+    fn reschedule(&mut self, id: usize) {
+        let t = self.nodes[id].poll_timeout();
+        if t != self.deadlines[id] {
+            self.deadlines[id] = t;
+            if let Some(t) = t {
+                self.timers.push(Reverse((t, id)));
+            }
+        }
+    }
+
+    /// The earliest deadline of any endpoint (stale queue entries dropped on the way).
+    fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if self.deadlines[id] == Some(t) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
     }
 
     pub fn trace(&self) -> &[Record] {
         &self.trace
     }
 
-    /// Collects what every node wants to send and puts it on the links.
+    /// Collects what the endpoints touched since the last step want to send, puts it on
+    /// the links, and asks them for their deadlines.
     pub fn flush(&mut self) {
-        for id in 0..self.nodes.len() {
-            while let Some(t) = self.nodes[id].poll_transmit() {
-                let d = Datagram {
-                    from: t.local,
-                    to: t.remote,
-                    payload: t.payload,
-                };
-                self.send(d);
-            }
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for &id in &touched {
+            self.flush_node(id);
         }
+        self.touched = touched;
+        self.touched.clear();
+    }
+
+    fn flush_node(&mut self, id: usize) {
+        while let Some(t) = self.nodes[id].poll_transmit() {
+            let d = Datagram {
+                from: t.local,
+                to: t.remote,
+                payload: t.payload,
+            };
+            self.send(d);
+        }
+        self.reschedule(id);
     }
 
     /// Injects a datagram as if a node had sent it (for replays and forgeries).
@@ -348,7 +404,7 @@ impl<E: Endpoint> Sim<E> {
     pub fn step(&mut self, deadline: Instant) -> bool {
         self.flush();
         let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
-        let next_timer = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+        let next_timer = self.next_timer();
         let next = match (next_delivery, next_timer) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
@@ -361,6 +417,7 @@ impl<E: Endpoint> Sim<E> {
             return false;
         }
         self.now = self.now.max(next);
+        let mut handled = Vec::new();
         while let Some(Reverse(d)) = self.in_flight.peek() {
             if d.at > self.now {
                 break;
@@ -371,14 +428,28 @@ impl<E: Endpoint> Sim<E> {
             if let Some(&id) = self.owners.get(&d.datagram.to) {
                 let dg = d.datagram;
                 self.nodes[id].handle_datagram(self.now, dg.to, dg.from, &dg.payload);
+                handled.push(id);
             }
         }
-        for (id, n) in self.nodes.iter_mut().enumerate() {
-            if n.poll_timeout().is_some_and(|t| t <= self.now) {
-                n.handle_timeout(self.now);
-                assert_deadline_moved(id, self.now, n.poll_timeout());
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > self.now {
+                break;
             }
-            n.check();
+            self.timers.pop();
+            if self.deadlines[id] != Some(t) {
+                continue;
+            }
+            self.deadlines[id] = None;
+            let n = &mut self.nodes[id];
+            n.handle_timeout(self.now);
+            assert_deadline_moved(id, self.now, n.poll_timeout());
+            handled.push(id);
+        }
+        handled.sort_unstable();
+        handled.dedup();
+        for id in handled {
+            self.nodes[id].check();
+            self.flush_node(id);
         }
         self.flush();
         true

@@ -297,6 +297,10 @@ pub(crate) struct Assoc {
     /// The first ESP packet we sent since we last heard from the peer: silence counts
     /// from here, not from a quiet spell before it.
     pub unanswered_since: Option<Instant>,
+    /// Data came from the peer and we have sent nothing since: unless we send by then, an
+    /// ESP dummy packet goes at this instant, so that the peer hears from us before its
+    /// silence counts as a broken path (a quiet end of a conversation is not a failure).
+    pub ack_due: Option<Instant>,
     pub credit: Credit,
     /// Relayed through our relay server (this association's `remote`): the peer's address
     /// as the server sees it, named in RELAY_TO on everything we send.
@@ -359,6 +363,7 @@ impl Assoc {
             peer_locators: Vec::new(),
             failover: Vec::new(),
             unanswered_since: None,
+            ack_due: None,
             credit: Credit::default(),
             relay_to: None,
             candidates_sent: false,

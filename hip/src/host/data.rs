@@ -85,6 +85,7 @@ impl Host {
                 a.traffic.tx_packets += 1;
                 a.traffic.tx_bytes += len;
                 a.traffic.last_tx = Some(now);
+                a.ack_due = None;
                 a.unanswered_since.get_or_insert(now);
                 // The silence timer is armed here rather than rescheduled per packet.
                 if let Some(t) = mobility::silence_due(a, &self.config) {
@@ -127,6 +128,32 @@ impl Host {
                 Outbound::Dropped
             }
         }
+    }
+
+    /// Sends an ESP dummy packet (RFC 4303 §2.6: next header 59, no payload) on the
+    /// association's path: every ESP implementation drops it, and it tells the peer that
+    /// we are there. False without ESP.
+    pub(super) fn send_dummy(&mut self, peer: Hit) -> bool {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return false;
+        };
+        let (local, remote) = (a.local, a.remote);
+        let Some(esp) = a.esp.as_mut() else {
+            return false;
+        };
+        a.ack_due = None;
+        let mut buf = [0u8; esp::ESP_HEADER_LEN + esp::ESP_TAIL_MAX];
+        let empty = esp::ESP_HEADER_LEN..esp::ESP_HEADER_LEN;
+        let Ok(range) = esp.out.seal(&mut buf, empty, esp::NEXT_HEADER_NONE) else {
+            return false;
+        };
+        let payload = buf[range].to_vec();
+        self.push_transmit(Transmit {
+            local,
+            remote,
+            payload,
+        });
+        true
     }
 
     /// Whether [`Host::encapsulate`] for `peer` would seal or queue, rather than answer
@@ -195,6 +222,15 @@ impl Host {
                     return Inbound::Dropped;
                 };
                 a.unanswered_since = None;
+                // Answered within half the failover silence, by our traffic or a dummy.
+                let silence = self.config.failover_silence;
+                if a.ack_due.is_none() && !silence.is_zero() {
+                    let due = now + silence / 2;
+                    a.ack_due = Some(due);
+                    if a.timer().is_none_or(|t| t > due) {
+                        self.timers.set(a, Some(due));
+                    }
+                }
                 a.credit.earn(now, buf.len());
                 a.traffic.rx_packets += 1;
                 a.traffic.rx_bytes += opened.payload.len() as u64;

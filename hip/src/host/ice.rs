@@ -28,7 +28,6 @@
 
 use super::*;
 use crate::assoc::ice::{Ice, Pair, PairState};
-use crate::esp;
 use crate::wire::{nat_mode, Locator, TransportAddress, TransportLocator};
 
 /// Candidate kinds of type-2 locators (RFC 9028 §5.7).
@@ -818,19 +817,9 @@ impl Host {
         // implementation drops it silently, and unlike a NOTIFY it cannot be replayed,
         // so the receiver may follow it to a new address — the relay server keeps up
         // with a client whose NAT rebinds while it is idle.
-        if let Some(esp) = a.esp.as_mut() {
-            let mut buf = [0u8; esp::ESP_HEADER_LEN + esp::ESP_TAIL_MAX];
-            let empty = esp::ESP_HEADER_LEN..esp::ESP_HEADER_LEN;
-            if let Ok(range) = esp.out.seal(&mut buf, empty, esp::NEXT_HEADER_NONE) {
-                tracing::trace!(peer = %peer, remote = %remote, "NAT keepalive (ESP)");
-                let payload = buf[range].to_vec();
-                self.push_transmit(Transmit {
-                    local,
-                    remote,
-                    payload,
-                });
-                return;
-            }
+        if self.send_dummy(peer) {
+            tracing::trace!(peer = %peer, remote = %remote, "NAT keepalive (ESP)");
+            return;
         }
         let n = self.notify_packet(peer, None, NotifyType::NatKeepalive, Vec::new());
         tracing::trace!(peer = %peer, remote = %remote, "NAT keepalive");

@@ -321,6 +321,9 @@ pub struct Stats {
     pub keepalives_sent: u64,
     /// Failed associations brought back by a fresh UPDATE or ESP from their peer.
     pub revived: u64,
+    /// ESP dummy packets sent because the peer's data got no answer of ours for half the
+    /// failover silence.
+    pub acks_sent: u64,
     /// UPDATEs from a peer that passed HIP_MAC and signature.
     pub updates_received: u64,
     /// Of those, UPDATEs whose SEQ was at or before the last one processed: a

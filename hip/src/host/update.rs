@@ -446,6 +446,7 @@ impl Host {
             registration,
             self.ice_due(a),
             self.keepalive_due(a),
+            a.ack_due,
         ]
         .into_iter()
         .flatten()
@@ -507,6 +508,13 @@ impl Host {
         if let Some(a) = self.assocs.get(&peer) {
             if self.keepalive_due(a).is_some_and(|t| t <= now) {
                 self.send_keepalive(now, peer);
+            }
+        }
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            if a.ack_due.is_some_and(|t| t <= now) {
+                a.ack_due = None;
+                self.stats.acks_sent += 1;
+                self.send_dummy(peer);
             }
         }
         self.nat_upkeep(now, peer);

@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 /// A link we asked for and that neither came up nor failed is forgotten after this long
 /// (at the next periodic Update), so that the peer can be asked for again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a link stays up before the node lets it go if it does not route through its
+/// peer: long enough for the transactions that opened it (a join through a bootstrap, at
+/// most 5 sends 3 s apart, R13). Without this, links opened by nodes that joined through a
+/// bootstrap would stay, and fill its link slots.
+pub(super) const LINK_GRACE: Duration = Duration::from_secs(15);
 
 impl Node {
     /// A link to `peer` is up (a HIP association exists and carries RELOAD framing).
@@ -17,6 +22,9 @@ impl Node {
             return;
         }
         self.links.insert(peer);
+        self.linked_at.insert(peer, now);
+        let grace = now + LINK_GRACE;
+        self.release_at = Some(self.release_at.map_or(grace, |t| t.min(grace)));
         let wanted = self.connecting.remove(&peer).is_some();
         match self.state {
             State::Joining {
@@ -33,6 +41,7 @@ impl Node {
     /// The link to `peer` broke, or could not be opened.
     pub fn link_down(&mut self, now: Instant, peer: NodeId) {
         self.links.remove(&peer);
+        self.linked_at.remove(&peer);
         self.connecting.remove(&peer);
         if self.attached == Some(peer) {
             self.attached = None;
@@ -81,6 +90,33 @@ impl Node {
             self.push_event(Event::Connect { peer: n, hint });
         }
         false
+    }
+
+    /// Lets go of the links up for `LINK_GRACE` whose peer we do not route through (not in
+    /// the routing table, not asked for, not the peer we are attached to): the embedder
+    /// closes them ([`Event::Disconnect`]) and reports them down. Links in the table are
+    /// let go when they leave it (`Chord::prune`).
+    pub(super) fn release_links(&mut self, now: Instant) {
+        self.release_at = None;
+        let mut settled = Vec::new();
+        for (&peer, &since) in &self.linked_at {
+            let at = since + LINK_GRACE;
+            if at <= now {
+                settled.push(peer);
+            } else {
+                self.release_at = Some(self.release_at.map_or(at, |t| t.min(at)));
+            }
+        }
+        settled.sort();
+        for peer in settled {
+            self.linked_at.remove(&peer);
+            let needed = self.chord.contains(peer)
+                || self.connecting.contains_key(&peer)
+                || self.attached == Some(peer);
+            if !needed {
+                self.push_event(Event::Disconnect { peer });
+            }
+        }
     }
 
     /// Forgets the links we asked for longer than `CONNECT_TIMEOUT` ago.

@@ -316,6 +316,10 @@ pub struct Node {
     state: State,
     chord: Chord,
     links: HashSet<NodeId>,
+    /// Links up for less than `links::LINK_GRACE`, and since when: after that a link the
+    /// node does not route through is let go.
+    linked_at: HashMap<NodeId, Instant>,
+    release_at: Option<Instant>,
     /// Peers we asked a link to because they are worth routing through; they enter the
     /// routing table when the link comes up.
     connecting: HashMap<NodeId, Instant>,
@@ -375,6 +379,8 @@ impl Node {
             state: State::Idle,
             chord,
             links: HashSet::new(),
+            linked_at: HashMap::new(),
+            release_at: None,
             connecting: HashMap::new(),
             bootstraps: Vec::new(),
             attached: None,
@@ -476,6 +482,7 @@ impl Node {
             self.update_soon,
             self.next_finger,
             self.data.next_timeout(),
+            self.release_at,
         ];
         let maintaining = self.state == State::Joined && !self.config.client;
         always
@@ -522,6 +529,9 @@ impl Node {
         }
         if self.data.due(now) {
             self.replicate(now);
+        }
+        if self.release_at.is_some_and(|t| t <= now) {
+            self.release_links(now);
         }
     }
 

@@ -1,0 +1,203 @@
+//! Whole nodes in the simulator: [`crate::node::Node`]s — HIP host, overlay, the overlay's
+//! links in their userspace TCP stacks inside ESP — on the virtual wire of [`super::Sim`],
+//! exactly as the daemon runs them, minus sockets, TUN and clock. `hipbone sim nodes` joins
+//! N of them through one bootstrap: every overlay link is a TCP connection inside a HIP
+//! association, and every link to a node the joiner had no address for starts with an I1
+//! relayed by the neighbour that named it (HIP BONE).
+//!
+//! Inner packets for a TUN device (none in this scenario) are counted and dropped.
+
+use super::{Endpoint, Sim};
+use crate::config::Config;
+use crate::node::{Node, Received};
+use hip::{Hit, HostIdentity};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::net::{Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+impl Endpoint for Node {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) {
+        let mut buf = payload.to_vec();
+        if let Received::Forward { to } = Node::handle_datagram(self, now, local, remote, &mut buf)
+        {
+            self.host.queue_forward(local, to, payload);
+        }
+        // The node runs what the datagram made due (its events, the overlay).
+        Node::handle_timeout(self, now);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Node::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<hip::Transmit> {
+        Node::poll_transmit(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Node::poll_timeout(self)
+    }
+    fn check(&self) {
+        assert!(
+            self.host.timers_agree(),
+            "the timer queue disagrees with the associations"
+        );
+    }
+}
+
+/// Arguments of `hipbone sim nodes`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodesArgs {
+    /// Whole nodes, the bootstrap included.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// Virtual time between two joins, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub spacing_ms: u64,
+    /// Virtual time to wait for the ring after the last join, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub settle_s: u64,
+    /// Seed of every random choice in the run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// The simulated address of node `i`.
+pub fn address(i: usize) -> SocketAddr {
+    let ip = Ipv6Addr::new(0x2001, 0xdb8, 0x5, 0, 0, 0, (i >> 16) as u16, i as u16 + 1);
+    SocketAddr::new(ip.into(), crate::config::DEFAULT_PORT)
+}
+
+/// The configuration of a node of overlay `name` whose bootstrap is `bootstrap` at its
+/// address, as a configuration file would say it.
+pub fn config(name: &str, bootstrap: Hit) -> Config {
+    let text = format!(
+        "[interface]\nidentity = \"/nonexistent/sim.key\"\n\n[overlay]\nname = \"{name}\"\n\n\
+         [[overlay.bootstrap]]\nhit = \"{bootstrap}\"\nlocators = [\"{}\"]\n",
+        address(0)
+    );
+    Config::parse(&text, "simulated node").expect("the simulated configuration parses")
+}
+
+/// A whole node with identity `identity`, at `address(i)`, added to `sim`.
+pub fn add_node(sim: &mut Sim<Node>, i: usize, identity: HostIdentity, config: &Config) -> usize {
+    let now = sim.now();
+    let seed = |n: u64| {
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        s[8..16].copy_from_slice(&n.to_be_bytes());
+        s
+    };
+    let mut node = Node::from_config(config, identity, [seed(1), seed(2)], 0, now)
+        .expect("a node of the simulated configuration");
+    let addr = address(i);
+    node.set_local_addresses(now, &[addr]);
+    node.start(now);
+    sim.add(node, &[addr])
+}
+
+/// Identities drawn from `rng`.
+pub fn identity(rng: &mut ChaCha20Rng) -> HostIdentity {
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut secret);
+    HostIdentity::from_secret(secret)
+}
+
+/// How many nodes are members of the ring (joined).
+pub fn joined(sim: &Sim<Node>) -> usize {
+    (0..sim.len())
+        .filter(|&i| {
+            sim.node(i)
+                .overlay
+                .as_ref()
+                .is_some_and(|o| o.node.is_joined())
+        })
+        .count()
+}
+
+pub fn run(args: &NodesArgs) -> anyhow::Result<()> {
+    if args.nodes < 2 {
+        anyhow::bail!("--nodes must be at least 2");
+    }
+    let wall = Instant::now();
+    let start = Instant::now();
+    let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
+    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), start);
+    let bootstrap = identity(&mut rng);
+    let config = config("sim.hipbone.test", bootstrap.hit());
+    add_node(&mut sim, 0, bootstrap, &config);
+    let spacing = Duration::from_millis(args.spacing_ms);
+    for i in 1..args.nodes {
+        let at = sim.now() + spacing;
+        sim.run_until(at, |_| false);
+        let id = identity(&mut rng);
+        add_node(&mut sim, i, id, &config);
+    }
+    let joins_done = sim.elapsed();
+    let end = sim.now() + Duration::from_secs(args.settle_s);
+    let n = args.nodes;
+    sim.run_until(end, |sim| joined(sim) == n);
+    let members = joined(&sim);
+    let associations: usize = (0..n)
+        .map(|i| sim.node(i).host.associations().count())
+        .sum();
+    let links: usize = (0..n)
+        .map(|i| {
+            sim.node(i)
+                .overlay
+                .as_ref()
+                .map_or(0, |o| o.net.links().count())
+        })
+        .sum();
+    // Every overlay link runs inside an established association with its peer.
+    let outside: usize = (0..n)
+        .map(|i| {
+            let node = sim.node(i);
+            node.overlay.as_ref().map_or(0, |o| {
+                o.net
+                    .links()
+                    .filter(|peer| {
+                        node.host
+                            .association(peer)
+                            .is_none_or(|a| a.state != hip::AssocState::Established)
+                    })
+                    .count()
+            })
+        })
+        .sum();
+    println!(
+        "nodes {n}: {members} joined the ring ({} not), {} s of virtual time ({} s of joins)",
+        n - members,
+        sim.elapsed().as_secs(),
+        joins_done.as_secs()
+    );
+    println!(
+        "associations {associations} ({:.1} per node), overlay links {links} ({:.1} per node), \
+         {outside} of them outside an established association",
+        associations as f64 / n as f64,
+        links as f64 / n as f64
+    );
+    let b = sim.node(0);
+    println!(
+        "bootstrap: {} associations, {} links",
+        b.host.associations().count(),
+        b.overlay.as_ref().map_or(0, |o| o.net.links().count())
+    );
+    println!(
+        "wall {:.1} s, peak memory (VmHWM) {:.0} MiB ({:.0} KiB per node)",
+        wall.elapsed().as_secs_f64(),
+        super::overlay::peak_rss_kib() as f64 / 1024.0,
+        super::overlay::peak_rss_kib() as f64 / n as f64
+    );
+    if outside > 0 {
+        anyhow::bail!("{outside} overlay links outside an established association");
+    }
+    if members < n {
+        anyhow::bail!("{} of {n} nodes did not join", n - members);
+    }
+    Ok(())
+}
