@@ -277,8 +277,8 @@ pub(crate) struct Assoc {
     pub next_update_id: u32,
     pub peer_update_id: Option<u32>,
     pub rekey: Option<Box<Rekey>>,
-    pub pending_update: Option<PendingUpdate>,
-    pub verify: Option<Verify>,
+    pub pending_update: Option<Box<PendingUpdate>>,
+    pub verify: Option<Box<Verify>>,
     /// A rendezvous registration runs over this association (either way): it is kept
     /// even when idle.
     pub registration: bool,

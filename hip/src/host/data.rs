@@ -240,6 +240,9 @@ impl Host {
                 if completes {
                     a.state = AssocState::Established;
                     self.timers.set(a, None);
+                    // The peer has our R2 (it sends with the keys): a duplicate of its I2
+                    // is recognised by its solution and needs no answer, so the R2 goes.
+                    a.last_sent = None;
                 }
                 let moved = remote != a.remote;
                 if completes {

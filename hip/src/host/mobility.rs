@@ -294,14 +294,14 @@ impl Host {
         if matches!(kind, Check::PeerAddress { .. }) {
             self.stats.address_checks += 1;
         }
-        a.verify = Some(Verify {
+        a.verify = Some(Box::new(Verify {
             local,
             remote,
             nonce: nonce.clone(),
             seq,
             started: now,
             kind,
-        });
+        }));
         let mut params = vec![Param::Seq(seq), Param::EchoRequestSigned(nonce)];
         params.extend(extra);
         self.send_update_to(now, peer, params, Some(seq), Some((local, remote)));

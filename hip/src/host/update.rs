@@ -114,6 +114,8 @@ impl Host {
         if a.state == AssocState::R2Sent {
             a.state = AssocState::Established;
             self.timers.set(a, None);
+            // The peer has our R2 (its UPDATE is under the keys): no more need of it.
+            a.last_sent = None;
         }
         // Connectivity checks and their answers run beside the UPDATE sequence.
         if self.ice_update(now, local, remote, update) {
@@ -403,14 +405,14 @@ impl Host {
             {
                 a.verify = None;
             }
-            a.pending_update = Some(PendingUpdate {
+            a.pending_update = Some(Box::new(PendingUpdate {
                 seq,
                 bytes: bytes.clone(),
                 due: now + rto,
                 rto,
                 tries: 1,
                 to,
-            });
+            }));
         }
         if let Some(a) = self.assocs.get_mut(&peer) {
             a.last_sent_at = Some(now);
