@@ -13,6 +13,7 @@ pub mod bex;
 pub mod nat;
 pub mod nodes;
 pub mod overlay;
+pub mod queue;
 pub use crate::pcap;
 
 use rand_chacha::ChaCha20Rng;
@@ -127,29 +128,6 @@ pub struct Record {
 /// Records kept at most; older ones are discarded (the trace is for timelines and tests).
 const TRACE_LIMIT: usize = 100_000;
 
-struct Delivery {
-    at: Instant,
-    seq: u64,
-    datagram: Datagram,
-}
-
-impl PartialEq for Delivery {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Delivery {}
-impl PartialOrd for Delivery {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Delivery {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// The simulated network. `E` is the endpoint type (one type per simulation).
 pub struct Sim<E: Endpoint> {
     start: Instant,
@@ -165,8 +143,7 @@ pub struct Sim<E: Endpoint> {
     owners: HashMap<SocketAddr, usize>,
     default_link: Link,
     links: HashMap<(SocketAddr, SocketAddr), Link>,
-    in_flight: BinaryHeap<Reverse<Delivery>>,
-    seq: u64,
+    in_flight: queue::Queue<Datagram>,
     filter: Option<Filter>,
     trace: Vec<Record>,
     pcap: Option<pcap::Writer>,
@@ -187,8 +164,7 @@ impl<E: Endpoint> Sim<E> {
             owners: HashMap::new(),
             default_link: Link::default(),
             links: HashMap::new(),
-            in_flight: BinaryHeap::new(),
-            seq: 0,
+            in_flight: queue::Queue::default(),
             filter: None,
             trace: Vec::new(),
             pcap: None,
@@ -368,12 +344,7 @@ impl<E: Endpoint> Sim<E> {
     }
 
     fn enqueue(&mut self, datagram: Datagram, delay: Duration) {
-        self.seq += 1;
-        self.in_flight.push(Reverse(Delivery {
-            at: self.now + delay,
-            seq: self.seq,
-            datagram,
-        }));
+        self.in_flight.push(self.now + delay, datagram);
     }
 
     fn record(&mut self, datagram: Datagram, lost: bool) {
@@ -403,7 +374,7 @@ impl<E: Endpoint> Sim<E> {
     /// Returns false when nothing is left to happen before `deadline`.
     pub fn step(&mut self, deadline: Instant) -> bool {
         self.flush();
-        let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
+        let next_delivery = self.in_flight.next_at();
         let next_timer = self.next_timer();
         let next = match (next_delivery, next_timer) {
             (Some(a), Some(b)) => a.min(b),
@@ -418,15 +389,8 @@ impl<E: Endpoint> Sim<E> {
         }
         self.now = self.now.max(next);
         let mut handled = Vec::new();
-        while let Some(Reverse(d)) = self.in_flight.peek() {
-            if d.at > self.now {
-                break;
-            }
-            let Some(Reverse(d)) = self.in_flight.pop() else {
-                break;
-            };
-            if let Some(&id) = self.owners.get(&d.datagram.to) {
-                let dg = d.datagram;
+        while let Some((_, dg)) = self.in_flight.pop_until(self.now) {
+            if let Some(&id) = self.owners.get(&dg.to) {
                 self.nodes[id].handle_datagram(self.now, dg.to, dg.from, &dg.payload);
                 handled.push(id);
             }
