@@ -13,14 +13,22 @@ use super::{EspError, DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW};
 /// The bitmap is a ring of u64 words indexed by `seq / 64`, one word more than the window
 /// needs so that the word holding the top can fill up while the oldest word is still in
 /// use; sliding clears only the words it enters (at most the whole ring), never shifts bits.
+///
+/// The ring is allocated as the sequence numbers reach it: until the top first passes
+/// the end of the ring, words beyond the highest one marked can only be zero, so they are
+/// not stored. An SA that carried few packets (most of a node's associations) costs a few
+/// words, not the whole window; one that carried W packets has the whole ring.
 #[derive(Clone)]
 pub struct ReplayWindow {
     /// Highest sequence number marked; 0 before the first (0 is never a valid number).
     top: u64,
     /// Window size W in packets, a multiple of 64.
     size: u64,
-    /// W / 64 + 1 words; bit `seq % 64` of word `(seq / 64) % len`.
-    bits: Box<[u64]>,
+    /// Words of the ring, W / 64 + 1.
+    ring: u64,
+    /// The ring's words from the first up to the highest one marked yet (all of it once
+    /// the top has passed its end); bit `seq % 64` of word `(seq / 64) % ring`.
+    bits: Vec<u64>,
 }
 
 impl ReplayWindow {
@@ -35,7 +43,8 @@ impl ReplayWindow {
         Ok(ReplayWindow {
             top: 0,
             size: words as u64 * 64,
-            bits: vec![0; words + 1].into_boxed_slice(),
+            ring: words as u64 + 1,
+            bits: Vec::new(),
         })
     }
 
@@ -75,7 +84,7 @@ impl ReplayWindow {
             return Err(EspError::Stale);
         }
         let (word, mask) = self.slot(seq);
-        if self.bits[word] & mask != 0 {
+        if self.bits.get(word).is_some_and(|w| w & mask != 0) {
             return Err(EspError::Replay);
         }
         Ok(seq)
@@ -89,24 +98,31 @@ impl ReplayWindow {
             return;
         }
         if seq > self.top {
-            let n = self.bits.len() as u64;
+            let n = self.ring;
             let old = self.top / 64;
-            // Words entered by the slide hold bits of numbers a whole ring older: clear them.
+            // Words entered by the slide hold bits of numbers a whole ring older: clear them
+            // (words not stored yet are zero already).
             let entered = (seq / 64 - old).min(n);
             for block in old + 1..=old + entered {
-                self.bits[(block % n) as usize] = 0;
+                if let Some(w) = self.bits.get_mut((block % n) as usize) {
+                    *w = 0;
+                }
             }
             self.top = seq;
         } else if self.top - seq >= self.size {
             return;
         }
         let (word, mask) = self.slot(seq);
+        if word >= self.bits.len() {
+            self.bits.reserve_exact(word + 1 - self.bits.len());
+            self.bits.resize(word + 1, 0);
+        }
         self.bits[word] |= mask;
     }
 
     #[inline]
     fn slot(&self, seq: u64) -> (usize, u64) {
-        let word = (seq / 64) % self.bits.len() as u64;
+        let word = (seq / 64) % self.ring;
         (word as usize, 1 << (seq % 64))
     }
 
@@ -142,7 +158,8 @@ impl Default for ReplayWindow {
         ReplayWindow {
             top: 0,
             size: DEFAULT_REPLAY_WINDOW as u64,
-            bits: vec![0; DEFAULT_REPLAY_WINDOW / 64 + 1].into_boxed_slice(),
+            ring: DEFAULT_REPLAY_WINDOW as u64 / 64 + 1,
+            bits: Vec::new(),
         }
     }
 }
@@ -169,6 +186,31 @@ mod tests {
         let seq = w.check(seq_low)?;
         w.mark(seq);
         Ok(seq)
+    }
+
+    #[test]
+    fn the_ring_is_stored_as_far_as_the_numbers_reached_it() {
+        let mut w = window(8192);
+        assert_eq!(w.bits.len(), 0, "nothing stored before the first packet");
+        for s in 1..=100 {
+            accept(&mut w, s).unwrap();
+        }
+        assert_eq!(w.bits.len(), 2, "100 packets fill two words");
+        assert_eq!(w.check(50), Err(EspError::Replay));
+        // A jump far ahead stores up to the top's word; what it passed over is empty.
+        accept(&mut w, 5000).unwrap();
+        assert_eq!(w.bits.len(), 5000 / 64 + 1);
+        assert_eq!(w.check(4000), Ok(4000), "not seen, inside the window");
+        assert_eq!(w.check(150), Ok(150), "passed over: not seen");
+        assert_eq!(w.check(50), Err(EspError::Replay), "still remembered");
+        // Past the end of the ring it is all stored, and wraps as before.
+        for s in 5001..=20_000 {
+            accept(&mut w, s).unwrap();
+        }
+        assert_eq!(w.bits.len() as u64, w.ring);
+        assert_eq!(w.check(20_000 - 8191), Err(EspError::Replay));
+        assert_eq!(w.check(20_000 - 8192), Err(EspError::Stale));
+        assert_eq!(w.check(20_001), Ok(20_001));
     }
 
     #[test]
