@@ -8,6 +8,8 @@
 //! piece once, unmeasured. Either way every timed exchange must have been accepted by the
 //! responder, or the run fails.
 
+mod common;
+
 use criterion::{black_box, Criterion};
 use hip::crypto::{EdX25519, Profile};
 use hip::{Config, Host, HostIdentity};
@@ -36,30 +38,13 @@ fn responder(now: Instant) -> Host {
     )
 }
 
-const RESPONDER_ADDR: &str = "198.51.100.2:10500";
-
 /// Runs `n` exchanges against a responder built like `responder(now)`, recording what the
 /// responder receives. A fresh responder made the same way accepts the same packets.
 fn record(n: usize, now: Instant) -> Vec<Exchange> {
-    let server: SocketAddr = RESPONDER_ADDR.parse().unwrap();
     let mut r = responder(now);
     (0..n)
         .map(|k| {
-            let from = SocketAddr::from(([198, 51, 100, 10 + (k % 200) as u8], 20000 + k as u16));
-            let mut secret = [0u8; 32];
-            secret[..8].copy_from_slice(&(k as u64 + 1000).to_be_bytes());
-            let mut init = Host::new(
-                HostIdentity::from_secret(secret),
-                Config::default(),
-                secret,
-                now,
-            );
-            init.connect(now, r.hit(), from, &[server]).unwrap();
-            let i1 = init.poll_transmit().unwrap().payload;
-            r.handle_datagram(now, server, from, &i1);
-            let r1 = r.poll_transmit().unwrap().payload;
-            init.handle_datagram(now, from, server, &r1);
-            let i2 = init.poll_transmit().unwrap().payload;
+            let (_, from, i1, i2) = common::half_exchange(k, now, &mut r);
             Exchange { from, i1, i2 }
         })
         .collect()
@@ -67,7 +52,7 @@ fn record(n: usize, now: Instant) -> Vec<Exchange> {
 
 /// The responder's whole share of `exchanges`: answer each I1, accept each I2, send each R2.
 fn serve(r: &mut Host, now: Instant, exchanges: &[Exchange]) {
-    let server: SocketAddr = RESPONDER_ADDR.parse().unwrap();
+    let server: SocketAddr = common::RESPONDER.parse().unwrap();
     for x in exchanges {
         r.handle_datagram(now, server, x.from, &x.i1);
         black_box(r.poll_transmit());

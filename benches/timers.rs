@@ -9,12 +9,12 @@
 //! `cargo bench --bench timers` builds 100,000 associations by real base exchanges (a few
 //! minutes); under `cargo test` it builds 1,000 and runs each piece once.
 
+mod common;
+
 use criterion::{black_box, Criterion};
 use hip::{AssocState, Config, Host, HostIdentity};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-const RESPONDER: &str = "198.51.100.2:10500";
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -33,7 +33,7 @@ fn rss_kib() -> u64 {
 /// every 10 s: the puzzle ledger holds what two generations saw, as a busy responder's
 /// does, not every exchange of the run.
 fn responder_with(n: usize, start: Instant) -> (Host, Instant) {
-    let server: SocketAddr = RESPONDER.parse().unwrap();
+    let server: SocketAddr = common::RESPONDER.parse().unwrap();
     let mut config = Config::default();
     config.difficulty.raise_above = u32::MAX;
     config.max_associations = usize::MAX;
@@ -46,24 +46,7 @@ fn responder_with(n: usize, start: Instant) -> (Host, Instant) {
         r.handle_timeout(now);
         // (The answers its timers send — dummy packets to initiators gone quiet — are lost.)
         while r.poll_transmit().is_some() {}
-        let from = SocketAddr::from((
-            [198, 51, 100, 10 + (k % 200) as u8],
-            1024 + (k % 60000) as u16,
-        ));
-        let mut secret = [0u8; 32];
-        secret[..8].copy_from_slice(&(k as u64 + 1000).to_be_bytes());
-        let mut init = Host::new(
-            HostIdentity::from_secret(secret),
-            Config::default(),
-            secret,
-            now,
-        );
-        init.connect(now, r.hit(), from, &[server]).unwrap();
-        let i1 = init.poll_transmit().unwrap().payload;
-        r.handle_datagram(now, server, from, &i1);
-        let r1 = r.poll_transmit().unwrap().payload;
-        init.handle_datagram(now, from, server, &r1);
-        let i2 = init.poll_transmit().unwrap().payload;
+        let (mut init, from, _, i2) = common::half_exchange(k, now, &mut r);
         r.handle_datagram(now, server, from, &i2);
         let r2 = r.poll_transmit().unwrap().payload;
         while r.poll_transmit().is_some() {}
