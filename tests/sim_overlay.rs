@@ -185,6 +185,48 @@ fn thousand_nodes_converge_store_and_survive_a_tenth_failing() {
     }
 }
 
+/// A HIT-LOCATOR value signed by `identity` for `resource`, and a Store of it.
+fn locator(
+    identity: &hip::HostIdentity,
+    resource: &overlay::wire::ResourceId,
+    time: u64,
+    lifetime: u32,
+    v: &[u8],
+) -> overlay::wire::StoredData {
+    let mut data = overlay::wire::StoredData {
+        storage_time: time,
+        lifetime,
+        value: StoredDataValue::Single(overlay::wire::DataValue {
+            exists: true,
+            value: v.to_vec(),
+        }),
+        signature: overlay::wire::Signature::anonymous(),
+    };
+    overlay::storage::sign_value(
+        identity,
+        resource,
+        overlay::storage::kind::HIT_LOCATOR,
+        &mut data,
+    );
+    data
+}
+
+fn locator_store(
+    resource: &overlay::wire::ResourceId,
+    replica_number: u8,
+    data: &overlay::wire::StoredData,
+) -> overlay::wire::StoreReq {
+    overlay::wire::StoreReq {
+        resource: resource.clone(),
+        replica_number,
+        kind_data: vec![overlay::wire::StoreKindData {
+            kind: overlay::storage::kind::HIT_LOCATOR,
+            generation: 0,
+            values: vec![data.clone()],
+        }],
+    }
+}
+
 #[test]
 fn forged_signature_and_foreign_store_are_refused() {
     let mut sim = ring(30, 11);
@@ -195,37 +237,23 @@ fn forged_signature_and_foreign_store_are_refused() {
     let b_id = sim.node(b).id();
     let identity = sim.identity(a);
     let resource = overlay::id::resource_id(&b_id.0);
-    let mut data = overlay::wire::StoredData {
-        storage_time: 5,
-        lifetime: 600,
-        value: StoredDataValue::Single(overlay::wire::DataValue {
-            exists: true,
-            value: b"hijack".to_vec(),
-        }),
-        signature: overlay::wire::Signature::anonymous(),
-    };
-    overlay::storage::sign_value(
-        &identity,
-        &resource,
-        overlay::storage::kind::HIT_LOCATOR,
-        &mut data,
-    );
-    let mut req = overlay::wire::StoreReq {
-        resource: resource.clone(),
-        replica_number: 0,
-        kind_data: vec![overlay::wire::StoreKindData {
-            kind: overlay::storage::kind::HIT_LOCATOR,
-            generation: 0,
-            values: vec![data.clone()],
-        }],
-    };
+    let data = locator(&identity, &resource, 5, 600, b"hijack");
+    let mut req = locator_store(&resource, 0, &data);
     sim.with_node(a, |n, now| n.store(now, &req)).unwrap();
     // A value whose signature was tampered with.
     req.kind_data[0].values[0].storage_time = 6;
     sim.with_node(a, |n, now| n.store(now, &req)).unwrap();
     run_for(&mut sim, 20);
-    let refusals: Vec<_> = sim
-        .events
+    assert_eq!(
+        refusals(&sim, a),
+        vec![ErrorCode::Forbidden, ErrorCode::Forbidden]
+    );
+    assert!(!sim.held(&resource));
+}
+
+/// Refusals node `a` received since the events were cleared.
+fn refusals(sim: &OverlaySim, a: u32) -> Vec<ErrorCode> {
+    sim.events
         .iter()
         .filter_map(|(i, e)| match e {
             Event::Failed {
@@ -234,9 +262,64 @@ fn forged_signature_and_foreign_store_are_refused() {
             } if *i == a => Some(r.code),
             _ => None,
         })
+        .collect()
+}
+
+/// A member replays another's record: unchanged with lifetime 0 (which deleted it at the
+/// owner and both replicas), an older captured value with the longest lifetime (a
+/// rollback), and the same dressed as a replica. Every one is refused and the owner's
+/// current value is what a third node fetches.
+#[test]
+fn nobody_deletes_or_rolls_back_another_members_record() {
+    let mut sim = ring(30, 17);
+    let peers = sim.sorted_peers();
+    let (a, b, c) = (peers[3].1, peers[17].1, peers[25].1);
+    let b_id = sim.node(b).id();
+    let resource = overlay::id::resource_id(&b_id.0);
+    let owner = sim.identity(b);
+    let value = |time, lifetime, v: &[u8]| locator(&owner, &resource, time, lifetime, v);
+    let request = |replica_number, data: &_| locator_store(&resource, replica_number, data);
+    let (old, cur) = (value(100, 600, b"old"), value(200, 600, b"current"));
+    sim.with_node(b, |n, now| n.store(now, &request(0, &cur)))
+        .unwrap();
+    run_for(&mut sim, 10);
+    sim.events.clear();
+    let mut zero = cur.clone();
+    zero.lifetime = 0;
+    let mut forever = old.clone();
+    forever.lifetime = u32::MAX;
+    // With b's key in the message, as the Fetch answer that gave a the value would.
+    let b_cert = overlay::wire::GenericCertificate::ed25519(&owner.public().public_bytes());
+    for req in [
+        request(0, &zero),
+        request(0, &forever),
+        request(1, &zero),
+        request(1, &forever),
+    ] {
+        sim.with_node(a, |n, now| {
+            n.store_with_certificates(now, &req, vec![b_cert.clone()])
+        })
+        .unwrap();
+    }
+    run_for(&mut sim, 20);
+    assert_eq!(refusals(&sim, a), vec![ErrorCode::Forbidden; 4]);
+    sim.events.clear();
+    let h = sim.fetch_record(c, b_id).unwrap();
+    run_for(&mut sim, 10);
+    let got: Vec<_> = sim
+        .events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Event::FetchDone { handle, answer, .. } if *i == c && *handle == h => {
+                Some(answer.kind_responses[0].values.clone())
+            }
+            _ => None,
+        })
         .collect();
-    assert_eq!(refusals, vec![ErrorCode::Forbidden, ErrorCode::Forbidden]);
-    assert!(!sim.held(&resource));
+    assert_eq!(got.len(), 1, "the fetch was answered");
+    assert_eq!(got[0].len(), 1);
+    assert_eq!(got[0][0].storage_time, 200);
+    assert!(got[0][0].lifetime > 500, "lifetime {}", got[0][0].lifetime);
 }
 
 #[test]

@@ -243,7 +243,10 @@ impl World {
 
     fn check(&self) {
         for i in [A, B] {
-            assert!(self.hosts[i].timers_agree(), "host {i}: timer queue out of step");
+            assert!(
+                self.hosts[i].timers_agree(),
+                "host {i}: timer queue out of step"
+            );
             for a in self.hosts[i].associations() {
                 if up(a.state) {
                     assert_eq!(a.peer, self.hits[1 - i], "host {i} holds {a:?}");

@@ -7,8 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use overlay::wire::{
     ChordLeaveData, ChordUpdate, DataModel, ErrorResponse, FetchAns, FetchReq, ForwardingHeader,
-    FramedMessage, JoinAns, JoinReq, LeaveReq, Message, MessageCode, Packet, PingAns, PingReq,
-    SecurityBlock, StoreAns, StoreReq,
+    FramedMessage, JoinAns, JoinReq, LeaveReq, Message, MessageCode, NameRecord, Packet, PingAns,
+    PingReq, SecurityBlock, StoreAns, StoreReq,
 };
 
 /// Kind 1 dictionary (SIP-REGISTRATION), 2 single, 3 array; others unknown.
@@ -88,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
     // a body type), so that the fuzzer reaches them without building a whole message.
     message(data);
     exact!(SecurityBlock::parse(data), data);
+    exact!(NameRecord::parse(data), data);
     if let Some((&pick, rest)) = data.split_first() {
         let codes = [
             MessageCode::PingReq,

@@ -19,7 +19,9 @@ use std::sync::OnceLock;
 
 use hip::HostIdentity;
 use overlay::storage::access::owned_resource;
-use overlay::storage::{sign_value, verify_fetch_answer, Certificates, Kinds, Store, StoreLimits};
+use overlay::storage::{
+    sign_value, verify_fetch_answer, Certificates, Kinds, Store, StoreLimits, Writer,
+};
 use overlay::wire::{NodeId, StoredDataValue};
 
 use libfuzzer_sys::fuzz_target;
@@ -41,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         max_resources: 4,
         max_values: 16,
         max_bytes: 4096,
+        max_per_signer: 12,
     };
     let mut store = Store::with_limits(kinds.clone(), limits);
     let mut certs = Certificates::new();
@@ -89,7 +92,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        let _ = store.store(now, &req, &certs);
+        // An original store comes from one of the two identities (the one that signed, or
+        // the other); a replica is a copy.
+        let writer = if req.replica_number > 0 {
+            Writer::Copy
+        } else {
+            Writer::Signer(NodeId::from(identities()[usize::from((op >> 4) & 1)].hit()))
+        };
+        let _ = store.store(now, &req, &certs, writer);
         let c = store.counts();
         assert!(c.resources <= 4 && c.values <= 16 && c.bytes <= 4096);
     }
@@ -99,7 +109,7 @@ fuzz_target!(|data: &[u8]| {
         let values: usize = t.req.kind_data.iter().map(|k| k.values.len()).sum();
         assert!(t.req.buffer_len() <= 5000 || values == 1);
         let certs = Certificates::from_block(&t.certificates);
-        if let Err(e) = replica.store(now, &t.req, &certs) {
+        if let Err(e) = replica.store(now, &t.req, &certs, Writer::Copy) {
             panic!("replica refused {e}");
         }
     }

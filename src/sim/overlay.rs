@@ -462,7 +462,7 @@ impl OverlaySim {
         let resource = overlay::id::resource_id(&id.0);
         let mut data = StoredData {
             storage_time: 1_000_000 + self.elapsed().as_millis() as u64,
-            lifetime: 7200,
+            lifetime: 3600,
             value: StoredDataValue::Single(DataValue {
                 exists: true,
                 value,

@@ -30,6 +30,7 @@ impl Node {
         code: MessageCode,
         body: Vec<u8>,
         fetch: Option<&FetchReq>,
+        certs: Vec<GenericCertificate>,
     ) -> Result<RequestHandle, Error> {
         if self.state != State::Joined {
             return Err(Error::NotJoined);
@@ -42,7 +43,7 @@ impl Node {
             // Noted first: a Fetch for a key we own is answered at once.
             self.note_fetch(handle, req);
         }
-        if let Err(e) = self.request(now, dest, code, body, Purpose::App(handle), Vec::new()) {
+        if let Err(e) = self.request(now, dest, code, body, Purpose::App(handle), certs) {
             self.data.forget_fetch(handle);
             return Err(e);
         }
@@ -52,21 +53,55 @@ impl Node {
     /// Stores `req` (values already signed, e.g. with `storage::sign_value`) at the peer
     /// responsible for `req.resource`. Completes with [`Event::StoreDone`] or `Failed`.
     pub fn store(&mut self, now: Instant, req: &StoreReq) -> Result<RequestHandle, Error> {
+        self.store_with_certificates(now, req, Vec::new())
+    }
+
+    /// [`store`](Self::store) with values that other keys signed, their certificates in
+    /// the message: what a peer that passes records on sends. The storing peer takes such
+    /// values only as copies from the peers it expects them from (docs/OVERLAY.md), so an
+    /// original store of another's value is refused; this is how tests play that member.
+    pub fn store_with_certificates(
+        &mut self,
+        now: Instant,
+        req: &StoreReq,
+        certs: Vec<GenericCertificate>,
+    ) -> Result<RequestHandle, Error> {
         let dest = resource_destination(&req.resource)?;
-        self.app_request(now, dest, MessageCode::StoreReq, req.to_bytes(), None)
+        self.app_request(
+            now,
+            dest,
+            MessageCode::StoreReq,
+            req.to_bytes(),
+            None,
+            certs,
+        )
     }
 
     /// Fetches from the peer responsible for `req.resource`; the answer's value
     /// signatures and access rights are checked before [`Event::FetchDone`].
     pub fn fetch(&mut self, now: Instant, req: &FetchReq) -> Result<RequestHandle, Error> {
         let dest = resource_destination(&req.resource)?;
-        self.app_request(now, dest, MessageCode::FetchReq, req.to_bytes(), Some(req))
+        self.app_request(
+            now,
+            dest,
+            MessageCode::FetchReq,
+            req.to_bytes(),
+            Some(req),
+            Vec::new(),
+        )
     }
 
     /// Find (§7.4.4) at the peer responsible for `req.resource`.
     pub fn find(&mut self, now: Instant, req: &FindReq) -> Result<RequestHandle, Error> {
         let dest = resource_destination(&req.resource)?;
-        self.app_request(now, dest, MessageCode::FindReq, req.to_bytes(), None)
+        self.app_request(
+            now,
+            dest,
+            MessageCode::FindReq,
+            req.to_bytes(),
+            None,
+            Vec::new(),
+        )
     }
 
     /// Pings a Node-ID or the owner of a Resource-ID; [`Event::PingDone`] names who
@@ -78,6 +113,7 @@ impl Node {
             MessageCode::PingReq,
             PingReq::default().to_bytes(),
             None,
+            Vec::new(),
         )
     }
 

@@ -4,7 +4,7 @@
 
 use super::{answer, Failure, Node, RequestHandle};
 use crate::id;
-use crate::storage::{self, Certificates, Kinds, Store, StoreLimits};
+use crate::storage::{self, Certificates, Kinds, Store, StoreLimits, Writer};
 use crate::wire::{
     Destination, ErrorCode, ErrorResponse, FetchAns, FetchReq, FindAns, FindKindData, FindReq,
     GenericCertificate, MessageCode, MessageContents, NodeId, ResourceId, StoreAns,
@@ -145,22 +145,30 @@ impl Node {
                 let Some(pos) = id::resource_position(&req.resource) else {
                     return refuse(ErrorCode::InvalidMessage, "Resource-ID length");
                 };
-                if req.replica_number == 0 {
+                let writer = if req.replica_number == 0 {
                     // The records a join hands over (§10.5 step 6) come from the admitting
-                    // peer before its Update has told us our place: taken on its word.
-                    let handover = direct && self.admitting_peer() == Some(origin);
-                    if !handover && !self.owns(pos) {
+                    // peer before its Update has told us our place: taken on its word, for
+                    // the range behind us only.
+                    let me = self.me.position();
+                    let handover = direct
+                        && self.admitting_peer() == Some(origin)
+                        && !id::in_open_closed(pos, me, origin.position());
+                    if handover {
+                        Writer::Copy
+                    } else if self.owns(pos) {
+                        Writer::Signer(origin)
+                    } else {
                         return refuse(ErrorCode::NotFound, "not responsible");
                     }
-                } else if !(direct && self.chord.contains(origin)) {
-                    // A replica comes straight from a peer of our table (§10.4: a plausible
-                    // predecessor; we accept any peer we route through).
-                    return refuse(ErrorCode::Forbidden, "replica not from a peer");
-                }
+                } else if direct && self.replicates_for(origin, pos) {
+                    Writer::Copy
+                } else {
+                    return refuse(ErrorCode::Forbidden, "replica not from its owner");
+                };
                 let Some(store) = self.data.store.as_mut() else {
                     return refuse(ErrorCode::Forbidden, "a client stores nothing");
                 };
-                match store.store(now_ms, &req, &Certificates::from_block(certs)) {
+                match store.store(now_ms, &req, &Certificates::from_block(certs), writer) {
                     Ok(mut ans) => {
                         if req.replica_number == 0 {
                             let succs: Vec<NodeId> =
@@ -226,6 +234,21 @@ impl Node {
             }
             _ => refuse(ErrorCode::Forbidden, "Stat is not supported; use Probe"),
         }
+    }
+
+    /// May `origin` push replicas of the Resource at `pos` to us? Only if it owns it as
+    /// far as we can tell: `origin` is one of our predecessors (§10.4's "plausible
+    /// predecessor") and `pos` lies in its range, between the predecessor we know before it
+    /// and itself. A peer cannot plant copies for the rest of the ring.
+    fn replicates_for(&self, origin: NodeId, pos: u128) -> bool {
+        let preds = self.chord.predecessors();
+        let Some(k) = preds.iter().position(|p| *p == origin) else {
+            return false;
+        };
+        let lower = preds
+            .get(k + 1)
+            .map_or(self.me.position(), |p| p.position());
+        id::in_open_closed(pos, lower, origin.position())
     }
 
     fn send_store(

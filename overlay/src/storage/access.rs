@@ -23,7 +23,8 @@ use super::signature::{is_synthetic, verify_value, Certificates, Signer};
 use super::StorageError;
 use crate::id::resource_id;
 use crate::wire::{
-    FetchAns, FetchReq, KindId, NodeId, ResourceId, Selector, StoredData, StoredDataValue,
+    FetchAns, FetchReq, KindId, NameRecord, NodeId, ResourceId, Selector, StoredData,
+    StoredDataValue,
 };
 
 /// The user name of `node` under `rule`, as the Resource Name bytes it hashes to; `None`
@@ -31,7 +32,7 @@ use crate::wire::{
 pub fn user_name(rule: UserName, node: NodeId) -> Option<Vec<u8>> {
     match rule {
         UserName::HitText => Some(hip::Hit::from(node).to_string().into_bytes()),
-        UserName::Unattested => None,
+        UserName::Unattested | UserName::Claimed => None,
     }
 }
 
@@ -57,14 +58,14 @@ pub fn check(
         kind: def.id,
         policy: def.policy,
     };
-    let resource_ok = match def.policy {
-        AccessPolicy::NodeMatch => *resource == resource_id(&signer.0),
-        AccessPolicy::UserMatch | AccessPolicy::UserNodeMatch => {
-            match user_name(def.user_name, signer) {
-                Some(name) => *resource == resource_id(&name),
-                None => true,
-            }
-        }
+    let resource_ok = match (def.policy, def.user_name) {
+        (AccessPolicy::NodeMatch, _) => *resource == resource_id(&signer.0),
+        (_, UserName::Claimed) => claimed_name(value)
+            .is_some_and(|rec| *resource == resource_id(&rec.name) && rec.hit == signer),
+        (_, rule) => match user_name(rule, signer) {
+            Some(name) => *resource == resource_id(&name),
+            None => true,
+        },
     };
     if !resource_ok {
         return Err(denied());
@@ -76,6 +77,17 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// The [`NameRecord`] a value of a [`UserName::Claimed`] Kind carries, deletions included
+/// (a deletion names what it deletes).
+fn claimed_name(value: &StoredDataValue) -> Option<NameRecord> {
+    let v = match value {
+        StoredDataValue::Single(v)
+        | StoredDataValue::Array { value: v, .. }
+        | StoredDataValue::Dictionary { value: v, .. } => v,
+    };
+    NameRecord::parse(&v.value).ok()
 }
 
 /// Signature ([`verify_value`]) and access ([`check`]) of one value, and the value's layout
@@ -276,17 +288,64 @@ mod tests {
         assert!(check(&def, &resource_id(b"alice@example.com"), &dict(&a.0), a).is_err());
     }
 
+    /// A NAME-RECORD entry of `owner` for `name`, naming `hit`.
+    fn name_entry(owner: NodeId, name: &[u8], hit: NodeId) -> StoredDataValue {
+        StoredDataValue::Dictionary {
+            key: owner.0.to_vec(),
+            value: DataValue {
+                exists: true,
+                value: NameRecord {
+                    name: name.to_vec(),
+                    hit,
+                    extension: Vec::new(),
+                }
+                .to_bytes(),
+            },
+        }
+    }
+
     #[test]
     fn unattested_names_bind_only_the_key() {
         let alice = HostIdentity::from_secret([1; 32]);
         let bob = HostIdentity::from_secret([2; 32]);
-        let def = KindDef::NAME_RECORD;
+        let def = KindDef {
+            user_name: UserName::Unattested,
+            ..KindDef::NAME_RECORD
+        };
         let at = resource_id(b"www.hipsip.example.net");
         let (a, b) = (node(&alice), node(&bob));
         assert_eq!(owned_resource(&def, a), None);
         assert_eq!(check(&def, &at, &dict(&a.0), a), Ok(()));
         assert_eq!(check(&def, &at, &dict(&b.0), b), Ok(()));
         assert!(check(&def, &at, &dict(&a.0), b).is_err());
+    }
+
+    #[test]
+    fn a_claimed_name_is_stored_only_at_its_hash_naming_its_signer() {
+        let alice = HostIdentity::from_secret([1; 32]);
+        let bob = HostIdentity::from_secret([2; 32]);
+        let def = KindDef::NAME_RECORD;
+        let name = b"www.hipsip.example.net";
+        let at = resource_id(name);
+        let (a, b) = (node(&alice), node(&bob));
+        assert_eq!(owned_resource(&def, a), None);
+        assert_eq!(check(&def, &at, &name_entry(a, name, a), a), Ok(()));
+        assert_eq!(check(&def, &at, &name_entry(b, name, b), b), Ok(()));
+        // Anywhere else than the name's hash: one key cannot fill a range with entries.
+        let elsewhere = resource_id(b"other.hipsip.example.net");
+        assert!(check(&def, &elsewhere, &name_entry(a, name, a), a).is_err());
+        // Naming another HIT, under another's key, or not a record at all.
+        assert!(check(&def, &at, &name_entry(a, name, b), a).is_err());
+        assert!(check(&def, &at, &name_entry(a, name, a), b).is_err());
+        assert!(check(&def, &at, &dict(&a.0), a).is_err());
+        // A name in another case would be another Resource: refused as malformed.
+        assert!(check(
+            &def,
+            &resource_id(b"WWW.hipsip.example.net"),
+            &name_entry(a, b"WWW.hipsip.example.net", a),
+            a
+        )
+        .is_err());
     }
 
     fn signed(
@@ -313,11 +372,12 @@ mod tests {
         let mallory = HostIdentity::from_secret([3; 32]);
         let (a, b) = (node(&alice), node(&bob));
         let at = resource_id(b"www.hipsip.example.net");
-        let good_a = signed(&alice, &at, NAME_RECORD, dict(&a.0));
-        let good_b = signed(&bob, &at, NAME_RECORD, dict(&b.0));
+        let name = b"www.hipsip.example.net";
+        let good_a = signed(&alice, &at, NAME_RECORD, name_entry(a, name, a));
+        let good_b = signed(&bob, &at, NAME_RECORD, name_entry(b, name, b));
         // Mallory's signature on an entry keyed by Alice; and Alice's entry with its value
         // changed by the storing peer.
-        let stolen_key = signed(&mallory, &at, NAME_RECORD, dict(&a.0));
+        let stolen_key = signed(&mallory, &at, NAME_RECORD, name_entry(a, name, a));
         let mut altered = good_a.clone();
         if let StoredDataValue::Dictionary { value, .. } = &mut altered.value {
             value.value = b"evil".to_vec();

@@ -37,6 +37,11 @@ pub enum UserName {
     /// NAME-RECORD until configuration-signed name grants exist; safe only in closed
     /// overlays (RFC 6940 §4.1's Sybil caveat).
     Unattested,
+    /// The value names its Resource Name: it is a [`NameRecord`](crate::wire::NameRecord)
+    /// whose `name` hashes to the Resource-ID and whose `hit` is the signer. One key can
+    /// then write only where the names it claims lead, one entry per name; whether it may
+    /// claim a name at all is the resolver's question (name grants). NAME-RECORD.
+    Claimed,
 }
 
 /// One Kind's definition: the configuration's `<kind>` block.
@@ -51,6 +56,9 @@ pub struct KindDef {
     pub max_count: u32,
     /// Bytes of one value (`DataValue.value`, without its length prefix).
     pub max_size: u32,
+    /// Seconds a value is kept at most, whatever lifetime its Store asks for: a value
+    /// that outlives its owner's refreshes would be a record nobody can correct.
+    pub max_lifetime: u32,
 }
 
 /// SIP-REGISTRATION (RFC 7904): the value is a `SipRegistration`, the dictionary key the
@@ -74,6 +82,7 @@ impl KindDef {
         policy: AccessPolicy::UserNodeMatch,
         user_name: UserName::HitText,
         max_count: 16,
+        max_lifetime: 86_400,
         max_size: 1024,
     };
 
@@ -85,6 +94,7 @@ impl KindDef {
         policy: AccessPolicy::NodeMatch,
         user_name: UserName::HitText,
         max_count: 1,
+        max_lifetime: 3_600,
         max_size: 1024,
     };
 
@@ -94,8 +104,9 @@ impl KindDef {
         id: NAME_RECORD,
         model: DataModel::Dictionary,
         policy: AccessPolicy::UserNodeMatch,
-        user_name: UserName::Unattested,
+        user_name: UserName::Claimed,
         max_count: 16,
+        max_lifetime: 86_400,
         max_size: 512,
     };
 
@@ -106,6 +117,7 @@ impl KindDef {
         policy: AccessPolicy::NodeMatch,
         user_name: UserName::HitText,
         max_count: 64,
+        max_lifetime: 86_400,
         max_size: 1024,
     };
 
@@ -120,6 +132,9 @@ impl KindDef {
         }
         if self.max_count == 0 {
             return Some("max_count is 0");
+        }
+        if self.max_lifetime == 0 {
+            return Some("max_lifetime is 0");
         }
         if self.model == DataModel::Single && self.max_count != 1 {
             return Some("a single-value Kind holds exactly one value");

@@ -27,7 +27,7 @@ pub mod store;
 pub use access::{verify_fetch_answer, VerifiedFetch, VerifiedKind, VerifiedValue};
 pub use kind::{AccessPolicy, KindDef, Kinds, UserName};
 pub use signature::{sign_value, signer_identity, verify_value, Certificates, Signer};
-pub use store::{Counts, Fetched, Store, StoreLimits, Transfer};
+pub use store::{Counts, Fetched, Store, StoreLimits, Transfer, Writer};
 
 use crate::wire::{
     ErrorCode, ErrorResponse, KindId, SignatureAndHashAlgorithm, StoreAns, WireError,
@@ -67,6 +67,9 @@ pub enum StorageError {
     BadSignature,
     /// The signer may not write there (Resource-ID or dictionary key not its own).
     AccessDenied { kind: KindId, policy: AccessPolicy },
+    /// An original Store carries a value signed by someone other than the request's
+    /// signer: only copies (replicas, a join's hand-over) may.
+    NotTheSigner(KindId),
 
     // Conflicts with the stored state.
     /// Error_Generation_Counter_Too_Low: the current counters of the request's Kinds.
@@ -81,6 +84,8 @@ pub enum StorageError {
     TooManyValues { kind: KindId, max: u32 },
     /// The store as a whole is at one of its [`StoreLimits`].
     StoreFull,
+    /// The values' signer already holds [`StoreLimits::max_per_signer`] values here.
+    SignerQuota,
 
     // Local misuse: a configuration that cannot work. Never sent.
     /// A Kind definition [`Kinds::new`] refuses.
@@ -95,12 +100,16 @@ impl StorageError {
             Malformed(_) | BadResourceId | DuplicateKind(_) | WrongModel(_) | BadRange(_)
             | Unrequested(_) | BadKindDef(..) => ErrorCode::InvalidMessage,
             UnknownKinds(_) => ErrorCode::UnknownKind,
-            UnsupportedSignature(_) | UnknownSigner | BadSignature | AccessDenied { .. } => {
-                ErrorCode::Forbidden
-            }
+            UnsupportedSignature(_)
+            | UnknownSigner
+            | BadSignature
+            | AccessDenied { .. }
+            | NotTheSigner(_) => ErrorCode::Forbidden,
             GenerationMismatch(_) => ErrorCode::GenerationCounterTooLow,
             DataTooOld(_) => ErrorCode::DataTooOld,
-            ValueTooLarge { .. } | TooManyValues { .. } | StoreFull => ErrorCode::DataTooLarge,
+            ValueTooLarge { .. } | TooManyValues { .. } | StoreFull | SignerQuota => {
+                ErrorCode::DataTooLarge
+            }
         }
     }
 
@@ -152,6 +161,8 @@ impl core::fmt::Display for StorageError {
             }
             TooManyValues { kind, max } => write!(f, "more than {max} values of Kind {kind:#x}"),
             StoreFull => f.write_str("storage full"),
+            SignerQuota => f.write_str("the signer holds as many values here as one may"),
+            NotTheSigner(k) => write!(f, "a value of Kind {k:#x} is not the request signer's"),
             BadKindDef(k, why) => write!(f, "Kind {k:#x} cannot be defined: {why}"),
         }
     }

@@ -23,7 +23,7 @@
 //! older than ours is skipped instead of refusing the whole request. See docs/OVERLAY.md,
 //! "Storage", for why.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use super::access::authorize;
@@ -33,8 +33,8 @@ use super::StorageError;
 use crate::id::{in_open_closed, resource_position};
 use crate::wire::{
     ArrayRange, DataModel, DataValue, FetchAns, FetchKindResponse, FetchReq, GenericCertificate,
-    KindId, ResourceId, Selector, Signature, StoreAns, StoreKindData, StoreKindResponse, StoreReq,
-    StoredData, StoredDataValue,
+    KindId, NodeId, ResourceId, Selector, Signature, StoreAns, StoreKindData, StoreKindResponse,
+    StoreReq, StoredData, StoredDataValue,
 };
 
 /// Limits of the whole store. At a limit, a Store that would pass it is refused with
@@ -46,6 +46,10 @@ pub struct StoreLimits {
     pub max_values: usize,
     /// Encoded `StoredData` bytes.
     pub max_bytes: usize,
+    /// Values signed by one key, over all Resources and Kinds: a writer whose Resource-IDs
+    /// are fixed by its HIT needs a handful (its locators, its registration, an array of
+    /// 64 entries), so one key cannot crowd out everyone else.
+    pub max_per_signer: usize,
 }
 
 impl Default for StoreLimits {
@@ -56,6 +60,7 @@ impl Default for StoreLimits {
             max_resources: 20_000,
             max_values: 100_000,
             max_bytes: 32 << 20,
+            max_per_signer: 256,
         }
     }
 }
@@ -124,6 +129,20 @@ struct Resource {
     kinds: BTreeMap<KindId, KindState>,
 }
 
+/// Who asks to write, which the node knows from the message and the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// An original store (RFC 6940 §7.4.1): the signer of its message, who must be the
+    /// signer of every value it carries. Nobody stores, deletes or shortens another's
+    /// value in its name.
+    Signer(NodeId),
+    /// A copy of records a peer held: a replica from the owner, or the records the
+    /// admitting peer hands a joining one. Values are anyone's; a copy only adds what is
+    /// newer, never cuts a value's life short, and is never held against generation
+    /// counters.
+    Copy,
+}
+
 /// The checked outcome of one Kind of a Store, applied only once all Kinds passed.
 struct Plan {
     kind: KindId,
@@ -143,8 +162,35 @@ pub struct Store {
     resources: BTreeMap<u128, Resource>,
     /// (expires_ms, position, kind, slot) of every value: the expiry queue.
     expiry: BTreeSet<(u64, u128, KindId, Slot)>,
+    books: Books,
+}
+
+/// What the store holds, kept as values come and go.
+#[derive(Debug, Default)]
+struct Books {
     values: usize,
     bytes: usize,
+    /// Values held per signer key (for [`StoreLimits::max_per_signer`]).
+    per_signer: HashMap<[u8; 32], usize>,
+}
+
+impl Books {
+    fn add(&mut self, v: &Value) {
+        self.values += 1;
+        self.bytes += v.bytes;
+        *self.per_signer.entry(v.key).or_default() += 1;
+    }
+
+    fn remove(&mut self, v: &Value) {
+        self.values -= 1;
+        self.bytes -= v.bytes;
+        if let Some(n) = self.per_signer.get_mut(&v.key) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_signer.remove(&v.key);
+            }
+        }
+    }
 }
 
 /// Milliseconds → whole seconds left, rounded up so that a copy never expires before its
@@ -181,8 +227,7 @@ impl Store {
             limits,
             resources: BTreeMap::new(),
             expiry: BTreeSet::new(),
-            values: 0,
-            bytes: 0,
+            books: Books::default(),
         }
     }
 
@@ -193,8 +238,8 @@ impl Store {
     pub fn counts(&self) -> Counts {
         Counts {
             resources: self.resources.len(),
-            values: self.values,
-            bytes: self.bytes,
+            values: self.books.values,
+            bytes: self.books.bytes,
         }
     }
 
@@ -211,19 +256,20 @@ impl Store {
             .map_or(0, |k| k.generation)
     }
 
-    /// Applies a Store request (RFC 6940 §7.4.1) whose values are signed by keys in
-    /// `certs` (the request's security block). Returns the answer with each Kind's new
-    /// generation counter and empty replica lists for the node to fill. Expired values are
-    /// purged first, so that they neither block nor count.
+    /// Applies a Store request (RFC 6940 §7.4.1) from `writer` whose values are signed by
+    /// keys in `certs` (the request's security block). Returns the answer with each Kind's
+    /// new generation counter and empty replica lists for the node to fill. Expired values
+    /// are purged first, so that they neither block nor count.
     pub fn store(
         &mut self,
         now_ms: u64,
         req: &StoreReq,
         certs: &Certificates,
+        writer: Writer,
     ) -> Result<StoreAns, StorageError> {
         self.expire(now_ms);
         let pos = resource_position(&req.resource).ok_or(StorageError::BadResourceId)?;
-        let replica = req.replica_number > 0;
+        let replica = writer == Writer::Copy;
         let ids: Vec<KindId> = req.kind_data.iter().map(|k| k.kind).collect();
         self.check_kinds(&ids)?;
         let existing = self.resources.get(&pos);
@@ -261,26 +307,36 @@ impl Store {
                 &req.resource,
                 kd,
                 state_of(kd.kind),
-                replica,
+                writer,
                 certs,
             )?);
         }
 
         // The store's own limits, on the totals the request would leave.
         let (mut added, mut removed) = ((0usize, 0usize), (0usize, 0usize));
+        let mut signers: HashMap<[u8; 32], isize> = HashMap::new();
         for plan in &plans {
             for (slot, v) in &plan.writes {
                 added = (added.0 + 1, added.1 + v.bytes);
+                *signers.entry(v.key).or_default() += 1;
                 if let Some(old) = state_of(plan.kind).and_then(|s| s.values.get(slot)) {
                     removed = (removed.0 + 1, removed.1 + old.bytes);
+                    *signers.entry(old.key).or_default() -= 1;
                 }
             }
+        }
+        let held = |key| self.books.per_signer.get(key).copied().unwrap_or(0) as isize;
+        if signers
+            .iter()
+            .any(|(key, n)| *n > 0 && held(key) + n > self.limits.max_per_signer as isize)
+        {
+            return Err(StorageError::SignerQuota);
         }
         let writes = plans.iter().any(|p| !p.writes.is_empty());
         let new_resource = usize::from(existing.is_none() && writes);
         if self.resources.len() + new_resource > self.limits.max_resources
-            || self.values + added.0 - removed.0 > self.limits.max_values
-            || self.bytes + added.1 - removed.1 > self.limits.max_bytes
+            || self.books.values + added.0 - removed.0 > self.limits.max_values
+            || self.books.bytes + added.1 - removed.1 > self.limits.max_bytes
         {
             return Err(StorageError::StoreFull);
         }
@@ -315,17 +371,15 @@ impl Store {
             let state = resource.kinds.entry(plan.kind).or_default();
             state.generation = plan.generation;
             for (slot, value) in plan.writes {
-                let (expires_ms, bytes) = (value.expires_ms, value.bytes);
+                self.books.add(&value);
+                let expires_ms = value.expires_ms;
                 // The old entry goes first: the new one may have the very same expiry.
                 if let Some(old) = state.values.insert(slot.clone(), value) {
                     self.expiry
                         .remove(&(old.expires_ms, pos, plan.kind, slot.clone()));
-                    self.values -= 1;
-                    self.bytes -= old.bytes;
+                    self.books.remove(&old);
                 }
                 self.expiry.insert((expires_ms, pos, plan.kind, slot));
-                self.values += 1;
-                self.bytes += bytes;
             }
         }
     }
@@ -454,8 +508,7 @@ impl Store {
                 continue;
             };
             if let Some(old) = state.values.remove(&slot) {
-                self.values -= 1;
-                self.bytes -= old.bytes;
+                self.books.remove(&old);
                 freed += 1;
             }
             if state.values.is_empty() {
@@ -573,8 +626,7 @@ impl Store {
         for (kind, state) in resource.kinds {
             for (slot, v) in state.values {
                 self.expiry.remove(&(v.expires_ms, pos, kind, slot));
-                self.values -= 1;
-                self.bytes -= v.bytes;
+                self.books.remove(&v);
             }
         }
         true
@@ -624,17 +676,18 @@ fn array_indices(
 }
 
 /// Checks one Kind of a Store against its definition and stored state and works out what
-/// it writes. Original stores refuse a value older than the one in its place; replicas
-/// skip it.
+/// it writes. Original stores refuse a value older than the one in its place; copies skip
+/// it, and skip one as old as ours that would expire sooner.
 fn plan_kind(
     now_ms: u64,
     def: &KindDef,
     resource: &ResourceId,
     kd: &StoreKindData,
     state: Option<&KindState>,
-    replica: bool,
+    writer: Writer,
     certs: &Certificates,
 ) -> Result<Plan, StorageError> {
+    let replica = writer == Writer::Copy;
     let mut writes: BTreeMap<Slot, Value> = BTreeMap::new();
     let mut next_append = state.map_or(0, KindState::array_len);
     for data in &kd.values {
@@ -677,6 +730,15 @@ fn plan_kind(
             StoredDataValue::Dictionary { key, .. } => Slot::Key(key.clone()),
         };
         let signer = authorize(def, resource, &data, certs)?;
+        if let Writer::Signer(node) = writer {
+            if signer.node != node {
+                return Err(StorageError::NotTheSigner(def.id));
+            }
+        }
+        // The lifetime is the request's to set (RFC 6940 §7.1 does not sign it), within
+        // what the Kind allows.
+        let lifetime = data.lifetime.min(def.max_lifetime);
+        let expires_ms = now_ms.saturating_add(u64::from(lifetime) * 1000);
         let previous = writes
             .get(&slot)
             .or_else(|| state.and_then(|s| s.values.get(&slot)));
@@ -686,8 +748,14 @@ fn plan_kind(
             }
             return Err(StorageError::DataTooOld(def.id));
         }
+        if replica
+            && previous.is_some_and(|p| {
+                data.storage_time == p.data.storage_time && expires_ms <= p.expires_ms
+            })
+        {
+            continue;
+        }
         let bytes = data.buffer_len();
-        let expires_ms = now_ms.saturating_add(u64::from(data.lifetime) * 1000);
         writes.insert(
             slot,
             Value {
@@ -741,14 +809,52 @@ mod tests {
     use crate::wire::{NodeId, StoredDataSpecifier};
     use hip::HostIdentity;
 
-    /// HIT-LOCATOR and SIP-REGISTRATION as defined; NAME-RECORD with room for 2 claimants;
-    /// DEBUG-ARRAY with 8 entries of at most 16 bytes.
+    /// `Store::store` as the node calls it for a request signed by whoever signed its
+    /// first value (the common case of these tests), or for a copy when it is a replica.
+    trait Put {
+        fn put(
+            &mut self,
+            now_ms: u64,
+            req: &StoreReq,
+            certs: &Certificates,
+        ) -> Result<StoreAns, StorageError>;
+    }
+
+    impl Put for Store {
+        fn put(
+            &mut self,
+            now_ms: u64,
+            req: &StoreReq,
+            certs: &Certificates,
+        ) -> Result<StoreAns, StorageError> {
+            let first = req
+                .kind_data
+                .iter()
+                .find_map(|kd| kd.values.first().map(|v| (kd.kind, v)));
+            let signer = first
+                .and_then(|(kind, v)| {
+                    crate::storage::signature::verify_value(&req.resource, kind, v, certs).ok()
+                })
+                .map_or(NodeId::default(), |s| s.node);
+            let writer = if req.replica_number > 0 {
+                Writer::Copy
+            } else {
+                Writer::Signer(signer)
+            };
+            self.store(now_ms, req, certs, writer)
+        }
+    }
+
+    /// HIT-LOCATOR and SIP-REGISTRATION as defined; NAME-RECORD with room for 2 claimants
+    /// and unattested names (free values: the dictionary's mechanics are tested here, the
+    /// claimed name in `access`); DEBUG-ARRAY with 8 entries of at most 16 bytes.
     fn kinds() -> Kinds {
         Kinds::new([
             KindDef::HIT_LOCATOR,
             KindDef::SIP_REGISTRATION,
             KindDef {
                 max_count: 2,
+                user_name: crate::storage::kind::UserName::Unattested,
                 ..KindDef::NAME_RECORD
             },
             KindDef {
@@ -876,6 +982,7 @@ mod tests {
     /// Recounts everything the store tracks incrementally.
     fn check_invariants(s: &Store) {
         let (mut values, mut bytes) = (0, 0);
+        let mut signers = HashMap::new();
         for (pos, r) in &s.resources {
             assert_eq!(resource_position(&r.id), Some(*pos));
             assert!(!r.kinds.is_empty(), "empty resource kept");
@@ -887,6 +994,7 @@ mod tests {
                 for (slot, v) in &k.values {
                     values += 1;
                     bytes += v.bytes;
+                    *signers.entry(v.key).or_insert(0usize) += 1;
                     assert_eq!(v.bytes, v.data.buffer_len());
                     assert!(s
                         .expiry
@@ -894,9 +1002,12 @@ mod tests {
                 }
             }
         }
-        assert_eq!((s.values, s.bytes, s.expiry.len()), (values, bytes, values));
+        let b = &s.books;
+        assert_eq!((b.values, b.bytes, s.expiry.len()), (values, bytes, values));
+        assert_eq!(b.per_signer, signers);
         assert!(s.resources.len() <= s.limits.max_resources);
-        assert!(s.values <= s.limits.max_values && s.bytes <= s.limits.max_bytes);
+        assert!(b.values <= s.limits.max_values && b.bytes <= s.limits.max_bytes);
+        assert!(signers.values().all(|n| *n <= s.limits.max_per_signer));
     }
 
     fn ans(kind: KindId, generation: u64) -> StoreAns {
@@ -916,7 +1027,7 @@ mod tests {
         let at = w.own(0);
         let v1 = w.sign(0, &at, HIT_LOCATOR, 100, 600, single(b"loc1"));
         let r = req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v1.clone()])]);
-        assert_eq!(s.store(1_000, &r, &w.certs), Ok(ans(HIT_LOCATOR, 1)));
+        assert_eq!(s.put(1_000, &r, &w.certs), Ok(ans(HIT_LOCATOR, 1)));
         assert_eq!(s.generation(&at, HIT_LOCATOR), 1);
 
         let f = fetch_req(&at, HIT_LOCATOR, 0, Selector::Single);
@@ -940,13 +1051,122 @@ mod tests {
 
         let v2 = w.sign(0, &at, HIT_LOCATOR, 200, 600, single(b"loc2"));
         let r = req(&at, 0, vec![kd(HIT_LOCATOR, 1, vec![v2.clone()])]);
-        assert_eq!(s.store(2_000, &r, &w.certs), Ok(ans(HIT_LOCATOR, 2)));
+        assert_eq!(s.put(2_000, &r, &w.certs), Ok(ans(HIT_LOCATOR, 2)));
         assert_eq!(fetch_values(&s, 2_000, &f), vec![v2]);
         // Asking with the current generation: nothing new.
         let same = fetch_req(&at, HIT_LOCATOR, 2, Selector::Single);
         assert!(fetch_values(&s, 2_000, &same).is_empty());
         assert_eq!(s.counts().resources, 1);
         assert_eq!(s.counts().values, 1);
+        check_invariants(&s);
+    }
+
+    /// The attack of a member who copies Alice's record: store it again unchanged with
+    /// lifetime 0 (deleting it at the owner and its replicas), then an older captured value
+    /// of hers with the longest lifetime (a rollback). Neither as an original store in its
+    /// own name nor dressed as a copy does it change what the store holds.
+    #[test]
+    fn nobody_deletes_or_rolls_back_another_signers_value() {
+        let w = World::new(2);
+        let mut s = Store::new(kinds());
+        let at = w.own(0);
+        let old = w.sign(0, &at, HIT_LOCATOR, 100, 600, single(b"old"));
+        let cur = w.sign(0, &at, HIT_LOCATOR, 200, 600, single(b"cur"));
+        let alice = Writer::Signer(w.node(0));
+        let bob = Writer::Signer(w.node(1));
+        let store = |s: &mut Store, replica, v: &StoredData, writer| {
+            s.store(
+                1_000,
+                &req(&at, replica, vec![kd(HIT_LOCATOR, 0, vec![v.clone()])]),
+                &w.certs,
+                writer,
+            )
+        };
+        assert!(store(&mut s, 0, &cur, alice).is_ok());
+        let mut zero = cur.clone();
+        zero.lifetime = 0;
+        let mut forever = old.clone();
+        forever.lifetime = u32::MAX;
+        // In Bob's own name: refused.
+        assert_eq!(
+            store(&mut s, 0, &zero, bob),
+            Err(StorageError::NotTheSigner(HIT_LOCATOR))
+        );
+        assert_eq!(
+            store(&mut s, 0, &forever, bob),
+            Err(StorageError::NotTheSigner(HIT_LOCATOR))
+        );
+        // As a copy: a value as old as ours never cuts its life short, an older one is skipped.
+        assert!(store(&mut s, 1, &zero, Writer::Copy).is_ok());
+        assert!(store(&mut s, 1, &forever, Writer::Copy).is_ok());
+        let f = fetch_req(&at, HIT_LOCATOR, 0, Selector::Single);
+        let held = fetch_values(&s, 1_000, &f);
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].storage_time, held[0].lifetime), (200, 600));
+        // Alice herself may do what she likes with her value, deletion by lifetime 0 too.
+        assert!(store(&mut s, 0, &zero, alice).is_ok());
+        // Only the synthesised "no such value" is left.
+        assert_eq!(fetch_values(&s, 1_000, &f)[0].storage_time, 0);
+        check_invariants(&s);
+    }
+
+    #[test]
+    fn lifetimes_are_capped_by_the_kind() {
+        let w = World::new(1);
+        let mut s = Store::new(kinds());
+        let at = w.own(0);
+        let v = w.sign(0, &at, HIT_LOCATOR, 1, u32::MAX, single(b"loc"));
+        assert!(s
+            .put(0, &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v])]), &w.certs)
+            .is_ok());
+        let cap = KindDef::HIT_LOCATOR.max_lifetime;
+        let f = fetch_req(&at, HIT_LOCATOR, 0, Selector::Single);
+        assert_eq!(fetch_values(&s, 0, &f)[0].lifetime, cap);
+        let gone = u64::from(cap) * 1000;
+        assert_eq!(s.next_expiry(), Some(gone));
+        assert_eq!(fetch_values(&s, gone - 1, &f)[0].storage_time, 1);
+        assert_eq!(fetch_values(&s, gone, &f)[0].storage_time, 0);
+        // A Kind that would keep nothing is no Kind.
+        let def = KindDef {
+            max_lifetime: 0,
+            ..KindDef::HIT_LOCATOR
+        };
+        assert!(Kinds::new([def]).is_err());
+    }
+
+    /// One key whose Resource-IDs are free (here: an unattested dictionary at many names)
+    /// fills its quota and no more; another signer still finds room.
+    #[test]
+    fn one_signer_cannot_crowd_out_the_others() {
+        let w = World::new(2);
+        let limits = StoreLimits {
+            max_per_signer: 5,
+            ..StoreLimits::default()
+        };
+        let mut s = Store::with_limits(kinds(), limits);
+        let entry = |i: usize, n: u8| {
+            let at = resource_id(&[b'n', n]);
+            let v = w.sign(i, &at, NAME_RECORD, 1, 60, keyed(&w.node(i).0, b"hit"));
+            req(&at, 0, vec![kd(NAME_RECORD, 0, vec![v])])
+        };
+        for n in 0..5 {
+            assert!(s.put(0, &entry(0, n), &w.certs).is_ok());
+        }
+        assert_eq!(
+            s.put(0, &entry(0, 5), &w.certs),
+            Err(StorageError::SignerQuota)
+        );
+        // Replacing one of its own values is no new value.
+        assert!(s.put(0, &entry(0, 4), &w.certs).is_ok());
+        // A copy counts the same: the quota holds whoever passes the values on.
+        let mut copy = entry(0, 6);
+        copy.replica_number = 1;
+        assert_eq!(
+            s.store(0, &copy, &w.certs, Writer::Copy),
+            Err(StorageError::SignerQuota)
+        );
+        assert!(s.put(0, &entry(1, 0), &w.certs).is_ok());
+        assert_eq!(s.counts().values, 6);
         check_invariants(&s);
     }
 
@@ -959,7 +1179,7 @@ mod tests {
         let bob = w.sign(1, &at, HIT_LOCATOR, 1, 60, single(b"x"));
         let r = req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![bob])]);
         assert!(matches!(
-            s.store(0, &r, &w.certs),
+            s.put(0, &r, &w.certs),
             Err(StorageError::AccessDenied { .. })
         ));
         // USER-NODE-MATCH: Bob under Alice's user name with his own key, and with hers.
@@ -968,7 +1188,7 @@ mod tests {
             let v = w.sign(1, &at, SIP_REGISTRATION, 1, 60, keyed(&key.0, b"route"));
             let r = req(&at, 0, vec![kd(SIP_REGISTRATION, 0, vec![v])]);
             assert_eq!(
-                s.store(0, &r, &w.certs).unwrap_err().code(),
+                s.put(0, &r, &w.certs).unwrap_err().code(),
                 crate::wire::ErrorCode::Forbidden
             );
         }
@@ -982,7 +1202,7 @@ mod tests {
             keyed(&w.node(1).0, b"route"),
         );
         let r = req(&at, 1, vec![kd(SIP_REGISTRATION, 3, vec![v])]);
-        assert!(s.store(0, &r, &w.certs).is_err());
+        assert!(s.put(0, &r, &w.certs).is_err());
         assert_eq!(s.counts(), Counts::default());
 
         // The owners themselves.
@@ -995,11 +1215,11 @@ mod tests {
             keyed(&w.node(0).0, b"route"),
         );
         let r = req(&at, 0, vec![kd(SIP_REGISTRATION, 0, vec![v])]);
-        assert_eq!(s.store(0, &r, &w.certs), Ok(ans(SIP_REGISTRATION, 1)));
+        assert_eq!(s.put(0, &r, &w.certs), Ok(ans(SIP_REGISTRATION, 1)));
         let at = w.own(1);
         let v = w.sign(1, &at, DEBUG_ARRAY, 1, 60, entry(u32::MAX, b"x"));
         let r = req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]);
-        assert_eq!(s.store(0, &r, &w.certs), Ok(ans(DEBUG_ARRAY, 1)));
+        assert_eq!(s.put(0, &r, &w.certs), Ok(ans(DEBUG_ARRAY, 1)));
         check_invariants(&s);
     }
 
@@ -1024,18 +1244,18 @@ mod tests {
             ),
         ] {
             let r = req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![bad])]);
-            assert_eq!(s.store(0, &r, &w.certs), Err(err));
+            assert_eq!(s.put(0, &r, &w.certs), Err(err));
         }
         // Without the signer's certificate.
         let r = req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![good.clone()])]);
         assert_eq!(
-            s.store(0, &r, &Certificates::new()),
+            s.put(0, &r, &Certificates::new()),
             Err(StorageError::UnknownSigner)
         );
         assert_eq!(s.counts(), Counts::default());
 
         // An honest answer verifies with the certificates that come with it.
-        s.store(0, &r, &w.certs).unwrap();
+        s.put(0, &r, &w.certs).unwrap();
         let f = fetch_req(&at, HIT_LOCATOR, 0, Selector::Single);
         let fetched = s.fetch(0, &f).unwrap();
         let certs = Certificates::from_block(&fetched.certificates);
@@ -1062,7 +1282,7 @@ mod tests {
         let at = w.own(0);
         let store = |s: &mut Store, g: u64, t: u64| {
             let v = w.sign(0, &at, HIT_LOCATOR, t, 60, single(&t.to_be_bytes()));
-            s.store(0, &req(&at, 0, vec![kd(HIT_LOCATOR, g, vec![v])]), &w.certs)
+            s.put(0, &req(&at, 0, vec![kd(HIT_LOCATOR, g, vec![v])]), &w.certs)
         };
         assert_eq!(store(&mut s, 0, 1), Ok(ans(HIT_LOCATOR, 1)));
         assert_eq!(store(&mut s, 0, 2), Ok(ans(HIT_LOCATOR, 2)));
@@ -1080,7 +1300,7 @@ mod tests {
         let v = w.sign(0, &empty, DEBUG_ARRAY, 1, 60, entry(0, b"a"));
         let r = req(&empty, 0, vec![kd(DEBUG_ARRAY, 1, vec![v])]);
         assert!(matches!(
-            s.store(0, &r, &w.certs),
+            s.put(0, &r, &w.certs),
             Err(StorageError::GenerationMismatch(_))
         ));
     }
@@ -1092,7 +1312,7 @@ mod tests {
         let at = w.own(0);
         let put = |s: &mut Store, t: u64, v: &[u8]| {
             let d = w.sign(0, &at, HIT_LOCATOR, t, 60, single(v));
-            s.store(0, &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![d])]), &w.certs)
+            s.put(0, &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![d])]), &w.certs)
         };
         put(&mut s, 10, b"a").unwrap();
         assert_eq!(
@@ -1110,7 +1330,7 @@ mod tests {
         let d0 = w.sign(0, &at, HIT_LOCATOR, 15, 60, single(b"e"));
         let r = req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![d1, d0])]);
         assert_eq!(
-            s.store(0, &r, &w.certs),
+            s.put(0, &r, &w.certs),
             Err(StorageError::DataTooOld(HIT_LOCATOR))
         );
         let f = fetch_req(&at, HIT_LOCATOR, 0, Selector::Single);
@@ -1125,7 +1345,7 @@ mod tests {
         // DEBUG-ARRAY here: 16 bytes per value, 8 entries.
         let v = w.sign(0, &at, DEBUG_ARRAY, 1, 60, entry(0, &[0; 17]));
         let r = req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]);
-        let err = s.store(0, &r, &w.certs).unwrap_err();
+        let err = s.put(0, &r, &w.certs).unwrap_err();
         assert_eq!(
             err,
             StorageError::ValueTooLarge {
@@ -1137,12 +1357,12 @@ mod tests {
         assert_eq!(err.code(), crate::wire::ErrorCode::DataTooLarge);
         let v = w.sign(0, &at, DEBUG_ARRAY, 1, 60, entry(7, &[0; 16]));
         let r = req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]);
-        assert!(s.store(0, &r, &w.certs).is_ok());
+        assert!(s.put(0, &r, &w.certs).is_ok());
         for index in [8, u32::MAX, u32::MAX - 1] {
             let v = w.sign(0, &at, DEBUG_ARRAY, 1, 60, entry(index, b"x"));
             let r = req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]);
             assert_eq!(
-                s.store(0, &r, &w.certs),
+                s.put(0, &r, &w.certs),
                 Err(StorageError::TooManyValues {
                     kind: DEBUG_ARRAY,
                     max: 8
@@ -1156,17 +1376,17 @@ mod tests {
             let v = w.sign(i, &name, NAME_RECORD, 1, 60, keyed(&w.node(i).0, b"hit"));
             req(&name, 0, vec![kd(NAME_RECORD, 0, vec![v])])
         };
-        assert!(s.store(0, &claim(0), &w.certs).is_ok());
-        assert!(s.store(0, &claim(1), &w.certs).is_ok());
+        assert!(s.put(0, &claim(0), &w.certs).is_ok());
+        assert!(s.put(0, &claim(1), &w.certs).is_ok());
         // A third key does not fit; an existing key still updates.
         assert_eq!(
-            s.store(0, &claim(2), &w.certs),
+            s.put(0, &claim(2), &w.certs),
             Err(StorageError::TooManyValues {
                 kind: NAME_RECORD,
                 max: 2
             })
         );
-        assert!(s.store(0, &claim(1), &w.certs).is_ok());
+        assert!(s.put(0, &claim(1), &w.certs).is_ok());
         check_invariants(&s);
     }
 
@@ -1176,7 +1396,7 @@ mod tests {
         let mut s = Store::new(kinds());
         let at = w.own(0);
         let v = w.sign(0, &at, HIT_LOCATOR, 1, 10, single(b"x"));
-        s.store(
+        s.put(
             1_000,
             &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v])]),
             &w.certs,
@@ -1196,7 +1416,7 @@ mod tests {
         assert_eq!(s.generation(&at, HIT_LOCATOR), 0);
         // Lifetime 0 is stored and gone at once.
         let v = w.sign(0, &at, HIT_LOCATOR, 2, 0, single(b"x"));
-        s.store(
+        s.put(
             20_000,
             &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v])]),
             &w.certs,
@@ -1206,7 +1426,7 @@ mod tests {
         // A store purges what has expired before it checks anything.
         let v = w.sign(0, &at, HIT_LOCATOR, 1, 10, single(b"older but alone"));
         assert!(s
-            .store(
+            .put(
                 20_001,
                 &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v])]),
                 &w.certs
@@ -1224,13 +1444,13 @@ mod tests {
             .map(|i| w.sign(0, &at, DEBUG_ARRAY, 1, 60, entry(u32::MAX, &[i])))
             .collect();
         let r = req(&at, 0, vec![kd(DEBUG_ARRAY, 0, appends)]);
-        s.store(0, &r, &w.certs).unwrap();
+        s.put(0, &r, &w.certs).unwrap();
         // An explicit index past the end leaves a gap.
         let v = w.sign(0, &at, DEBUG_ARRAY, 1, 60, entry(5, b"five"));
-        s.store(0, &req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]), &w.certs)
+        s.put(0, &req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]), &w.certs)
             .unwrap();
         let v = w.sign(0, &at, DEBUG_ARRAY, 1, 60, entry(u32::MAX, b"six"));
-        s.store(0, &req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]), &w.certs)
+        s.put(0, &req(&at, 0, vec![kd(DEBUG_ARRAY, 0, vec![v])]), &w.certs)
             .unwrap();
 
         let all = ArrayRange {
@@ -1317,7 +1537,7 @@ mod tests {
                 60,
                 keyed(&w.node(i).0, &[i as u8]),
             );
-            s.store(
+            s.put(
                 0,
                 &req(&name, 0, vec![kd(NAME_RECORD, 0, vec![v])]),
                 &w.certs,
@@ -1367,7 +1587,7 @@ mod tests {
         let at = w.user(0);
         let key = w.node(0).0;
         let v = w.sign(0, &at, SIP_REGISTRATION, 1, 60, keyed(&key, b"route"));
-        s.store(
+        s.put(
             0,
             &req(&at, 0, vec![kd(SIP_REGISTRATION, 0, vec![v])]),
             &w.certs,
@@ -1378,7 +1598,7 @@ mod tests {
             value: nothing(),
         };
         let del = w.sign(0, &at, SIP_REGISTRATION, 2, 60, gone.clone());
-        s.store(
+        s.put(
             0,
             &req(&at, 0, vec![kd(SIP_REGISTRATION, 0, vec![del.clone()])]),
             &w.certs,
@@ -1393,7 +1613,7 @@ mod tests {
         // And it blocks a replay of the older registration.
         let old = w.sign(0, &at, SIP_REGISTRATION, 1, 60, keyed(&key, b"route"));
         assert_eq!(
-            s.store(
+            s.put(
                 0,
                 &req(&at, 0, vec![kd(SIP_REGISTRATION, 0, vec![old])]),
                 &w.certs
@@ -1409,7 +1629,7 @@ mod tests {
         let mut s = Store::new(kinds());
         let at = w.own(0);
         let v = w.sign(0, &at, HIT_LOCATOR, 5, 60, single(b"kept"));
-        s.store(0, &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v])]), &w.certs)
+        s.put(0, &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v])]), &w.certs)
             .unwrap();
         let before = (s.counts(), s.next_expiry(), s.generation(&at, HIT_LOCATOR));
         let f = fetch_req(&at, HIT_LOCATOR, 0, Selector::Single);
@@ -1447,7 +1667,7 @@ mod tests {
                 kd(HIT_LOCATOR, 9, vec![newer.clone()]),
             ],
         ] {
-            assert!(s.store(0, &req(&at, 0, bad), &w.certs).is_err());
+            assert!(s.put(0, &req(&at, 0, bad), &w.certs).is_err());
             assert_eq!(
                 (s.counts(), s.next_expiry(), s.generation(&at, HIT_LOCATOR)),
                 before
@@ -1456,7 +1676,7 @@ mod tests {
             check_invariants(&s);
         }
         assert_eq!(
-            s.store(
+            s.put(
                 0,
                 &req(&at, 0, vec![kd(0x104, 0, vec![]), kd(0x105, 0, vec![])]),
                 &w.certs
@@ -1464,7 +1684,7 @@ mod tests {
             Err(StorageError::UnknownKinds(vec![0x104, 0x105]))
         );
         assert_eq!(
-            s.store(0, &req(&ResourceId(vec![1; 20]), 0, vec![]), &w.certs),
+            s.put(0, &req(&ResourceId(vec![1; 20]), 0, vec![]), &w.certs),
             Err(StorageError::BadResourceId)
         );
     }
@@ -1478,24 +1698,24 @@ mod tests {
         let v4 = w.sign(0, &at, HIT_LOCATOR, 4, 60, single(b"four"));
         // The owner's counter is copied, whatever ours was; no ETag check.
         let r = req(&at, 1, vec![kd(HIT_LOCATOR, 7, vec![v5.clone()])]);
-        assert_eq!(s.store(0, &r, &w.certs), Ok(ans(HIT_LOCATOR, 7)));
+        assert_eq!(s.put(0, &r, &w.certs), Ok(ans(HIT_LOCATOR, 7)));
         let r = req(&at, 2, vec![kd(HIT_LOCATOR, 9, vec![v5.clone()])]);
-        assert_eq!(s.store(0, &r, &w.certs), Ok(ans(HIT_LOCATOR, 9)));
+        assert_eq!(s.put(0, &r, &w.certs), Ok(ans(HIT_LOCATOR, 9)));
         // An older value is skipped, not an error, and the counter does not go back.
         let r = req(&at, 1, vec![kd(HIT_LOCATOR, 3, vec![v4.clone()])]);
-        assert_eq!(s.store(0, &r, &w.certs), Ok(ans(HIT_LOCATOR, 9)));
+        assert_eq!(s.put(0, &r, &w.certs), Ok(ans(HIT_LOCATOR, 9)));
         let f = fetch_req(&at, HIT_LOCATOR, 0, Selector::Single);
         assert_eq!(fetch_values(&s, 0, &f)[0].value, single(b"five"));
         // The same older value as an original store is refused.
         let r = req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![v4])]);
         assert_eq!(
-            s.store(0, &r, &w.certs),
+            s.put(0, &r, &w.certs),
             Err(StorageError::DataTooOld(HIT_LOCATOR))
         );
         // A replica store with counter 0 into an empty slot still starts at 1.
         let other = w.sign(0, &at, DEBUG_ARRAY, 1, 60, entry(0, b"a"));
         let r = req(&at, 1, vec![kd(DEBUG_ARRAY, 0, vec![other])]);
-        assert_eq!(s.store(0, &r, &w.certs), Ok(ans(DEBUG_ARRAY, 1)));
+        assert_eq!(s.put(0, &r, &w.certs), Ok(ans(DEBUG_ARRAY, 1)));
         check_invariants(&s);
     }
 
@@ -1506,12 +1726,13 @@ mod tests {
             max_resources: 2,
             max_values: 3,
             max_bytes: 100_000,
+            max_per_signer: 100,
         };
         let mut s = Store::with_limits(kinds(), limits);
         let put = |s: &mut Store, i: usize, kind: KindId, v: StoredDataValue| {
             let at = w.own(i);
             let d = w.sign(i, &at, kind, 1, 60, v);
-            s.store(0, &req(&at, 0, vec![kd(kind, 0, vec![d])]), &w.certs)
+            s.put(0, &req(&at, 0, vec![kd(kind, 0, vec![d])]), &w.certs)
         };
         put(&mut s, 0, HIT_LOCATOR, single(b"a")).unwrap();
         put(&mut s, 1, HIT_LOCATOR, single(b"b")).unwrap();
@@ -1550,7 +1771,7 @@ mod tests {
             .map(|i| {
                 let at = w.own(i);
                 let d = w.sign(i, &at, HIT_LOCATOR, 1, 600, single(&[i as u8; 40]));
-                s.store(0, &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![d])]), &w.certs)
+                s.put(0, &req(&at, 0, vec![kd(HIT_LOCATOR, 0, vec![d])]), &w.certs)
                     .unwrap();
                 resource_position(&at).unwrap()
             })
@@ -1588,7 +1809,7 @@ mod tests {
             assert_eq!(t.req.replica_number, 1);
             assert_eq!(t.certificates.len(), 1);
             let certs = Certificates::from_block(&t.certificates);
-            replica.store(100_000, &t.req, &certs).unwrap();
+            replica.put(100_000, &t.req, &certs).unwrap();
         }
         for t in &moved {
             let f = fetch_req(&t.req.resource, HIT_LOCATOR, 0, Selector::Single);
@@ -1603,7 +1824,7 @@ mod tests {
         // Re-sending the same records changes nothing but is accepted.
         for t in &moved {
             let certs = Certificates::from_block(&t.certificates);
-            assert!(replica.store(100_000, &t.req, &certs).is_ok());
+            assert!(replica.put(100_000, &t.req, &certs).is_ok());
         }
         assert_eq!(replica.counts().values, moved.len());
         check_invariants(&replica);
@@ -1627,7 +1848,7 @@ mod tests {
                 kd(HIT_LOCATOR, 0, vec![loc]),
             ],
         );
-        s.store(0, &r, &w.certs).unwrap();
+        s.put(0, &r, &w.certs).unwrap();
         let whole = s.records_in(0, 0, 0, 2, 5000);
         assert_eq!(whole.len(), 1);
         let max = 23 + 3 * one;
@@ -1648,7 +1869,7 @@ mod tests {
         assert_eq!(s.records_in(0, 0, 0, 2, 1).len(), 9);
         let mut copy = Store::new(kinds());
         for p in &parts {
-            copy.store(0, &p.req, &Certificates::from_block(&p.certificates))
+            copy.put(0, &p.req, &Certificates::from_block(&p.certificates))
                 .unwrap();
         }
         assert_eq!(copy.counts(), s.counts());
@@ -1705,6 +1926,7 @@ mod tests {
             max_resources: 6,
             max_values: 40,
             max_bytes: 6000,
+            max_per_signer: 12,
         };
         let mut s = Store::with_limits(kinds(), limits);
         let names: Vec<ResourceId> = (0..3).map(|i| resource_id(&[i])).collect();
@@ -1747,7 +1969,7 @@ mod tests {
                 (rng.below(3) == 0) as u8,
                 vec![kd(kind, generation, vec![data])],
             );
-            match s.store(now, &r, &w.certs) {
+            match s.put(now, &r, &w.certs) {
                 Ok(_) => ok += 1,
                 Err(_) => refused += 1,
             }
@@ -1785,7 +2007,7 @@ mod tests {
         let mut replica = Store::with_limits(kinds(), StoreLimits::default());
         for t in s.records_in(now, 0, 0, 1, 600) {
             replica
-                .store(now, &t.req, &Certificates::from_block(&t.certificates))
+                .put(now, &t.req, &Certificates::from_block(&t.certificates))
                 .unwrap();
         }
         check_invariants(&replica);
