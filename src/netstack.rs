@@ -41,6 +41,11 @@ const QUEUE: usize = 1024;
 const MAX_FRAME: usize = 64 * 1024;
 /// Links kept open at most (one per peer).
 pub const MAX_LINKS: usize = 255;
+/// Links other nodes opened to us, at most: the rest stay free for the links our own
+/// overlay node asks for (its neighbours and fingers need about 100), so that hosts that
+/// open links to us cannot cut us off from the ring. The node lets go of links it does
+/// not route through after 15 s as well.
+pub const MAX_INCOMING: usize = MAX_LINKS - 128;
 /// Framed bytes queued on one link at most (our messages and our acks): a peer that
 /// stops reading is cut off rather than filling our memory.
 const MAX_OUTBOUND: usize = 512 * 1024;
@@ -165,6 +170,8 @@ pub struct Counters {
     pub messages_out: u64,
     pub links_opened: u64,
     pub links_closed: u64,
+    /// Links other nodes opened that were refused: no slot left for them.
+    pub links_refused: u64,
     /// Inner packets dropped because a queue was full.
     pub dropped: u64,
 }
@@ -380,6 +387,10 @@ impl Netstack {
         self.iface.poll(at, &mut self.device, &mut self.sockets);
     }
 
+    fn incoming(&self) -> usize {
+        self.links.values().filter(|l| !l.outgoing).count()
+    }
+
     /// Listeners that took a connection become links; fresh ones replace them.
     fn accept(&mut self) {
         let mut taken = Vec::new();
@@ -421,7 +432,8 @@ impl Netstack {
                         continue;
                     }
                 }
-                None if self.links.len() >= MAX_LINKS => {
+                None if self.links.len() >= MAX_LINKS || self.incoming() >= MAX_INCOMING => {
+                    self.counters.links_refused += 1;
                     self.sockets.get_mut::<tcp::Socket>(handle).abort();
                     self.sockets.remove(handle);
                     continue;
@@ -679,6 +691,30 @@ mod tests {
         exchange(&mut a, &mut b, &mut now);
         let got: Vec<_> = std::iter::from_fn(|| b.poll_message()).collect();
         assert!(got.contains(&(hit(1), b"again".to_vec())), "{got:?}");
+    }
+
+    #[test]
+    fn links_others_open_leave_room_for_ours() {
+        let mut now = Instant::now();
+        let mut s = Netstack::new(hit(200), 200, 1400, now);
+        let mut refused = 0;
+        for n in 0..=MAX_INCOMING as u8 {
+            let mut c = Netstack::new(hit(n), u64::from(n), 1400, now);
+            c.send(now, hit(200), b"let me in").unwrap();
+            exchange(&mut c, &mut s, &mut now);
+            if c.links().count() == 0 || s.poll_message().is_none() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 1, "only the link past MAX_INCOMING is refused");
+        assert_eq!(s.counters.links_refused, 1);
+        assert_eq!(s.links().count(), MAX_INCOMING);
+        // Our own link still gets a slot.
+        let mut ours = Netstack::new(hit(201), 201, 1400, now);
+        s.send(now, hit(201), b"ours").unwrap();
+        exchange(&mut s, &mut ours, &mut now);
+        assert_eq!(ours.poll_message(), Some((hit(200), b"ours".to_vec())));
+        assert_eq!(s.links().count(), MAX_INCOMING + 1);
     }
 
     #[test]

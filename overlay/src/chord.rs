@@ -129,6 +129,19 @@ impl Chord {
             .map(|&p| NodeId::from_position(p))
     }
 
+    /// Could `p` be the owner of key `k`, as far as this table knows? Not if we, or a peer
+    /// we are linked to, lie in `[k, p)`: the first node at or after `k` owns it. An answer
+    /// "from the owner" of `k` that some node on the path made up fails this unless that
+    /// node's ID happens to fall between `k` and every peer we know after it.
+    pub fn could_own(&self, k: u128, p: NodeId) -> bool {
+        let d = p.position().wrapping_sub(k);
+        let closer = |x: u128| x.wrapping_sub(k) < d;
+        !closer(self.me)
+            && self
+                .first_at_or_after(k)
+                .is_none_or(|q| !closer(q.position()))
+    }
+
     /// Finger `i`: the first peer at or after its target. `None` for an index outside
     /// `FIRST_FINGER..=LAST_FINGER` or an empty table.
     pub fn finger(&self, i: u32) -> Option<NodeId> {

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 /// A link we asked for and that neither came up nor failed is forgotten after this long
 /// (at the next periodic Update), so that the peer can be asked for again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Links asked for at once on the word of one peer (the peers an Update listed): more
+/// than a neighbour set and a few fingers an honest Update brings at a time.
+const MAX_CONNECTS_PER_HINT: usize = 8;
 /// How long a link stays up before the node lets it go if it does not route through its
 /// peer: long enough for the transactions that opened it (a join through a bootstrap, at
 /// most 5 sends 3 s apart, R13). Without this, links opened by nodes that joined through a
@@ -82,11 +85,18 @@ impl Node {
         if self.links.contains(&n) {
             return self.chord.insert(n);
         }
+        // One peer's word opens few links: an Update listing invented IDs around us would
+        // otherwise take every slot for a minute.
+        let from_hint = self.connecting.values().filter(|c| c.1 == hint).count();
         if self.state == State::Joined
             && !self.connecting.contains_key(&n)
             && self.connecting.len() < self.config.max_connecting
         {
-            self.connecting.insert(n, now);
+            if hint.is_some() && from_hint >= MAX_CONNECTS_PER_HINT {
+                self.stats.overflows += 1;
+                return false;
+            }
+            self.connecting.insert(n, (now, hint));
             self.push_event(Event::Connect { peer: n, hint });
         }
         false
@@ -122,6 +132,6 @@ impl Node {
     /// Forgets the links we asked for longer than `CONNECT_TIMEOUT` ago.
     pub(super) fn forget_stale_connects(&mut self, now: Instant) {
         self.connecting
-            .retain(|_, since| now.saturating_duration_since(*since) < CONNECT_TIMEOUT);
+            .retain(|_, (since, _)| now.saturating_duration_since(*since) < CONNECT_TIMEOUT);
     }
 }

@@ -279,6 +279,9 @@ pub struct Stats {
     pub unroutable: u64,
     pub retransmissions: u64,
     pub timeouts: u64,
+    /// Answers to our requests from a node that cannot be the one they were for (a node
+    /// on the path answering in the owner's place): dropped, the request still waits.
+    pub implausible_answers: u64,
     /// Items dropped at a full queue or table.
     pub overflows: u64,
 }
@@ -322,7 +325,8 @@ pub struct Node {
     release_at: Option<Instant>,
     /// Peers we asked a link to because they are worth routing through; they enter the
     /// routing table when the link comes up.
-    connecting: HashMap<NodeId, Instant>,
+    /// Links asked for: since when, and on whose word (the peer whose Update listed it).
+    connecting: HashMap<NodeId, (Instant, Option<NodeId>)>,
     bootstraps: Vec<NodeId>,
     /// Client: the peer we are attached to.
     attached: Option<NodeId>,

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::wire::{
-    Destination, ErrorCode, ForwardingHeader, Message, MessageCode, MessageContents, PingReq,
+    Destination, ErrorCode, ForwardingHeader, Message, MessageCode, MessageContents, PingAns,
+    PingReq,
 };
 
 fn id(secret: u8) -> HostIdentity {
@@ -134,4 +135,85 @@ fn losing_the_ring_leaves_no_deadline_behind() {
         );
     }
     assert!(rejoined, "the node never noticed it had lost the ring");
+}
+
+/// A node on the path knows the transaction ID of what it forwards; its answer in the
+/// owner's place is dropped, and the owner's answer still completes the request.
+#[test]
+fn an_answer_from_a_node_that_cannot_be_the_owner_is_dropped() {
+    let (mut a, now, b, c) = forwarder();
+    while a.poll_event().is_some() {}
+    // The key C's ID: C owns it, as far as A's table knows.
+    let handle = a
+        .ping(now, Destination::Resource(ResourceId(c.0.to_vec())))
+        .unwrap();
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, c);
+    let tx = Message::parse(&out).unwrap().header.transaction_id;
+    let me = a.id();
+    let answer_from = |who: u8| {
+        let node = Node::new(id(who), Config::default(), now);
+        let ans = PingAns {
+            response_id: 1,
+            time: 0,
+        };
+        node.build(
+            tx,
+            vec![Destination::Node(me)],
+            MessageContents::new(MessageCode::PingAns, ans.to_bytes()),
+            Vec::new(),
+        )
+    };
+    a.handle_message(now, b, &answer_from(2));
+    assert_eq!(a.stats().implausible_answers, 1);
+    assert!(
+        a.poll_event().is_none(),
+        "the forged answer completed the ping"
+    );
+    a.handle_message(now, c, &answer_from(3));
+    match a.poll_event() {
+        Some(Event::PingDone {
+            handle: h,
+            responder,
+            ..
+        }) => assert_eq!((h, responder), (handle, c)),
+        other => panic!("expected the owner's answer, got {other:?}"),
+    }
+}
+
+/// An Update that lists 256 invented Node-IDs around us asks for at most a few links on
+/// the word of its sender, not every connecting slot.
+#[test]
+fn an_update_full_of_invented_peers_opens_few_links() {
+    let (mut a, now, b, _) = forwarder();
+    a.chord.insert(b);
+    while a.poll_event().is_some() {}
+    let me = a.me.position();
+    // IDs just after us: each of them alone would be a successor worth linking to.
+    let invented: Vec<NodeId> = (1..=256u128)
+        .map(|i| NodeId::from_position(me.wrapping_add(i)))
+        .collect();
+    let update = crate::wire::ChordUpdate {
+        uptime: 10,
+        kind: crate::wire::ChordUpdateKind::Neighbors {
+            predecessors: invented[..128].to_vec(),
+            successors: invented[128..].to_vec(),
+        },
+    };
+    let sender = Node::new(id(2), Config::default(), now);
+    let bytes = sender.build(
+        9,
+        vec![Destination::Node(a.id())],
+        MessageContents::new(MessageCode::UpdateReq, update.to_bytes()),
+        Vec::new(),
+    );
+    a.handle_message(now, b, &bytes);
+    let connects = std::iter::from_fn(|| a.poll_event())
+        .filter(|e| matches!(e, Event::Connect { .. }))
+        .count();
+    assert!(connects > 0, "no link asked for: the test shows nothing");
+    assert!(
+        connects <= 8,
+        "{connects} links asked for on one peer's word"
+    );
 }

@@ -198,6 +198,23 @@ impl Node {
         contents: &MessageContents,
         certs: &[GenericCertificate],
     ) {
+        let Some(p) = self.pending.get(&tx) else {
+            return;
+        };
+        // Every node on the path knows the transaction ID; only the node the request was
+        // for may answer it. An error may come from any of them (TTL, loop, no route), and
+        // ends the transaction as a lost request would have.
+        let plausible = contents.code == MessageCode::Error
+            || match &p.dest {
+                Destination::Node(n) => responder == *n,
+                Destination::Resource(r) => crate::id::resource_position(r)
+                    .is_none_or(|k| self.chord.could_own(k, responder)),
+                _ => true,
+            };
+        if !plausible {
+            self.stats.implausible_answers += 1;
+            return;
+        }
         let Some(p) = self.pending.remove(&tx) else {
             return;
         };
