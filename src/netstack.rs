@@ -37,7 +37,8 @@ const LISTENERS: usize = 4;
 const PENDING: usize = 64;
 /// Packets waiting in either direction between the stack and the daemon.
 const QUEUE: usize = 1024;
-/// A frame bigger than this (a RELOAD message is at most 5000 bytes, R13) ends the link.
+/// A frame bigger than this (a RELOAD message is at most 32 KiB, docs/OVERLAY.md) ends the
+/// link.
 const MAX_FRAME: usize = 64 * 1024;
 /// Links kept open at most (one per peer).
 pub const MAX_LINKS: usize = 255;

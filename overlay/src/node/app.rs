@@ -35,7 +35,8 @@ impl Node {
         if self.state != State::Joined {
             return Err(Error::NotJoined);
         }
-        if self.pending.len() >= self.config.max_pending {
+        if self.app_pending >= self.config.max_app_pending {
+            self.stats.overflows += 1;
             return Err(Error::TooManyRequests);
         }
         let handle = self.next_handle();

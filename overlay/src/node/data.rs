@@ -2,14 +2,14 @@
 //! replication to the two successors (R6), hand-over to a joining predecessor, expiry,
 //! and the checks on Fetch answers.
 
-use super::{answer, Failure, Node, RequestHandle};
+use super::{answer, Error, Failure, Node, RequestHandle};
 use crate::id;
 use crate::storage::{self, Certificates, Kinds, Store, StoreLimits, Writer};
 use crate::wire::{
     Destination, ErrorCode, ErrorResponse, FetchAns, FetchReq, FindAns, FindKindData, FindReq,
     GenericCertificate, MessageCode, MessageContents, NodeId, ResourceId, StoreAns,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Kinds of the overlay and the limits of the local store.
@@ -40,7 +40,28 @@ pub(super) struct Data {
     changed_at: Option<Instant>,
     /// Fetch requests in flight, to check their answers against.
     fetches: HashMap<RequestHandle, FetchReq>,
+    /// Records waiting to be copied (replicas, hand-overs), oldest first.
+    copies: VecDeque<CopyJob>,
+    /// Copies sent and not answered yet, by number.
+    copying: HashMap<u64, CopyJob>,
+    next_copy: u64,
 }
+
+/// A Store of records to another peer: a replica, or a hand-over to a joining peer.
+#[derive(Debug)]
+struct CopyJob {
+    to: NodeId,
+    body: Vec<u8>,
+    certs: Vec<GenericCertificate>,
+    tries: u8,
+}
+
+/// Copies in flight at once: a replication round of thousands of Resources goes out at
+/// the pace its answers come back, and leaves the rest of the maintenance budget alone.
+const COPY_WINDOW: usize = 16;
+/// Sends of one copy at most, each with the transaction's own retransmissions: a copy
+/// that timed out is queued again while its peer is still linked.
+const COPY_TRIES: u8 = 3;
 
 impl Data {
     pub(super) fn new(config: &DataConfig, client: bool) -> Data {
@@ -50,6 +71,9 @@ impl Data {
             replicate_at: None,
             changed_at: None,
             fetches: HashMap::new(),
+            copies: VecDeque::new(),
+            copying: HashMap::new(),
+            next_copy: 0,
         }
     }
 
@@ -113,6 +137,11 @@ impl Data {
 
     pub(super) fn forget_fetch(&mut self, handle: RequestHandle) {
         self.fetches.remove(&handle);
+    }
+
+    /// Copies queued or in flight.
+    pub(super) fn copies(&self) -> usize {
+        self.copies.len() + self.copying.len()
     }
 }
 
@@ -251,6 +280,7 @@ impl Node {
         id::in_open_closed(pos, lower, origin.position())
     }
 
+    /// Queues a Store of records to `to` and sends what the window allows.
     fn send_store(
         &mut self,
         now: Instant,
@@ -258,14 +288,67 @@ impl Node {
         body: Vec<u8>,
         certs: Vec<GenericCertificate>,
     ) {
-        let _ = self.request(
-            now,
-            Destination::Node(to),
-            MessageCode::StoreReq,
+        if self.data.copies.len() >= self.config.max_copies {
+            self.stats.overflows += 1;
+            return;
+        }
+        let job = CopyJob {
+            to,
             body,
-            super::transaction::Purpose::Maintenance,
             certs,
-        );
+            tries: 0,
+        };
+        self.data.copies.push_back(job);
+        self.pump_copies(now);
+    }
+
+    /// Sends queued copies while fewer than `COPY_WINDOW` wait for their answer and
+    /// maintenance has room for them.
+    pub(super) fn pump_copies(&mut self, now: Instant) {
+        while self.data.copying.len() < COPY_WINDOW {
+            let Some(job) = self.data.copies.pop_front() else {
+                return;
+            };
+            let n = self.data.next_copy;
+            self.data.next_copy += 1;
+            let (to, body, certs) = (job.to, job.body.clone(), job.certs.clone());
+            // In the books first: a Store we can answer ourselves completes at once.
+            self.data.copying.insert(n, job);
+            let purpose = super::transaction::Purpose::Copy(n);
+            let dest = Destination::Node(to);
+            match self.request(now, dest, MessageCode::StoreReq, body, purpose, certs) {
+                Ok(()) => {}
+                Err(Error::TooManyRequests) => {
+                    if let Some(job) = self.data.copying.remove(&n) {
+                        self.data.copies.push_front(job);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    self.data.copying.remove(&n);
+                    self.stats.copies_failed += 1;
+                }
+            }
+        }
+    }
+
+    /// Copy `n` was answered (`None`) or failed. One that timed out goes back in the queue
+    /// while its peer is linked and it has tries left; a refusal is final.
+    pub(super) fn copy_done(&mut self, now: Instant, n: u64, failure: Option<&Failure>) {
+        if let Some(mut job) = self.data.copying.remove(&n) {
+            match failure {
+                None => {}
+                Some(Failure::Timeout)
+                    if job.tries + 1 < COPY_TRIES && self.links.contains(&job.to) =>
+                {
+                    job.tries += 1;
+                    self.stats.copy_retries += 1;
+                    self.data.copies.push_back(job);
+                }
+                Some(_) => self.stats.copies_failed += 1,
+            }
+        }
+        self.pump_copies(now);
     }
 
     /// Stores every record we hold in `(from, to]` at `to_node` as replica
@@ -322,10 +405,23 @@ impl Node {
         if quiet && preds.len() >= 3 && !succs.contains(&preds[2]) {
             store.remove_outside(preds[2].position(), me);
         }
+        // What is still queued for our successors from an earlier round goes again, newer.
+        self.data.copies.retain(|c| !succs.contains(&c.to));
         for (n, s) in succs.iter().enumerate() {
             self.send_records(now, *s, pred.position(), me, n as u8 + 1);
         }
         // Expiry rides on the replication rounds; keep one at least every few minutes.
         self.data.schedule(now + Duration::from_secs(300));
+    }
+}
+
+#[cfg(test)]
+impl Node {
+    pub(super) fn data_store_mut(&mut self) -> &mut Store {
+        self.data.store.as_mut().expect("a peer stores")
+    }
+
+    pub(super) fn kinds(&self) -> &Kinds {
+        &self.data.kinds
     }
 }

@@ -97,10 +97,18 @@ pub struct Config {
     pub replica_holddown: Duration,
     /// Retry a failed join (or re-join after losing every successor) after this long.
     pub rejoin_interval: Duration,
-    /// Largest message accepted or sent (R13 `max-message-size`: 5000).
+    /// Largest message accepted or sent: 32 KiB, not R13's 5000 bytes (docs/OVERLAY.md:
+    /// a Kind's fullest Resource must fit one answer; every link is TCP).
     pub max_message: usize,
     /// Transactions we started and still wait for.
     pub max_pending: usize,
+    /// Of those, the embedder's own requests at most. The rest, `max_pending -
+    /// max_app_pending`, is maintenance's (Updates, lookups, replication): neither can
+    /// starve the other.
+    pub max_app_pending: usize,
+    /// Records waiting to be copied to a successor or a joining peer; sent a window at a
+    /// time, retried when lost.
+    pub max_copies: usize,
     /// Outgoing message queue.
     pub max_transmits: usize,
     pub max_events: usize,
@@ -131,8 +139,10 @@ impl Default for Config {
             initial_ttl: 100,
             replica_holddown: Duration::from_secs(30),
             rejoin_interval: Duration::from_secs(10),
-            max_message: 5000,
+            max_message: 32 * 1024,
             max_pending: 1024,
+            max_app_pending: 256,
+            max_copies: 65_536,
             max_transmits: 4096,
             max_events: 1024,
             max_connecting: 64,
@@ -166,7 +176,7 @@ pub enum Failure {
 pub enum Error {
     /// The node has not joined (or attached, for a client), or has left.
     NotJoined,
-    /// `max_pending` transactions are outstanding.
+    /// `max_app_pending` of the embedder's transactions are outstanding.
     TooManyRequests,
     /// The request would not fit in a message (`max_message`) or its fields overflow.
     TooLarge,
@@ -242,6 +252,8 @@ pub struct Occupancy {
     pub transmits: usize,
     pub events: usize,
     pub pending: usize,
+    pub app_pending: usize,
+    pub copies: usize,
     pub connecting: usize,
     pub keys: usize,
 }
@@ -253,6 +265,8 @@ impl Occupancy {
             ("transmits", self.transmits, config.max_transmits),
             ("events", self.events, config.max_events),
             ("pending", self.pending, config.max_pending),
+            ("app_pending", self.app_pending, config.max_app_pending),
+            ("copies", self.copies, config.max_copies),
             ("connecting", self.connecting, config.max_connecting),
             ("keys", self.keys, config.max_keys),
         ]
@@ -279,6 +293,13 @@ pub struct Stats {
     pub unroutable: u64,
     pub retransmissions: u64,
     pub timeouts: u64,
+    /// Copies of records (replicas, hand-overs) sent again after a timeout, and those
+    /// given up (refused, or out of tries).
+    pub copy_retries: u64,
+    pub copies_failed: u64,
+    /// Answers larger than a message may be (or than their request asked for), sent as
+    /// Error_Response_Too_Large instead.
+    pub too_large: u64,
     /// Answers to our requests from a node that cannot be the one they were for (a node
     /// on the path answering in the owner's place): dropped, the request still waits.
     pub implausible_answers: u64,
@@ -331,6 +352,8 @@ pub struct Node {
     /// Client: the peer we are attached to.
     attached: Option<NodeId>,
     pending: HashMap<u64, Pending>,
+    /// How many of `pending` are the embedder's.
+    app_pending: usize,
     retx: BTreeSet<(Instant, u64)>,
     transmits: VecDeque<(NodeId, Vec<u8>)>,
     events: VecDeque<Event>,
@@ -389,6 +412,7 @@ impl Node {
             bootstraps: Vec::new(),
             attached: None,
             pending: HashMap::new(),
+            app_pending: 0,
             retx: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -429,6 +453,8 @@ impl Node {
             transmits: self.transmits.len(),
             events: self.events.len(),
             pending: self.pending.len(),
+            app_pending: self.app_pending,
+            copies: self.data.copies(),
             connecting: self.connecting.len(),
             keys: self.keys.len(),
         }

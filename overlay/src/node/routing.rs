@@ -24,8 +24,8 @@
 use super::{answer, Node, State};
 use crate::id;
 use crate::wire::{
-    fragment, Destination, ErrorCode, ForwardingHeader, GenericCertificate, Message, MessageCode,
-    MessageContents, NodeId, SignatureAndHashAlgorithm,
+    fragment, option_flags, Destination, ErrorCode, ForwardingHeader, GenericCertificate, Message,
+    MessageCode, MessageContents, NodeId, SignatureAndHashAlgorithm,
 };
 use hip::identity::PublicIdentity;
 use std::time::Instant;
@@ -46,6 +46,31 @@ impl Node {
             return;
         };
         let code = MessageCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+        // §6.3.2: a TTL above what any originator may set is refused like a spent one.
+        if header.ttl > self.config.initial_ttl {
+            self.stats.ttl_exceeded += 1;
+            self.error_back(
+                link_peer,
+                &header,
+                code,
+                ErrorCode::TtlExceeded,
+                "ttl too high",
+            );
+            return;
+        }
+        // §6.3.2.3: we understand no forwarding option, so one that the node in our place
+        // must understand refuses the message.
+        let critical = match route {
+            Route::Local => option_flags::DESTINATION_CRITICAL,
+            _ => option_flags::FORWARD_CRITICAL,
+        };
+        if header.options.iter().any(|o| o.flags & critical != 0) {
+            self.stats.malformed += 1;
+            let why = "critical forwarding option";
+            let refused = ErrorCode::UnsupportedForwardingOption;
+            self.error_back(link_peer, &header, code, refused, why);
+            return;
+        }
         match route {
             Route::Local => self.deliver(now, link_peer, bytes),
             Route::Link(next) => self.forward(link_peer, header, payload, code, next),
@@ -189,7 +214,22 @@ impl Node {
     ) {
         let mut dest: Vec<Destination> = header.via_list.iter().rev().cloned().collect();
         dest.insert(0, Destination::Node(link_peer));
-        let bytes = self.build(header.transaction_id, dest, contents, certs);
+        let tx = header.transaction_id;
+        let mut bytes = self.build(tx, dest.clone(), contents, certs);
+        // Nothing larger than a message may be, or than the requester asked for (§6.3.2's
+        // max_response_length, 0 = no limit of its own), goes out: it would be dropped on
+        // the way. The requester hears why and can ask for less (keys, array ranges).
+        let asked = usize::try_from(header.max_response_length).unwrap_or(usize::MAX);
+        let limit = match asked {
+            0 => self.config.max_message,
+            n => n.min(self.config.max_message),
+        };
+        if bytes.len() > limit {
+            self.stats.too_large += 1;
+            let why = format!("answer of {} bytes, limit {limit}", bytes.len());
+            let refused = answer::error(ErrorCode::ResponseTooLarge, &why);
+            bytes = self.build(tx, dest, refused, Vec::new());
+        }
         self.transmit(link_peer, bytes);
     }
 
@@ -226,11 +266,14 @@ impl Node {
         if sig.algorithm != SignatureAndHashAlgorithm::ED25519 {
             return None;
         }
+        // The certificate the SignerIdentity names (§6.3.4), not merely the first one: a
+        // message may carry the certificates of stored values besides its signer's.
         let key = msg
             .security
             .certificates
             .iter()
-            .find_map(GenericCertificate::ed25519_key)?;
+            .filter_map(GenericCertificate::ed25519_key)
+            .find(|k| crate::storage::signer_identity(k) == sig.identity)?;
         if !self.keys.contains_key(&key) {
             let public = PublicIdentity::from_public_bytes(key).ok()?;
             if self.keys.len() >= self.config.max_keys {

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::wire::{
-    Destination, ErrorCode, ForwardingHeader, Message, MessageCode, MessageContents, PingAns,
-    PingReq,
+    Destination, ErrorCode, ForwardingHeader, GenericCertificate, Message, MessageCode,
+    MessageContents, PingAns, PingReq,
 };
 
 fn id(secret: u8) -> HostIdentity {
@@ -216,4 +216,187 @@ fn an_update_full_of_invented_peers_opens_few_links() {
         connects <= 8,
         "{connects} links asked for on one peer's word"
     );
+}
+
+/// An answer larger than its request allows (max_response_length) goes back as
+/// Error_Response_Too_Large; without a limit of the request's own, the answer itself.
+#[test]
+fn an_answer_too_large_for_its_request_is_refused_as_such() {
+    let (mut a, now, b, _) = forwarder();
+    let sender = Node::new(id(2), Config::default(), now);
+    let me = a.id();
+    let ping = |limit: u32| {
+        let bytes = sender.build(
+            11,
+            vec![Destination::Node(me)],
+            MessageContents::new(MessageCode::PingReq, PingReq::default().to_bytes()),
+            Vec::new(),
+        );
+        let (mut header, payload) = ForwardingHeader::parse(&bytes).unwrap();
+        header.max_response_length = limit;
+        header.to_bytes(payload)
+    };
+    a.handle_message(now, b, &ping(50));
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, b);
+    assert_eq!(error_code(&out), ErrorCode::ResponseTooLarge);
+    assert_eq!(a.stats().too_large, 1);
+    a.handle_message(now, b, &ping(0));
+    let (_, out) = a.poll_transmit().unwrap();
+    assert_eq!(
+        Message::parse(&out).unwrap().contents.code,
+        MessageCode::PingAns
+    );
+}
+
+/// The signer is the certificate its SignerIdentity names, wherever it sits in the block;
+/// a block whose named certificate is missing is refused.
+#[test]
+fn the_signer_is_the_certificate_the_signer_identity_names() {
+    let (mut a, now, b, _) = forwarder();
+    let other = GenericCertificate::ed25519(&id(7).public().public_bytes());
+    let ping = |certs: Vec<GenericCertificate>| {
+        let sender = Node::new(id(2), Config::default(), now);
+        let mut msg = Message::parse(&request(&id(2), 50, vec![], sender.id())).unwrap();
+        msg.header.destination_list = vec![Destination::Node(NodeId::from(id(1).hit()))];
+        msg.security.certificates = certs;
+        msg.security.signature.value = id(2).sign(&msg.signed_bytes()).to_vec();
+        msg.to_bytes()
+    };
+    let own = GenericCertificate::ed25519(&id(2).public().public_bytes());
+    // Another key first, the signer's second: still the signer's.
+    a.handle_message(now, b, &ping(vec![other.clone(), own]));
+    let (_, out) = a.poll_transmit().unwrap();
+    assert_eq!(
+        Message::parse(&out).unwrap().contents.code,
+        MessageCode::PingAns
+    );
+    // Only another key: refused.
+    a.handle_message(now, b, &ping(vec![other]));
+    let (_, out) = a.poll_transmit().unwrap();
+    assert_eq!(error_code(&out), ErrorCode::Forbidden);
+}
+
+/// A TTL above the initial one (100), and a forwarding option we would have to understand,
+/// are refused with the errors §6.3.2 names.
+#[test]
+fn ttl_above_the_initial_and_critical_options_are_refused() {
+    let (mut a, now, b, c) = forwarder();
+    a.handle_message(now, b, &request(&id(2), 101, vec![], c));
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, b);
+    assert_eq!(error_code(&out), ErrorCode::TtlExceeded);
+    for (flags, dest) in [
+        (crate::wire::option_flags::FORWARD_CRITICAL, c),
+        (crate::wire::option_flags::DESTINATION_CRITICAL, a.id()),
+    ] {
+        let bytes = request(&id(2), 50, vec![], dest);
+        let (mut header, payload) = ForwardingHeader::parse(&bytes).unwrap();
+        header.options = vec![crate::wire::ForwardingOption {
+            ty: crate::wire::ForwardingOptionType::Unknown(9),
+            flags,
+            value: Vec::new(),
+        }];
+        a.handle_message(now, b, &header.to_bytes(payload));
+        let (_, out) = a.poll_transmit().unwrap();
+        assert_eq!(error_code(&out), ErrorCode::UnsupportedForwardingOption);
+    }
+    // Not critical where it is: forwarded as before.
+    let bytes = request(&id(2), 50, vec![], c);
+    let (mut header, payload) = ForwardingHeader::parse(&bytes).unwrap();
+    header.options = vec![crate::wire::ForwardingOption {
+        ty: crate::wire::ForwardingOptionType::Unknown(9),
+        flags: crate::wire::option_flags::DESTINATION_CRITICAL,
+        value: Vec::new(),
+    }];
+    a.handle_message(now, b, &header.to_bytes(payload));
+    assert_eq!(a.poll_transmit().unwrap().0, c);
+}
+
+/// A replication round of 1,500 Resources reaches both successors whole: copies go out a
+/// window at a time as answers come back, inside maintenance's own budget, instead of
+/// 3,000 Stores at once against one pending limit (the second successor used to get
+/// what was left of it).
+#[test]
+fn a_large_replication_round_reaches_both_successors() {
+    use crate::storage::{kind::HIT_LOCATOR, sign_value, Certificates, Writer};
+    use crate::wire::{StoreAns, StoreKindData, StoreReq, StoredData, StoredDataValue};
+    let now = Instant::now();
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    let (b, c) = (NodeId::from(id(2).hit()), NodeId::from(id(3).hit()));
+    for p in [b, c] {
+        a.link_up(now, p);
+        a.chord.insert(p);
+    }
+    while a.poll_transmit().is_some() {}
+    let pred = a.chord.predecessor().unwrap().position();
+    let me = a.me.position();
+    let mut held = 0;
+    for k in 0u32.. {
+        if held == 1500 {
+            break;
+        }
+        let mut secret = [9u8; 32];
+        secret[..4].copy_from_slice(&k.to_be_bytes());
+        let owner = HostIdentity::from_secret(secret);
+        let resource = crate::id::resource_id(&owner.hit().0);
+        if !crate::id::in_open_closed(crate::id::resource_position(&resource).unwrap(), pred, me) {
+            continue;
+        }
+        let mut data = StoredData {
+            storage_time: 1,
+            lifetime: 600,
+            value: StoredDataValue::Single(crate::wire::DataValue {
+                exists: true,
+                value: b"loc".to_vec(),
+            }),
+            signature: crate::wire::Signature::anonymous(),
+        };
+        sign_value(&owner, &resource, HIT_LOCATOR, &mut data);
+        let req = StoreReq {
+            resource,
+            replica_number: 0,
+            kind_data: vec![StoreKindData {
+                kind: HIT_LOCATOR,
+                generation: 0,
+                values: vec![data],
+            }],
+        };
+        let mut certs = Certificates::new();
+        certs.insert_identity(owner.public());
+        let store = a.data_store_mut();
+        store.store(0, &req, &certs, Writer::Copy).unwrap();
+        held += 1;
+    }
+    a.replicate(now);
+    let mut stored: HashMap<NodeId, HashSet<Vec<u8>>> = HashMap::new();
+    let answerers: HashMap<NodeId, Node> = [(b, id(2)), (c, id(3))]
+        .into_iter()
+        .map(|(n, i)| (n, Node::new(i, Config::default(), now)))
+        .collect();
+    let me_id = a.id();
+    let mut rounds = 0;
+    while let Some((to, out)) = a.poll_transmit() {
+        rounds += 1;
+        assert!(rounds < 10_000, "copies never end");
+        let msg = Message::parse(&out).unwrap();
+        assert_eq!(msg.contents.code, MessageCode::StoreReq);
+        let req = StoreReq::parse(&msg.contents.body, |k| a.kinds().model(k)).unwrap();
+        stored.entry(to).or_default().insert(req.resource.0.clone());
+        let ans = StoreAns {
+            kind_responses: Vec::new(),
+        };
+        let answer = answerers[&to].build(
+            msg.header.transaction_id,
+            vec![Destination::Node(me_id)],
+            MessageContents::new(MessageCode::StoreAns, ans.to_bytes()),
+            Vec::new(),
+        );
+        a.handle_message(now, to, &answer);
+    }
+    assert_eq!(stored[&b].len(), 1500);
+    assert_eq!(stored[&c].len(), 1500);
+    assert_eq!(a.occupancy().copies, 0);
+    assert_eq!(a.stats().copies_failed, 0);
 }

@@ -24,8 +24,10 @@ pub(super) enum Purpose {
     Join(NodeId),
     /// Ping to a finger target.
     Finger(u32),
-    /// Update, Leave, replication: answers only end the transaction.
+    /// Update, Leave: answers only end the transaction.
     Maintenance,
+    /// Copy `n` of records to another peer (`data`): its answer lets the next one go.
+    Copy(u64),
 }
 
 /// A transaction we started and still wait for.
@@ -99,7 +101,14 @@ impl Node {
         purpose: Purpose,
         certs: Vec<GenericCertificate>,
     ) -> Result<(), Error> {
-        if self.pending.len() >= self.config.max_pending {
+        let app = matches!(purpose, Purpose::App(_));
+        let maintenance = self.pending.len() - self.app_pending;
+        let room = if app {
+            self.app_pending < self.config.max_app_pending
+        } else {
+            maintenance < self.config.max_pending - self.config.max_app_pending
+        };
+        if !room {
             self.stats.overflows += 1;
             return Err(Error::TooManyRequests);
         }
@@ -132,7 +141,15 @@ impl Node {
             },
         );
         self.retx.insert((due, tx));
+        self.app_pending += usize::from(app);
         Ok(())
+    }
+
+    /// A transaction leaves `pending`.
+    fn ended(&mut self, tx: u64) -> Option<Pending> {
+        let p = self.pending.remove(&tx)?;
+        self.app_pending -= usize::from(matches!(p.purpose, Purpose::App(_)));
+        Some(p)
     }
 
     /// Pings the owner of ring position `k`: who answers is what we look for (our
@@ -165,7 +182,7 @@ impl Node {
             return;
         }
         if p.sent >= self.config.transmissions {
-            let p = self.pending.remove(&tx).expect("present");
+            let p = self.ended(tx).expect("present");
             self.stats.timeouts += 1;
             self.fail(now, p.purpose, Failure::Timeout);
             return;
@@ -215,7 +232,7 @@ impl Node {
             self.stats.implausible_answers += 1;
             return;
         }
-        let Some(p) = self.pending.remove(&tx) else {
+        let Some(p) = self.ended(tx) else {
             return;
         };
         self.retx.remove(&(p.due, tx));
@@ -254,6 +271,7 @@ impl Node {
             Purpose::JoinLookup => self.found_ap(now, responder),
             Purpose::Join(ap) => self.join_answered(now, ap, responder, contents),
             Purpose::Finger(i) => self.finger_found(now, i, responder),
+            Purpose::Copy(n) => self.copy_done(now, n, None),
             Purpose::Maintenance => {}
         }
     }
@@ -266,6 +284,7 @@ impl Node {
                 self.push_event(Event::Failed { handle, failure })
             }
             Purpose::JoinLookup | Purpose::Join(_) => self.join_failed(now),
+            Purpose::Copy(n) => self.copy_done(now, n, Some(&failure)),
             Purpose::Finger(_) | Purpose::Maintenance => {}
         }
     }

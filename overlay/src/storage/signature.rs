@@ -59,7 +59,8 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    /// More than a 5000-byte message (`max-message-size`) can carry at 47 bytes each.
+    /// One per signer of a Kind's fullest Resource (16 dictionary entries, 64 array
+    /// entries) with room to spare; a message carries at most 12 KiB of them at 47 bytes.
     pub const MAX: usize = 256;
 
     pub fn new() -> Certificates {
