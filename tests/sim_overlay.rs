@@ -185,46 +185,20 @@ fn thousand_nodes_converge_store_and_survive_a_tenth_failing() {
     }
 }
 
-/// A HIT-LOCATOR value signed by `identity` for `resource`, and a Store of it.
+/// A Store of a HIT-LOCATOR value signed by `identity` for `resource`.
 fn locator(
     identity: &hip::HostIdentity,
     resource: &overlay::wire::ResourceId,
     time: u64,
     lifetime: u32,
     v: &[u8],
-) -> overlay::wire::StoredData {
-    let mut data = overlay::wire::StoredData {
-        storage_time: time,
-        lifetime,
-        value: StoredDataValue::Single(overlay::wire::DataValue {
-            exists: true,
-            value: v.to_vec(),
-        }),
-        signature: overlay::wire::Signature::anonymous(),
-    };
-    overlay::storage::sign_value(
-        identity,
-        resource,
-        overlay::storage::kind::HIT_LOCATOR,
-        &mut data,
-    );
-    data
-}
-
-fn locator_store(
-    resource: &overlay::wire::ResourceId,
-    replica_number: u8,
-    data: &overlay::wire::StoredData,
 ) -> overlay::wire::StoreReq {
-    overlay::wire::StoreReq {
-        resource: resource.clone(),
-        replica_number,
-        kind_data: vec![overlay::wire::StoreKindData {
-            kind: overlay::storage::kind::HIT_LOCATOR,
-            generation: 0,
-            values: vec![data.clone()],
-        }],
-    }
+    let value = StoredDataValue::Single(overlay::wire::DataValue {
+        exists: true,
+        value: v.to_vec(),
+    });
+    let kind = overlay::storage::kind::HIT_LOCATOR;
+    overlay::storage::signed_store(identity, resource.clone(), kind, time, lifetime, value)
 }
 
 #[test]
@@ -237,8 +211,7 @@ fn forged_signature_and_foreign_store_are_refused() {
     let b_id = sim.node(b).id();
     let identity = sim.identity(a);
     let resource = overlay::id::resource_id(&b_id.0);
-    let data = locator(&identity, &resource, 5, 600, b"hijack");
-    let mut req = locator_store(&resource, 0, &data);
+    let mut req = locator(&identity, &resource, 5, 600, b"hijack");
     sim.with_node(a, |n, now| n.store(now, &req)).unwrap();
     // A value whose signature was tampered with.
     req.kind_data[0].values[0].storage_time = 6;
@@ -277,24 +250,26 @@ fn nobody_deletes_or_rolls_back_another_members_record() {
     let b_id = sim.node(b).id();
     let resource = overlay::id::resource_id(&b_id.0);
     let owner = sim.identity(b);
-    let value = |time, lifetime, v: &[u8]| locator(&owner, &resource, time, lifetime, v);
-    let request = |replica_number, data: &_| locator_store(&resource, replica_number, data);
-    let (old, cur) = (value(100, 600, b"old"), value(200, 600, b"current"));
-    sim.with_node(b, |n, now| n.store(now, &request(0, &cur)))
-        .unwrap();
+    let cur = locator(&owner, &resource, 200, 600, b"current");
+    sim.with_node(b, |n, now| n.store(now, &cur)).unwrap();
     run_for(&mut sim, 10);
     sim.events.clear();
-    let mut zero = cur.clone();
-    zero.lifetime = 0;
-    let mut forever = old.clone();
-    forever.lifetime = u32::MAX;
+    // b's current value unchanged but for the lifetime (which is not signed), and an
+    // older value of b's; each also as a replica.
+    let zero = locator(&owner, &resource, 200, 0, b"current");
+    let forever = locator(&owner, &resource, 100, u32::MAX, b"old");
+    let replica = |r: &overlay::wire::StoreReq| {
+        let mut r = r.clone();
+        r.replica_number = 1;
+        r
+    };
     // With b's key in the message, as the Fetch answer that gave a the value would.
     let b_cert = overlay::wire::GenericCertificate::ed25519(&owner.public().public_bytes());
     for req in [
-        request(0, &zero),
-        request(0, &forever),
-        request(1, &zero),
-        request(1, &forever),
+        zero.clone(),
+        forever.clone(),
+        replica(&zero),
+        replica(&forever),
     ] {
         sim.with_node(a, |n, now| {
             n.store_with_certificates(now, &req, vec![b_cert.clone()])

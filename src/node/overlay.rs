@@ -17,8 +17,7 @@ use hip::{Hit, HostIdentity};
 use overlay::node::{Config as NodeConfig, Event as NodeEvent, Failure, Node, RequestHandle};
 use overlay::storage::{self, access, KindDef};
 use overlay::wire::{
-    ArrayRange, DataValue, FetchReq, NodeId, Selector, Signature, StoreKindData, StoreReq,
-    StoredData, StoredDataSpecifier, StoredDataValue,
+    ArrayRange, DataValue, FetchReq, NodeId, Selector, StoredDataSpecifier, StoredDataValue,
 };
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -446,29 +445,16 @@ impl OverlayLinks {
         let Some(resource) = access::owned_resource(&def, node_id(self.me)) else {
             return self.refuse(request, "no resource for this kind");
         };
-        let mut data = StoredData {
-            storage_time: epoch_ms,
-            lifetime: DEBUG_LIFETIME,
-            value: StoredDataValue::Array {
-                // RFC 6940 §7.2.2: 0xffffffff appends.
-                index: u32::MAX,
-                value: DataValue {
-                    exists: true,
-                    value: value.to_vec(),
-                },
+        // RFC 6940 §7.2.2: index 0xffffffff appends.
+        let value = StoredDataValue::Array {
+            index: u32::MAX,
+            value: DataValue {
+                exists: true,
+                value: value.to_vec(),
             },
-            signature: Signature::anonymous(),
         };
-        storage::sign_value(identity, &resource, def.id, &mut data);
-        let req = StoreReq {
-            resource,
-            replica_number: 0,
-            kind_data: vec![StoreKindData {
-                kind: def.id,
-                generation: 0,
-                values: vec![data],
-            }],
-        };
+        let req =
+            storage::signed_store(identity, resource, def.id, epoch_ms, DEBUG_LIFETIME, value);
         match self.node.store(now, &req) {
             Ok(handle) => {
                 self.waiting.insert(handle, (request, None));

@@ -19,10 +19,10 @@
 //! keepalives noticing the silence).
 
 use overlay::node::{Config, Event, Node};
-use overlay::storage::{kind::HIT_LOCATOR, sign_value};
+use overlay::storage::{kind::HIT_LOCATOR, signed_store};
 use overlay::wire::{
-    DataValue, FetchReq, MessageCode, NodeId, Packet, ResourceId, Selector, StoreKindData,
-    StoreReq, StoredData, StoredDataSpecifier, StoredDataValue,
+    DataValue, FetchReq, MessageCode, NodeId, Packet, ResourceId, Selector, StoredDataSpecifier,
+    StoredDataValue,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -460,25 +460,12 @@ impl OverlaySim {
         let identity = self.identity(idx);
         let id = self.node(idx).id();
         let resource = overlay::id::resource_id(&id.0);
-        let mut data = StoredData {
-            storage_time: 1_000_000 + self.elapsed().as_millis() as u64,
-            lifetime: 3600,
-            value: StoredDataValue::Single(DataValue {
-                exists: true,
-                value,
-            }),
-            signature: overlay::wire::Signature::anonymous(),
-        };
-        sign_value(&identity, &resource, HIT_LOCATOR, &mut data);
-        let req = StoreReq {
-            resource,
-            replica_number: 0,
-            kind_data: vec![StoreKindData {
-                kind: HIT_LOCATOR,
-                generation: 0,
-                values: vec![data],
-            }],
-        };
+        let value = StoredDataValue::Single(DataValue {
+            exists: true,
+            value,
+        });
+        let time = 1_000_000 + self.elapsed().as_millis() as u64;
+        let req = signed_store(&identity, resource, HIT_LOCATOR, time, 3600, value);
         self.with_node(idx, |n, now| n.store(now, &req)).ok()
     }
 

@@ -319,8 +319,8 @@ fn ttl_above_the_initial_and_critical_options_are_refused() {
 /// what was left of it).
 #[test]
 fn a_large_replication_round_reaches_both_successors() {
-    use crate::storage::{kind::HIT_LOCATOR, sign_value, Certificates, Writer};
-    use crate::wire::{StoreAns, StoreKindData, StoreReq, StoredData, StoredDataValue};
+    use crate::storage::{kind::HIT_LOCATOR, signed_store, Certificates, Writer};
+    use crate::wire::{StoreAns, StoreReq, StoredDataValue};
     let now = Instant::now();
     let mut a = Node::new(id(1), Config::default(), now);
     a.join(now, &[]);
@@ -344,25 +344,11 @@ fn a_large_replication_round_reaches_both_successors() {
         if !crate::id::in_open_closed(crate::id::resource_position(&resource).unwrap(), pred, me) {
             continue;
         }
-        let mut data = StoredData {
-            storage_time: 1,
-            lifetime: 600,
-            value: StoredDataValue::Single(crate::wire::DataValue {
-                exists: true,
-                value: b"loc".to_vec(),
-            }),
-            signature: crate::wire::Signature::anonymous(),
-        };
-        sign_value(&owner, &resource, HIT_LOCATOR, &mut data);
-        let req = StoreReq {
-            resource,
-            replica_number: 0,
-            kind_data: vec![StoreKindData {
-                kind: HIT_LOCATOR,
-                generation: 0,
-                values: vec![data],
-            }],
-        };
+        let value = StoredDataValue::Single(crate::wire::DataValue {
+            exists: true,
+            value: b"loc".to_vec(),
+        });
+        let req = signed_store(&owner, resource, HIT_LOCATOR, 1, 600, value);
         let mut certs = Certificates::new();
         certs.insert_identity(owner.public());
         let store = a.data_store_mut();

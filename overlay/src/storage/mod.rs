@@ -26,7 +26,9 @@ pub mod store;
 
 pub use access::{verify_fetch_answer, VerifiedFetch, VerifiedKind, VerifiedValue};
 pub use kind::{AccessPolicy, KindDef, Kinds, UserName};
-pub use signature::{sign_value, signer_identity, verify_value, Certificates, Signer};
+pub use signature::{
+    sign_value, signed_store, signer_identity, verify_value, Certificates, Signer,
+};
 pub use store::{Counts, Fetched, Store, StoreLimits, Transfer, Writer};
 
 use crate::wire::{

@@ -16,7 +16,8 @@ use hip::identity::{HostIdentity, PublicIdentity};
 use super::StorageError;
 use crate::wire::{
     CertificateType, GenericCertificate, HashAlgorithm, KindId, NodeId, ResourceId, Signature,
-    SignatureAndHashAlgorithm, SignerIdentity, StoredData, StoredDataValue,
+    SignatureAndHashAlgorithm, SignerIdentity, StoreKindData, StoreReq, StoredData,
+    StoredDataValue,
 };
 
 /// Who signed a value: the Node-ID (HIT) and the key it was derived from.
@@ -139,6 +140,34 @@ pub fn sign_value(
     };
     let sig = identity.sign(&data.signed_bytes(resource, kind));
     data.signature.value = sig.to_vec();
+}
+
+/// An original Store of one value of `kind` at `resource`, signed by `identity`: what a
+/// node writes of its own (`DataValue.exists` true, generation 0 = unconditional).
+pub fn signed_store(
+    identity: &HostIdentity,
+    resource: ResourceId,
+    kind: KindId,
+    storage_time: u64,
+    lifetime: u32,
+    value: StoredDataValue,
+) -> StoreReq {
+    let mut data = StoredData {
+        storage_time,
+        lifetime,
+        value,
+        signature: Signature::anonymous(),
+    };
+    sign_value(identity, &resource, kind, &mut data);
+    StoreReq {
+        resource,
+        replica_number: 0,
+        kind_data: vec![StoreKindData {
+            kind,
+            generation: 0,
+            values: vec![data],
+        }],
+    }
 }
 
 /// True for a synthesised "no such value" entry of a Fetch answer (RFC 6940 §7.4.2):
