@@ -343,3 +343,25 @@ fn a_run_under_churn_accounts_for_every_store_and_lookup() {
     );
     assert!(r.records_lost <= r.stores.ok);
 }
+
+/// The measurements of docs/PERFORMANCE.md that need a hostile path or a lossy one: each
+/// run must really have had hostile nodes or lost messages, and still account for every
+/// lookup.
+#[test]
+fn hostile_forwarders_and_lost_hops_are_measured() {
+    let mut p = Params::new(200, Duration::from_secs(240), 3);
+    p.hostile = 0.1;
+    let r = hipbone::sim::overlay::simulate(p);
+    assert_eq!(r.hostile, 20);
+    assert!(r.traffic.swallowed > 0, "hostile nodes swallowed nothing");
+    assert_eq!(r.lookups.outcomes(), r.lookups.attempted);
+    assert!(r.lookups.failed > 0, "{:?}", r.lookups);
+    let mut p = Params::new(200, Duration::from_secs(240), 3);
+    p.loss = 0.01;
+    let r = hipbone::sim::overlay::simulate(p);
+    assert!(r.traffic.lost > 0);
+    assert_eq!(r.lookups.outcomes(), r.lookups.attempted);
+    let (median, p99) = (r.latency_quantile(0.5), r.latency_quantile(0.99));
+    assert!(median.is_some() && p99 >= median, "{median:?} {p99:?}");
+    assert_eq!(r.latency.len() as u64, r.lookups.ok + r.lookups.not_found);
+}

@@ -46,6 +46,22 @@ pub struct OverlayArgs {
     /// Seed of every random choice in the run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Messages lost per hop, in percent (a hop whose message never arrives: the
+    /// originator's retransmission, 3 s later, is what recovers it).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_percent)]
+    pub loss: f64,
+    /// Hostile nodes, in percent of the ring, chosen once the records are stored as the
+    /// predecessors of the owners of random records (so that they sit on the last hop to
+    /// them): they take part in the ring but swallow every message they should pass on.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_percent)]
+    pub hostile: f64,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("loss {s:?} is not a percentage from 0 to 100")),
+    }
 }
 
 /// `90`, `90s`, `15m`, `1h`.
@@ -78,6 +94,10 @@ pub struct Params {
     pub delay_max: Duration,
     /// Link failure detection (and failed connection attempt) delay.
     pub detect: Duration,
+    /// Probability that a message is lost on a hop.
+    pub loss: f64,
+    /// Share of the nodes made hostile once the records are stored (see `OverlayArgs`).
+    pub hostile: f64,
     pub config: Config,
 }
 
@@ -94,6 +114,8 @@ impl Params {
             delay_min: Duration::from_millis(10),
             delay_max: Duration::from_millis(60),
             detect: Duration::from_secs(5),
+            loss: 0.0,
+            hostile: 0.0,
             config: Config::default(),
         }
     }
@@ -135,6 +157,10 @@ pub struct Traffic {
     /// Application Store / Fetch / Find and their answers.
     pub application: u64,
     pub messages: u64,
+    /// Messages dropped on a hop (`Params::loss`).
+    pub lost: u64,
+    /// Messages a hostile node swallowed instead of passing them on.
+    pub swallowed: u64,
 }
 
 /// The simulated overlay.
@@ -146,6 +172,8 @@ pub struct OverlaySim {
     index: HashMap<NodeId, u32>,
     heap: super::queue::Queue<Happening>,
     links: HashSet<(u32, u32)>,
+    /// Nodes that pass nothing on (`make_hostile`).
+    hostile: HashSet<u32>,
     params: Params,
     /// Events nodes reported that the driver has not taken yet.
     pub events: Vec<(u32, Event)>,
@@ -177,6 +205,7 @@ impl OverlaySim {
             index: HashMap::new(),
             heap: super::queue::Queue::default(),
             links: HashSet::new(),
+            hostile: HashSet::new(),
             params,
             events: Vec::new(),
             traffic: Traffic::default(),
@@ -331,6 +360,10 @@ impl OverlaySim {
             let Some(&pi) = self.index.get(&peer) else {
                 continue;
             };
+            if self.params.loss > 0.0 && self.random_f64() < self.params.loss {
+                self.traffic.lost += 1;
+                continue;
+            }
             if self.links.contains(&key(idx, pi)) {
                 let at = self.now + self.delay(idx, pi);
                 self.push(
@@ -374,6 +407,36 @@ impl OverlaySim {
         }
     }
 
+    /// From now on node `idx` swallows every message it should pass on (requests on
+    /// their way and answers on their way back), while it keeps its own links, Updates
+    /// and storage: a member on the path that drops what it does not like.
+    pub fn make_hostile(&mut self, idx: u32) {
+        self.hostile.insert(idx);
+    }
+
+    pub fn hostile(&self) -> usize {
+        self.hostile.len()
+    }
+
+    /// Does a message end at node `idx` (its last destination is `idx`, or a key `idx`
+    /// owns), rather than pass through?
+    fn ends_at(&self, idx: u32, bytes: &[u8]) -> bool {
+        let Ok(packet) = Packet::new_checked(bytes) else {
+            return false;
+        };
+        let Ok((first, rest)) = overlay::wire::Destination::parse_first(packet.destination_list())
+        else {
+            return false;
+        };
+        let node = self.node(idx);
+        match first {
+            overlay::wire::Destination::Node(n) => n == node.id() && rest.is_empty(),
+            overlay::wire::Destination::Resource(r) => overlay::id::resource_position(&r)
+                .is_some_and(|k| node.is_joined() && node.chord().responsible(k)),
+            _ => false,
+        }
+    }
+
     /// Processes everything due up to `until`, then sets the clock there.
     pub fn run_until(&mut self, until: Instant) {
         while let Some((at, what)) = self.heap.pop_until(until) {
@@ -384,6 +447,10 @@ impl OverlaySim {
                     let Some(&fi) = self.index.get(&from) else {
                         continue;
                     };
+                    if self.hostile.contains(&to) && !self.ends_at(to, &bytes) {
+                        self.traffic.swallowed += 1;
+                        continue;
+                    }
                     if self.slots[to as usize].alive && self.links.contains(&key(to, fi)) {
                         self.slots[to as usize]
                             .node
@@ -520,6 +587,11 @@ pub struct Report {
     /// Traffic and live-node seconds until the ring had formed and settled (before the
     /// stores), to tell the steady state from the joins.
     pub formed: (Traffic, f64),
+    /// Nodes made hostile (`Params::hostile`).
+    pub hostile: usize,
+    /// Time from asking to the answer of every answered lookup (to the driver's step of
+    /// 20 ms).
+    pub latency: Vec<Duration>,
     pub wall: Duration,
     pub peak_rss_kib: u64,
 }
@@ -570,6 +642,14 @@ impl Books {
 }
 
 impl Report {
+    /// The `q` quantile of the lookup latencies (nearest rank); `None` without lookups.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let mut v = self.latency.clone();
+        v.sort();
+        let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
+        v.get(rank - 1).copied()
+    }
+
     pub fn mean_hops(&self) -> f64 {
         let n: u64 = self.hops.iter().sum();
         let s: u64 = self
@@ -688,7 +768,7 @@ pub fn simulate(params: Params) -> Report {
     };
     let mut stores: HashMap<(u32, overlay::node::RequestHandle), NodeId> = HashMap::new();
     let mut stored: Vec<NodeId> = Vec::new();
-    let mut fetches: HashMap<(u32, overlay::node::RequestHandle), ()> = HashMap::new();
+    let mut fetches: HashMap<(u32, overlay::node::RequestHandle), Instant> = HashMap::new();
     let mut hop_hist = vec![0u64; 101];
     let live: Vec<u32> = sim.live().filter(|&i| sim.node(i).is_joined()).collect();
     for k in 0..params.records.min(live.len()) {
@@ -702,11 +782,26 @@ pub fn simulate(params: Params) -> Report {
             None => report.stores.not_started += 1,
         }
     }
+    // Hostile nodes: the predecessors of the owners of random records, so that lookups of
+    // those records cross them on their last hop.
+    let targets: Vec<NodeId> = stores.values().copied().collect();
+    let ring = sim.sorted_peers();
+    let wanted = (params.hostile * ring.len() as f64).round() as usize;
+    let mut tries = 0;
+    while sim.hostile() < wanted && !targets.is_empty() && tries < 100 * ring.len() {
+        tries += 1;
+        let target = targets[sim.random(targets.len())];
+        let k = overlay::id::resource_position(&overlay::id::resource_id(&target.0)).unwrap_or(0);
+        let owner = ring.partition_point(|(id, _)| id.position() < k) % ring.len();
+        let before = (owner + ring.len() - 1) % ring.len();
+        sim.make_hostile(ring[before].1);
+    }
+    report.hostile = sim.hostile();
     let lookup_gap = Duration::from_secs_f64(1.0 / params.lookup_rate.max(0.001));
     let mut next_lookup = sim.now() + Duration::from_secs(30);
     let lookups_end = end.checked_sub(Duration::from_secs(20)).unwrap_or(end);
     while sim.now() < end {
-        let t = (sim.now() + Duration::from_millis(100)).min(end);
+        let t = (sim.now() + STEP).min(end);
         churn.advance(&mut sim, &params.config, t);
         // Lookups.
         while next_lookup <= sim.now() && sim.now() < lookups_end && !stored.is_empty() {
@@ -721,7 +816,7 @@ pub fn simulate(params: Params) -> Report {
             report.lookups.attempted += 1;
             match sim.fetch_record(from, owner) {
                 Some(h) => {
-                    fetches.insert((from, h), ());
+                    fetches.insert((from, h), sim.now());
                 }
                 None => report.lookups.not_started += 1,
             }
@@ -739,7 +834,10 @@ pub fn simulate(params: Params) -> Report {
                     answer,
                     hops,
                     ..
-                } if fetches.remove(&(idx, handle)).is_some() => {
+                } if fetches.contains_key(&(idx, handle)) => {
+                    if let Some(asked) = fetches.remove(&(idx, handle)) {
+                        report.latency.push(sim.now() - asked);
+                    }
                     let found = answer.kind_responses.iter().any(|k| {
                         k.values
                             .iter()
@@ -791,10 +889,15 @@ pub fn simulate(params: Params) -> Report {
     report
 }
 
+/// How often the driver starts lookups and takes the nodes' events.
+const STEP: Duration = Duration::from_millis(20);
+
 /// `hipbone sim overlay`.
 pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
     let mut params = Params::new(args.nodes, args.duration, args.seed);
     params.churn = args.churn;
+    params.loss = args.loss / 100.0;
+    params.hostile = args.hostile / 100.0;
     let r = simulate(params);
     println!(
         "nodes {} (joined peers at the end {}, wrong successors {}), departures {}",
@@ -818,7 +921,23 @@ pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
         "records lost {} of the {} stored (no live node holds them at the end)",
         r.records_lost, r.stores.ok
     );
+    if r.hostile > 0 {
+        println!(
+            "hostile nodes {} (they swallowed {} messages)",
+            r.hostile, r.traffic.swallowed
+        );
+    }
     println!("{}", r.lookups.line("lookups"));
+    if let (Some(median), Some(p99)) = (r.latency_quantile(0.5), r.latency_quantile(0.99)) {
+        println!(
+            "lookup latency of the {} answered: median {:.0} ms, p99 {:.0} ms; {} messages lost on hops ({:.1} %)",
+            r.latency.len(),
+            median.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            r.traffic.lost,
+            100.0 * r.traffic.lost as f64 / r.traffic.messages.max(1) as f64
+        );
+    }
     println!(
         "maintenance {:.0} bit/s per node over the whole run, {:.0} bit/s once the ring had formed (aim <= 1000); {} bytes; application {} bytes; {} messages",
         r.maintenance_bps(),
