@@ -365,3 +365,18 @@ fn hostile_forwarders_and_lost_hops_are_measured() {
     assert!(median.is_some() && p99 >= median, "{median:?} {p99:?}");
     assert_eq!(r.latency.len() as u64, r.lookups.ok + r.lookups.not_found);
 }
+
+/// Directory lookups (owner, then the peer after it, newest kept) find every record in a
+/// quiet ring, and each is answered by both: the replica step really ran.
+#[test]
+fn directory_lookups_find_every_record() {
+    let mut p = Params::new(100, Duration::from_secs(180), 4);
+    p.directory = true;
+    let r = hipbone::sim::overlay::simulate(p);
+    assert!(r.lookups.attempted > 100);
+    assert_eq!(r.lookups.ok, r.lookups.attempted, "{:?}", r.lookups);
+    assert_eq!(r.replica_missed, 0);
+    // No node died, so every lookup was answered by both holders (or from a cache).
+    assert!(r.lookups_both > 0 && r.lookups_both <= r.lookups.ok);
+    assert!(r.mean_hops() >= 1.0);
+}

@@ -9,11 +9,18 @@
 //! (`Node::occupancy`) must be within its bound, and the drains must yield no more than
 //! the bounds. The local load fills every queue past its bound on any input, so an
 //! overflow that is not refused fails at once.
+//!
+//! Behind a valid signature: when bit 1 of the first byte is set and the rest parses as a
+//! message, it is signed again by the link peer's key (its certificate the only one, the
+//! first via entry made the link peer, the overlay ours; seeds `signed_*`), so that requests and answers reach what lies
+//! behind the signature check (storage, topology, transactions), not only the parser.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use overlay::node::{Config, Node};
-use overlay::wire::{Destination, NodeId};
+use overlay::wire::{
+    Destination, GenericCertificate, Message, NodeId, Signature, SignatureAndHashAlgorithm,
+};
 use std::time::{Duration, Instant};
 
 /// Rounds (message, two pings, timer run) before anything is drained: the pings alone
@@ -25,6 +32,8 @@ fn config() -> Config {
         max_transmits: 4,
         max_events: 2,
         max_pending: 4,
+        max_app_pending: 2,
+        max_copies: 2,
         max_connecting: 2,
         max_keys: 2,
         ..Config::default()
@@ -38,6 +47,25 @@ fn assert_bounded(node: &Node, config: &Config, after: &str) {
             node.occupancy()
         );
     }
+}
+
+/// `bytes` as a message of `overlay` signed by `by`, sent by it (or `None` if they do not
+/// parse).
+fn signed_by(by: &hip::HostIdentity, overlay: u32, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut msg = Message::parse(bytes).ok()?;
+    msg.header.overlay = overlay;
+    let key = by.public().public_bytes();
+    if let Some(first) = msg.header.via_list.first_mut() {
+        *first = Destination::Node(NodeId::from(by.hit()));
+    }
+    msg.security.certificates = vec![GenericCertificate::ed25519(&key)];
+    msg.security.signature = Signature {
+        algorithm: SignatureAndHashAlgorithm::ED25519,
+        identity: overlay::storage::signer_identity(&key),
+        value: Vec::new(),
+    };
+    msg.security.signature.value = by.sign(&msg.signed_bytes()).to_vec();
+    Some(msg.to_bytes())
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -58,6 +86,14 @@ fuzz_target!(|data: &[u8]| {
         Some((_, rest)) => (peer, rest),
         None => (peer, data),
     };
+    let resigned = data
+        .first()
+        .filter(|b| *b & 2 != 0)
+        .and_then(|_| {
+            let secret = if link == peer { [2; 32] } else { [3; 32] };
+            signed_by(&hip::HostIdentity::from_secret(secret), config.overlay, bytes)
+        });
+    let bytes = resigned.as_deref().unwrap_or(bytes);
     let mut t = now;
     for _ in 0..COPIES {
         node.handle_message(t, link, bytes);

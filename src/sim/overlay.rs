@@ -55,6 +55,10 @@ pub struct OverlayArgs {
     /// them): they take part in the ring but swallow every message they should pass on.
     #[arg(long, default_value_t = 0.0, value_parser = parse_percent)]
     pub hostile: f64,
+    /// Look records up as the directory does (`Node::lookup`: the owner and the peer
+    /// after it, the newest value kept, answers cached) instead of one Fetch.
+    #[arg(long)]
+    pub directory: bool,
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -98,6 +102,8 @@ pub struct Params {
     pub loss: f64,
     /// Share of the nodes made hostile once the records are stored (see `OverlayArgs`).
     pub hostile: f64,
+    /// Lookups by `Node::lookup` rather than `Node::fetch`.
+    pub directory: bool,
     pub config: Config,
 }
 
@@ -116,6 +122,7 @@ impl Params {
             detect: Duration::from_secs(5),
             loss: 0.0,
             hostile: 0.0,
+            directory: false,
             config: Config::default(),
         }
     }
@@ -550,7 +557,11 @@ impl OverlaySim {
                 selector: Selector::Single,
             }],
         };
-        self.with_node(idx, |n, now| n.fetch(now, &req)).ok()
+        if self.params.directory {
+            self.with_node(idx, |n, now| n.lookup(now, &req)).ok()
+        } else {
+            self.with_node(idx, |n, now| n.fetch(now, &req)).ok()
+        }
     }
 
     /// Whether a live node holds `resource`.
@@ -589,6 +600,11 @@ pub struct Report {
     pub formed: (Traffic, f64),
     /// Nodes made hostile (`Params::hostile`).
     pub hostile: usize,
+    /// Directory lookups whose second step (the peer after the owner) could not be asked
+    /// or did not answer, over all live nodes at the end.
+    pub replica_missed: u64,
+    /// Directory lookups that both holders answered.
+    pub lookups_both: u64,
     /// Time from asking to the answer of every answered lookup (to the driver's step of
     /// 20 ms).
     pub latency: Vec<Duration>,
@@ -879,6 +895,11 @@ pub fn simulate(params: Params) -> Report {
     }
     report.records_lost = resources.iter().filter(|r| !held.contains(*r)).count() as u64;
     report.joined = sim.sorted_peers().len();
+    for i in sim.live() {
+        let stats = sim.node(i).stats();
+        report.replica_missed += stats.lookup_replica_missed;
+        report.lookups_both += stats.lookups_both;
+    }
     report.wrong_successors = sim.wrong_successors();
     report.traffic = sim.traffic;
     report.node_seconds = churn.node_seconds;
@@ -898,6 +919,7 @@ pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
     params.churn = args.churn;
     params.loss = args.loss / 100.0;
     params.hostile = args.hostile / 100.0;
+    params.directory = args.directory;
     let r = simulate(params);
     println!(
         "nodes {} (joined peers at the end {}, wrong successors {}), departures {}",

@@ -17,7 +17,7 @@ fn resource_destination(resource: &ResourceId) -> Result<Destination, Error> {
 }
 
 impl Node {
-    fn next_handle(&mut self) -> RequestHandle {
+    pub(super) fn next_handle(&mut self) -> RequestHandle {
         self.next_handle += 1;
         RequestHandle(self.next_handle)
     }
@@ -32,6 +32,24 @@ impl Node {
         fetch: Option<&FetchReq>,
         certs: Vec<GenericCertificate>,
     ) -> Result<RequestHandle, Error> {
+        let handle = self.next_handle();
+        self.app_request_as(handle, now, dest, code, body, fetch, certs)?;
+        Ok(handle)
+    }
+
+    /// [`app_request`](Self::app_request) under a handle the caller made (a lookup books
+    /// its step under it before the answer can come, which for a key we own is at once).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn app_request_as(
+        &mut self,
+        handle: RequestHandle,
+        now: Instant,
+        dest: Destination,
+        code: MessageCode,
+        body: Vec<u8>,
+        fetch: Option<&FetchReq>,
+        certs: Vec<GenericCertificate>,
+    ) -> Result<(), Error> {
         if self.state != State::Joined {
             return Err(Error::NotJoined);
         }
@@ -39,7 +57,6 @@ impl Node {
             self.stats.overflows += 1;
             return Err(Error::TooManyRequests);
         }
-        let handle = self.next_handle();
         if let Some(req) = fetch {
             // Noted first: a Fetch for a key we own is answered at once.
             self.note_fetch(handle, req);
@@ -48,7 +65,7 @@ impl Node {
             self.data.forget_fetch(handle);
             return Err(e);
         }
-        Ok(handle)
+        Ok(())
     }
 
     /// Stores `req` (values already signed, e.g. with `storage::sign_value`) at the peer

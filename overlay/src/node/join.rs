@@ -87,7 +87,7 @@ impl Node {
         } else {
             self.me.position().wrapping_add(1)
         };
-        if self.lookup(now, target, Purpose::JoinLookup).is_err() {
+        if self.ping_owner(now, target, Purpose::JoinLookup).is_err() {
             self.join_failed(now);
         }
     }

@@ -48,6 +48,7 @@ mod app;
 mod data;
 mod join;
 mod links;
+mod lookup;
 mod routing;
 mod stabilise;
 #[cfg(test)]
@@ -109,6 +110,8 @@ pub struct Config {
     /// Records waiting to be copied to a successor or a joining peer; sent a window at a
     /// time, retried when lost.
     pub max_copies: usize,
+    /// Answers of directory lookups kept ([`Node::lookup`]).
+    pub max_cached: usize,
     /// Outgoing message queue.
     pub max_transmits: usize,
     pub max_events: usize,
@@ -143,6 +146,7 @@ impl Default for Config {
             max_pending: 1024,
             max_app_pending: 256,
             max_copies: 65_536,
+            max_cached: 1024,
             max_transmits: 4096,
             max_events: 1024,
             max_connecting: 64,
@@ -254,6 +258,7 @@ pub struct Occupancy {
     pub pending: usize,
     pub app_pending: usize,
     pub copies: usize,
+    pub cached: usize,
     pub connecting: usize,
     pub keys: usize,
 }
@@ -267,6 +272,7 @@ impl Occupancy {
             ("pending", self.pending, config.max_pending),
             ("app_pending", self.app_pending, config.max_app_pending),
             ("copies", self.copies, config.max_copies),
+            ("cached", self.cached, config.max_cached),
             ("connecting", self.connecting, config.max_connecting),
             ("keys", self.keys, config.max_keys),
         ]
@@ -293,6 +299,12 @@ pub struct Stats {
     pub unroutable: u64,
     pub retransmissions: u64,
     pub timeouts: u64,
+    /// Directory lookups answered from the cache, and those whose replica could not be
+    /// asked or did not answer (the owner's answer stood alone).
+    pub lookups_cached: u64,
+    pub lookup_replica_missed: u64,
+    /// Directory lookups answered by the owner and the peer after it.
+    pub lookups_both: u64,
     /// Copies of records (replicas, hand-overs) sent again after a timeout, and those
     /// given up (refused, or out of tries).
     pub copy_retries: u64,
@@ -354,6 +366,7 @@ pub struct Node {
     pending: HashMap<u64, Pending>,
     /// How many of `pending` are the embedder's.
     app_pending: usize,
+    lookups: lookup::Lookups,
     retx: BTreeSet<(Instant, u64)>,
     transmits: VecDeque<(NodeId, Vec<u8>)>,
     events: VecDeque<Event>,
@@ -413,6 +426,7 @@ impl Node {
             attached: None,
             pending: HashMap::new(),
             app_pending: 0,
+            lookups: lookup::Lookups::default(),
             retx: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -455,6 +469,7 @@ impl Node {
             pending: self.pending.len(),
             app_pending: self.app_pending,
             copies: self.data.copies(),
+            cached: self.lookups.cached(),
             connecting: self.connecting.len(),
             keys: self.keys.len(),
         }

@@ -192,7 +192,7 @@ impl Node {
     /// Ping the owner of finger `i`'s target: it is the finger.
     pub(super) fn finger_lookup(&mut self, now: Instant, i: u32) {
         if let Some(t) = finger_target(self.me.position(), i) {
-            let _ = self.lookup(now, t, Purpose::Finger(i));
+            let _ = self.ping_owner(now, t, Purpose::Finger(i));
         }
     }
 

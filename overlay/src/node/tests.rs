@@ -386,3 +386,127 @@ fn a_large_replication_round_reaches_both_successors() {
     assert_eq!(a.occupancy().copies, 0);
     assert_eq!(a.stats().copies_failed, 0);
 }
+
+/// A directory lookup asks the owner, then the peer after it; the replica's newer value
+/// wins over the owner's older one, and the merged answer is served from the cache next
+/// time without a message.
+#[test]
+fn a_lookup_keeps_the_newest_of_owner_and_replica_and_caches_it() {
+    use crate::storage::{kind::HIT_LOCATOR, sign_value};
+    use crate::wire::{
+        DataValue, FetchAns, FetchKindResponse, FetchReq, Selector, Signature, StoredData,
+        StoredDataSpecifier, StoredDataValue,
+    };
+    let now = Instant::now();
+    let pos = |i: &HostIdentity| NodeId::from(i.hit()).position();
+    let a_id = id(1);
+    // A writer W whose record's Resource-ID R is followed clockwise by O, then S, then A.
+    let (w, o, s) = (50u8..250)
+        .find_map(|k| {
+            let w = id(k);
+            let r = crate::id::resource_position(&crate::id::resource_id(&w.hit().0))?;
+            let mut c: Vec<u8> = (2..40).collect();
+            c.sort_by_key(|&i| pos(&id(i)).wrapping_sub(r));
+            let (o, s) = (c[0], c[1]);
+            (pos(&a_id).wrapping_sub(r) > pos(&id(s)).wrapping_sub(r)).then_some((w, o, s))
+        })
+        .unwrap();
+    let (o_id, s_id) = (id(o), id(s));
+    let (o_node, s_node) = (NodeId::from(o_id.hit()), NodeId::from(s_id.hit()));
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    for p in [o_node, s_node] {
+        a.link_up(now, p);
+        a.chord.insert(p);
+    }
+    while a.poll_transmit().is_some() {}
+    while a.poll_event().is_some() {}
+    let resource = crate::id::resource_id(&w.hit().0);
+    let value = |time: u64, v: &[u8]| {
+        let mut d = StoredData {
+            storage_time: time,
+            lifetime: 600,
+            value: StoredDataValue::Single(DataValue {
+                exists: true,
+                value: v.to_vec(),
+            }),
+            signature: Signature::anonymous(),
+        };
+        sign_value(&w, &resource, HIT_LOCATOR, &mut d);
+        d
+    };
+    let req = FetchReq {
+        resource: resource.clone(),
+        specifiers: vec![StoredDataSpecifier {
+            kind: HIT_LOCATOR,
+            generation: 0,
+            selector: Selector::Single,
+        }],
+    };
+    let me = a.id();
+    let w_cert = GenericCertificate::ed25519(&w.public().public_bytes());
+    let answer = |by: &HostIdentity, tx: u64, d: StoredData| {
+        let ans = FetchAns {
+            kind_responses: vec![FetchKindResponse {
+                kind: HIT_LOCATOR,
+                generation: 1,
+                values: vec![d],
+            }],
+        };
+        Node::new(
+            HostIdentity::from_secret(*by.secret_bytes()),
+            Config::default(),
+            now,
+        )
+        .build(
+            tx,
+            vec![Destination::Node(me)],
+            MessageContents::new(MessageCode::FetchAns, ans.to_bytes()),
+            vec![w_cert.clone()],
+        )
+    };
+    let handle = a.lookup(now, &req).unwrap();
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, o_node, "the owner is asked first");
+    let tx = Message::parse(&out).unwrap().header.transaction_id;
+    a.handle_message(now, o_node, &answer(&o_id, tx, value(100, b"old")));
+    assert!(a.poll_event().is_none(), "done before the replica answered");
+    // Then the owner of the position after the owner, through the owner (the last
+    // peer before that position); S answers, and the owner passes it back.
+    let (to, out) = a.poll_transmit().unwrap();
+    let msg = Message::parse(&out).unwrap();
+    let after = o_node.position().wrapping_add(1).to_be_bytes().to_vec();
+    assert_eq!(to, o_node);
+    assert_eq!(
+        msg.header.destination_list,
+        vec![Destination::Resource(ResourceId(after))]
+    );
+    let from_s = answer(&s_id, msg.header.transaction_id, value(200, b"new"));
+    let (mut header, payload) = ForwardingHeader::parse(&from_s).unwrap();
+    header.via_list = vec![Destination::Node(s_node)];
+    a.handle_message(now, o_node, &header.to_bytes(payload));
+    let got = |e: Option<Event>| match e {
+        Some(Event::FetchDone {
+            handle,
+            answer,
+            responder,
+            hops,
+        }) => (
+            handle,
+            answer.kind_responses[0].values[0].storage_time,
+            responder,
+            hops,
+        ),
+        other => panic!("expected FetchDone, got {other:?}"),
+    };
+    assert_eq!(got(a.poll_event()), (handle, 200, o_node, 1));
+    // Again: from the cache, at once, no message.
+    let again = a.lookup(now, &req).unwrap();
+    assert_eq!(got(a.poll_event()), (again, 200, o_node, 0));
+    assert!(a.poll_transmit().is_none());
+    assert_eq!(a.stats().lookups_cached, 1);
+    // Forgotten, it asks again.
+    a.forget_cached(&resource);
+    a.lookup(now, &req).unwrap();
+    assert_eq!(a.poll_transmit().unwrap().0, o_node);
+}

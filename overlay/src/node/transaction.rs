@@ -106,7 +106,11 @@ impl Node {
         let room = if app {
             self.app_pending < self.config.max_app_pending
         } else {
-            maintenance < self.config.max_pending - self.config.max_app_pending
+            maintenance
+                < self
+                    .config
+                    .max_pending
+                    .saturating_sub(self.config.max_app_pending)
         };
         if !room {
             self.stats.overflows += 1;
@@ -154,7 +158,12 @@ impl Node {
 
     /// Pings the owner of ring position `k`: who answers is what we look for (our
     /// admitting peer, a finger).
-    pub(super) fn lookup(&mut self, now: Instant, k: u128, purpose: Purpose) -> Result<(), Error> {
+    pub(super) fn ping_owner(
+        &mut self,
+        now: Instant,
+        k: u128,
+        purpose: Purpose,
+    ) -> Result<(), Error> {
         let dest = Destination::Resource(ResourceId(k.to_be_bytes().to_vec()));
         let body = PingReq::default().to_bytes();
         self.request(now, dest, MessageCode::PingReq, body, purpose, Vec::new())
@@ -265,6 +274,9 @@ impl Node {
         }
         match purpose {
             Purpose::App(handle) => match self.app_done(handle, responder, hops, contents, certs) {
+                Ok(Event::FetchDone { answer, .. }) if self.lookups.owns(handle) => {
+                    self.lookup_answered(now, handle, Ok((answer, responder, hops)));
+                }
                 Ok(event) => self.push_event(event),
                 Err(failure) => self.fail(now, purpose, failure),
             },
@@ -281,7 +293,11 @@ impl Node {
         match purpose {
             Purpose::App(handle) => {
                 self.data.forget_fetch(handle);
-                self.push_event(Event::Failed { handle, failure })
+                if self.lookups.owns(handle) {
+                    self.lookup_answered(now, handle, Err(failure));
+                } else {
+                    self.push_event(Event::Failed { handle, failure })
+                }
             }
             Purpose::JoinLookup | Purpose::Join(_) => self.join_failed(now),
             Purpose::Copy(n) => self.copy_done(now, n, Some(&failure)),
