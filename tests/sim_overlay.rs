@@ -32,14 +32,6 @@ fn run_for(sim: &mut OverlaySim, secs: u64) {
     sim.run_until(t);
 }
 
-fn found(answer: &overlay::wire::FetchAns) -> bool {
-    answer.kind_responses.iter().any(|k| {
-        k.values
-            .iter()
-            .any(|v| matches!(&v.value, StoredDataValue::Single(d) if d.exists))
-    })
-}
-
 /// Every record stored by `owners` is fetched from a rotating set of live nodes; returns
 /// how many were found. A lookup that could not start, failed, or found nothing counts
 /// against it (each is printed).
@@ -67,7 +59,7 @@ fn fetch_all(sim: &mut OverlaySim, owners: &[u32]) -> usize {
             continue;
         };
         match e {
-            Event::FetchDone { answer, .. } if found(answer) => {
+            Event::FetchDone { answer, .. } if overlay::node::holds_values(answer) => {
                 found_records.insert(k);
             }
             _ => eprintln!("lookup of record {k} by {i}: {e:?}"),

@@ -854,12 +854,7 @@ pub fn simulate(params: Params) -> Report {
                     if let Some(asked) = fetches.remove(&(idx, handle)) {
                         report.latency.push(sim.now() - asked);
                     }
-                    let found = answer.kind_responses.iter().any(|k| {
-                        k.values
-                            .iter()
-                            .any(|v| matches!(&v.value, StoredDataValue::Single(d) if d.exists))
-                    });
-                    if found {
+                    if overlay::node::holds_values(&answer) {
                         report.lookups.ok += 1;
                     } else {
                         report.lookups.not_found += 1;

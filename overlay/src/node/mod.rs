@@ -68,6 +68,7 @@ use std::time::{Duration, Instant};
 use transaction::Pending;
 
 pub use data::DataConfig;
+pub use lookup::{holds_values, NEGATIVE_TTL};
 
 /// Limits, timers and role of a [`Node`]. Every field has a default (see `Default`).
 #[derive(Debug, Clone)]
