@@ -59,6 +59,10 @@ pub struct OverlayArgs {
     /// after it, the newest value kept, answers cached) instead of one Fetch.
     #[arg(long)]
     pub directory: bool,
+    /// Hostile nodes also answer each Fetch they swallow, in the owner's place: "no such
+    /// record", signed with their own key.
+    #[arg(long)]
+    pub forge: bool,
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -104,6 +108,9 @@ pub struct Params {
     pub hostile: f64,
     /// Lookups by `Node::lookup` rather than `Node::fetch`.
     pub directory: bool,
+    /// Hostile nodes also answer the Fetches they swallow: "no such record", signed by
+    /// themselves.
+    pub forge: bool,
     pub config: Config,
 }
 
@@ -123,6 +130,7 @@ impl Params {
             loss: 0.0,
             hostile: 0.0,
             directory: false,
+            forge: false,
             config: Config::default(),
         }
     }
@@ -168,6 +176,8 @@ pub struct Traffic {
     pub lost: u64,
     /// Messages a hostile node swallowed instead of passing them on.
     pub swallowed: u64,
+    /// Answers a hostile node forged in the owner's place (`Params::forge`).
+    pub forged: u64,
 }
 
 /// The simulated overlay.
@@ -425,6 +435,88 @@ impl OverlaySim {
         self.hostile.len()
     }
 
+    /// Hostile node `idx` answers a Fetch it should pass on, in the owner's place: "no
+    /// such record", signed with its own key, back along the path to the link `from`.
+    fn forge_answer(&mut self, idx: u32, from: u32, bytes: &[u8]) {
+        use overlay::wire::{Destination, FetchAns, FetchKindResponse, Message, MessageContents};
+        let Ok(req) = Message::parse(bytes) else {
+            return;
+        };
+        let kinds = overlay::storage::Kinds::hipbone();
+        let Ok(fetch) = FetchReq::parse(&req.contents.body, |k| kinds.model(k)) else {
+            return;
+        };
+        let answer = FetchAns {
+            kind_responses: fetch
+                .specifiers
+                .iter()
+                .map(|s| FetchKindResponse {
+                    kind: s.kind,
+                    generation: 0,
+                    values: Vec::new(),
+                })
+                .collect(),
+        };
+        let mut destination_list: Vec<Destination> =
+            req.header.via_list.iter().rev().cloned().collect();
+        destination_list.insert(0, Destination::Node(self.node(from).id()));
+        let contents = MessageContents::new(MessageCode::FetchAns, answer.to_bytes());
+        let bytes = self.signed_message(idx, req.header.transaction_id, destination_list, contents);
+        self.traffic.forged += 1;
+        let at = self.now + self.delay(idx, from);
+        let me = self.node(idx).id();
+        self.push(
+            at,
+            Happening::Deliver {
+                to: from,
+                from: me,
+                bytes,
+            },
+        );
+    }
+
+    /// A message from node `idx` as its node would build it (signed with its key, its
+    /// certificate the only one), for tests and hostile nodes that play a member sending
+    /// what an honest node would not.
+    pub fn signed_message(
+        &self,
+        idx: u32,
+        transaction_id: u64,
+        destination_list: Vec<overlay::wire::Destination>,
+        contents: overlay::wire::MessageContents,
+    ) -> Vec<u8> {
+        use overlay::wire::{
+            fragment, ForwardingHeader, GenericCertificate, Message, SecurityBlock, Signature,
+            SignatureAndHashAlgorithm,
+        };
+        let identity = self.identity(idx);
+        let key = identity.public().public_bytes();
+        let mut msg = Message {
+            header: ForwardingHeader {
+                overlay: self.params.config.overlay,
+                configuration_sequence: 0,
+                ttl: self.params.config.initial_ttl,
+                fragment: fragment::UNFRAGMENTED,
+                transaction_id,
+                max_response_length: 0,
+                via_list: Vec::new(),
+                destination_list,
+                options: Vec::new(),
+            },
+            contents,
+            security: SecurityBlock {
+                certificates: vec![GenericCertificate::ed25519(&key)],
+                signature: Signature {
+                    algorithm: SignatureAndHashAlgorithm::ED25519,
+                    identity: overlay::storage::signer_identity(&key),
+                    value: Vec::new(),
+                },
+            },
+        };
+        msg.security.signature.value = identity.sign(&msg.signed_bytes()).to_vec();
+        msg.to_bytes()
+    }
+
     /// Does a message end at node `idx` (its last destination is `idx`, or a key `idx`
     /// owns), rather than pass through?
     fn ends_at(&self, idx: u32, bytes: &[u8]) -> bool {
@@ -456,6 +548,9 @@ impl OverlaySim {
                     };
                     if self.hostile.contains(&to) && !self.ends_at(to, &bytes) {
                         self.traffic.swallowed += 1;
+                        if self.params.forge {
+                            self.forge_answer(to, fi, &bytes);
+                        }
                         continue;
                     }
                     if self.slots[to as usize].alive && self.links.contains(&key(to, fi)) {
@@ -605,6 +700,8 @@ pub struct Report {
     pub replica_missed: u64,
     /// Directory lookups that both holders answered.
     pub lookups_both: u64,
+    /// Answers our nodes dropped as not from the node the request was for.
+    pub implausible_answers: u64,
     /// Time from asking to the answer of every answered lookup (to the driver's step of
     /// 20 ms).
     pub latency: Vec<Duration>,
@@ -894,6 +991,7 @@ pub fn simulate(params: Params) -> Report {
         let stats = sim.node(i).stats();
         report.replica_missed += stats.lookup_replica_missed;
         report.lookups_both += stats.lookups_both;
+        report.implausible_answers += stats.implausible_answers;
     }
     report.wrong_successors = sim.wrong_successors();
     report.traffic = sim.traffic;
@@ -915,6 +1013,7 @@ pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
     params.loss = args.loss / 100.0;
     params.hostile = args.hostile / 100.0;
     params.directory = args.directory;
+    params.forge = args.forge;
     let r = simulate(params);
     println!(
         "nodes {} (joined peers at the end {}, wrong successors {}), departures {}",
@@ -940,8 +1039,8 @@ pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
     );
     if r.hostile > 0 {
         println!(
-            "hostile nodes {} (they swallowed {} messages)",
-            r.hostile, r.traffic.swallowed
+            "hostile nodes {} (they swallowed {} messages and forged {} answers; {} answers dropped as not from the owner)",
+            r.hostile, r.traffic.swallowed, r.traffic.forged, r.implausible_answers
         );
     }
     println!("{}", r.lookups.line("lookups"));
