@@ -426,3 +426,68 @@ fn an_update_full_of_invented_peers_takes_few_link_attempts() {
     assert_eq!(sim.wrong_successors(), 0);
     assert_eq!(sim.node(a).chord().successor(), Some(b_id));
 }
+
+/// One member claims 300 names chosen so that they all land in one victim's range (names
+/// cost nothing to grind): the victim keeps 256 of that key's values and refuses the
+/// rest, and another member's record still finds room there.
+#[test]
+fn one_key_cannot_fill_a_victims_store() {
+    use overlay::storage::kind::NAME_RECORD;
+    use overlay::wire::{DataValue, ErrorCode, NameRecord};
+    let mut sim = ring(30, 23);
+    let peers = sim.sorted_peers();
+    let (victim, pred) = (peers[15].0.position(), peers[14].0.position());
+    let in_victims_range = |name: &[u8]| {
+        let k = overlay::id::resource_position(&overlay::id::resource_id(name)).unwrap();
+        overlay::id::in_open_closed(k, pred, victim)
+    };
+    let names: Vec<Vec<u8>> = (0u32..)
+        .map(|i| format!("n{i}.lab.example").into_bytes())
+        .filter(|n| in_victims_range(n))
+        .take(301)
+        .collect();
+    let claim = |sim: &OverlaySim, who: u32, name: &[u8]| {
+        let id = sim.identity(who);
+        let hit = sim.node(who).id();
+        let record = NameRecord {
+            name: name.to_vec(),
+            hit,
+            extension: Vec::new(),
+        };
+        let value = StoredDataValue::Dictionary {
+            key: hit.0.to_vec(),
+            value: DataValue {
+                exists: true,
+                value: record.to_bytes(),
+            },
+        };
+        let resource = overlay::id::resource_id(name);
+        overlay::storage::signed_store(&id, resource, NAME_RECORD, 1_000, 600, value)
+    };
+    let (attacker, honest) = (peers[3].1, peers[22].1);
+    sim.events.clear();
+    for batch in names[..300].chunks(100) {
+        for name in batch {
+            let req = claim(&sim, attacker, name);
+            sim.with_node(attacker, |n, now| n.store(now, &req))
+                .unwrap();
+        }
+        run_for(&mut sim, 20);
+    }
+    let done = |sim: &OverlaySim, who: u32| {
+        sim.events
+            .iter()
+            .filter(|(i, e)| *i == who && matches!(e, Event::StoreDone { .. }))
+            .count()
+    };
+    assert_eq!(
+        done(&sim, attacker),
+        256,
+        "the victim keeps one key's quota"
+    );
+    assert_eq!(refusals(&sim, attacker), vec![ErrorCode::DataTooLarge; 44]);
+    let req = claim(&sim, honest, &names[300]);
+    sim.with_node(honest, |n, now| n.store(now, &req)).unwrap();
+    run_for(&mut sim, 20);
+    assert_eq!(done(&sim, honest), 1, "another member still finds room");
+}
