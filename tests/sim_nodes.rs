@@ -8,6 +8,7 @@ use hipbone::node::overlay::Answer;
 use hipbone::node::Node;
 use hipbone::sim::nodes::{add_node, config, identity, joined};
 use hipbone::sim::Sim;
+use overlay::storage::kind::HIT_LOCATOR;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::time::{Duration, Instant};
@@ -70,6 +71,10 @@ fn whole_nodes_join_one_ring_over_hip_and_store_and_fetch_through_it() {
             "seed {seed}: {beyond_bootstrap} associations"
         );
 
+        // A minute and a half for what settles after the joins: the replication rounds
+        // (30 s hold-down) and the repeated first publication of each node's record.
+        let settle = sim.now() + Duration::from_secs(90);
+        sim.run_until(settle, |_| false);
         let now = sim.now();
         assert!(sim.node_mut(3).overlay_store(now, 1, b"hello from 3", 7));
         match answer(&mut sim, 3) {
@@ -86,12 +91,42 @@ fn whole_nodes_join_one_ring_over_hip_and_store_and_fetch_through_it() {
         assert!(sim.node_mut(17).overlay_fetch(now, owner, 8));
         match answer(&mut sim, 17) {
             Some(Answer::Fetched {
-                request, values, ..
+                request,
+                values,
+                locators,
+                ..
             }) => {
                 assert_eq!(request, 8);
                 assert_eq!(values, vec!["hello from 3".to_string()], "seed {seed}");
+                // Node 3 published where it can be reached when it joined.
+                let record = locators.expect("node 3 has a HIT-LOCATOR record");
+                assert_eq!(
+                    record.locators,
+                    vec![overlay::wire::LocatorEntry::Host(
+                        hipbone::sim::nodes::address(3)
+                    )],
+                    "seed {seed}"
+                );
+                assert!(record.sequence > 0);
             }
             other => panic!("seed {seed}: fetch answered {other:?}"),
+        }
+        // Every node published its record: each is held by three nodes (owner and two
+        // replicas).
+        for i in 0..n {
+            let resource = overlay::id::resource_id(&sim.node(i).hit().0);
+            let holders = (0..n)
+                .filter(|&j| {
+                    sim.node(j)
+                        .overlay
+                        .as_ref()
+                        .is_some_and(|o| o.node.holds(&resource, HIT_LOCATOR))
+                })
+                .count();
+            assert!(
+                holders >= 3,
+                "seed {seed}: node {i}'s record has {holders} holders"
+            );
         }
     }
 }

@@ -89,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
     message(data);
     exact!(SecurityBlock::parse(data), data);
     exact!(NameRecord::parse(data), data);
+    exact!(HitLocator::parse(data), data);
     if let Some((&pick, rest)) = data.split_first() {
         let codes = [
             MessageCode::PingReq,

@@ -440,6 +440,7 @@ impl Daemon {
                     request,
                     owner,
                     values,
+                    locators,
                     responder,
                     hops,
                 } => (
@@ -447,6 +448,10 @@ impl Daemon {
                     serde_json::json!({
                         "owner": owner.to_string(),
                         "values": values,
+                        "locators": locators.map(|r| serde_json::json!({
+                            "sequence": r.sequence,
+                            "locators": r.locators.iter().map(describe_locator).collect::<Vec<_>>(),
+                        })),
                         "responder": responder.to_string(),
                         "hops": hops,
                     }),
@@ -543,6 +548,18 @@ impl Daemon {
 }
 
 /// Answers a control client; one that does not read cannot hold up the loop.
+/// One entry of a HIT-LOCATOR record as `overlay fetch` shows it: "host 198.51.100.2:10500".
+fn describe_locator(l: &overlay::wire::LocatorEntry) -> String {
+    use overlay::wire::LocatorEntry;
+    match l {
+        LocatorEntry::Host(a) => format!("host {a}"),
+        LocatorEntry::ServerReflexive(a) => format!("server-reflexive {a}"),
+        LocatorEntry::Relayed { addr, relay } => {
+            format!("relayed {addr} via {}", hip::Hit(relay.0))
+        }
+    }
+}
+
 fn reply(mut stream: UnixStream, answer: &str) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
     let _ = stream.write_all(answer.as_bytes());

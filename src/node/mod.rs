@@ -196,6 +196,7 @@ impl Node {
     /// Starts what runs on its own: the overlay's first links, registrations with our
     /// rendezvous and relay servers.
     pub fn start(&mut self, now: Instant) {
+        self.locators_changed(now);
         if let Some(o) = self.overlay.as_mut() {
             o.start(now);
         }
@@ -375,6 +376,20 @@ impl Node {
     /// Our addresses changed (netlink): the host tells its peers.
     pub fn set_local_addresses(&mut self, now: Instant, addrs: &[SocketAddr]) {
         self.host.set_local_addresses(now, addrs);
+        self.locators_changed(now);
+    }
+
+    /// Our overlay record says where the host can be reached: its addresses now.
+    fn locators_changed(&mut self, now: Instant) {
+        if let Some(o) = self.overlay.as_mut() {
+            let locators = self
+                .host
+                .local_addresses()
+                .iter()
+                .map(|a| ::overlay::wire::LocatorEntry::Host(*a))
+                .collect();
+            o.set_locators(now, locators);
+        }
     }
 
     /// `hipbone overlay store VALUE`, answered as `request` (see
@@ -490,7 +505,7 @@ impl Node {
         let Some(o) = self.overlay.as_mut() else {
             return;
         };
-        for (peer, segment) in o.drive(now) {
+        for (peer, segment) in o.drive(now, &self.identity) {
             let mss = self.max_payload.get(&peer).and_then(|max| {
                 let header = segment.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
                 (segment.len() > *max)

@@ -17,7 +17,8 @@ use hip::{Hit, HostIdentity};
 use overlay::node::{Config as NodeConfig, Event as NodeEvent, Failure, Node, RequestHandle};
 use overlay::storage::{self, access, KindDef};
 use overlay::wire::{
-    ArrayRange, DataValue, FetchReq, NodeId, Selector, StoredDataSpecifier, StoredDataValue,
+    ArrayRange, DataValue, FetchReq, HitLocator, LocatorEntry, NodeId, Selector,
+    StoredDataSpecifier, StoredDataValue,
 };
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +33,15 @@ const MAX_CAPTURES: usize = 4096;
 /// Lifetime of a value stored with `hipbone overlay store`.
 const DEBUG_LIFETIME: u32 = 3600;
 /// Back-off of bootstrap retries.
+/// Our HIT-LOCATOR record lives this long (R11: about 10 minutes) and is published again
+/// at 90 % of it, at once when our locators change, and 10 s after a failed attempt. The
+/// first publication is repeated a minute later: a node that joined while the ring was
+/// still forming may have stored it at a peer that was not the owner for long, and joins
+/// that raced may not hand it on.
+const LOCATOR_LIFETIME: u32 = 600;
+const LOCATOR_REFRESH: Duration = Duration::from_secs(540);
+const LOCATOR_SETTLE: Duration = Duration::from_secs(60);
+const LOCATOR_RETRY: Duration = Duration::from_secs(10);
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
@@ -61,6 +71,8 @@ pub enum Answer {
         request: RequestId,
         owner: Hit,
         values: Vec<String>,
+        /// The owner's HIT-LOCATOR record, if it has one.
+        locators: Option<HitLocator>,
         responder: Hit,
         hops: u32,
     },
@@ -116,6 +128,17 @@ pub struct OverlayLinks {
     /// `drive` has input to process (packets, a request, work left) since this instant.
     due: Option<Instant>,
     deadline: Option<Instant>,
+    record: LocatorRecord,
+}
+
+/// Our HIT-LOCATOR record (R11): what it should say, what it said when last published,
+/// the Store under way, and when it must be published again.
+#[derive(Debug, Default)]
+struct LocatorRecord {
+    locators: Vec<LocatorEntry>,
+    published: Option<Vec<LocatorEntry>>,
+    storing: Option<RequestHandle>,
+    again_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for OverlayLinks {
@@ -176,6 +199,73 @@ impl OverlayLinks {
             retry_delay: RETRY_FIRST,
             due: Some(now),
             deadline: None,
+            record: LocatorRecord::default(),
+        }
+    }
+
+    /// Where we can be reached (our addresses with the HIP port): the next publication of
+    /// our HIT-LOCATOR record says so, at once if that changes what it said.
+    pub fn set_locators(&mut self, now: Instant, locators: Vec<LocatorEntry>) {
+        if self.record.locators != locators {
+            self.record.locators = locators;
+            self.due.get_or_insert(now);
+        }
+    }
+
+    /// Stores our HIT-LOCATOR record, signed by `identity`, when it is due: joined, not a
+    /// client, nothing under way, and what it says changed or its refresh time came.
+    fn publish_locators(&mut self, now: Instant, identity: &HostIdentity) {
+        let r = &self.record;
+        let changed = r.published.as_ref() != Some(&r.locators);
+        let due = changed || r.again_at.is_some_and(|t| t <= now);
+        if self.client || !self.node.is_joined() || r.storing.is_some() || !due {
+            return;
+        }
+        let time = self.node.storage_time(now);
+        let record = HitLocator {
+            sequence: time,
+            locators: r.locators.clone(),
+        };
+        let value = StoredDataValue::Single(DataValue {
+            exists: true,
+            value: record.to_bytes(),
+        });
+        let def = KindDef::HIT_LOCATOR;
+        let resource = overlay::id::resource_id(&self.me.0);
+        let req = storage::signed_store(identity, resource, def.id, time, LOCATOR_LIFETIME, value);
+        match self.node.store(now, &req) {
+            Ok(handle) => {
+                let first = self.record.published.is_none() && self.record.again_at.is_none();
+                self.record.storing = Some(handle);
+                self.record.published = Some(record.locators);
+                let wait = if first {
+                    LOCATOR_SETTLE
+                } else {
+                    LOCATOR_REFRESH
+                };
+                self.record.again_at = Some(now + wait);
+            }
+            Err(e) => {
+                tracing::debug!(error = ?e, "cannot publish our locators yet");
+                self.record.again_at = Some(now + LOCATOR_RETRY);
+            }
+        }
+    }
+
+    /// The Store of our record ended: on failure, publish again soon.
+    fn locators_stored(&mut self, now: Instant, failure: Option<&Failure>) {
+        self.record.storing = None;
+        match failure {
+            None => tracing::info!(
+                overlay = %self.name,
+                locators = self.record.published.as_ref().map_or(0, Vec::len),
+                "published our locators"
+            ),
+            Some(f) => {
+                tracing::info!(overlay = %self.name, error = %describe(f), "publishing our locators failed; trying again");
+                self.record.published = None;
+                self.record.again_at = Some(now + LOCATOR_RETRY);
+            }
         }
     }
 
@@ -253,6 +343,7 @@ impl OverlayLinks {
             self.node.poll_timeout(),
             self.net.poll_at(now),
             self.retry_at,
+            self.record.again_at,
         ]
         .into_iter()
         .flatten()
@@ -261,7 +352,7 @@ impl OverlayLinks {
 
     /// Runs the node and the stack until neither has anything left to hand over; returns
     /// the TCP segments to seal (peer, segment).
-    pub fn drive(&mut self, now: Instant) -> Vec<(Hit, Vec<u8>)> {
+    pub fn drive(&mut self, now: Instant, identity: &HostIdentity) -> Vec<(Hit, Vec<u8>)> {
         self.due = None;
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
             self.node.handle_timeout(now);
@@ -274,6 +365,8 @@ impl OverlayLinks {
         let mut out = Vec::new();
         let mut progress = true;
         for _ in 0..16 {
+            // Each turn: the join may have completed, or our addresses changed.
+            self.publish_locators(now, identity);
             self.net.poll(now);
             progress = false;
             while let Some(e) = self.net.poll_event() {
@@ -360,6 +453,12 @@ impl OverlayLinks {
             } => {
                 tracing::debug!(?predecessors, ?successors, "overlay neighbours");
             }
+            NodeEvent::StoreDone { handle, .. } if self.record.storing == Some(handle) => {
+                self.locators_stored(now, None);
+            }
+            NodeEvent::Failed { handle, failure } if self.record.storing == Some(handle) => {
+                self.locators_stored(now, Some(&failure));
+            }
             NodeEvent::StoreDone { handle, answer, .. } => {
                 if let Some((request, _)) = self.waiting.remove(&handle) {
                     self.answers.push_back(Answer::Stored {
@@ -391,10 +490,23 @@ impl OverlayLinks {
                             _ => None,
                         })
                         .collect();
+                    // Values were checked against their signer and Kind on arrival.
+                    let locators = answer
+                        .kind_responses
+                        .iter()
+                        .filter(|k| k.kind == KindDef::HIT_LOCATOR.id)
+                        .flat_map(|k| &k.values)
+                        .find_map(|v| match &v.value {
+                            StoredDataValue::Single(d) if d.exists => {
+                                HitLocator::parse(&d.value).ok()
+                            }
+                            _ => None,
+                        });
                     self.answers.push_back(Answer::Fetched {
                         request,
                         owner: owner.unwrap_or(self.me),
                         values,
+                        locators,
                         responder: hit_of(responder),
                         hops,
                     });
@@ -473,16 +585,25 @@ impl OverlayLinks {
         let Some(resource) = access::owned_resource(&def, node_id(owner)) else {
             return self.refuse(request, "no resource for this kind");
         };
+        // The debugging array and the HIT-LOCATOR record live at the same Resource-ID
+        // (both NODE-MATCH): one Fetch asks for both.
         let req = FetchReq {
             resource,
-            specifiers: vec![StoredDataSpecifier {
-                kind: def.id,
-                generation: 0,
-                selector: Selector::Array(vec![ArrayRange {
-                    first: 0,
-                    last: KindDef::MAX_ARRAY_LEN - 1,
-                }]),
-            }],
+            specifiers: vec![
+                StoredDataSpecifier {
+                    kind: def.id,
+                    generation: 0,
+                    selector: Selector::Array(vec![ArrayRange {
+                        first: 0,
+                        last: KindDef::MAX_ARRAY_LEN - 1,
+                    }]),
+                },
+                StoredDataSpecifier {
+                    kind: KindDef::HIT_LOCATOR.id,
+                    generation: 0,
+                    selector: Selector::Single,
+                },
+            ],
         };
         match self.node.fetch(now, &req) {
             Ok(handle) => {

@@ -81,6 +81,19 @@ check "n2 stores a value" store n2 "hello from n2"
 answer=$(fetch n4 "${HIT[n2]}")
 echo "  fetch from n4: $answer"
 check "n4 fetches it" grep -q "hello from n2" <<<"$answer"
+# n2 published where it is (its HIT-LOCATOR record, R11) when it joined, and again a
+# minute later (records stored while the ring formed may sit at a peer that no longer owns
+# them): n4 finds n2's address in it, within that minute and a quarter.
+locators() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]).get("locators") or {}; print(" ".join(r.get("locators", [])))' "$1" 2>/dev/null; }
+found_locator=1
+for _ in $(seq 1 15); do
+  if grep -q "host 198.51.100.18:10500" <<<"$(locators "$(fetch n4 "${HIT[n2]}")")"; then
+    found_locator=0
+    break
+  fi
+  sleep 5
+done
+check "n4 finds n2's address in n2's HIT-LOCATOR record" test "$found_locator" = 0
 holder=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)
 victim=""
 for n in $NODES; do [ "${HIT[$n]}" = "$holder" ] && victim=$n; done

@@ -176,12 +176,15 @@ impl Node {
                 };
                 let writer = if req.replica_number == 0 {
                     // The records a join hands over (§10.5 step 6) come from the admitting
-                    // peer before its Update has told us our place: taken on its word, for
-                    // the range behind us only.
+                    // peer, often before its Update has told us our place: taken on its
+                    // word for the range behind it and us; once we are joined, from our
+                    // successor (the admitting peer was) for the range we own. Copies are
+                    // paced, so some arrive after the Update.
                     let me = self.me.position();
-                    let handover = direct
-                        && self.admitting_peer() == Some(origin)
+                    let from_ap = self.admitting_peer() == Some(origin)
                         && !id::in_open_closed(pos, me, origin.position());
+                    let from_successor = self.chord.successor() == Some(origin) && self.owns(pos);
+                    let handover = direct && (from_ap || from_successor);
                     if handover {
                         Writer::Copy
                     } else if self.owns(pos) {
@@ -423,5 +426,15 @@ impl Node {
 
     pub(super) fn kinds(&self) -> &Kinds {
         &self.data.kinds
+    }
+}
+
+impl Node {
+    /// Whether this node holds values of `kind` at `resource` (owner or replica).
+    pub fn holds(&self, resource: &ResourceId, kind: crate::wire::KindId) -> bool {
+        self.data
+            .store
+            .as_ref()
+            .is_some_and(|s| s.generation(resource, kind) > 0)
     }
 }

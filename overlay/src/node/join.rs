@@ -202,6 +202,7 @@ impl Node {
         // Step 6: hand over the data the joining peer now owns.
         let from = old_pred.unwrap_or(self.me).position();
         self.send_records(now, origin, from, origin.position(), 0);
+        self.handed_over = Some(origin);
         // Step 7: our tables (it names the joiner as our predecessor).
         self.send_update_to(now, origin, true);
         // Step 8: Update our neighbours (reactively, through table_changed).

@@ -367,6 +367,8 @@ pub struct Node {
     pending: HashMap<u64, Pending>,
     /// How many of `pending` are the embedder's.
     app_pending: usize,
+    /// The peer that just joined through us and was handed its records.
+    handed_over: Option<NodeId>,
     lookups: lookup::Lookups,
     retx: BTreeSet<(Instant, u64)>,
     transmits: VecDeque<(NodeId, Vec<u8>)>,
@@ -427,6 +429,7 @@ impl Node {
             attached: None,
             pending: HashMap::new(),
             app_pending: 0,
+            handed_over: None,
             lookups: lookup::Lookups::default(),
             retx: BTreeSet::new(),
             transmits: VecDeque::new(),
@@ -489,6 +492,12 @@ impl Node {
     /// Resource-IDs this node stores (as owner or replica).
     pub fn stored_resources(&self) -> impl Iterator<Item = &ResourceId> + '_ {
         self.data.resources()
+    }
+
+    /// The storage time of a value written at `now` (Unix milliseconds: the configured
+    /// epoch plus the time since the node started).
+    pub fn storage_time(&self, now: Instant) -> u64 {
+        self.now_ms(now)
     }
 
     /// Wall-clock time for storage, in Unix milliseconds.

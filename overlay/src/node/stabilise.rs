@@ -86,6 +86,19 @@ impl Node {
         let succs = self.chord.successors();
         if (&preds, &succs) != (&self.announced.0, &self.announced.1) {
             let pred_changed = preds.first() != self.announced.0.first();
+            // A peer came between our predecessor and us without joining through us
+            // (joins that raced, a view that was stale): what it now owns is ours to hand
+            // over, as a join through us would have (§10.5 step 6).
+            if let (Some(&old), Some(&new), State::Joined) =
+                (self.announced.0.first(), preds.first(), self.state)
+            {
+                let me = self.me.position();
+                let between = crate::id::in_open(new.position(), old.position(), me);
+                if between && self.handed_over != Some(new) {
+                    self.send_records(now, new, old.position(), new.position(), 0);
+                }
+            }
+            self.handed_over = None;
             let succ_changed = succs.iter().take(2).ne(self.announced.1.iter().take(2));
             self.announced = (preds.clone(), succs.clone());
             if self.state == State::Joined {

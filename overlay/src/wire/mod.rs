@@ -82,6 +82,7 @@ use hip::wire::codec::{self, Counter, Sink, Writer};
 mod contents;
 mod framing;
 mod header;
+mod locator;
 mod name;
 mod route;
 mod security;
@@ -98,6 +99,7 @@ pub use header::{
     fragment, option_flags, Destination, ForwardingHeader, ForwardingOption, ForwardingOptionType,
     Message, Packet, HEADER_LEN, RELO_TOKEN, VERSION,
 };
+pub use locator::{HitLocator, LocatorEntry, LocatorKind};
 pub use name::{valid_name, NameRecord, MAX_NAME_LEN};
 pub use route::{
     probe_type, ChordRouteQueryAns, FindAns, FindKindData, FindReq, ProbeAns, ProbeInformation,
