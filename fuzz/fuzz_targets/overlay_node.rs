@@ -86,13 +86,14 @@ fuzz_target!(|data: &[u8]| {
         Some((_, rest)) => (peer, rest),
         None => (peer, data),
     };
-    let resigned = data
-        .first()
-        .filter(|b| *b & 2 != 0)
-        .and_then(|_| {
-            let secret = if link == peer { [2; 32] } else { [3; 32] };
-            signed_by(&hip::HostIdentity::from_secret(secret), config.overlay, bytes)
-        });
+    let resigned = data.first().filter(|b| *b & 2 != 0).and_then(|_| {
+        let secret = if link == peer { [2; 32] } else { [3; 32] };
+        signed_by(
+            &hip::HostIdentity::from_secret(secret),
+            config.overlay,
+            bytes,
+        )
+    });
     let bytes = resigned.as_deref().unwrap_or(bytes);
     let mut t = now;
     for _ in 0..COPIES {

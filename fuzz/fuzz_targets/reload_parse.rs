@@ -7,8 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use overlay::wire::{
     ChordLeaveData, ChordUpdate, DataModel, ErrorResponse, FetchAns, FetchReq, ForwardingHeader,
-    FramedMessage, JoinAns, JoinReq, LeaveReq, Message, MessageCode, NameRecord, Packet, PingAns,
-    PingReq, SecurityBlock, StoreAns, StoreReq,
+    FramedMessage, HitLocator, JoinAns, JoinReq, LeaveReq, Message, MessageCode, NameRecord,
+    Packet, PingAns, PingReq, SecurityBlock, StoreAns, StoreReq,
 };
 
 /// Kind 1 dictionary (SIP-REGISTRATION), 2 single, 3 array; others unknown.
