@@ -213,3 +213,39 @@ fn a_node_that_restarted_is_reached_again_when_its_peer_sends() {
     let on_b = sim.node(1).host.association(&a_hit).unwrap();
     assert_ne!(on_b.spis, before, "B's association was replaced");
 }
+
+/// A node sends to the HIT of a member it has no association with, no locator for and no
+/// neighbour's word about: the packet waits while the member's HIT-LOCATOR record is looked
+/// up in the overlay, the base exchange goes to the address found there, and the packet
+/// arrives.
+#[test]
+fn a_member_is_reached_by_its_hit_alone_through_its_record() {
+    let n = 30;
+    let mut sim = ring(5, n);
+    let settle = sim.now() + Duration::from_secs(90);
+    sim.run_until(settle, |_| false);
+    assert_eq!(joined(&sim), n);
+    // A pair with nothing between them yet.
+    let (a, b) = (0..n)
+        .flat_map(|a| (0..n).map(move |b| (a, b)))
+        .find(|&(a, b)| {
+            let (na, nb) = (sim.node(a), sim.node(b));
+            a != b
+                && na.host.association(&nb.hit()).is_none()
+                && na.overlay.as_ref().unwrap().relay_for(&nb.hit()).is_none()
+        })
+        .expect("a pair of nodes without an association");
+    let (a_hit, b_hit) = (sim.node(a).hit(), sim.node(b).hit());
+    send(&mut sim, a, b_hit);
+    let end = sim.now() + Duration::from_secs(20);
+    sim.run_until(end, |s| {
+        s.node(b)
+            .host
+            .association(&a_hit)
+            .is_some_and(|x| x.traffic.rx_packets > 0)
+    });
+    let on_b = sim.node(b).host.association(&a_hit).expect("A reached B");
+    assert_eq!(on_b.state, hip::AssocState::Established);
+    assert_eq!(on_b.traffic.rx_packets, 1, "the held packet arrived, once");
+    assert_eq!(on_b.remote.ip(), hipbone::sim::nodes::address(a).ip());
+}

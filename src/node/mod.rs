@@ -34,6 +34,9 @@ const TCP: u8 = 6;
 const MAX_EVENTS: usize = 1024;
 /// Overlay datagrams sealed and waiting for the driver.
 const MAX_TRANSMITS: usize = 4096;
+/// HITs looked up in the overlay at once, and packets held for each meanwhile.
+const MAX_LOOKUPS: usize = 64;
+const MAX_HELD: usize = 16;
 
 /// A configured peer: where its I1 goes, and what it serves us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +93,9 @@ pub struct Node {
     max_payload: HashMap<Hit, usize>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<NodeEvent>,
+    /// Packets for HITs being looked up in the overlay (no locator known), held until
+    /// the record comes: at most `MAX_LOOKUPS` HITs, `MAX_HELD` packets each.
+    held: HashMap<Hit, VecDeque<(u8, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -119,6 +125,7 @@ impl Node {
             max_payload: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -272,7 +279,19 @@ impl Node {
         payload: core::ops::Range<usize>,
     ) -> Outbound<'a> {
         if !self.host.sends_to(peer) && !self.connect(now, *peer) {
-            return Outbound::NoAssociation;
+            // No locator known: the peer's HIT-LOCATOR record in the overlay says where it
+            // is; the packet waits for it.
+            if !self.held.contains_key(peer) && !self.start_lookup(now, *peer) {
+                return Outbound::NoAssociation;
+            }
+            let Some(queue) = self.held.get_mut(peer) else {
+                return Outbound::NoAssociation;
+            };
+            if queue.len() >= MAX_HELD {
+                return Outbound::Dropped;
+            }
+            queue.push_back((next_header, buf[payload].to_vec()));
+            return Outbound::Queued;
         }
         self.host.encapsulate(now, peer, next_header, buf, payload)
     }
@@ -523,9 +542,59 @@ impl Node {
                 _ => self.seal_segment(now, peer, &segment),
             }
         }
+        self.lookups_ended(now);
+    }
+
+    /// Looks `peer` up in the overlay (its HIT-LOCATOR record); false without an overlay
+    /// we are joined to, or with too many lookups under way.
+    fn start_lookup(&mut self, now: Instant, peer: Hit) -> bool {
+        if self.held.len() >= MAX_LOOKUPS || peer == self.host.hit() {
+            return false;
+        }
+        let Some(o) = self.overlay.as_mut().filter(|o| o.node.is_joined()) else {
+            return false;
+        };
+        if !o.locate(now, peer) {
+            return false;
+        }
+        self.held.insert(peer, VecDeque::new());
+        true
+    }
+
+    /// Lookups that ended: a base exchange to the locators found, with the held packets
+    /// queued on it; without a record, the held packets are dropped.
+    fn lookups_ended(&mut self, now: Instant) {
+        while let Some((peer, record)) = self.overlay.as_mut().and_then(|o| o.poll_located()) {
+            let held = self.held.remove(&peer).unwrap_or_default();
+            let locators: Vec<SocketAddr> = record
+                .iter()
+                .flat_map(|r| &r.locators)
+                .map(|l| l.addr())
+                .collect();
+            let Some(first) = locators.first() else {
+                tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");
+                continue;
+            };
+            let local = self.local_for(first);
+            if let Err(e) = self.host.connect(now, peer, local, &locators) {
+                tracing::debug!(peer = %peer, error = %e, "cannot start a base exchange");
+                continue;
+            }
+            tracing::info!(peer = %peer, locators = locators.len(), "found the peer in the overlay");
+            for (next_header, packet) in held {
+                self.seal(now, peer, next_header, &packet);
+            }
+        }
     }
 
     fn seal_segment(&mut self, now: Instant, peer: Hit, segment: &[u8]) {
+        self.seal(now, peer, TCP, segment);
+    }
+
+    /// Seals one inner packet for `peer` (queued on its association while the exchange
+    /// runs) and queues the datagram if one comes out.
+    fn seal(&mut self, now: Instant, peer: Hit, next_header: u8, packet: &[u8]) {
+        let segment = packet;
         let mut buf = vec![0u8; ESP_HEADER_LEN + segment.len() + ESP_TAIL_MAX];
         let payload = ESP_HEADER_LEN..ESP_HEADER_LEN + segment.len();
         buf[payload.clone()].copy_from_slice(segment);
@@ -533,7 +602,7 @@ impl Node {
             local,
             remote,
             datagram,
-        } = self.encapsulate(now, &peer, TCP, &mut buf, payload)
+        } = self.encapsulate(now, &peer, next_header, &mut buf, payload)
         {
             if self.transmits.len() == MAX_TRANSMITS {
                 self.transmits.pop_front();

@@ -129,6 +129,10 @@ pub struct OverlayLinks {
     due: Option<Instant>,
     deadline: Option<Instant>,
     record: LocatorRecord,
+    /// HIT-LOCATOR lookups under way, by the node's handle.
+    locating: HashMap<RequestHandle, Hit>,
+    /// Lookups that ended: the HIT and its record (none: no record, or the lookup failed).
+    located: VecDeque<(Hit, Option<HitLocator>)>,
 }
 
 /// Our HIT-LOCATOR record (R11): what it should say, what it said when last published,
@@ -200,7 +204,43 @@ impl OverlayLinks {
             due: Some(now),
             deadline: None,
             record: LocatorRecord::default(),
+            locating: HashMap::new(),
+            located: VecDeque::new(),
         }
+    }
+
+    /// Looks up where `hit` can be reached: its HIT-LOCATOR record, by a directory lookup
+    /// (owner and first replica, newest kept, cached). The answer comes from
+    /// [`poll_located`](Self::poll_located). False if it cannot start (not joined, too
+    /// many requests).
+    pub fn locate(&mut self, now: Instant, hit: Hit) -> bool {
+        if self.locating.len() >= MAX_WAITING {
+            return false;
+        }
+        let req = FetchReq {
+            resource: overlay::id::resource_id(&hit.0),
+            specifiers: vec![StoredDataSpecifier {
+                kind: KindDef::HIT_LOCATOR.id,
+                generation: 0,
+                selector: Selector::Single,
+            }],
+        };
+        match self.node.lookup(now, &req) {
+            Ok(handle) => {
+                self.locating.insert(handle, hit);
+                self.due.get_or_insert(now);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(peer = %hit, error = ?e, "cannot look the peer up");
+                false
+            }
+        }
+    }
+
+    /// A lookup of [`locate`](Self::locate) that ended.
+    pub fn poll_located(&mut self) -> Option<(Hit, Option<HitLocator>)> {
+        self.located.pop_front()
     }
 
     /// Where we can be reached (our addresses with the HIP port): the next publication of
@@ -453,6 +493,17 @@ impl OverlayLinks {
             } => {
                 tracing::debug!(?predecessors, ?successors, "overlay neighbours");
             }
+            NodeEvent::FetchDone { handle, answer, .. } if self.locating.contains_key(&handle) => {
+                if let Some(hit) = self.locating.remove(&handle) {
+                    self.located.push_back((hit, hit_locator(&answer)));
+                }
+            }
+            NodeEvent::Failed { handle, failure } if self.locating.contains_key(&handle) => {
+                if let Some(hit) = self.locating.remove(&handle) {
+                    tracing::debug!(peer = %hit, error = %describe(&failure), "looking the peer up failed");
+                    self.located.push_back((hit, None));
+                }
+            }
             NodeEvent::StoreDone { handle, .. } if self.record.storing == Some(handle) => {
                 self.locators_stored(now, None);
             }
@@ -490,18 +541,7 @@ impl OverlayLinks {
                             _ => None,
                         })
                         .collect();
-                    // Values were checked against their signer and Kind on arrival.
-                    let locators = answer
-                        .kind_responses
-                        .iter()
-                        .filter(|k| k.kind == KindDef::HIT_LOCATOR.id)
-                        .flat_map(|k| &k.values)
-                        .find_map(|v| match &v.value {
-                            StoredDataValue::Single(d) if d.exists => {
-                                HitLocator::parse(&d.value).ok()
-                            }
-                            _ => None,
-                        });
+                    let locators = hit_locator(&answer);
                     self.answers.push_back(Answer::Fetched {
                         request,
                         owner: owner.unwrap_or(self.me),
@@ -638,6 +678,20 @@ impl OverlayLinks {
             forwarded: self.node.stats().forwarded,
         }
     }
+}
+
+/// The HIT-LOCATOR record in a Fetch answer, if it holds one that parses (its signature
+/// and Kind were checked when the answer arrived).
+fn hit_locator(answer: &overlay::wire::FetchAns) -> Option<HitLocator> {
+    answer
+        .kind_responses
+        .iter()
+        .filter(|k| k.kind == KindDef::HIT_LOCATOR.id)
+        .flat_map(|k| &k.values)
+        .find_map(|v| match &v.value {
+            StoredDataValue::Single(d) if d.exists => HitLocator::parse(&d.value).ok(),
+            _ => None,
+        })
 }
 
 fn describe(f: &Failure) -> String {
