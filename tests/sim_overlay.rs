@@ -491,3 +491,19 @@ fn one_key_cannot_fill_a_victims_store() {
     run_for(&mut sim, 20);
     assert_eq!(done(&sim, honest), 1, "another member still finds room");
 }
+
+/// A client (R15) attaches to the peer responsible for its own ID: the lookup's answer
+/// comes from a node "after" the client's ID, which a client, owning nothing, must not
+/// take for a node closer than itself (the answer check once refused it, and clients
+/// never joined).
+#[test]
+fn a_client_attaches_to_the_ring() {
+    let mut sim = ring(20, 29);
+    let mut config = Params::new(20, Duration::from_secs(3600), 29).config;
+    config.client = true;
+    let c = sim.add_node(config);
+    sim.join(c, Some(0));
+    run_for(&mut sim, 30);
+    assert!(sim.node(c).is_joined(), "the client did not attach");
+    assert_eq!(sim.node(c).stats().implausible_answers, 0);
+}

@@ -129,14 +129,15 @@ impl Chord {
             .map(|&p| NodeId::from_position(p))
     }
 
-    /// Could `p` be the owner of key `k`, as far as this table knows? Not if we, or a peer
-    /// we are linked to, lie in `[k, p)`: the first node at or after `k` owns it. An answer
-    /// "from the owner" of `k` that some node on the path made up fails this unless that
-    /// node's ID happens to fall between `k` and every peer we know after it.
-    pub fn could_own(&self, k: u128, p: NodeId) -> bool {
+    /// Could `p` be the owner of key `k`, as far as this table knows? Not if we (when we
+    /// are a peer of the ring, `in_ring`: a client owns nothing), or a peer we are linked
+    /// to, lie in `[k, p)`: the first node at or after `k` owns it. An answer "from the
+    /// owner" of `k` that some node on the path made up fails this unless that node's ID
+    /// happens to fall between `k` and every peer we know after it.
+    pub fn could_own(&self, k: u128, p: NodeId, in_ring: bool) -> bool {
         let d = p.position().wrapping_sub(k);
         let closer = |x: u128| x.wrapping_sub(k) < d;
-        !closer(self.me)
+        !(in_ring && closer(self.me))
             && self
                 .first_at_or_after(k)
                 .is_none_or(|q| !closer(q.position()))

@@ -2,14 +2,18 @@
 # Five real nodes form an overlay ring through one bootstrap (n1), over HIP: each overlay
 # link is a TCP connection between HITs on port 6084 in the nodes' own stacks, inside ESP.
 # Only n1's address is configured; links to the others are opened by I1s relayed through
-# a neighbour (HIP BONE). A value stored from one node is fetched from another; the node
-# that holds it is killed; the value is still fetched, from a replica.
+# a neighbour (HIP BONE). Each publishes its HIT-LOCATOR record. A value stored from one
+# node is fetched from another. A client (n6, attached to one peer, associated with it and
+# the bootstrap only) pings a peer by its HIT alone: it finds the peer's address in the
+# peer's record. The node that holds the value is killed; the value is still fetched,
+# from a replica.
 #
 #   n1 198.51.100.2 ─┐
 #   n2 198.51.100.18 ┤
-#   n3 198.51.100.34 ┼── R
-#   n4 198.51.100.50 ┤
-#   n5 198.51.100.66 ┘
+#   n3 198.51.100.34 ┤
+#   n4 198.51.100.50 ┼── R
+#   n5 198.51.100.66 ┤
+#   n6 198.51.100.82 ┘ client
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 HB=${HB:-$PWD/target/release/hipbone}
@@ -94,6 +98,31 @@ for _ in $(seq 1 15); do
   sleep 5
 done
 check "n4 finds n2's address in n2's HIT-LOCATOR record" test "$found_locator" = 0
+
+# n6 joins as a client, then pings a peer it has no association with by its HIT alone.
+lab_host n6
+lab_link r n6 "198.51.100.80/28"
+lab_exec n6 ip route add default via 198.51.100.81
+node_key n6 >/dev/null
+HIT[n6]=$(node_hit n6)
+sed 's/^\[overlay\]$/[overlay]\nclient = true/; s/n5\.sock/n6.sock/' "$dir/n5.toml" >"$dir/n6.toml"
+sed -i "s|^identity = .*|identity = \"$(node_key n6)\"|" "$dir/n6.toml"
+node_up n6 || { finish; exit 1; }
+client_joined=1
+for _ in $(seq 30); do
+  [ "$(ostatus n6 | python3 -c 'import json,sys; print(json.load(sys.stdin)["joined"])' 2>/dev/null)" = True ] && { client_joined=0; break; }
+  sleep 1
+done
+check "n6 attaches to the ring as a client" test "$client_joined" = 0
+[ "$client_joined" = 0 ] || { cat "$dir/n6.toml"; grep -v "TRACE\|DEBUG" "$dir/n6.log" | tail -30; }
+linked() { node_field "$1" "'${HIT[$2]}' in [a['peer'] for a in s['associations']]" 2>/dev/null; }
+target=""
+for y in $NODES; do [ "$(linked n6 "$y")" = False ] && { target=$y; break; }; done
+check "n6 has no association with $target yet" test -n "$target"
+if [ -n "$target" ]; then
+  check "n6 pings $target by its HIT alone" lab_exec n6 ping -6 -c 3 -W 10 "${HIT[$target]}"
+  check "n6 found $target through its record (associated now)" test "$(linked n6 "$target")" = True
+fi
 holder=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)
 victim=""
 for n in $NODES; do [ "${HIT[$n]}" = "$holder" ] && victim=$n; done

@@ -234,7 +234,7 @@ impl Node {
             || match &p.dest {
                 Destination::Node(n) => responder == *n,
                 Destination::Resource(r) => crate::id::resource_position(r)
-                    .is_none_or(|k| self.chord.could_own(k, responder)),
+                    .is_none_or(|k| self.chord.could_own(k, responder, !self.config.client)),
                 _ => true,
             };
         if !plausible {
