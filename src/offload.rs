@@ -20,13 +20,13 @@
 
 /// Length of the `virtio_net_hdr` without `num_buffers`.
 pub use crate::tun::VNET_HDR_LEN;
+use hip::esp::PROTO_TCP;
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` is partial.
 pub const F_NEEDS_CSUM: u8 = 1;
 /// `VIRTIO_NET_HDR_F_DATA_VALID`.
 pub const F_DATA_VALID: u8 = 2;
 const GSO_ECN: u8 = 0x80;
-const PROTO_TCP: u8 = 6;
 
 /// `gso_type` without its ECN bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -3,12 +3,11 @@
 //! flow a peer opens, to deliver it where a socket can take it; the tables are read at most
 //! once per [`REFRESH`], so a peer opening flows fast cannot make us read them per packet.
 
+use hip::esp::{PROTO_TCP as TCP, PROTO_UDP as UDP};
 use std::collections::HashSet;
 use std::fs;
 use std::time::{Duration, Instant};
 
-const TCP: u8 = 6;
-const UDP: u8 = 17;
 /// TCP_LISTEN in the `st` column.
 const LISTEN: &str = "0A";
 /// How old a snapshot of the socket tables may be.

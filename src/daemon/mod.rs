@@ -45,6 +45,7 @@ use crate::tun::Tun;
 use crate::udp;
 use anyhow::Context;
 use batch::{Train, TxQueue};
+use hip::esp::PROTO_TCP as TCP;
 use mio::net::{UdpSocket, UnixListener};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -72,7 +73,6 @@ const RX_FRONT: usize = 64;
 const MAX_PACKET: usize = 65535;
 /// Reads (TUN) or receives (UDP) per turn before other sources get theirs.
 const BATCH: usize = 64;
-const TCP: u8 = 6;
 /// Control requests waiting for the overlay's answer.
 const MAX_WAITING: usize = 64;
 

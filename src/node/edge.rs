@@ -11,14 +11,11 @@
 //! flow.
 
 use hip::esp;
+use hip::esp::{PROTO_ICMP as ICMP, PROTO_TCP as TCP, PROTO_UDP as UDP};
 use hip::lsi::LsiPool;
 use hip::Hit;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-
-const ICMP: u8 = 1;
-const TCP: u8 = 6;
-const UDP: u8 = 17;
 
 /// An outbound inner packet, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,7 @@ pub mod overlay;
 use crate::config::Config;
 use crate::offload::{self, TcpSegments};
 use edge::Edge;
+use hip::esp::PROTO_TCP as TCP;
 use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX};
 use hip::{Event, Hit, Host, HostIdentity, Inbound, Outbound, Transmit};
 use overlay::{OverlayLinks, OverlaySetup, RequestId};
@@ -29,7 +30,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-const TCP: u8 = 6;
 /// Events waiting for the driver; past that the oldest go (they are for logs and status).
 const MAX_EVENTS: usize = 1024;
 /// Overlay datagrams sealed and waiting for the driver.

@@ -139,10 +139,11 @@ pub const UDP_HEADER_LEN: usize = 8;
 
 const AES_KEY_LEN: usize = 16;
 const SALT_LEN: usize = 4;
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_ICMPV6: u8 = 58;
+/// IP protocol numbers (IANA) of the inner packets the node looks into.
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
 
 /// Why a packet was refused or an SA could not be built.
 ///
