@@ -88,13 +88,9 @@ fn newest(owner: FetchAns, replica: &FetchAns) -> FetchAns {
 
 /// True if the answer holds a value that exists (not only synthesised absences).
 pub fn holds_values(ans: &FetchAns) -> bool {
-    ans.kind_responses.iter().any(|k| {
-        k.values.iter().any(|v| match &v.value {
-            StoredDataValue::Single(d)
-            | StoredDataValue::Array { value: d, .. }
-            | StoredDataValue::Dictionary { value: d, .. } => d.exists,
-        })
-    })
+    ans.kind_responses
+        .iter()
+        .any(|k| k.values.iter().any(|v| v.value.data().exists))
 }
 
 /// Until when an answer may be served from the cache: its shortest remaining lifetime,

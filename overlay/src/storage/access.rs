@@ -82,12 +82,7 @@ pub fn check(
 /// The [`NameRecord`] a value of a [`UserName::Claimed`] Kind carries, deletions included
 /// (a deletion names what it deletes).
 fn claimed_name(value: &StoredDataValue) -> Option<NameRecord> {
-    let v = match value {
-        StoredDataValue::Single(v)
-        | StoredDataValue::Array { value: v, .. }
-        | StoredDataValue::Dictionary { value: v, .. } => v,
-    };
-    NameRecord::parse(&v.value).ok()
+    NameRecord::parse(&value.data().value).ok()
 }
 
 /// Signature ([`verify_value`]) and access ([`check`]) of one value, and the value's layout

@@ -174,12 +174,7 @@ pub fn signed_store(
 /// `exists` false, `{0,0}` algorithm, identity none, empty signature. It carries nothing
 /// to verify and asserts nothing but absence.
 pub fn is_synthetic(data: &StoredData) -> bool {
-    let exists = match &data.value {
-        StoredDataValue::Single(v)
-        | StoredDataValue::Array { value: v, .. }
-        | StoredDataValue::Dictionary { value: v, .. } => v.exists,
-    };
-    !exists && data.signature == Signature::anonymous()
+    !data.value.data().exists && data.signature == Signature::anonymous()
 }
 
 /// Checks the signature of a value of `kind` at `resource`: algorithm `{8, 7}`, a

@@ -694,11 +694,7 @@ fn plan_kind(
         if data.value.model() != def.model {
             return Err(StorageError::WrongModel(def.id));
         }
-        let size = match &data.value {
-            StoredDataValue::Single(v)
-            | StoredDataValue::Array { value: v, .. }
-            | StoredDataValue::Dictionary { value: v, .. } => v.value.len(),
-        };
+        let size = data.value.data().value.len();
         if size > def.max_size as usize {
             return Err(StorageError::ValueTooLarge {
                 kind: def.id,
@@ -729,12 +725,6 @@ fn plan_kind(
             }
             StoredDataValue::Dictionary { key, .. } => Slot::Key(key.clone()),
         };
-        let signer = authorize(def, resource, &data, certs)?;
-        if let Writer::Signer(node) = writer {
-            if signer.node != node {
-                return Err(StorageError::NotTheSigner(def.id));
-            }
-        }
         // The lifetime is the request's to set (RFC 6940 §7.1 does not sign it), within
         // what the Kind allows.
         let lifetime = data.lifetime.min(def.max_lifetime);
@@ -742,18 +732,23 @@ fn plan_kind(
         let previous = writes
             .get(&slot)
             .or_else(|| state.and_then(|s| s.values.get(&slot)));
-        if previous.is_some_and(|p| data.storage_time < p.data.storage_time) {
-            if replica {
-                continue;
-            }
-            return Err(StorageError::DataTooOld(def.id));
-        }
-        if replica
-            && previous.is_some_and(|p| {
-                data.storage_time == p.data.storage_time && expires_ms <= p.expires_ms
-            })
-        {
+        // A copy skips what it would not take before its signature is checked: a
+        // replication round re-sends mostly values the replica holds already.
+        let older = previous.is_some_and(|p| data.storage_time < p.data.storage_time);
+        let no_longer = previous.is_some_and(|p| {
+            data.storage_time == p.data.storage_time && expires_ms <= p.expires_ms
+        });
+        if replica && (older || no_longer) {
             continue;
+        }
+        let signer = authorize(def, resource, &data, certs)?;
+        if let Writer::Signer(node) = writer {
+            if signer.node != node {
+                return Err(StorageError::NotTheSigner(def.id));
+            }
+        }
+        if older {
+            return Err(StorageError::DataTooOld(def.id));
         }
         let bytes = data.buffer_len();
         writes.insert(

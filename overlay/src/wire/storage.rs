@@ -60,6 +60,15 @@ impl StoredDataValue {
         }
     }
 
+    /// The `DataValue` inside, whatever the model.
+    pub fn data(&self) -> &DataValue {
+        match self {
+            StoredDataValue::Single(v)
+            | StoredDataValue::Array { value: v, .. }
+            | StoredDataValue::Dictionary { value: v, .. } => v,
+        }
+    }
+
     fn read(r: &mut Reader<'_>, model: DataModel) -> Result<Self, WireError> {
         Ok(match model {
             DataModel::Single => StoredDataValue::Single(DataValue::read(r)?),
