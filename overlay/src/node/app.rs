@@ -53,10 +53,6 @@ impl Node {
         if self.state != State::Joined {
             return Err(Error::NotJoined);
         }
-        if self.app_pending >= self.config.max_app_pending {
-            self.stats.overflows += 1;
-            return Err(Error::TooManyRequests);
-        }
         if let Some(req) = fetch {
             // Noted first: a Fetch for a key we own is answered at once.
             self.note_fetch(handle, req);

@@ -208,7 +208,10 @@ impl Node {
                             for k in &mut ans.kind_responses {
                                 k.replicas = succs.clone();
                             }
-                            for (n, s) in succs.iter().enumerate() {
+                            // A hand-over came from a holder that has it already; the next
+                            // replication round covers our other successor.
+                            let original = writer != Writer::Copy;
+                            for (n, s) in succs.iter().enumerate().filter(|_| original) {
                                 let mut copy = req.clone();
                                 copy.replica_number = n as u8 + 1;
                                 self.send_store(now, *s, copy.to_bytes(), certs.to_vec());
@@ -270,17 +273,10 @@ impl Node {
 
     /// May `origin` push replicas of the Resource at `pos` to us? Only if it owns it as
     /// far as we can tell: `origin` is one of our predecessors (§10.4's "plausible
-    /// predecessor") and `pos` lies in its range, between the predecessor we know before it
-    /// and itself. A peer cannot plant copies for the rest of the ring.
+    /// predecessor") and it can own `pos`: no peer we know, nor we, lie between the key and
+    /// it (`Chord::could_own`). A peer cannot plant copies for the rest of the ring.
     fn replicates_for(&self, origin: NodeId, pos: u128) -> bool {
-        let preds = self.chord.predecessors();
-        let Some(k) = preds.iter().position(|p| *p == origin) else {
-            return false;
-        };
-        let lower = preds
-            .get(k + 1)
-            .map_or(self.me.position(), |p| p.position());
-        id::in_open_closed(pos, lower, origin.position())
+        self.chord.predecessors().contains(&origin) && self.chord.could_own(pos, origin, true)
     }
 
     /// Queues a Store of records to `to` and sends what the window allows.
