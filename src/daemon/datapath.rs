@@ -260,8 +260,7 @@ impl Daemon {
                 }
                 Err(e) => {
                     self.counters.udp_send_failed += t.count as u64;
-                    self.paths
-                        .send_failed(Instant::now(), t.remote, &e, t.count as u64);
+                    self.send_failed(t.remote, &e, t.count as u64);
                     return;
                 }
             }
@@ -275,7 +274,16 @@ impl Daemon {
             }
         }
         if let Some((n, e)) = failed {
-            self.paths.send_failed(Instant::now(), t.remote, &e, n);
+            self.send_failed(t.remote, &e, n);
+        }
+    }
+
+    /// Datagrams to `remote` were refused: the paths note it, and a peer whose path they
+    /// read again gets its new size in the node too (the overlay cuts its segments to it).
+    pub(super) fn send_failed(&mut self, remote: std::net::SocketAddr, e: &std::io::Error, n: u64) {
+        for peer in self.paths.send_failed(Instant::now(), remote, e, n) {
+            let max = self.paths.max_payload(&peer);
+            self.node.set_max_payload(peer, max);
         }
     }
 

@@ -394,7 +394,7 @@ impl Daemon {
             let from = source(&self.local_ips, t.local, t.remote);
             if let Err(e) = udp::send(&self.sockets[i].0, &t.payload, None, t.remote, from) {
                 self.counters.udp_send_failed += 1;
-                self.paths.send_failed(Instant::now(), t.remote, &e, 1);
+                self.send_failed(t.remote, &e, 1);
             }
         }
         while let Some(e) = self.node.poll_event() {
@@ -547,7 +547,6 @@ impl Daemon {
     }
 }
 
-/// Answers a control client; one that does not read cannot hold up the loop.
 /// One entry of a HIT-LOCATOR record as `overlay fetch` shows it: "host 198.51.100.2:10500".
 fn describe_locator(l: &overlay::wire::LocatorEntry) -> String {
     use overlay::wire::LocatorEntry;
@@ -555,11 +554,12 @@ fn describe_locator(l: &overlay::wire::LocatorEntry) -> String {
         LocatorEntry::Host(a) => format!("host {a}"),
         LocatorEntry::ServerReflexive(a) => format!("server-reflexive {a}"),
         LocatorEntry::Relayed { addr, relay } => {
-            format!("relayed {addr} via {}", hip::Hit(relay.0))
+            format!("relayed {addr} via {}", hip::Hit::from(*relay))
         }
     }
 }
 
+/// Answers a control client; one that does not read cannot hold up the loop.
 fn reply(mut stream: UnixStream, answer: &str) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
     let _ = stream.write_all(answer.as_bytes());

@@ -89,8 +89,14 @@ impl Paths {
 
     /// `count` datagrams to `remote` were refused with `e`: counted, logged now and then.
     /// When the datagrams were too big for the path, the paths of the peers at `remote`
-    /// are read again.
-    pub fn send_failed(&mut self, now: Instant, remote: SocketAddr, e: &io::Error, count: u64) {
+    /// are read again; returns the peers whose path changed.
+    pub fn send_failed(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        e: &io::Error,
+        count: u64,
+    ) -> Vec<Hit> {
         if self.failures.len() >= MAX_FAILING && !self.failures.contains_key(&remote) {
             self.failures.clear();
         }
@@ -103,17 +109,20 @@ impl Paths {
         } else {
             self.unlogged += count;
         }
-        if e.raw_os_error() == Some(libc::EMSGSIZE) {
-            let stale: Vec<(Hit, Option<IpAddr>)> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.remote == remote && now >= p.read_at + REREAD_AFTER)
-                .map(|(h, p)| (*h, p.local))
-                .collect();
-            for (peer, local) in stale {
-                self.learn(now, peer, local, remote);
-            }
+        if e.raw_os_error() != Some(libc::EMSGSIZE) {
+            return Vec::new();
         }
+        let stale: Vec<(Hit, Option<IpAddr>)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.remote == remote && now >= p.read_at + REREAD_AFTER)
+            .map(|(h, p)| (*h, p.local))
+            .collect();
+        stale
+            .into_iter()
+            .filter(|(peer, local)| self.learn(now, *peer, *local, remote).is_some())
+            .map(|(peer, _)| peer)
+            .collect()
     }
 
     /// Datagrams to `remote` the kernel refused.

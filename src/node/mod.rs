@@ -284,9 +284,7 @@ impl Node {
             if !self.held.contains_key(peer) && !self.start_lookup(now, *peer) {
                 return Outbound::NoAssociation;
             }
-            let Some(queue) = self.held.get_mut(peer) else {
-                return Outbound::NoAssociation;
-            };
+            let queue = self.held.entry(*peer).or_default();
             if queue.len() >= MAX_HELD {
                 return Outbound::Dropped;
             }
@@ -536,10 +534,10 @@ impl Node {
                     let mut piece = vec![0u8; segment.len()];
                     for i in 0..cut.count() {
                         let len = cut.write(&segment, i, &mut piece, pseudo);
-                        self.seal_segment(now, peer, &piece[..len]);
+                        self.seal(now, peer, TCP, &piece[..len]);
                     }
                 }
-                _ => self.seal_segment(now, peer, &segment),
+                _ => self.seal(now, peer, TCP, &segment),
             }
         }
         self.lookups_ended(now);
@@ -587,14 +585,9 @@ impl Node {
         }
     }
 
-    fn seal_segment(&mut self, now: Instant, peer: Hit, segment: &[u8]) {
-        self.seal(now, peer, TCP, segment);
-    }
-
     /// Seals one inner packet for `peer` (queued on its association while the exchange
     /// runs) and queues the datagram if one comes out.
-    fn seal(&mut self, now: Instant, peer: Hit, next_header: u8, packet: &[u8]) {
-        let segment = packet;
+    fn seal(&mut self, now: Instant, peer: Hit, next_header: u8, segment: &[u8]) {
         let mut buf = vec![0u8; ESP_HEADER_LEN + segment.len() + ESP_TAIL_MAX];
         let payload = ESP_HEADER_LEN..ESP_HEADER_LEN + segment.len();
         buf[payload.clone()].copy_from_slice(segment);

@@ -32,7 +32,6 @@ const MAX_WAITING: usize = 64;
 const MAX_CAPTURES: usize = 4096;
 /// Lifetime of a value stored with `hipbone overlay store`.
 const DEBUG_LIFETIME: u32 = 3600;
-/// Back-off of bootstrap retries.
 /// Our HIT-LOCATOR record lives this long (R11: about 10 minutes) and is published again
 /// at 90 % of it, at once when our locators change, and 10 s after a failed attempt. The
 /// first publication is repeated a minute later: a node that joined while the ring was
@@ -42,6 +41,7 @@ const LOCATOR_LIFETIME: u32 = 600;
 const LOCATOR_REFRESH: Duration = Duration::from_secs(540);
 const LOCATOR_SETTLE: Duration = Duration::from_secs(60);
 const LOCATOR_RETRY: Duration = Duration::from_secs(10);
+/// Back-off of bootstrap retries.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 

@@ -68,7 +68,7 @@ pub struct OverlayArgs {
 fn parse_percent(s: &str) -> Result<f64, String> {
     match s.trim_end_matches('%').parse::<f64>() {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err(format!("loss {s:?} is not a percentage from 0 to 100")),
+        _ => Err(format!("{s:?} is not a percentage from 0 to 100")),
     }
 }
 
