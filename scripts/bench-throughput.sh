@@ -4,7 +4,8 @@
 # ratios compare like with like; the RTT the tunnel adds; the idle daemon's RSS; and RSS per
 # association. Run as root:
 #
-#   scripts/bench-throughput.sh                 # 3 × 10 s per path, 32 extra nodes
+#   scripts/bench-throughput.sh                 # 3 × 10 s per path, 256 extra nodes
+#   PATHS=hipbone REPS=0 scripts/bench-throughput.sh               # memory only
 #   DURATION=5 REPS=1 ASSOC_NODES=0 scripts/bench-throughput.sh   # quick look
 #   PATHS="veth hipbone" scripts/bench-throughput.sh              # skip boringtun
 #
@@ -16,9 +17,10 @@
 #   │ hb1a-SUFFIX 198.51.100.1/24 ──────┼──────────┼── hb1b-SUFFIX 198.51.100.2/24     │
 #   └───────────────────────────────────┘          └───────────────────────────────────┘
 #
-# Per-association memory topology: node A restarted fresh, then ASSOC_NODES more hosts
-# p0..pN-1, each with its own veth to A (203.0.113.4k/30, 2001:db8:1k::/64) and its own
-# hipbone node that pings A's HIT once. A's VmRSS growth divided by N is measured real memory
+# Per-association memory topology: node A restarted fresh with one address on a bridge
+# (2001:db8:100::1/64), then ASSOC_NODES more hosts p0..pN-1, each with a veth port on that
+# bridge (2001:db8:100::k+2) and its own hipbone node that pings A's HIT once. One address
+# on A keeps what each association holds of A's locators constant. A's VmRSS growth divided by N is measured real memory
 # (heap, ESP SAs with their replay windows, table growth), not Host::association_bytes.
 #
 # The repetitions interleave the paths (veth, hipbone, boringtun, veth, …) so that drift of
@@ -30,7 +32,7 @@ ROOT=$PWD
 DURATION=${DURATION:-10}
 REPS=${REPS:-3}
 PINGS=${PINGS:-50}
-ASSOC_NODES=${ASSOC_NODES:-32}
+ASSOC_NODES=${ASSOC_NODES:-256}
 PATHS=${PATHS:-veth hipbone boringtun}
 BT_ROOT=$ROOT/target/boringtun
 BT=$BT_ROOT/bin/boringtun-cli
@@ -136,7 +138,7 @@ done
 declare -A med
 for p in veth hipbone boringtun; do
   has_path "$p" || continue
-  med[$p]=$(echo "${runs[$p]}" | tr ' ' '\n' | grep . | median)
+  med[$p]=$(echo "${runs[$p]:-}" | tr ' ' '\n' | grep . | median)
 done
 
 # --- latency and memory -----------------------------------------------------------------
@@ -148,24 +150,46 @@ if has_path hipbone; then
 fi
 has_path boringtun && RTT_BT=$(rtt 203.0.113.130)
 
-# Memory per association: a fresh node A, then ASSOC_NODES peers reach it.
+# Memory per association: a fresh node A on a bridge, then ASSOC_NODES peers reach it.
+# RSS is read after a warm-up of WARM peers too, so that growth which happens once (the
+# allocator's arenas, buffers of the batch paths, tables' first doublings) can be told from
+# what each further association costs.
 if has_path hipbone && [ "$ASSOC_NODES" -gt 0 ]; then
   node_down b
   node_down a
+  NSA=$(lab_ns a)
+  BR=hbbr-$LAB_SUFFIX
+  ip -n "$NSA" link add "$BR" type bridge || exit 1
+  ip -n "$NSA" addr add 2001:db8:100::1/64 dev "$BR" nodad || exit 1
+  ip -n "$NSA" link set "$BR" up
+  node_config a b "[2001:db8:100::1]:10500"
   node_up a || exit 1
   HIT_A=$(node_hit a)
   for k in $(seq 0 $((ASSOC_NODES - 1))); do
     lab_host "p$k"
-    lab_link a "p$k" "203.0.113.$((4 * k))/30" "2001:db8:1$k::/64"
+    ip -n "$NSA" link add "hbm$k-$LAB_SUFFIX" type veth peer name up0 netns "$(lab_ns "p$k")" || exit 1
+    ip -n "$NSA" link set "hbm$k-$LAB_SUFFIX" master "$BR" up
+    lab_exec "p$k" ip addr add "2001:db8:100::$(printf '%x' $((k + 2)))/64" dev up0 nodad
+    lab_exec "p$k" ip link set up0 up
     node_key "p$k" >/dev/null
-    node_config "p$k" a "203.0.113.$((4 * k + 1)):10500"
+    node_config "p$k" a "[2001:db8:100::1]:10500"
     node_up "p$k" >/dev/null || exit 1
   done
   sleep 0.5
+  reach() { # FIRST LAST: peers FIRST..LAST ping A's HIT once; prints how many failed
+    local failed=0 k
+    for k in $(seq "$1" "$2"); do
+      lab_exec "p$k" ping -6 -c 1 -W 3 "$HIT_A" >/dev/null || failed=$((failed + 1))
+    done
+    echo "$failed"
+  }
+  WARM=$((ASSOC_NODES / 8))
   RSS_A0=$(rss_kib "$NODE_PID_a")
-  for k in $(seq 0 $((ASSOC_NODES - 1))); do
-    lab_exec "p$k" ping -6 -c 1 -W 3 "$HIT_A" >/dev/null || echo "p$k did not reach A" >&2
-  done
+  FAILED_WARM=$(reach 0 $((WARM - 1)))
+  sleep 0.5
+  RSS_AW=$(rss_kib "$NODE_PID_a")
+  ASSOCS_W=$(node_field a 'len([x for x in s["associations"] if x["spi_in"]])')
+  FAILED_REST=$(reach "$WARM" $((ASSOC_NODES - 1)))
   sleep 0.5
   RSS_A1=$(rss_kib "$NODE_PID_a")
   ASSOCS=$(node_field a 'len([x for x in s["associations"] if x["spi_in"]])')
@@ -175,7 +199,7 @@ fi
 echo
 echo "== data plane, single TCP stream, iperf3 -t $DURATION, median of $REPS (Gbit/s)"
 for p in veth hipbone boringtun; do
-  has_path "$p" && printf '%-10s %8s   runs:%s\n' "$p" "${med[$p]}" "${runs[$p]}"
+  has_path "$p" && printf '%-10s %8s   runs:%s\n' "$p" "${med[$p]}" "${runs[$p]:-}"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
 if has_path hipbone && has_path boringtun; then
@@ -202,9 +226,13 @@ if has_path hipbone; then
   echo "node A after start:           $RSS_START_A KiB"
   echo "node A after the tests:       $RSS_AFTER_A KiB"
   if [ "$ASSOC_NODES" -gt 0 ]; then
+    per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.2f KiB", (a - b) / n; else print "nan" }'; }
     echo "fresh node A, idle:           $RSS_A0 KiB"
-    echo "with $ASSOCS associations:       $RSS_A1 KiB"
-    echo "per association:              $(awk -v a="$RSS_A1" -v b="$RSS_A0" -v n="$ASSOCS" 'BEGIN { if (n > 0) printf "%.1f KiB", (a - b) / n; else print "nan" }') (RSS growth / associations, $ASSOCS extra nodes in their own namespaces)"
+    echo "peers attempted / failed:     $ASSOC_NODES / $((FAILED_WARM + FAILED_REST))"
+    echo "after $ASSOCS_W associations (warm-up): $RSS_AW KiB"
+    echo "after $ASSOCS associations:   $RSS_A1 KiB"
+    echo "per association, all:         $(per "$RSS_A1" "$RSS_A0" "$ASSOCS") (RSS growth / associations)"
+    echo "per association, after warm-up: $(per "$RSS_A1" "$RSS_AW" $((ASSOCS - ASSOCS_W))) (growth from $ASSOCS_W to $ASSOCS associations)"
   fi
   python3 - "$dir/status-a.json" <<'PY'
 import json, sys

@@ -480,7 +480,7 @@ fn hit_that_does_not_match_host_id_is_refused() {
             let mut r = hip_of(&dg.payload);
             for prm in &mut r.params {
                 if let Param::HostId(h) = prm {
-                    *h = o.public().host_id().clone();
+                    *h = o.public().host_id();
                 }
             }
             resign_r1(&mut r, &o);

@@ -194,7 +194,10 @@ impl core::fmt::Debug for HostIdentity {
 pub struct PublicIdentity {
     key: VerifyingKey,
     hit: Hit,
-    host_id: HostId,
+    // The HI is the key's bytes behind a fixed prefix, so only the DI is kept: every
+    // association holds one of these.
+    di_type: u8,
+    di: Vec<u8>,
 }
 
 impl PublicIdentity {
@@ -231,14 +234,19 @@ impl PublicIdentity {
         let mut pk = [0u8; 32];
         pk.copy_from_slice(&h.hi[4..]);
         let mut id = PublicIdentity::from_public_bytes(pk)?;
-        id.host_id.di_type = h.di_type;
-        id.host_id.di = h.di.clone();
+        id.di_type = h.di_type;
+        id.di = h.di.clone();
         Ok(id)
     }
 
-    /// Our HOST_ID parameter contents (no DI).
-    pub fn host_id(&self) -> &HostId {
-        &self.host_id
+    /// The HOST_ID parameter contents (with the DI it came with, if any).
+    pub fn host_id(&self) -> HostId {
+        HostId {
+            algorithm: ALGORITHM_EDDSA,
+            hi: ed25519_hi(&self.key),
+            di_type: self.di_type,
+            di: self.di.clone(),
+        }
     }
 
     pub fn public_bytes(&self) -> [u8; 32] {
@@ -259,19 +267,23 @@ impl PublicIdentity {
     }
 
     fn from_verifying_key(key: VerifyingKey) -> PublicIdentity {
-        let mut hi = Vec::with_capacity(ED25519_HI_LEN);
-        hi.extend_from_slice(&CURVE_ED25519.to_be_bytes());
-        hi.extend_from_slice(&[0, 0]);
-        hi.extend_from_slice(key.as_bytes());
-        let hit = hit_from_hi(&hi);
-        let host_id = HostId {
-            algorithm: ALGORITHM_EDDSA,
-            hi,
+        let hit = hit_from_hi(&ed25519_hi(&key));
+        PublicIdentity {
+            key,
+            hit,
             di_type: 0,
             di: Vec::new(),
-        };
-        PublicIdentity { key, hit, host_id }
+        }
     }
+}
+
+/// The HI of an Ed25519 key: curve | 0x0000 | the 32-byte key.
+fn ed25519_hi(key: &VerifyingKey) -> Vec<u8> {
+    let mut hi = Vec::with_capacity(ED25519_HI_LEN);
+    hi.extend_from_slice(&CURVE_ED25519.to_be_bytes());
+    hi.extend_from_slice(&[0, 0]);
+    hi.extend_from_slice(key.as_bytes());
+    hi
 }
 
 #[cfg(test)]
@@ -421,13 +433,13 @@ mod tests {
     #[test]
     fn host_id_round_trip_keeps_di() {
         let id = HostIdentity::from_secret(arr32(T1_SK));
-        let mut h = id.public().host_id().clone();
+        let mut h = id.public().host_id();
         assert_eq!(h, host_id_of(T1_PK));
         h.di_type = 1;
         h.di = b"\x04host\x07example\x00".to_vec();
         let peer = PublicIdentity::from_host_id(&h).unwrap();
         assert_eq!(peer.hit(), id.hit());
-        assert_eq!(peer.host_id(), &h);
+        assert_eq!(peer.host_id(), h);
         assert_eq!(peer.public_bytes(), id.public().public_bytes());
     }
 

@@ -21,14 +21,16 @@ pub mod puzzle;
 pub mod wire;
 
 mod assoc;
+mod config;
 mod error;
 mod host;
 mod ratelimit;
 
+pub use config::{Config, RelayQuota};
 pub use error::Error;
 pub use host::{
-    registration_lifetime, AssocHandle, AssocInfo, AssocState, Config, EspKeys, Event, Host,
-    Inbound, NatBehaviour, Outbound, PathKind, RelayQuota, RelayStats, Stats, Traffic, Transmit,
-    REG_TYPE_RELAY_UDP_ESP, REG_TYPE_RELAY_UDP_HIP, REG_TYPE_RENDEZVOUS,
+    registration_lifetime, AssocHandle, AssocInfo, AssocState, EspKeys, Event, Host, Inbound,
+    NatBehaviour, Outbound, PathKind, RelayStats, Stats, Traffic, Transmit, REG_TYPE_RELAY_UDP_ESP,
+    REG_TYPE_RELAY_UDP_HIP, REG_TYPE_RENDEZVOUS,
 };
 pub use identity::{Hit, HostIdentity, PublicIdentity};

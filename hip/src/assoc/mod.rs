@@ -2,7 +2,10 @@
 //! every exchange shares. The transitions themselves live in `host`, which owns the table
 //! of associations and the stateless responder.
 
+mod data;
 pub(crate) mod ice;
+
+pub(crate) use data::{Received, Sealed};
 
 use crate::crypto::Profile;
 use crate::esp::{InboundSa, OutboundSa};
@@ -257,8 +260,6 @@ pub(crate) struct Assoc {
     pub keys: Option<SessionKeys>,
     /// The packet a retransmission sends again (I1, I2, CLOSE) or a duplicate I2 gets (R2).
     pub last_sent: Option<Vec<u8>>,
-    /// SOLUTION #J of the I2 that created this association: tells a duplicate I2 apart.
-    pub i2_solution: Option<Vec<u8>>,
     pub close_nonce: Option<Vec<u8>>,
     /// When the association's timer fires next; set only through [`Timers::set`], which
     /// keeps the host's queue in step.
@@ -340,7 +341,6 @@ impl Assoc {
             r1_counter: None,
             keys: None,
             last_sent: None,
-            i2_solution: None,
             close_nonce: None,
             timer: None,
             armed_at: None,

@@ -273,8 +273,9 @@ impl Host {
                 // Simultaneous initiation: the smaller HIT keeps its own exchange.
                 AssocState::I2Sent if self.hit() < peer_hit => return Err(Error::Unexpected),
                 // The same I2 again (lost R2, or a replay): repeat the R2, change nothing.
+                // Our J for it is KEYMAT's: the seed of the exchange we answered.
                 AssocState::R2Sent | AssocState::Established
-                    if a.i2_solution.as_deref() == Some(solution.j.as_slice()) =>
+                    if !a.initiator && a.keys.as_ref().is_some_and(|k| k.seed.j == solution.j) =>
                 {
                     if let Some(r2) = a.last_sent.clone() {
                         let (local, remote) = (a.local, a.remote);
@@ -535,7 +536,6 @@ impl Host {
         a.local = local;
         a.remote = remote;
         a.peer = Some(peer);
-        a.i2_solution = Some(solution.j.clone());
         a.nat_mode = nat_mode;
         a.pacing = pacing;
         a.registration =
@@ -668,7 +668,7 @@ impl Host {
                     public: self.generations[g].dh.public.clone(),
                 },
                 Param::HipCipher(self.config.hip_ciphers.clone()),
-                Param::HostId(self.identity.public().host_id().clone()),
+                Param::HostId(self.identity.public().host_id()),
                 Param::HitSuiteList(vec![self.profile.hit_suite() << 4]),
             ]
             .into_iter()

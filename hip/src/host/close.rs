@@ -177,7 +177,7 @@ impl Host {
         }
         self.notify_window.1 += 1;
         // HOST_ID too: the peer may hold no association to check the signature with.
-        let host_id = Param::HostId(self.identity.public().host_id().clone());
+        let host_id = Param::HostId(self.identity.public().host_id());
         let n = self.notify_packet(peer, Some(host_id), kind, data);
         self.stats.notify_sent += 1;
         self.transmit(local, remote, &n);

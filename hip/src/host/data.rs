@@ -8,7 +8,8 @@
 //! `buf`; a delivered payload is decrypted in place.
 
 use super::*;
-use crate::esp::{self, EspError, InboundSa, OutboundSa, ReplayWindow};
+use crate::assoc::{Received, Sealed};
+use crate::esp::{self, EspError};
 use core::ops::Range;
 
 /// What became of an outbound packet.
@@ -59,58 +60,30 @@ impl Host {
         buf: &'a mut [u8],
         payload: Range<usize>,
     ) -> Outbound<'a> {
-        let rekey_after = self.config.rekey_after_packets;
-        let queue_bound = self.config.queue_per_peer;
         let Some(a) = self.assocs.get_mut(peer) else {
             return Outbound::NoAssociation;
         };
-        // A failed association keeps its SAs only to be revived by the peer; our traffic
-        // starts a fresh exchange instead.
-        let usable = a.state != AssocState::Failed;
-        let Some(esp) = a.esp.as_mut().filter(|_| usable) else {
-            if matches!(a.state, AssocState::I1Sent | AssocState::I2Sent) {
-                if a.queue.len() < queue_bound {
-                    a.queue.push_back((next_header, buf[payload].to_vec()));
-                    return Outbound::Queued;
+        match a.seal(
+            now,
+            &self.config,
+            &mut self.timers,
+            next_header,
+            buf,
+            payload,
+        ) {
+            Sealed::Sent {
+                range,
+                local,
+                remote,
+                credit,
+                rekey,
+            } => {
+                match credit {
+                    Some(true) => self.stats.credit_bytes += range.len() as u64,
+                    Some(false) => self.stats.credit_refused += 1,
+                    None => {}
                 }
-                self.stats.queue_dropped += 1;
-                return Outbound::Dropped;
-            }
-            return Outbound::NoAssociation;
-        };
-        let len = payload.len() as u64;
-        match esp.out.seal(buf, payload, next_header) {
-            Ok(range) => {
-                let due = esp.out.packets_sent() >= rekey_after;
-                a.traffic.tx_packets += 1;
-                a.traffic.tx_bytes += len;
-                a.traffic.last_tx = Some(now);
-                a.ack_due = None;
-                a.unanswered_since.get_or_insert(now);
-                // The silence timer is armed here rather than rescheduled per packet.
-                if let Some(t) = mobility::silence_due(a, &self.config) {
-                    if a.timer().is_none_or(|timer| timer > t) {
-                        self.timers.set(a, Some(t));
-                    }
-                }
-                let (local, remote) = match &a.verify {
-                    Some(v)
-                        if v.kind
-                            == (Check::PeerAddress {
-                                old_deprecated: true,
-                            }) =>
-                    {
-                        if a.credit.spend(now, range.len()) {
-                            self.stats.credit_bytes += range.len() as u64;
-                            (v.local, v.remote)
-                        } else {
-                            self.stats.credit_refused += 1;
-                            (a.local, a.remote)
-                        }
-                    }
-                    _ => (a.local, a.remote),
-                };
-                if due {
+                if rekey {
                     self.start_rekey(now, *peer);
                 }
                 Outbound::Send {
@@ -119,7 +92,13 @@ impl Host {
                     datagram: &buf[range],
                 }
             }
-            Err(e) => {
+            Sealed::Queued => Outbound::Queued,
+            Sealed::QueueFull => {
+                self.stats.queue_dropped += 1;
+                Outbound::Dropped
+            }
+            Sealed::NoSa => Outbound::NoAssociation,
+            Sealed::Refused(e) => {
                 self.stats.esp_out_errors += 1;
                 tracing::debug!(peer = %peer, error = %e, "ESP seal refused");
                 if e == EspError::SequenceExhausted {
@@ -137,17 +116,10 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return false;
         };
+        let Some(payload) = a.seal_dummy() else {
+            return false;
+        };
         let (local, remote) = (a.local, a.remote);
-        let Some(esp) = a.esp.as_mut() else {
-            return false;
-        };
-        a.ack_due = None;
-        let mut buf = [0u8; esp::ESP_HEADER_LEN + esp::ESP_TAIL_MAX];
-        let empty = esp::ESP_HEADER_LEN..esp::ESP_HEADER_LEN;
-        let Ok(range) = esp.out.seal(&mut buf, empty, esp::NEXT_HEADER_NONE) else {
-            return false;
-        };
-        let payload = buf[range].to_vec();
         self.push_transmit(Transmit {
             local,
             remote,
@@ -159,10 +131,7 @@ impl Host {
     /// Whether [`Host::encapsulate`] for `peer` would seal or queue, rather than answer
     /// `NoAssociation` (no association, or one that failed: a base exchange is needed).
     pub fn sends_to(&self, peer: &Hit) -> bool {
-        self.assocs.get(peer).is_some_and(|a| {
-            a.state != AssocState::Failed
-                && (a.esp.is_some() || matches!(a.state, AssocState::I1Sent | AssocState::I2Sent))
-        })
+        self.assocs.get(peer).is_some_and(|a| a.sends())
     }
 
     /// Takes one UDP payload received on `local` from `remote`: HIP control packets go to
@@ -191,60 +160,23 @@ impl Host {
             self.stats.esp_unknown_spi += 1;
             return Inbound::UnknownSpi { spi };
         };
-        let rekeying = a.rekey.as_ref().is_some_and(|r| r.next_out.is_some());
-        let Some((newest, sa)) = a.esp.as_mut().and_then(|e| {
-            e.inbound
-                .iter_mut()
-                .enumerate()
-                .find(|(_, sa)| sa.spi() == spi)
-        }) else {
-            self.spis.remove(&spi);
-            self.stats.esp_unknown_spi += 1;
-            return Inbound::UnknownSpi { spi };
-        };
-        match sa.open(buf) {
-            Ok(opened) if opened.next_header == esp::NEXT_HEADER_NONE => {
-                // A dummy packet (RFC 4303 §2.6; our NAT keepalive): authentic, carries
-                // nothing, but says where the peer is now. Not traffic: keepalives must
-                // not keep an unused association from its idle timeout.
-                a.unanswered_since = None;
-                a.credit.earn(now, buf.len());
-                if remote != a.remote {
+        let moved = remote != a.remote;
+        match a.open(now, &self.config, &mut self.timers, spi, buf) {
+            Received::Dummy => {
+                if moved {
                     self.esp_from_new_address(now, peer, local, remote);
                 }
                 Inbound::Dropped
             }
-            Ok(opened) => {
-                if a.state == AssocState::Failed {
+            Received::Data {
+                opened,
+                revive,
+                completes,
+                rekey_done,
+            } => {
+                if revive {
                     self.revive(now, peer);
                 }
-                let Some(a) = self.assocs.get_mut(&peer) else {
-                    return Inbound::Dropped;
-                };
-                a.unanswered_since = None;
-                // Answered within half the failover silence, by our traffic or a dummy.
-                let silence = self.config.failover_silence;
-                if a.ack_due.is_none() && !silence.is_zero() {
-                    let due = now + silence / 2;
-                    a.ack_due = Some(due);
-                    if a.timer().is_none_or(|t| t > due) {
-                        self.timers.set(a, Some(due));
-                    }
-                }
-                a.credit.earn(now, buf.len());
-                a.traffic.rx_packets += 1;
-                a.traffic.rx_bytes += opened.payload.len() as u64;
-                a.traffic.last_rx = Some(now);
-                // Authenticated traffic from the peer completes the responder's side.
-                let completes = a.state == AssocState::R2Sent;
-                if completes {
-                    a.state = AssocState::Established;
-                    self.timers.set(a, None);
-                    // The peer has our R2 (it sends with the keys): a duplicate of its I2
-                    // is recognised by its solution and needs no answer, so the R2 goes.
-                    a.last_sent = None;
-                }
-                let moved = remote != a.remote;
                 if completes {
                     self.nat_upkeep(now, peer);
                     self.schedule(now, peer);
@@ -252,9 +184,7 @@ impl Host {
                 if moved {
                     self.esp_from_new_address(now, peer, local, remote);
                 }
-                // The peer sends on our new SPI: it has finished its side of the rekey,
-                // which it can only do after our half reached it (RFC 7402 §6.10).
-                if rekeying && newest == 0 {
+                if rekey_done {
                     self.implicit_ack(peer);
                     let _ = self.advance_rekey(now, peer);
                     self.schedule(now, peer);
@@ -265,15 +195,20 @@ impl Host {
                     payload: opened.payload,
                 }
             }
-            Err(EspError::Replay) => {
+            Received::UnknownSpi => {
+                self.spis.remove(&spi);
+                self.stats.esp_unknown_spi += 1;
+                Inbound::UnknownSpi { spi }
+            }
+            Received::Refused(EspError::Replay) => {
                 self.stats.esp_replayed += 1;
                 Inbound::Dropped
             }
-            Err(EspError::Stale) => {
+            Received::Refused(EspError::Stale) => {
                 self.stats.esp_late += 1;
                 Inbound::Dropped
             }
-            Err(e) => {
+            Received::Refused(e) => {
                 tracing::trace!(peer = %peer, error = %e, "ESP packet refused");
                 self.stats.esp_auth_failed += 1;
                 Inbound::Dropped
@@ -288,18 +223,8 @@ impl Host {
 
     /// Builds the SAs of a fresh association and sends what waited for it.
     pub(super) fn install_esp(&mut self, now: Instant, peer: Hit) -> Result<(), Error> {
-        let window = self.config.replay_window;
         let a = self.assocs.get_mut(&peer).ok_or(Error::UnknownPeer(peer))?;
-        let keys = &a.keys.as_ref().ok_or(Error::Unexpected)?.esp;
-        let out =
-            OutboundSa::new(keys.spi_out, &keys.enc_out).map_err(|_| Error::NoEspTransform)?;
-        let inbound = InboundSa::with_window(
-            keys.spi_in,
-            &keys.enc_in,
-            ReplayWindow::new(window).map_err(|_| Error::NoEspTransform)?,
-        )
-        .map_err(|_| Error::NoEspTransform)?;
-        let spi_in = keys.spi_in;
+        let spi_in = a.install_sas(now, self.config.replay_window)?;
         // The peer knows the one address it reached us at (the unspecified address of a
         // wildcard socket stands for our first of its family); the rest is announced once
         // the association is established (`nat_upkeep`).
@@ -319,12 +244,6 @@ impl Host {
             return Err(Error::UnknownPeer(peer));
         };
         a.announced = vec![seen];
-        a.esp = Some(EspState {
-            out,
-            inbound: vec![inbound],
-            installed_at: now,
-            rekeys: 0,
-        });
         let queued: Vec<_> = a.queue.drain(..).collect();
         self.register_spi(spi_in, peer);
         for (next_header, payload) in queued {

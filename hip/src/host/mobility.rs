@@ -26,8 +26,6 @@ pub(super) const LOCATOR_LIFETIME: u32 = 3600;
 pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(60);
 /// A check is given up after this long, whatever happened to its UPDATE.
 pub(super) const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
-/// Unanswered checks remembered per association.
-pub(super) const FAILED_CHECKS: usize = 4;
 /// Addresses of the peer's LOCATOR_SET remembered.
 const PEER_LOCATORS: usize = 8;
 /// Paths one failover probes at most.
@@ -453,21 +451,6 @@ impl Host {
         self.start_check(now, peer, (local, remote), Check::Probe, Vec::new());
         true
     }
-}
-
-/// When the association has sent ESP without hearing anything back for the failover
-/// silence (nothing is due while an UPDATE or a check is under way).
-pub(super) fn silence_due(a: &Assoc, config: &Config) -> Option<Instant> {
-    if config.failover_silence.is_zero()
-        || a.state != AssocState::Established
-        || a.verify.is_some()
-        || a.pending_update.is_some()
-        || a.esp.is_none()
-    {
-        return None;
-    }
-    // Reset by anything heard from the peer (ESP, a probe's answer).
-    Some(a.unanswered_since? + config.failover_silence)
 }
 
 /// The UDP address of a transport locator (IPv4 as IPv4-mapped IPv6 on the wire).

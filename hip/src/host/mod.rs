@@ -35,25 +35,26 @@ mod relay;
 mod rendezvous;
 mod update;
 
+pub use crate::config::{Config, RelayQuota};
 pub use data::{Inbound, Outbound};
 pub use ice::{NatBehaviour, PathKind};
-pub use relay::{RelayQuota, RelayStats, REG_TYPE_RELAY_UDP_ESP, REG_TYPE_RELAY_UDP_HIP};
+pub use relay::{RelayStats, REG_TYPE_RELAY_UDP_ESP, REG_TYPE_RELAY_UDP_HIP};
 pub use rendezvous::{registration_lifetime, REG_TYPE_RENDEZVOUS};
 
 use crate::assoc::{
-    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, Check, EspState,
-    KeymatSeed, SessionKeys, Timers,
+    add_mac, add_signature, check_mac, check_signature, find_raw, Assoc, Check, KeymatSeed,
+    SessionKeys, Timers,
 };
 pub use crate::assoc::{AssocHandle, AssocState, EspKeys, Traffic};
 use crate::crypto::{
     draw_esp_keys, draw_hip_keys, esp_key_lens, hip_keys_len, DhKeyPair, EdX25519, HipCipher,
-    Profile, ESP_SUITE_AES128_GCM16, HIP_CIPHER_AES128_CBC, TRANSPORT_FORMAT_ESP,
+    Profile, TRANSPORT_FORMAT_ESP,
 };
 use crate::identity::{Hit, HostIdentity, PublicIdentity};
-use crate::puzzle::{self, Difficulty, DifficultyPolicy, Secrets};
+use crate::puzzle::{self, Difficulty, Secrets};
 use crate::wire::{
-    nat_mode, param_type, verify_checksum, EspInfo, HipRepr, Notification, NotifyType, Packet,
-    PacketType, Param, Puzzle, Solution,
+    param_type, verify_checksum, EspInfo, HipRepr, Notification, NotifyType, Packet, PacketType,
+    Param, Puzzle, Solution,
 };
 use crate::Error;
 use rand_chacha::ChaCha20Rng;
@@ -62,156 +63,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
-
-/// Limits and timers of a [`Host`]. Every field has a default; RFC 7401 gives no numbers
-/// for the retry limits, so the defaults follow shared/spec/hip.md §2.12.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Most associations in any state at once.
-    pub max_associations: usize,
-    /// Most associations in I1-SENT at once (exchanges we started and nobody answered).
-    pub max_pending_i1: usize,
-    /// First I1 retransmission timeout; doubles after each retry up to `max_timeout`.
-    pub i1_timeout: Duration,
-    /// I1 transmissions before E-FAILED.
-    pub i1_tries: u32,
-    /// First I2 retransmission timeout when the R1 gave no RTT sample; otherwise four
-    /// times the I1→R1 round trip, at least `min_timeout`.
-    pub i2_timeout: Duration,
-    pub i2_tries: u32,
-    pub min_timeout: Duration,
-    /// Retransmission timeouts stop doubling here.
-    pub max_timeout: Duration,
-    pub close_timeout: Duration,
-    pub close_tries: u32,
-    /// How long a responder waits in R2-SENT before it takes the exchange as complete
-    /// (the RFC's EC timer) when no traffic from the peer arrives first.
-    pub exchange_complete: Duration,
-    /// How long a CLOSED or E-FAILED association lingers before it is forgotten.
-    pub linger: Duration,
-    /// How often the puzzle secret and the R1 Diffie-Hellman key rotate.
-    pub secret_rotation: Duration,
-    /// PUZZLE Lifetime field: the puzzle is valid for 2^(value - 32) seconds.
-    pub puzzle_lifetime: u8,
-    pub difficulty: DifficultyPolicy,
-    /// Give up on an R1 whose puzzle needs more than this many hash tries.
-    pub max_puzzle_tries: u64,
-    /// Refuse an R1 whose puzzle difficulty K is above this.
-    pub max_puzzle_k: u8,
-    /// Puzzles remembered per generation (replay and flood protection); I2s for further
-    /// puzzles are refused until the next generation.
-    pub max_solutions: usize,
-    /// R1s sent to one source address per second at most (RFC 7401 §6.7).
-    pub r1_per_source: u32,
-    /// Close an association after this long without traffic (the RFC's UAL); zero: never.
-    pub idle_timeout: Duration,
-    /// Give up a rekey that has not completed after this long, and close.
-    pub rekey_timeout: Duration,
-    /// Offer the rendezvous service (RFC 8004) to hosts that ask for it in their I2.
-    pub rendezvous_server: bool,
-    /// HIP BONE (RFC 6079, RFC 7086 §5.3): relay an I1 for any host we have an established
-    /// association with, and take a relayed I1 from any such host — the overlay's links
-    /// make every neighbour a rendezvous point for the hosts it knows.
-    pub overlay_relay: bool,
-    /// Lifetime asked for when registering (RFC 8003 one-byte encoding; 0x9e ≈ 57 min).
-    pub registration_lifetime: u8,
-    /// HIP_CIPHER IDs we offer or accept, preferred first.
-    pub hip_ciphers: Vec<u16>,
-    /// ESP transform suites we offer or accept, preferred first.
-    pub esp_suites: Vec<u16>,
-    /// Bound of the outgoing packet queue.
-    pub max_transmits: usize,
-    /// Bound of the event queue.
-    pub max_events: usize,
-    /// NOTIFYs we send per second at most.
-    pub notify_rate: u32,
-    /// Anti-replay window of each inbound SA, in packets.
-    pub replay_window: usize,
-    /// Rekey an SA after it sealed this many packets.
-    pub rekey_after_packets: u64,
-    /// Rekey an SA after this long; zero: never by time.
-    pub rekey_after: Duration,
-    /// Inner packets held per peer while its base exchange is under way.
-    pub queue_per_peer: usize,
-    /// First UPDATE retransmission timeout; doubles up to `max_timeout`.
-    pub update_timeout: Duration,
-    /// UPDATE transmissions before the association is declared broken.
-    pub update_tries: u32,
-    /// ESP sent but nothing heard from the peer for this long: probe the current path, then
-    /// the other pairs of our and the peer's addresses (RFC 8047 failover). Zero: never.
-    pub failover_silence: Duration,
-    /// Transmissions of one failover probe before the next path is tried.
-    pub probe_tries: u32,
-    /// Serve as a relay server (RFC 9028 RELAY_UDP_HIP and RELAY_UDP_ESP) to hosts that
-    /// register for it.
-    pub relay_server: bool,
-    /// What a relay server allows each client.
-    pub relay_quota: RelayQuota,
-    /// Behind a NAT (a relay server sees us at another address), send a keepalive on every
-    /// association that has sent nothing for this long (RFC 9028 §4.10: 15 s). Zero: never.
-    pub nat_keepalive: Duration,
-    /// Ta: connectivity checks of one association go out at most this often (RFC 9028
-    /// §4.4: 50 ms by default, never below 5 ms). Offered in R1 and I2 as
-    /// TRANSACTION_PACING; an association uses the larger of the two offers.
-    pub check_pacing: Duration,
-    /// NAT traversal modes we support, preferred first (RFC 9028 §4.3): offered in our R1s
-    /// as NAT_TRAVERSAL_MODE; as initiator we select the first of ours the responder
-    /// offers. Connectivity checks run only on associations that selected ICE-HIP-UDP (3).
-    pub nat_modes: Vec<u16>,
-    /// While an association is relayed, its connectivity checks run again this often, so
-    /// that a direct path that opens later is taken. Zero: never.
-    pub recheck_interval: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_associations: 4096,
-            max_pending_i1: 1024,
-            i1_timeout: Duration::from_millis(500),
-            i1_tries: 10,
-            i2_timeout: Duration::from_millis(500),
-            i2_tries: 10,
-            min_timeout: Duration::from_millis(100),
-            max_timeout: Duration::from_secs(1),
-            close_timeout: Duration::from_millis(500),
-            close_tries: 5,
-            exchange_complete: Duration::from_secs(10),
-            linger: Duration::from_secs(30),
-            secret_rotation: Duration::from_secs(120),
-            puzzle_lifetime: 37,
-            difficulty: DifficultyPolicy::default(),
-            max_puzzle_tries: 1 << 24,
-            max_puzzle_k: 20,
-            max_solutions: 65536,
-            r1_per_source: 20,
-            idle_timeout: Duration::from_secs(15 * 60),
-            rekey_timeout: Duration::from_secs(30),
-            rendezvous_server: false,
-            overlay_relay: false,
-            registration_lifetime: 0x9e,
-            hip_ciphers: vec![HIP_CIPHER_AES128_CBC],
-            esp_suites: vec![ESP_SUITE_AES128_GCM16],
-            max_transmits: 4096,
-            max_events: 4096,
-            notify_rate: 100,
-            replay_window: 8192,
-            rekey_after_packets: 1 << 32,
-            rekey_after: Duration::from_secs(3600),
-            queue_per_peer: 64,
-            update_timeout: Duration::from_millis(500),
-            update_tries: 8,
-            failover_silence: Duration::from_millis(1500),
-            probe_tries: 3,
-            relay_server: false,
-            relay_quota: RelayQuota::default(),
-            nat_keepalive: Duration::from_secs(15),
-            check_pacing: Duration::from_millis(50),
-            nat_modes: vec![nat_mode::ICE_HIP_UDP, nat_mode::UDP_ENCAPSULATION],
-            recheck_interval: Duration::from_secs(30),
-        }
-    }
-}
 
 /// A UDP datagram to send: `payload` from `local` to `remote`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -429,7 +280,7 @@ impl Host {
         let profile: &'static dyn Profile = &EdX25519;
         let mut rng = ChaCha20Rng::from_seed(seed);
         let secrets = Secrets::new(random32(&mut rng));
-        let host_id_tlv = Param::HostId(identity.public().host_id().clone()).to_bytes();
+        let host_id_tlv = Param::HostId(identity.public().host_id()).to_bytes();
         let mut host = Host {
             profile,
             difficulty: Difficulty::new(config.difficulty),
@@ -501,16 +352,12 @@ impl Host {
                 + k.esp.auth_in.len()
                 + k.esp.auth_out.len()
         });
-        let peer_id = a
-            .peer
-            .as_ref()
-            .map_or(0, |p| p.host_id().hi.len() + p.host_id().di.len());
+        let peer_id = a.peer.as_ref().map_or(0, |p| p.host_id().di.len());
         let heap = keys
             + peer_id
             + a.peer_host_id_tlv.len()
             + a.candidates.len() * std::mem::size_of::<SocketAddr>()
             + a.last_sent.as_ref().map_or(0, Vec::len)
-            + a.i2_solution.as_ref().map_or(0, Vec::len)
             + a.close_nonce.as_ref().map_or(0, Vec::len);
         Some(std::mem::size_of::<(Hit, Assoc)>() + heap)
     }
@@ -1013,12 +860,7 @@ mod tests {
     fn parse_tlv_refuses_short_or_lying_lengths() {
         assert!(parse_tlv(&[]).is_none());
         assert!(parse_tlv(&[0x01, 0x81, 0, 200, 1, 2]).is_none());
-        let h = Param::HostId(
-            HostIdentity::from_secret([1; 32])
-                .public()
-                .host_id()
-                .clone(),
-        );
+        let h = Param::HostId(HostIdentity::from_secret([1; 32]).public().host_id());
         assert_eq!(parse_tlv(&h.to_bytes()), Some(h));
     }
 

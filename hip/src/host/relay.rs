@@ -39,28 +39,6 @@ pub(super) const BUDGET_PERIOD: Duration = Duration::from_secs(3600);
 /// renew at four fifths of the lifetime as for registrations).
 pub(super) const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
 
-/// What a relay server allows each client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayQuota {
-    /// Peers a client may have permissions for at once.
-    pub permissions: usize,
-    /// Bytes per second forwarded for one client (both directions, control and ESP),
-    /// averaged over a one-second burst.
-    pub rate: u64,
-    /// Bytes forwarded for one client per hour (`BUDGET_PERIOD`; renewing changes nothing).
-    pub bytes: u64,
-}
-
-impl Default for RelayQuota {
-    fn default() -> Self {
-        RelayQuota {
-            permissions: 16,
-            rate: 125_000_000,
-            bytes: 64 << 30,
-        }
-    }
-}
-
 /// A client registered with us for relaying.
 pub(crate) struct RelayClient {
     pub ends: Instant,

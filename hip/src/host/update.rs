@@ -136,7 +136,7 @@ impl Host {
                 // Our check was answered, but not from the address under check: the peer
                 // is not there.
                 if let Some(v) = a.verify.take_if(|v| v.seq == acked && v.remote != remote) {
-                    remember_failed_check(a, v.remote, now);
+                    a.remember_failed_check(v.remote, now);
                 }
                 if let Some(r) = a.rekey.as_mut().filter(|r| r.our_seq == acked) {
                     r.acked = true;
@@ -436,15 +436,15 @@ impl Host {
         }
         let timer = [
             a.pending_update.as_ref().map(|p| p.due),
-            rekey_due(a, &self.config),
+            a.rekey_due(&self.config),
             a.rekey
                 .as_ref()
                 .map(|r| r.started + self.config.rekey_timeout),
             a.verify
                 .as_ref()
                 .map(|v| v.started + mobility::CHECK_TIMEOUT),
-            idle_due(a, &self.config),
-            mobility::silence_due(a, &self.config),
+            a.idle_due(&self.config),
+            a.silence_due(&self.config),
             registration,
             self.ice_due(a),
             self.keepalive_due(a),
@@ -472,13 +472,13 @@ impl Host {
             if a.pending_update.as_ref().is_some_and(|p| p.seq == v.seq) {
                 a.pending_update = None;
             }
-            remember_failed_check(a, v.remote, now);
+            a.remember_failed_check(v.remote, now);
         }
         let stuck = a
             .rekey
             .as_ref()
             .is_some_and(|r| r.started + self.config.rekey_timeout <= now);
-        if idle_due(a, &self.config).is_some_and(|t| t <= now) || stuck {
+        if a.idle_due(&self.config).is_some_and(|t| t <= now) || stuck {
             // Unused for the idle lifetime (the RFC's UAL), or a rekey that cannot finish:
             // close; the next packet for the peer starts a fresh exchange.
             tracing::info!(peer = %peer, stuck, "closing association");
@@ -492,12 +492,12 @@ impl Host {
         // failover due, and leaving it for the next wake-up would leave a deadline in the
         // past.
         if let Some(a) = self.assocs.get(&peer) {
-            if rekey_due(a, &self.config).is_some_and(|t| t <= now) {
+            if a.rekey_due(&self.config).is_some_and(|t| t <= now) {
                 self.start_rekey(now, peer);
             }
         }
         if let Some(a) = self.assocs.get(&peer) {
-            if mobility::silence_due(a, &self.config).is_some_and(|t| t <= now) {
+            if a.silence_due(&self.config).is_some_and(|t| t <= now) {
                 self.start_failover(now, peer);
             }
         }
@@ -556,7 +556,7 @@ impl Host {
             // The address under test never answered: keep the locator we have.
             tracing::info!(peer = %peer, "new locator not verified, keeping the old one");
             if let Some(v) = a.verify.take() {
-                remember_failed_check(a, v.remote, now);
+                a.remember_failed_check(v.remote, now);
             }
             a.pending_update = None;
             return true;
@@ -612,45 +612,10 @@ impl Host {
     }
 }
 
-/// When the association's SAs are due for a rekey by age, if no rekey is under way.
-fn rekey_due(a: &Assoc, config: &Config) -> Option<Instant> {
-    // A rekey waits for the UPDATE under way (`start_rekey` would do nothing): due now,
-    // it would fire the timer again and again until that UPDATE ends.
-    if a.pending_update.is_some() {
-        return None;
-    }
-    match (&a.esp, &a.rekey) {
-        (Some(e), None) if !config.rekey_after.is_zero() => {
-            Some(e.installed_at + config.rekey_after)
-        }
-        _ => None,
-    }
-}
-
-/// When the association has been idle for the configured lifetime.
-fn idle_due(a: &Assoc, config: &Config) -> Option<Instant> {
-    if config.idle_timeout.is_zero() || a.registration {
-        return None;
-    }
-    let last = [a.traffic.last_rx, a.traffic.last_tx, a.established_at]
-        .into_iter()
-        .flatten()
-        .max()?;
-    Some(last + config.idle_timeout)
-}
-
 /// ECHO_RESPONSE_SIGNED for the ECHO_REQUEST_SIGNED of `update`, if it has one.
 pub(super) fn echo_response(update: &HipRepr) -> Option<Param> {
     match update.param(param_type::ECHO_REQUEST_SIGNED) {
         Some(Param::EchoRequestSigned(nonce)) => Some(Param::EchoResponseSigned(nonce.clone())),
         _ => None,
     }
-}
-
-/// Notes that `remote` did not answer a check, so that it is not checked again soon.
-pub(super) fn remember_failed_check(a: &mut Assoc, remote: SocketAddr, now: Instant) {
-    if a.failed_checks.len() == mobility::FAILED_CHECKS {
-        a.failed_checks.remove(0);
-    }
-    a.failed_checks.push((remote, now));
 }
