@@ -143,6 +143,10 @@ pub struct Counters {
     /// Inner packets too big for their peer's path, answered with an ICMP error.
     #[serde(default)]
     pub too_big: u64,
+    /// Inner packets for a peer that could not be found (no locator, no record in the
+    /// overlay), answered with ICMPv6 Destination Unreachable.
+    #[serde(default)]
+    pub icmp_unreachable: u64,
     /// Mobility (hip::Stats of the same names): UPDATEs authenticated, those with an old
     /// SEQ, old ones left unanswered, checks of a peer's new address, moves, ESP bytes sent
     /// on credit and packets the spent credit sent to the old locator instead.
@@ -360,8 +364,8 @@ pub fn render(s: &Status) -> String {
     }
     let c = &s.counters;
     out.push_str(&format!(
-        "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} UDP send failed, {} TUN write failed, {} too big for the path\n",
-        c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.udp_send_failed, c.tun_write_failed, c.too_big
+        "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} UDP send failed, {} TUN write failed, {} too big for the path, {} answered unreachable\n",
+        c.hip_dropped, c.esp_replayed, c.esp_late, c.esp_auth_failed, c.esp_unknown_spi, c.queue_dropped, c.tun_refused, c.no_peer, c.udp_send_failed, c.tun_write_failed, c.too_big, c.icmp_unreachable
     ));
     let w = &s.wakeups;
     out.push_str(&format!(

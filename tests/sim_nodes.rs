@@ -4,6 +4,7 @@
 //! relayed by the neighbour that named it (HIP BONE). A value stored from one node is
 //! fetched from another.
 
+use hip::HostIdentity;
 use hipbone::node::overlay::Answer;
 use hipbone::node::Node;
 use hipbone::sim::nodes::{add_node, config, identity, joined};
@@ -248,4 +249,64 @@ fn a_member_is_reached_by_its_hit_alone_through_its_record() {
     assert_eq!(on_b.state, hip::AssocState::Established);
     assert_eq!(on_b.traffic.rx_packets, 1, "the held packet arrived, once");
     assert_eq!(on_b.remote.ip(), hipbone::sim::nodes::address(a).ip());
+}
+
+/// The ICMPv6 error in `packet`: (source, destination, type, code, the quoted packet).
+fn icmpv6_error(packet: &[u8]) -> ([u8; 16], [u8; 16], u8, u8, Vec<u8>) {
+    let ip = hip::esp::parse_ipv6(packet).expect("an IPv6 packet");
+    assert_eq!(ip.next_header, hip::esp::PROTO_ICMPV6);
+    let icmp = &packet[ip.payload];
+    (ip.src, ip.dst, icmp[0], icmp[1], icmp[8..].to_vec())
+}
+
+#[test]
+fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
+    let stranger = HostIdentity::from_secret([9; 32]).hit();
+    // Without an overlay and with no locator configured there is nowhere to look: the
+    // stack hears at once.
+    let (mut pair, _, _) = pair(4);
+    let alone = pair.node(0).hit();
+    send(&mut pair, 0, stranger);
+    let error = pair
+        .node_mut(0)
+        .poll_to_stack()
+        .expect("an ICMP error at once");
+    let (src, dst, kind, code, quoted) = icmpv6_error(&error);
+    assert_eq!((src, dst, kind, code), (stranger.0, alone.0, 1, 3));
+    let inner = hip::esp::parse_ipv6(&quoted).expect("the packet quoted");
+    assert_eq!(
+        (inner.src, inner.dst, inner.next_header),
+        (alone.0, stranger.0, 17)
+    );
+    assert_eq!(quoted.len(), 40 + 8);
+    assert_eq!(pair.node_mut(0).poll_to_stack(), None);
+
+    // A member waits for the lookup, which finds no record.
+    let n = 10;
+    let mut sim = ring(6, n);
+    let settle = sim.now() + Duration::from_secs(60);
+    sim.run_until(settle, |_| false);
+    assert_eq!(joined(&sim), n);
+    let me = sim.node(0).hit();
+    send(&mut sim, 0, stranger);
+    assert_eq!(sim.node_mut(0).poll_to_stack(), None, "held, not refused");
+    let end = sim.now() + Duration::from_secs(10);
+    sim.run_until(end, |_| false);
+    let error = sim
+        .node_mut(0)
+        .poll_to_stack()
+        .expect("an ICMP error after the lookup");
+    let (src, dst, kind, code, _) = icmpv6_error(&error);
+    assert_eq!((src, dst, kind, code), (stranger.0, me.0, 1, 3));
+    assert_eq!(
+        sim.node_mut(0).poll_to_stack(),
+        None,
+        "one error per packet"
+    );
+    // A member's HIT is found instead: no error.
+    let member = sim.node(n - 1).hit();
+    send(&mut sim, 0, member);
+    let end = sim.now() + Duration::from_secs(10);
+    sim.run_until(end, |_| false);
+    assert_eq!(sim.node_mut(0).poll_to_stack(), None);
 }

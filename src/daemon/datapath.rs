@@ -180,13 +180,30 @@ impl Daemon {
             }
             _ => 0,
         };
-        if n == 0 {
-            return;
+        if n > 0 {
+            self.icmp_to_tun(vnet + n);
         }
-        if vnet > 0 {
+    }
+
+    /// Writes the ICMP errors the node made (a peer it could not find) to the TUN device.
+    pub(super) fn drain_to_stack(&mut self) {
+        let vnet = if self.tun.vnet_hdr() { VNET_HDR_LEN } else { 0 };
+        while let Some(packet) = self.node.poll_to_stack() {
+            let Some(room) = self.icmp_buf.get_mut(vnet..vnet + packet.len()) else {
+                continue;
+            };
+            room.copy_from_slice(&packet);
+            self.counters.icmp_unreachable += 1;
+            self.icmp_to_tun(vnet + packet.len());
+        }
+    }
+
+    /// Writes `icmp_buf[..len]` (after the virtio header's room, if the device has one).
+    fn icmp_to_tun(&mut self, len: usize) {
+        if self.tun.vnet_hdr() {
             VnetHdr::default().emit(&mut self.icmp_buf);
         }
-        if let Err(e) = self.tun.send(&self.icmp_buf[..vnet + n]) {
+        if let Err(e) = self.tun.send(&self.icmp_buf[..len]) {
             tracing::debug!(error = %e, "writing an ICMP error to the TUN device");
             self.counters.tun_write_failed += 1;
         }

@@ -397,6 +397,7 @@ impl Daemon {
                 self.send_failed(t.remote, &e, 1);
             }
         }
+        self.drain_to_stack();
         while let Some(e) = self.node.poll_event() {
             match e {
                 NodeEvent::Established {

@@ -23,7 +23,10 @@ use crate::config::Config;
 use crate::offload::{self, TcpSegments};
 use edge::Edge;
 use hip::esp::PROTO_TCP as TCP;
-use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX};
+use hip::esp::{
+    icmpv6_unreachable, write_ipv6_header, ESP_HEADER_LEN, ESP_TAIL_MAX,
+    ICMPV6_ADDRESS_UNREACHABLE, IPV6_HEADER_LEN,
+};
 use hip::{Event, Hit, Host, HostIdentity, Inbound, Outbound, Transmit};
 use overlay::{OverlayLinks, OverlaySetup, RequestId};
 use std::collections::{HashMap, VecDeque};
@@ -37,6 +40,18 @@ const MAX_TRANSMITS: usize = 4096;
 /// HITs looked up in the overlay at once, and packets held for each meanwhile.
 const MAX_LOOKUPS: usize = 64;
 const MAX_HELD: usize = 16;
+/// ICMP errors waiting for the driver to write them to the local stack, and how many the
+/// node makes in one second at most (RFC 4443 §2.4 (f)).
+const MAX_TO_STACK: usize = 64;
+const ICMP_PER_SECOND: u32 = 20;
+
+/// A packet waiting for its peer's record.
+struct Held {
+    next_header: u8,
+    payload: Vec<u8>,
+    /// From the local stack (told by ICMP if the peer is not found), not the overlay's own.
+    from_stack: bool,
+}
 
 /// A configured peer: where its I1 goes, and what it serves us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -95,7 +110,11 @@ pub struct Node {
     events: VecDeque<NodeEvent>,
     /// Packets for HITs being looked up in the overlay (no locator known), held until
     /// the record comes: at most `MAX_LOOKUPS` HITs, `MAX_HELD` packets each.
-    held: HashMap<Hit, VecDeque<(u8, Vec<u8>)>>,
+    held: HashMap<Hit, VecDeque<Held>>,
+    /// IP packets for the local stack (ICMP errors about packets we could not send).
+    to_stack: VecDeque<Vec<u8>>,
+    /// The second the ICMP budget counts in, and what it spent.
+    icmp_spent: (Option<Instant>, u32),
 }
 
 impl std::fmt::Debug for Node {
@@ -126,6 +145,8 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             held: HashMap::new(),
+            to_stack: VecDeque::new(),
+            icmp_spent: (None, 0),
         }
     }
 
@@ -278,17 +299,38 @@ impl Node {
         buf: &'a mut [u8],
         payload: core::ops::Range<usize>,
     ) -> Outbound<'a> {
+        self.encapsulate_from(now, peer, next_header, buf, payload, true)
+    }
+
+    /// As [`Node::encapsulate`]; `from_stack`: the packet came from the local stack, which
+    /// hears of an unreachable peer by ICMP (the overlay's own segments do not).
+    fn encapsulate_from<'a>(
+        &mut self,
+        now: Instant,
+        peer: &Hit,
+        next_header: u8,
+        buf: &'a mut [u8],
+        payload: core::ops::Range<usize>,
+        from_stack: bool,
+    ) -> Outbound<'a> {
         if !self.host.sends_to(peer) && !self.connect(now, *peer) {
             // No locator known: the peer's HIT-LOCATOR record in the overlay says where it
             // is; the packet waits for it.
             if !self.held.contains_key(peer) && !self.start_lookup(now, *peer) {
+                if from_stack {
+                    self.unreachable(now, *peer, next_header, &buf[payload]);
+                }
                 return Outbound::NoAssociation;
             }
             let queue = self.held.entry(*peer).or_default();
             if queue.len() >= MAX_HELD {
                 return Outbound::Dropped;
             }
-            queue.push_back((next_header, buf[payload].to_vec()));
+            queue.push_back(Held {
+                next_header,
+                payload: buf[payload].to_vec(),
+                from_stack,
+            });
             return Outbound::Queued;
         }
         self.host.encapsulate(now, peer, next_header, buf, payload)
@@ -388,6 +430,45 @@ impl Node {
 
     pub fn poll_event(&mut self) -> Option<NodeEvent> {
         self.events.pop_front()
+    }
+
+    /// An IP packet for the local stack (the TUN device): an ICMP error about a packet
+    /// the node could not send.
+    pub fn poll_to_stack(&mut self) -> Option<Vec<u8>> {
+        self.to_stack.pop_front()
+    }
+
+    /// Tells the local stack that `peer` cannot be reached: an ICMPv6 Destination
+    /// Unreachable (address unreachable) quoting the packet as it left the stack (between
+    /// HITs; a flow between LSIs hears nothing and times out). Within the budget only.
+    fn unreachable(&mut self, now: Instant, peer: Hit, next_header: u8, payload: &[u8]) {
+        let (since, spent) = &mut self.icmp_spent;
+        if since.is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(1)) {
+            *since = Some(now);
+            *spent = 0;
+        }
+        if *spent >= ICMP_PER_SECOND || self.to_stack.len() >= MAX_TO_STACK {
+            return;
+        }
+        *spent += 1;
+        // The quote needs no more than what fits in the IPv6 minimum MTU.
+        let quoted = &payload[..payload.len().min(1280 - 2 * IPV6_HEADER_LEN - 8)];
+        let mut offending = vec![0u8; IPV6_HEADER_LEN + quoted.len()];
+        write_ipv6_header(
+            &mut offending,
+            self.host.hit().0,
+            peer.0,
+            next_header,
+            payload.len(),
+            64,
+        );
+        offending[IPV6_HEADER_LEN..].copy_from_slice(quoted);
+        let mut packet = vec![0u8; 1280];
+        let n = icmpv6_unreachable(&mut packet, ICMPV6_ADDRESS_UNREACHABLE, &offending);
+        if n > 0 {
+            packet.truncate(n);
+            self.to_stack.push_back(packet);
+        }
     }
 
     /// Our addresses changed (netlink): the host tells its peers.
@@ -560,7 +641,8 @@ impl Node {
     }
 
     /// Lookups that ended: a base exchange to the locators found, with the held packets
-    /// queued on it; without a record, the held packets are dropped.
+    /// queued on it; without a record, the held packets are dropped and the local stack
+    /// told (ICMP).
     fn lookups_ended(&mut self, now: Instant) {
         while let Some((peer, record)) = self.overlay.as_mut().and_then(|o| o.poll_located()) {
             let held = self.held.remove(&peer).unwrap_or_default();
@@ -569,18 +651,29 @@ impl Node {
                 .flat_map(|r| &r.locators)
                 .map(|l| l.addr())
                 .collect();
-            let Some(first) = locators.first() else {
-                tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");
-                continue;
+            let started = match locators.first() {
+                None => {
+                    tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");
+                    false
+                }
+                Some(first) => {
+                    let local = self.local_for(first);
+                    let started = self.host.connect(now, peer, local, &locators);
+                    if let Err(e) = &started {
+                        tracing::debug!(peer = %peer, error = %e, "cannot start a base exchange");
+                    }
+                    started.is_ok()
+                }
             };
-            let local = self.local_for(first);
-            if let Err(e) = self.host.connect(now, peer, local, &locators) {
-                tracing::debug!(peer = %peer, error = %e, "cannot start a base exchange");
+            if !started {
+                for h in held.iter().filter(|h| h.from_stack) {
+                    self.unreachable(now, peer, h.next_header, &h.payload);
+                }
                 continue;
             }
             tracing::info!(peer = %peer, locators = locators.len(), "found the peer in the overlay");
-            for (next_header, packet) in held {
-                self.seal(now, peer, next_header, &packet);
+            for h in held {
+                self.seal(now, peer, h.next_header, &h.payload);
             }
         }
     }
@@ -595,7 +688,7 @@ impl Node {
             local,
             remote,
             datagram,
-        } = self.encapsulate(now, &peer, next_header, &mut buf, payload)
+        } = self.encapsulate_from(now, &peer, next_header, &mut buf, payload, false)
         {
             if self.transmits.len() == MAX_TRANSMITS {
                 self.transmits.pop_front();

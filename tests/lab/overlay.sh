@@ -5,8 +5,8 @@
 # a neighbour (HIP BONE). Each publishes its HIT-LOCATOR record. A value stored from one
 # node is fetched from another. A client (n6, attached to one peer, associated with it and
 # the bootstrap only) pings a peer by its HIT alone: it finds the peer's address in the
-# peer's record. The node that holds the value is killed; the value is still fetched,
-# from a replica.
+# peer's record. A ping to a HIT nobody has is answered "address unreachable". The node
+# that holds the value is killed; the value is still fetched, from a replica.
 #
 #   n1 198.51.100.2 ─┐
 #   n2 198.51.100.18 ┤
@@ -123,6 +123,25 @@ if [ -n "$target" ]; then
   check "n6 pings $target by its HIT alone" lab_exec n6 ping -6 -c 3 -W 10 "${HIT[$target]}"
   check "n6 found $target through its record (associated now)" test "$(linked n6 "$target")" = True
 fi
+# A HIT no member has: once the lookup finds no record, the node answers the ping with
+# ICMPv6 "address unreachable" instead of leaving it to time out.
+"$HB" genkey -o "$dir/stranger.key" 2>/dev/null
+STRANGER=$("$HB" hit -k "$dir/stranger.key")
+started=$(date +%s%N)
+unreachable=$(lab_exec n6 ping -6 -c 1 -W 20 "$STRANGER" 2>&1)
+waited_ms=$((($(date +%s%N) - started) / 1000000))
+check "a ping to a HIT nobody has hears 'Address unreachable' (after $waited_ms ms)" grep -q "Address unreachable" <<<"$unreachable"
+check "n6 counted it" test "$(node_field n6 's["counters"]["icmp_unreachable"]')" -ge 1
+refused=$(lab_exec n6 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.settimeout(30)
+try:
+    s.connect((sys.argv[1], 22))
+except OSError as e:
+    print(e.strerror or e)
+' "$STRANGER" 2>&1)
+check "a TCP connect to it fails with '$refused'" test "$refused" = "No route to host"
 holder=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)
 victim=""
 for n in $NODES; do [ "${HIT[$n]}" = "$holder" ] && victim=$n; done

@@ -1,5 +1,6 @@
 //! The ICMP errors the node sends back to its own stack when an inner packet does not fit
-//! the tunnel: ICMPv6 Packet Too Big and ICMPv4 Fragmentation Needed, built into the
+//! the tunnel (ICMPv6 Packet Too Big and ICMPv4 Fragmentation Needed) or its destination
+//! cannot be found (ICMPv6 Destination Unreachable), built into the
 //! caller's buffer with the rules of RFC 4443 and RFC 1122 on when not to send one. Rate
 //! limiting is the caller's.
 
@@ -24,6 +25,21 @@ const ICMP_HOP_LIMIT: u8 = 64;
 /// would have no unicast source for the reply), or `buf` cannot hold the header and the
 /// quoted IPv6 header. Rate limiting is the caller's.
 pub fn icmpv6_packet_too_big(buf: &mut [u8], mtu: u32, offending: &[u8]) -> usize {
+    icmpv6_error(buf, 2, 0, mtu, offending)
+}
+
+/// ICMPv6 Destination Unreachable code 3, "address unreachable" (RFC 4443 §3.1).
+pub const ICMPV6_ADDRESS_UNREACHABLE: u8 = 3;
+
+/// Builds, in `buf`, an ICMPv6 Destination Unreachable (RFC 4443 §3.1) with `code` about
+/// the inner IPv6 packet `offending`, from its destination to its source, under the same
+/// rules and with the same quoting as [`icmpv6_packet_too_big`].
+pub fn icmpv6_unreachable(buf: &mut [u8], code: u8, offending: &[u8]) -> usize {
+    icmpv6_error(buf, 1, code, 0, offending)
+}
+
+/// The ICMPv6 error `kind`/`code` with the 32-bit field after the checksum set to `word`.
+fn icmpv6_error(buf: &mut [u8], kind: u8, code: u8, word: u32, offending: &[u8]) -> usize {
     const HEAD: usize = IPV6_HEADER_LEN + 8;
     let Ok(inner) = ipv6_header_only(offending) else {
         return 0;
@@ -51,8 +67,8 @@ pub fn icmpv6_packet_too_big(buf: &mut [u8], mtu: u32, offending: &[u8]) -> usiz
         ICMP_HOP_LIMIT,
     );
     let icmp = &mut buf[IPV6_HEADER_LEN..HEAD + quote];
-    icmp[..4].copy_from_slice(&[2, 0, 0, 0]);
-    icmp[4..8].copy_from_slice(&mtu.to_be_bytes());
+    icmp[..4].copy_from_slice(&[kind, code, 0, 0]);
+    icmp[4..8].copy_from_slice(&word.to_be_bytes());
     icmp[8..].copy_from_slice(&offending[..quote]);
     let pseudo = add_words(add_words(0, &inner.dst), &inner.src);
     let sum = !fold(add_words(
@@ -161,6 +177,30 @@ mod tests {
         assert_eq!(icmpv6_packet_too_big(&mut buf, 1280, &unspec), 0);
         assert_eq!(icmpv6_packet_too_big(&mut buf, 1280, &big[..39]), 0);
         assert_eq!(icmpv6_packet_too_big(&mut buf, 1280, &hex("45000014")), 0);
+    }
+
+    #[test]
+    fn address_unreachable_known_answer() {
+        // An echo request (id 1, seq 1, "hi") from HIT1 to HIT2; the answer comes from
+        // HIT2 with type 1 code 3, the unused word zero and the request quoted whole.
+        // Checksum computed independently: sum of the pseudo-header (HIT2, HIT1, length
+        // 58, next header 58) and the message, folded and inverted.
+        let echo = ipv6_packet(PROTO_ICMPV6, &hex("80000000000100016869"));
+        let mut buf = [0; 200];
+        let n = icmpv6_unreachable(&mut buf, ICMPV6_ADDRESS_UNREACHABLE, &echo);
+        assert_eq!(n, 40 + 8 + 50);
+        let ip = parse_ipv6(&buf[..n]).unwrap();
+        assert_eq!((ip.src, ip.dst, ip.next_header), (HIT2, HIT1, PROTO_ICMPV6));
+        assert_eq!(buf[40..48], hex("0103fb4700000000")[..]);
+        assert_eq!(buf[48..n], echo[..]);
+        let field = u16::from_be_bytes([buf[42], buf[43]]);
+        assert_eq!(
+            full_checksum(&HIT2, &HIT1, PROTO_ICMPV6, &buf[40..n], 2),
+            field
+        );
+        // Never about an ICMPv6 error.
+        let err = ipv6_packet(PROTO_ICMPV6, &buf[40..n]);
+        assert_eq!(icmpv6_unreachable(&mut buf, 3, &err), 0);
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub use beet::{
     parse_ipv4, parse_ipv6, rewrite_transport_checksum, write_ipv4_header, write_ipv6_header,
     InnerV4, InnerV6,
 };
-pub use icmp::{icmpv4_frag_needed, icmpv6_packet_too_big};
+pub use icmp::{
+    icmpv4_frag_needed, icmpv6_packet_too_big, icmpv6_unreachable, ICMPV6_ADDRESS_UNREACHABLE,
+};
 pub use packet::Packet;
 pub use replay::ReplayWindow;
 pub use sa::{InboundSa, Opened, OutboundSa};
@@ -329,6 +331,7 @@ mod tests {
                 let _ = parse_ipv6(&data);
                 let _ = parse_ipv4(&data);
                 let _ = icmpv6_packet_too_big(&mut buf, 1280, &data);
+                let _ = icmpv6_unreachable(&mut buf, 3, &data);
                 let _ = icmpv4_frag_needed(&mut buf, 1280, &data);
                 let (_, mut inb) = pair();
                 let _ = inb.open(&mut data.clone());
