@@ -310,3 +310,47 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
     sim.run_until(end, |_| false);
     assert_eq!(sim.node_mut(0).poll_to_stack(), None);
 }
+
+#[test]
+fn a_node_that_leaves_withdraws_its_record_and_the_copies_keep_the_withdrawal() {
+    let n = 12;
+    let mut sim = ring(7, n);
+    let settle = sim.now() + Duration::from_secs(90);
+    sim.run_until(settle, |_| false);
+    assert_eq!(joined(&sim), n);
+    let (leaver, asker) = (5, 9);
+    let hit = sim.node(leaver).hit();
+    let fetch_locators = |sim: &mut Sim<Node>, request| {
+        let now = sim.now();
+        assert!(sim.node_mut(asker).overlay_fetch(now, hit, request));
+        match answer(sim, asker) {
+            Some(Answer::Fetched { locators, .. }) => locators,
+            other => panic!("fetch answered {other:?}"),
+        }
+    };
+    assert!(fetch_locators(&mut sim, 1).is_some(), "published before");
+    let now = sim.now();
+    sim.node_mut(leaver).leave(now);
+    assert!(!sim.node(leaver).left_overlay(), "the withdrawal is under way");
+    let end = sim.now() + Duration::from_secs(10);
+    sim.run_until(end, |s| s.node(leaver).left_overlay());
+    assert!(sim.node(leaver).left_overlay());
+    let now = sim.now();
+    sim.node_mut(leaver).depart(now);
+    // The ring repairs and re-replicates; the withdrawal, not the record, is what every
+    // holder keeps.
+    let end = sim.now() + Duration::from_secs(120);
+    sim.run_until(end, |_| false);
+    assert_eq!(fetch_locators(&mut sim, 2), None);
+    let resource = overlay::id::resource_id(&hit.0);
+    let holders = (0..n)
+        .filter(|&j| j != leaver)
+        .filter(|&j| {
+            sim.node(j)
+                .overlay
+                .as_ref()
+                .is_some_and(|o| o.node.holds(&resource, HIT_LOCATOR))
+        })
+        .count();
+    assert!(holders >= 2, "the withdrawal is replicated ({holders} holders)");
+}

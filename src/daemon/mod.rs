@@ -75,6 +75,8 @@ const MAX_PACKET: usize = 65535;
 const BATCH: usize = 64;
 /// Control requests waiting for the overlay's answer.
 const MAX_WAITING: usize = 64;
+/// How long leaving may wait for the withdrawal of our record before the node goes.
+const LEAVE_GRACE: Duration = Duration::from_secs(2);
 
 const NO_OVERLAY: &str =
     "{\"error\": \"this node joins no overlay (no [overlay] in its configuration)\"}";
@@ -122,6 +124,8 @@ pub struct Daemon {
     tun_ready: bool,
     udp_ready: Vec<bool>,
     running: bool,
+    /// Leaving (a signal or `hipbone down`): the loop ends by this instant at the latest.
+    leaving_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -274,6 +278,7 @@ impl Daemon {
             overlay_pcap,
             tun_ready: false,
             running: true,
+            leaving_until: None,
         };
         daemon.register().context("registering event sources")?;
         daemon.update_addresses();
@@ -331,7 +336,10 @@ impl Daemon {
         let mut events = Events::with_capacity(64);
         while self.running {
             let busy = self.tun_ready || self.udp_ready.contains(&true);
-            let deadline = self.node.poll_timeout();
+            let deadline = [self.node.poll_timeout(), self.leaving_until]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -362,7 +370,7 @@ impl Daemon {
                     SIGNALS => {
                         for signal in self.signals.pending() {
                             tracing::info!(signal, "shutting down");
-                            self.running = false;
+                            self.begin_leaving(Instant::now());
                         }
                     }
                     Token(t) if t >= UDP_BASE && t - UDP_BASE < self.udp_ready.len() => {
@@ -380,8 +388,36 @@ impl Daemon {
                 }
             }
             self.drive(Instant::now());
+            if let Some(until) = self.leaving_until {
+                let now = Instant::now();
+                if self.node.left_overlay() || now >= until {
+                    self.depart(now);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// A signal or `hipbone down`: our record is withdrawn from the overlay first, for at
+    /// most `LEAVE_GRACE`, while the node keeps running; then `depart`. A second request
+    /// departs at once.
+    fn begin_leaving(&mut self, now: Instant) {
+        if self.leaving_until.is_some() {
+            self.depart(now);
+            return;
+        }
+        self.leaving_until = Some(now + LEAVE_GRACE);
+        self.node.leave(now);
+    }
+
+    /// Leaves the ring, then closes every association, sending each step's packets
+    /// before the next; the loop ends.
+    fn depart(&mut self, now: Instant) {
+        self.node.depart(now);
+        self.drive(now);
+        self.node.close_all(now);
+        self.drive(now);
+        self.running = false;
     }
 
     /// Lets the node run what is due, then sends what it queued and acts on what it says.
@@ -494,7 +530,7 @@ impl Daemon {
                     serde_json::to_string_pretty(&self.status()).unwrap_or_default()
                 }
                 Ok(Some(Request::Down)) => {
-                    self.running = false;
+                    self.begin_leaving(Instant::now());
                     "{\"down\": true}".to_string()
                 }
                 Ok(Some(Request::OverlayStatus)) => match &self.node.overlay {

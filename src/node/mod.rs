@@ -432,6 +432,40 @@ impl Node {
         self.events.pop_front()
     }
 
+    /// Starts leaving: our HIT-LOCATOR record is withdrawn from the overlay. The driver
+    /// keeps running the node until [`left_overlay`](Self::left_overlay) (or a grace
+    /// period it chooses), then calls [`depart`](Self::depart).
+    pub fn leave(&mut self, now: Instant) {
+        if let Some(o) = self.overlay.as_mut() {
+            o.withdraw(now, &self.identity);
+        }
+    }
+
+    /// The withdrawal that [`leave`](Self::leave) started was answered (or there was
+    /// none to make).
+    pub fn left_overlay(&self) -> bool {
+        self.overlay.as_ref().is_none_or(|o| o.withdrawn())
+    }
+
+    /// Leaves the ring: our neighbours hear it (Leave, sealed into the transmit queue
+    /// here) and take over our range. Drain [`poll_transmit`](Self::poll_transmit)
+    /// before [`close_all`](Self::close_all), or the CLOSEs overtake the Leaves.
+    pub fn depart(&mut self, now: Instant) {
+        if let Some(o) = self.overlay.as_mut() {
+            o.leave(now);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Closes every association (RFC 7401 §5.3.7), so that peers free their state now
+    /// rather than after their timeouts.
+    pub fn close_all(&mut self, now: Instant) {
+        let peers: Vec<Hit> = self.host.associations().map(|a| a.peer).collect();
+        for peer in peers {
+            let _ = self.host.close(now, &peer);
+        }
+    }
+
     /// An IP packet for the local stack (the TUN device): an ICMP error about a packet
     /// the node could not send.
     pub fn poll_to_stack(&mut self) -> Option<Vec<u8>> {

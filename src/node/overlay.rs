@@ -143,6 +143,10 @@ struct LocatorRecord {
     published: Option<Vec<LocatorEntry>>,
     storing: Option<RequestHandle>,
     again_at: Option<Instant>,
+    /// Leaving: the record is withdrawn (and never published again); the Store of the
+    /// deletion while it is under way.
+    withdrawn: bool,
+    withdrawing: Option<RequestHandle>,
 }
 
 impl std::fmt::Debug for OverlayLinks {
@@ -258,7 +262,7 @@ impl OverlayLinks {
         let r = &self.record;
         let changed = r.published.as_ref() != Some(&r.locators);
         let due = changed || r.again_at.is_some_and(|t| t <= now);
-        if self.client || !self.node.is_joined() || r.storing.is_some() || !due {
+        if self.client || !self.node.is_joined() || r.storing.is_some() || r.withdrawn || !due {
             return;
         }
         let time = self.node.storage_time(now);
@@ -290,6 +294,55 @@ impl OverlayLinks {
                 self.record.again_at = Some(now + LOCATOR_RETRY);
             }
         }
+    }
+
+    /// Leaving: withdraws our HIT-LOCATOR record, so that a lookup of our HIT says at once
+    /// that we are gone rather than leading to addresses that no longer answer. The
+    /// deletion (`exists` false, RFC 6940 §7.4.1.3) is newer than every copy of the
+    /// record and lives as long as the record could have, so no copy outlives it. Signed
+    /// by `identity`. True when a Store went out ([`withdrawn`](Self::withdrawn) waits
+    /// for it).
+    pub fn withdraw(&mut self, now: Instant, identity: &HostIdentity) -> bool {
+        self.record.withdrawn = true;
+        if self.client || !self.node.is_joined() || self.record.published.is_none() {
+            return false;
+        }
+        let time = self.node.storage_time(now);
+        let value = StoredDataValue::Single(DataValue {
+            exists: false,
+            value: Vec::new(),
+        });
+        let resource = overlay::id::resource_id(&self.me.0);
+        let req = storage::signed_store(
+            identity,
+            resource,
+            KindDef::HIT_LOCATOR.id,
+            time,
+            LOCATOR_LIFETIME,
+            value,
+        );
+        match self.node.store(now, &req) {
+            Ok(handle) => {
+                self.record.withdrawing = Some(handle);
+                self.due.get_or_insert(now);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = ?e, "cannot withdraw our locators");
+                false
+            }
+        }
+    }
+
+    /// The withdrawal of our record was answered (or never started).
+    pub fn withdrawn(&self) -> bool {
+        self.record.withdrawn && self.record.withdrawing.is_none()
+    }
+
+    /// Leaves the ring: our neighbours hear it (Leave) and take over our range.
+    pub fn leave(&mut self, now: Instant) {
+        self.node.leave(now);
+        self.due.get_or_insert(now);
     }
 
     /// The Store of our record ended: on failure, publish again soon.
@@ -503,6 +556,14 @@ impl OverlayLinks {
                     tracing::debug!(peer = %hit, error = %describe(&failure), "looking the peer up failed");
                     self.located.push_back((hit, None));
                 }
+            }
+            NodeEvent::StoreDone { handle, .. } if self.record.withdrawing == Some(handle) => {
+                self.record.withdrawing = None;
+                tracing::info!(overlay = %self.name, "withdrew our locators");
+            }
+            NodeEvent::Failed { handle, failure } if self.record.withdrawing == Some(handle) => {
+                self.record.withdrawing = None;
+                tracing::info!(overlay = %self.name, error = %describe(&failure), "withdrawing our locators failed");
             }
             NodeEvent::StoreDone { handle, .. } if self.record.storing == Some(handle) => {
                 self.locators_stored(now, None);

@@ -79,6 +79,13 @@ node_down() {
   wait "${!pid_var}" 2>/dev/null || true
 }
 
+# node_crash NAME: kills the node by its PID with SIGKILL: it leaves nothing in order.
+node_crash() {
+  local pid_var="NODE_PID_$1"
+  kill -KILL "${!pid_var}" 2>/dev/null
+  wait "${!pid_var}" 2>/dev/null || true
+}
+
 node_status_json() { "$HB" status --json -c "$(lab_state)/$1.toml"; }
 
 # node_field NAME PYTHON_EXPR: evaluates EXPR on the status JSON (as `s`) of node NAME.
