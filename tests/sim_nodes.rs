@@ -331,7 +331,10 @@ fn a_node_that_leaves_withdraws_its_record_and_the_copies_keep_the_withdrawal() 
     assert!(fetch_locators(&mut sim, 1).is_some(), "published before");
     let now = sim.now();
     sim.node_mut(leaver).leave(now);
-    assert!(!sim.node(leaver).left_overlay(), "the withdrawal is under way");
+    assert!(
+        !sim.node(leaver).left_overlay(),
+        "the withdrawal is under way"
+    );
     let end = sim.now() + Duration::from_secs(10);
     sim.run_until(end, |s| s.node(leaver).left_overlay());
     assert!(sim.node(leaver).left_overlay());
@@ -352,5 +355,8 @@ fn a_node_that_leaves_withdraws_its_record_and_the_copies_keep_the_withdrawal() 
                 .is_some_and(|o| o.node.holds(&resource, HIT_LOCATOR))
         })
         .count();
-    assert!(holders >= 2, "the withdrawal is replicated ({holders} holders)");
+    assert!(
+        holders >= 2,
+        "the withdrawal is replicated ({holders} holders)"
+    );
 }
