@@ -4,8 +4,10 @@
 
 mod data;
 pub(crate) mod ice;
+mod upkeep;
 
 pub(crate) use data::{Received, Sealed};
+pub(crate) use upkeep::UpdateDue;
 
 use crate::crypto::Profile;
 use crate::esp::{InboundSa, OutboundSa};

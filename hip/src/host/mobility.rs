@@ -22,14 +22,8 @@ use crate::wire::TransportLocator;
 
 /// Seconds a locator we announce is valid (RFC 8046 §4).
 pub(super) const LOCATOR_LIFETIME: u32 = 3600;
-/// An address whose check went unanswered is not checked again before this.
-pub(super) const RECHECK_AFTER: Duration = Duration::from_secs(60);
-/// A check is given up after this long, whatever happened to its UPDATE.
-pub(super) const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// Addresses of the peer's LOCATOR_SET remembered.
 const PEER_LOCATORS: usize = 8;
-/// Paths one failover probes at most.
-const FAILOVER_PATHS: usize = 8;
 
 impl Host {
     /// Our usable addresses changed (from the OS: netlink on Linux). Associations are told
@@ -56,14 +50,9 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        let Some(keys) = a.keys.as_ref().map(|k| k.esp.clone()) else {
+        let Some(keys) = a.revive(&mut self.timers) else {
             return;
         };
-        a.state = AssocState::Established;
-        self.timers.set(a, None);
-        a.last_error = None;
-        a.failover.clear();
-        a.unanswered_since = None;
         tracing::info!(peer = %peer, "association failed but the peer is back: established again");
         let event = Event::Established {
             handle: a.handle,
@@ -228,10 +217,7 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        let recently_failed = a
-            .failed_checks
-            .iter()
-            .any(|(addr, at)| *addr == remote && now < *at + RECHECK_AFTER);
+        let recently_failed = a.failed_lately(remote, now);
         // Both ends moved at once (the double jump): our UPDATE under way went to the
         // address the peer has left and will not be answered there. The check of its new
         // address takes its place; our addresses are announced again once that is done.
@@ -327,10 +313,7 @@ impl Host {
         if a.state != AssocState::Established || a.verify.is_some() || a.pending_update.is_some() {
             return;
         }
-        if a.failed_checks
-            .iter()
-            .any(|(addr, at)| *addr == remote && now < *at + RECHECK_AFTER)
-        {
+        if a.failed_lately(remote, now) {
             return;
         }
         tracing::debug!(peer = %peer, remote = %remote, "ESP from a new address, checking it");
@@ -405,31 +388,7 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        let current = (a.local, a.remote);
-        let mut locals = vec![a.local];
-        locals.extend(self.local_addresses.iter().filter(|l| **l != a.local));
-        let mut remotes = vec![a.remote];
-        for r in a.peer_locators.iter().chain(&a.candidates) {
-            let failed = a
-                .failed_checks
-                .iter()
-                .any(|(addr, at)| addr == r && now < *at + RECHECK_AFTER);
-            if !remotes.contains(r) && !failed {
-                remotes.push(*r);
-            }
-        }
-        // Our current address with each of the peer's first, then our other addresses:
-        // a host with many addresses must not spend every probe on one dead locator.
-        let mut paths = vec![current];
-        for l in &locals {
-            for r in &remotes {
-                let path = (*l, *r);
-                if l.is_ipv4() == r.is_ipv4() && !paths.contains(&path) {
-                    paths.push(path);
-                }
-            }
-        }
-        paths.truncate(FAILOVER_PATHS);
+        let paths = a.failover_paths(now, &self.local_addresses);
         let silent = a.unanswered_since.map(|t| now.saturating_duration_since(t));
         tracing::info!(peer = %peer, paths = paths.len(), silent_ms = ?silent.map(|d| d.as_millis()),
             rx_packets = a.traffic.rx_packets, "nothing heard from the peer since we sent, probing paths");

@@ -8,7 +8,7 @@
 //! been ACKed. The old inbound SA stays for packets still in flight.
 
 use super::*;
-use crate::assoc::{PendingUpdate, Rekey};
+use crate::assoc::{PendingUpdate, Rekey, UpdateDue};
 use crate::esp::{InboundSa, OutboundSa, ReplayWindow};
 
 /// Inbound SAs kept per association: the newest and the one before it.
@@ -435,20 +435,10 @@ impl Host {
             return;
         }
         let timer = [
-            a.pending_update.as_ref().map(|p| p.due),
-            a.rekey_due(&self.config),
-            a.rekey
-                .as_ref()
-                .map(|r| r.started + self.config.rekey_timeout),
-            a.verify
-                .as_ref()
-                .map(|v| v.started + mobility::CHECK_TIMEOUT),
-            a.idle_due(&self.config),
-            a.silence_due(&self.config),
+            a.own_deadline(&self.config),
             registration,
             self.ice_due(a),
             self.keepalive_due(a),
-            a.ack_due,
         ]
         .into_iter()
         .flatten()
@@ -463,25 +453,9 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        // A check that neither succeeded nor failed by now is given up (its UPDATE may
-        // have been replaced or answered from elsewhere).
-        if let Some(v) = a
-            .verify
-            .take_if(|v| v.started + mobility::CHECK_TIMEOUT <= now)
-        {
-            if a.pending_update.as_ref().is_some_and(|p| p.seq == v.seq) {
-                a.pending_update = None;
-            }
-            a.remember_failed_check(v.remote, now);
-        }
-        let stuck = a
-            .rekey
-            .as_ref()
-            .is_some_and(|r| r.started + self.config.rekey_timeout <= now);
-        if a.idle_due(&self.config).is_some_and(|t| t <= now) || stuck {
-            // Unused for the idle lifetime (the RFC's UAL), or a rekey that cannot finish:
-            // close; the next packet for the peer starts a fresh exchange.
-            tracing::info!(peer = %peer, stuck, "closing association");
+        a.expire_check(now);
+        if let Some(why) = a.close_due(now, &self.config) {
+            tracing::info!(peer = %peer, ?why, "closing association");
             let _ = self.close(now, &peer);
             return;
         }
@@ -526,69 +500,39 @@ impl Host {
     /// Retransmits the outstanding UPDATE if it is due, or gives it up; false when the
     /// association failed for it.
     fn update_timer(&mut self, now: Instant, peer: Hit) -> bool {
-        let tries = self.config.update_tries;
-        let cap = self.config.max_timeout;
         let Some(a) = self.assocs.get_mut(&peer) else {
             return false;
         };
-        let Some(p) = a.pending_update.as_mut().filter(|p| p.due <= now) else {
-            return true;
-        };
-        let probe = a
-            .verify
-            .as_ref()
-            .filter(|v| v.seq == p.seq)
-            .map(|v| v.kind == Check::Probe);
-        if probe == Some(true) && p.tries >= self.config.probe_tries {
-            // A failover probe went unanswered: on to the next path.
-            a.verify = None;
-            a.pending_update = None;
-            if !self.probe_next(now, peer) {
-                // Every path was probed and none answered: the peer is gone (or out
-                // of reach), as when an UPDATE goes unanswered (RFC 7401 §6.11).
+        match a.update_due(now, &self.config) {
+            UpdateDue::Nothing | UpdateDue::Unverified => true,
+            UpdateDue::ProbeUnanswered => {
+                if self.probe_next(now, peer) {
+                    return true;
+                }
+                // Every path was probed and none answered: the peer is gone (or out of
+                // reach), as when an UPDATE goes unanswered (RFC 7401 §6.11).
                 tracing::info!(peer = %peer, "no path to the peer answered, association failed");
                 self.fail(now, peer);
-                return false;
+                false
             }
-            return true;
-        }
-        if probe == Some(false) && p.tries >= tries {
-            // The address under test never answered: keep the locator we have.
-            tracing::info!(peer = %peer, "new locator not verified, keeping the old one");
-            if let Some(v) = a.verify.take() {
-                a.remember_failed_check(v.remote, now);
+            UpdateDue::Unanswered => {
+                tracing::info!(peer = %peer, "UPDATE unanswered, association failed");
+                self.fail(now, peer);
+                false
             }
-            a.pending_update = None;
-            return true;
+            UpdateDue::Resend {
+                local,
+                remote,
+                bytes,
+                others,
+            } => {
+                self.transmit(local, remote, &bytes);
+                for other in others {
+                    self.transmit(local, other, &bytes);
+                }
+                true
+            }
         }
-        if p.tries >= tries {
-            // RFC 7401 §6.11: no ACK after the retries means the association is broken.
-            tracing::info!(peer = %peer, "UPDATE unanswered, association failed");
-            self.fail(now, peer);
-            return false;
-        }
-        p.tries += 1;
-        p.rto = p.rto.saturating_mul(2).min(cap);
-        p.due = now + p.rto;
-        let (local, remote) = p.to.unwrap_or((a.local, a.remote));
-        let bytes = p.bytes.clone();
-        // Unanswered at the peer's locator: the peer may have moved as well. From the
-        // third try on, a copy also goes to the other locators we were given for it —
-        // its rendezvous server relays it to where the peer is now (the double jump).
-        let others: Vec<SocketAddr> = if p.tries >= 3 && remote == a.remote && probe.is_none() {
-            a.candidates
-                .iter()
-                .copied()
-                .filter(|c| *c != remote)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        self.transmit(local, remote, &bytes);
-        for other in others {
-            self.transmit(local, other, &bytes);
-        }
-        true
     }
 }
 
@@ -600,11 +544,7 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        a.state = AssocState::Failed;
-        a.pending_update = None;
-        a.verify = None;
-        a.rekey = None;
-        self.timers.set(a, Some(now + self.config.linger));
+        a.fail(now, &self.config, &mut self.timers);
         self.push_event(Event::Failed {
             peer,
             error: Error::Timeout,
