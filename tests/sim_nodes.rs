@@ -7,7 +7,7 @@
 use hip::HostIdentity;
 use hipbone::node::overlay::Answer;
 use hipbone::node::Node;
-use hipbone::sim::nodes::{add_node, config, identity, joined};
+use hipbone::sim::nodes::{add_node, config, identity, joined, send_udp};
 use hipbone::sim::Sim;
 use overlay::storage::kind::HIT_LOCATOR;
 use rand_chacha::ChaCha20Rng;
@@ -152,35 +152,12 @@ fn pair(seed: u64) -> (Sim<Node>, hip::HostIdentity, hipbone::config::Config) {
     (sim, hip::HostIdentity::from_secret(secret_a), config_a)
 }
 
-/// Node `from` sends one UDP payload to `to` through the node model.
-fn send(sim: &mut Sim<Node>, from: usize, to: hip::Hit) {
-    use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX};
-    let now = sim.now();
-    let mut buf = vec![0u8; ESP_HEADER_LEN + 8 + ESP_TAIL_MAX];
-    let payload = ESP_HEADER_LEN..ESP_HEADER_LEN + 8;
-    if let hip::Outbound::Send {
-        local,
-        remote,
-        datagram,
-    } = sim
-        .node_mut(from)
-        .encapsulate(now, &to, 17, &mut buf, payload)
-    {
-        let d = hipbone::sim::Datagram {
-            from: local,
-            to: remote,
-            payload: datagram.to_vec(),
-        };
-        sim.send(d);
-    }
-}
-
 #[test]
 fn a_node_that_restarted_is_reached_again_when_its_peer_sends() {
     let (mut sim, a_identity, config_a) = pair(3);
     let (a_hit, b_hit) = (sim.node(0).hit(), sim.node(1).hit());
     // A's first packet for B starts the exchange; it is queued and sent once it is up.
-    send(&mut sim, 0, b_hit);
+    send_udp(&mut sim, 0, b_hit);
     let end = sim.now() + Duration::from_secs(5);
     sim.run_until(end, |s| {
         s.node(1)
@@ -197,7 +174,7 @@ fn a_node_that_restarted_is_reached_again_when_its_peer_sends() {
     assert!(sim.node(0).host.association(&b_hit).is_none());
     // B, not knowing, sends on its old SA: A hears ESP for an SPI it does not know from a
     // configured peer's address, and starts a fresh exchange.
-    send(&mut sim, 1, a_hit);
+    send_udp(&mut sim, 1, a_hit);
     let end = sim.now() + Duration::from_secs(10);
     sim.run_until(end, |s| {
         s.node(0)
@@ -237,7 +214,7 @@ fn a_member_is_reached_by_its_hit_alone_through_its_record() {
         })
         .expect("a pair of nodes without an association");
     let (a_hit, b_hit) = (sim.node(a).hit(), sim.node(b).hit());
-    send(&mut sim, a, b_hit);
+    send_udp(&mut sim, a, b_hit);
     let end = sim.now() + Duration::from_secs(20);
     sim.run_until(end, |s| {
         s.node(b)
@@ -266,7 +243,7 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
     // stack hears at once.
     let (mut pair, _, _) = pair(4);
     let alone = pair.node(0).hit();
-    send(&mut pair, 0, stranger);
+    send_udp(&mut pair, 0, stranger);
     let error = pair
         .node_mut(0)
         .poll_to_stack()
@@ -288,7 +265,7 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
     sim.run_until(settle, |_| false);
     assert_eq!(joined(&sim), n);
     let me = sim.node(0).hit();
-    send(&mut sim, 0, stranger);
+    send_udp(&mut sim, 0, stranger);
     assert_eq!(sim.node_mut(0).poll_to_stack(), None, "held, not refused");
     let end = sim.now() + Duration::from_secs(10);
     sim.run_until(end, |_| false);
@@ -305,7 +282,7 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
     );
     // A member's HIT is found instead: no error.
     let member = sim.node(n - 1).hit();
-    send(&mut sim, 0, member);
+    send_udp(&mut sim, 0, member);
     let end = sim.now() + Duration::from_secs(10);
     sim.run_until(end, |_| false);
     assert_eq!(sim.node_mut(0).poll_to_stack(), None);

@@ -226,6 +226,18 @@ impl Node {
     pub fn start(&mut self, now: Instant) {
         self.locators_changed(now);
         if let Some(o) = self.overlay.as_mut() {
+            // Behind a NAT, a member can be reached only through a relay: its bootstraps
+            // (reachable by definition) are asked to relay for it; one that does not serve
+            // as relay grants nothing and stays a plain link.
+            let behind = behind_nat(self.host.local_addresses());
+            o.set_behind_nat(behind);
+            if behind {
+                for b in o.bootstraps() {
+                    if let Some(p) = self.peers.get_mut(b) {
+                        p.relay = true;
+                    }
+                }
+            }
             o.start(now);
         }
         let servers: Vec<Hit> = self
@@ -241,17 +253,21 @@ impl Node {
 
     /// Starts a base exchange with `peer`: to its configured locators, or through the
     /// overlay neighbour that named it (HIP BONE: the I1 goes over that neighbour's
-    /// association, which relays it). False if there is no way to reach it.
+    /// association, which relays it). False if there is no way to reach it (yet: the
+    /// caller may look its record up).
     pub fn connect(&mut self, now: Instant, peer: Hit) -> bool {
+        // Behind a NAT, an I1 relayed by a neighbour is answered straight to our NAT, which
+        // drops the R1 (and the peer's own I1, crossing ours, would be dropped by us as
+        // the smaller HIT of a simultaneous exchange, RFC 7401 §4.4.4). So a member behind
+        // a NAT never starts one that way: joined, it looks the peer's record up (its host
+        // or relayed address answers through our own mapping); joining, it waits for its
+        // admitting peer to connect to it (`overlay::Node::connect_back`).
+        let behind_nat = behind_nat(self.host.local_addresses());
+        let by_hint = !behind_nat && self.host.relays().is_empty();
         let locators = match self.peers.get(&peer) {
             Some(p) => p.locators.clone(),
-            None => self
-                .overlay
-                .as_ref()
-                .and_then(|o| o.relay_for(&peer))
-                .and_then(|relay| self.host.association(&relay))
-                .map(|a| vec![a.remote])
-                .unwrap_or_default(),
+            None if !by_hint => Vec::new(),
+            None => self.hint_locator(&peer).into_iter().collect(),
         };
         let Some(first) = locators.first() else {
             return false;
@@ -264,6 +280,13 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// The address of the overlay neighbour that named `peer` (HIP BONE: it relays an I1
+    /// for `peer` over its own association).
+    fn hint_locator(&self, peer: &Hit) -> Option<SocketAddr> {
+        let relay = self.overlay.as_ref()?.relay_for(peer)?;
+        Some(self.host.association(&relay)?.remote)
     }
 
     /// One of our addresses of `remote`'s family, or the unspecified address of that
@@ -513,13 +536,32 @@ impl Node {
 
     /// Our overlay record says where the host can be reached: its addresses now.
     fn locators_changed(&mut self, now: Instant) {
+        use ::overlay::wire::LocatorEntry;
         if let Some(o) = self.overlay.as_mut() {
-            let locators = self
+            let mut locators: Vec<LocatorEntry> = self
                 .host
                 .local_addresses()
                 .iter()
-                .map(|a| ::overlay::wire::LocatorEntry::Host(*a))
+                .map(|a| LocatorEntry::Host(*a))
                 .collect();
+            // Where our relays see us, then the relays themselves (RFC 8445's order: host,
+            // server-reflexive, relayed). A reflexive address that is one of ours is no
+            // NAT's and says nothing new.
+            let relays = self.host.relays();
+            for (_, _, reflexive) in &relays {
+                if let Some(r) = reflexive.filter(|r| !locators.contains(&LocatorEntry::Host(*r))) {
+                    let entry = LocatorEntry::ServerReflexive(r);
+                    if !locators.contains(&entry) {
+                        locators.push(entry);
+                    }
+                }
+            }
+            for (relay, addr, _) in relays {
+                locators.push(LocatorEntry::Relayed {
+                    addr,
+                    relay: ::overlay::wire::NodeId(relay.0),
+                });
+            }
             o.set_locators(now, locators);
         }
     }
@@ -590,6 +632,11 @@ impl Node {
                     self.association_ended(now, peer);
                 }
                 Event::Rekeyed { peer, .. } => tracing::debug!(peer = %peer, "ESP rekeyed"),
+                Event::Registered { server } => {
+                    tracing::info!(server = %server, "registered");
+                    // A relay's grant gives us a relayed address to publish.
+                    self.locators_changed(now);
+                }
                 other => tracing::debug!(event = ?other, "HIP event"),
             }
         }
@@ -680,11 +727,16 @@ impl Node {
     fn lookups_ended(&mut self, now: Instant) {
         while let Some((peer, record)) = self.overlay.as_mut().and_then(|o| o.poll_located()) {
             let held = self.held.remove(&peer).unwrap_or_default();
-            let locators: Vec<SocketAddr> = record
+            let mut locators: Vec<SocketAddr> = record
                 .iter()
                 .flat_map(|r| &r.locators)
                 .map(|l| l.addr())
                 .collect();
+            if locators.is_empty() {
+                // No record (a peer still joining has none yet): the neighbour that named
+                // it, if any, relays our I1 after all.
+                locators.extend(self.hint_locator(&peer));
+            }
             let started = match locators.first() {
                 None => {
                     tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");
@@ -733,5 +785,62 @@ impl Node {
                 payload: datagram.to_vec(),
             });
         }
+    }
+}
+
+/// Whether every address we have is private (RFC 1918, shared address space RFC 6598,
+/// link-local, unique local): then some NAT stands between us and the rest, and others
+/// can reach us only through a relay.
+fn behind_nat(addrs: &[SocketAddr]) -> bool {
+    use std::net::IpAddr;
+    let private = |a: &SocketAddr| match a.ip() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && o[1] & 0xc0 == 64)
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+        }
+    };
+    !addrs.is_empty() && addrs.iter().all(private)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::behind_nat;
+    use std::net::SocketAddr;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn only_private_addresses_mean_a_nat() {
+        for private in [
+            "10.0.0.2:10500",
+            "172.31.255.1:10500",
+            "192.168.1.5:10500",
+            "100.64.0.1:10500",
+            "100.127.255.254:10500",
+            "169.254.3.4:10500",
+            "[fd00::1]:10500",
+            "[fe80::1]:10500",
+        ] {
+            assert!(behind_nat(&addrs(&[private])), "{private}");
+        }
+        for public in [
+            "198.51.100.2:10500",
+            "100.128.0.1:10500",
+            "172.32.0.1:10500",
+            "[2001:db8::1]:10500",
+        ] {
+            assert!(!behind_nat(&addrs(&[public])), "{public}");
+        }
+        assert!(!behind_nat(&addrs(&[
+            "10.0.0.2:10500",
+            "[2001:db8::1]:10500"
+        ])));
+        assert!(!behind_nat(&[]), "no address says nothing");
     }
 }

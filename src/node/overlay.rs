@@ -133,6 +133,8 @@ pub struct OverlayLinks {
     locating: HashMap<RequestHandle, Hit>,
     /// Lookups that ended: the HIT and its record (none: no record, or the lookup failed).
     located: VecDeque<(Hit, Option<HitLocator>)>,
+    /// Every address of ours is private: links to joining peers are opened by them.
+    behind_nat: bool,
 }
 
 /// Our HIT-LOCATOR record (R11): what it should say, what it said when last published,
@@ -210,6 +212,7 @@ impl OverlayLinks {
             record: LocatorRecord::default(),
             locating: HashMap::new(),
             located: VecDeque::new(),
+            behind_nat: false,
         }
     }
 
@@ -382,6 +385,17 @@ impl OverlayLinks {
         }
     }
 
+    /// Every address of ours is private (set by the node from its addresses).
+    pub fn set_behind_nat(&mut self, behind: bool) {
+        self.behind_nat = behind;
+        self.node.set_behind_nat(behind);
+    }
+
+    /// The bootstrap nodes (other than ourselves).
+    pub fn bootstraps(&self) -> &[Hit] {
+        &self.bootstraps
+    }
+
     /// Where to send an I1 for `peer` when no locator is configured: the neighbour that
     /// told us about it.
     pub fn relay_for(&self, peer: &Hit) -> Option<Hit> {
@@ -466,7 +480,7 @@ impl OverlayLinks {
                 progress = true;
                 match e {
                     LinkEvent::Up(peer) => {
-                        tracing::debug!(peer = %peer, "overlay link up");
+                        tracing::debug!(me = %self.me, peer = %peer, "overlay link up");
                         self.node.link_up(now, node_id(peer));
                         if !self.join_started && self.bootstraps.contains(&peer) {
                             self.join_started = true;
@@ -475,13 +489,17 @@ impl OverlayLinks {
                         }
                     }
                     LinkEvent::Down(peer) => {
-                        tracing::debug!(peer = %peer, "overlay link down");
+                        tracing::debug!(me = %self.me, peer = %peer, "overlay link down");
                         self.node.link_down(now, node_id(peer));
-                        // No bootstrap came up yet: try them again later, backing off.
-                        if !self.join_started
+                        // A bootstrap's link went before we joined (none came up yet, or
+                        // the bootstrap let it go while our join was still under way, and
+                        // with it our only route): try the bootstraps again later, backing
+                        // off, and join afresh over the first link that comes up.
+                        if !self.node.is_joined()
                             && self.bootstraps.contains(&peer)
                             && self.retry_at.is_none()
                         {
+                            self.join_started = false;
                             self.retry_at = Some(now + self.retry_delay);
                             self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
                         }
@@ -528,6 +546,13 @@ impl OverlayLinks {
                         self.hints.clear();
                     }
                     self.hints.insert(peer, hit_of(h));
+                }
+                if self.behind_nat && !self.node.is_joined() && !self.bootstraps.contains(&peer) {
+                    // Our I1 would not be answered through the NAT: the admitting peer
+                    // connects to us instead (`overlay::Node::connect_back`), and a link of
+                    // ours pending meanwhile would win the tie over its link and stall.
+                    tracing::debug!(peer = %peer, "behind a NAT: waiting for the peer to open the link");
+                    return;
                 }
                 if let Err(e) = self.net.connect(now, peer) {
                     tracing::debug!(peer = %peer, error = %e, "cannot open an overlay link");

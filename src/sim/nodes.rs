@@ -85,6 +85,18 @@ pub fn config(name: &str, bootstrap: Hit) -> Config {
 
 /// A whole node with identity `identity`, at `address(i)`, added to `sim`.
 pub fn add_node(sim: &mut Sim<Node>, i: usize, identity: HostIdentity, config: &Config) -> usize {
+    add_node_at(sim, i, address(i), identity, config)
+}
+
+/// A whole node with identity `identity` at `addr` (behind a NAT: its inside address),
+/// added to `sim`; `i` seeds its randomness.
+pub fn add_node_at(
+    sim: &mut Sim<Node>,
+    i: usize,
+    addr: SocketAddr,
+    identity: HostIdentity,
+    config: &Config,
+) -> usize {
     let now = sim.now();
     let seed = |n: u64| {
         let mut s = [0u8; 32];
@@ -94,10 +106,33 @@ pub fn add_node(sim: &mut Sim<Node>, i: usize, identity: HostIdentity, config: &
     };
     let mut node = Node::from_config(config, identity, [seed(1), seed(2)], 0, now)
         .expect("a node of the simulated configuration");
-    let addr = address(i);
     node.set_local_addresses(now, &[addr]);
     node.start(now);
     sim.add(node, &[addr])
+}
+
+/// Node `from` sends one 8-byte UDP payload to `to` through the node model, as a packet
+/// from its TUN device would go (sealed, queued, or held for a lookup).
+pub fn send_udp(sim: &mut Sim<Node>, from: usize, to: Hit) {
+    use hip::esp::{ESP_HEADER_LEN, ESP_TAIL_MAX, PROTO_UDP};
+    let now = sim.now();
+    let mut buf = vec![0u8; ESP_HEADER_LEN + 8 + ESP_TAIL_MAX];
+    let payload = ESP_HEADER_LEN..ESP_HEADER_LEN + 8;
+    if let hip::Outbound::Send {
+        local,
+        remote,
+        datagram,
+    } = sim
+        .node_mut(from)
+        .encapsulate(now, &to, PROTO_UDP, &mut buf, payload)
+    {
+        let d = super::Datagram {
+            from: local,
+            to: remote,
+            payload: datagram.to_vec(),
+        };
+        sim.send(d);
+    }
 }
 
 /// Identities drawn from `rng`.

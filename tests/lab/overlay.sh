@@ -147,6 +147,19 @@ holder=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"]
 victim=""
 for n in $NODES; do [ "${HIT[$n]}" = "$holder" ] && victim=$n; done
 check "the holder is one of the nodes ($victim)" test -n "$victim"
+# A node that leaves (SIGTERM, as `hipbone down` or a service manager stops it) withdraws
+# its HIT-LOCATOR record first: a fetch of its HIT then finds no locators.
+# It is neither the holder (crashed next) nor the node that fetches after the crash.
+leaver=n3
+[ "$victim" = n3 ] && leaver=n5
+has_locators() { python3 -c 'import json,sys; a=json.loads(sys.argv[1]); sys.exit(0 if (a.get("locators") or {}).get("locators") else 1)' "$1" 2>/dev/null; }
+before=$(fetch n1 "${HIT[$leaver]}" 2>&1)
+check "$leaver's record names its address before it leaves" has_locators "$before"
+node_down "$leaver"
+check "$leaver withdrew its record as it left" grep -q "withdrew our locators" "$dir/$leaver.log"
+after=$(fetch n1 "${HIT[$leaver]}" 2>&1)
+echo "  fetch of $leaver's HIT from n1 after it left: $after"
+check "a fetch of $leaver's HIT finds no locators" test -n "$after" -a "$(has_locators "$after"; echo $?)" = 1
 # Crash the holder (SIGKILL by the PID this script started) and fetch from a node that is
 # not it.
 node_crash "$victim"
@@ -160,18 +173,6 @@ done
 echo "  fetch from $asker after $victim died: $answer"
 check "after the holder ($victim) died, $asker still fetches the value" test "$refetched" = 0
 check "the answer came from another node" test "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)" != "$holder"
-# A node that leaves (SIGTERM, as `hipbone down` or a service manager stops it) withdraws
-# its HIT-LOCATOR record first: a fetch of its HIT then finds no locators.
-leaver=""
-for n in n3 n5 n4; do [ "$n" != "$victim" ] && [ "$n" != "$asker" ] && { leaver=$n; break; }; done
-has_locators() { python3 -c 'import json,sys; a=json.loads(sys.argv[1]); sys.exit(0 if (a.get("locators") or {}).get("locators") else 1)' "$1" 2>/dev/null; }
-before=$(fetch n1 "${HIT[$leaver]}" 2>&1)
-check "$leaver's record names its address before it leaves" has_locators "$before"
-node_down "$leaver"
-check "$leaver withdrew its record as it left" grep -q "withdrew our locators" "$dir/$leaver.log"
-after=$(fetch n1 "${HIT[$leaver]}" 2>&1)
-echo "  fetch of $leaver's HIT from n1 after it left: $after"
-check "a fetch of $leaver's HIT finds no locators" test -n "$after" -a "$(has_locators "$after"; echo $?)" = 1
 frames=$(tshark -r "$dir/n3-inner.pcap" -d tcp.port==6084,reload-framing -Y reload 2>/dev/null | wc -l)
 check "tshark decodes RELOAD messages in n3's inner capture ($frames)" test "$frames" -gt 0
 finish

@@ -138,6 +138,21 @@ impl Host {
         self.relay_stats
     }
 
+    /// The relay servers that granted us their service: each one's HIT, the address we
+    /// reach it at (where others reach us through it), and where it sees us (REG_FROM).
+    pub fn relays(&self) -> Vec<(Hit, SocketAddr, Option<SocketAddr>)> {
+        let mut relays: Vec<_> = self
+            .relay_grants
+            .iter()
+            .filter_map(|(server, grant)| {
+                let a = self.assocs.get(server)?;
+                (a.state == AssocState::Established).then_some((*server, a.remote, grant.reflexive))
+            })
+            .collect();
+        relays.sort();
+        relays
+    }
+
     /// Whether `client` holds a live relay registration with us.
     fn relay_client(&self, now: Instant, client: &Hit) -> bool {
         self.relay_clients.get(client).is_some_and(|c| now < c.ends)

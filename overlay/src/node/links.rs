@@ -67,6 +67,29 @@ impl Node {
         }
     }
 
+    /// A joining peer behind a NAT (`origin`, whose request reached us through
+    /// `first_hop`) asked us, its admitting peer, to open the link to it: its own I1 would
+    /// be answered straight to its NAT, which drops the R1, while ours, relayed by the
+    /// first hop of its route, reaches it, and its R1 opens the way (RFC 6940 §6.5.1 has
+    /// both ends of an Attach connect). Only a peer whose Node-ID falls in our range is
+    /// one we admit. The link alone admits nothing: the peer enters the table by its
+    /// Join, as any neighbour does.
+    pub(super) fn connect_back(&mut self, origin: NodeId, first_hop: NodeId) {
+        if self.state != State::Joined
+            || self.config.client
+            || origin == self.me
+            || self.links.contains(&origin)
+            || !self.chord.responsible(origin.position())
+        {
+            return;
+        }
+        self.stats.connect_backs += 1;
+        self.push_event(Event::Connect {
+            peer: origin,
+            hint: Some(first_hop),
+        });
+    }
+
     /// A peer heard of: into the table if linked and useful, else ask for a link.
     pub(super) fn consider(&mut self, now: Instant, n: NodeId, hint: Option<NodeId>) {
         if self.consider_quiet(now, n, hint) {

@@ -318,6 +318,8 @@ pub struct Stats {
     pub implausible_answers: u64,
     /// Items dropped at a full queue or table.
     pub overflows: u64,
+    /// Links we opened to a joining peer that asked for it (`connect_back`).
+    pub connect_backs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +359,8 @@ pub struct Node {
     /// node does not route through is let go.
     linked_at: HashMap<NodeId, Instant>,
     release_at: Option<Instant>,
+    /// We are behind a NAT: our join asks the admitting peer to open the link to us.
+    behind_nat: bool,
     /// Peers we asked a link to because they are worth routing through; they enter the
     /// routing table when the link comes up.
     /// Links asked for: since when, and on whose word (the peer whose Update listed it).
@@ -424,6 +428,7 @@ impl Node {
             links: HashSet::new(),
             linked_at: HashMap::new(),
             release_at: None,
+            behind_nat: false,
             connecting: HashMap::new(),
             bootstraps: Vec::new(),
             attached: None,
@@ -530,6 +535,12 @@ impl Node {
     /// When `handle_timeout` should be called next: only timers it acts on in the current
     /// state, so that a deadline it would leave in the past is never reported (a driver
     /// would wake up for it again and again).
+    /// Every address of ours is private: a NAT drops what peers send us unasked, so
+    /// our join asks the admitting peer to open the link to us (`connect_back`).
+    pub fn set_behind_nat(&mut self, behind: bool) {
+        self.behind_nat = behind;
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         let always = [self.rejoin_at, self.retx.iter().next().map(|(t, _)| *t)];
         let maintenance = [

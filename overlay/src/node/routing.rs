@@ -307,6 +307,17 @@ impl Node {
         };
         if msg.contents.code.is_request() {
             let direct = msg.header.via_list.is_empty();
+            let asks = msg.contents.extensions.iter().any(|e| e.is_connect_back());
+            if asks && !direct && !self.links.contains(&origin) {
+                // A joining peer behind a NAT looks for its admitting peer and asks it to
+                // open the link (`connect_back`). The first hop of its route is the one
+                // that put the origin on the via list: the link peer, or the next entry.
+                let first_hop = match msg.header.via_list.get(1) {
+                    Some(Destination::Node(n)) => *n,
+                    _ => link_peer,
+                };
+                self.connect_back(origin, first_hop);
+            }
             let certs = &msg.security.certificates;
             if let Some((answer, certs)) = self.answer(now, origin, direct, &msg.contents, certs) {
                 self.reply(link_peer, &msg.header, answer, certs);

@@ -510,3 +510,55 @@ fn a_lookup_keeps_the_newest_of_owner_and_replica_and_caches_it() {
     a.lookup(now, &req).unwrap();
     assert_eq!(a.poll_transmit().unwrap().0, o_node);
 }
+
+/// A joining peer behind a NAT asks its admitting peer to open the link: the admitting
+/// peer does, through the first hop of the request's route; without the request, or for
+/// a peer outside its range, it does not.
+#[test]
+fn the_admitting_peer_connects_back_when_asked_and_only_then() {
+    let (mut a, now, b, c) = forwarder();
+    let me = a.id();
+    let in_range = |a: &Node, s: u8| a.chord.responsible(NodeId::from(id(s).hit()).position());
+    let joiner = (10..=255u8)
+        .find(|&s| in_range(&a, s))
+        .expect("a joiner in A's range");
+    let outsider = (10..=255u8)
+        .find(|&s| !in_range(&a, s))
+        .expect("a peer outside it");
+    let ping = |from: u8, ask: bool, via: Vec<Destination>| {
+        let sender = Node::new(id(from), Config::default(), now);
+        let mut contents =
+            MessageContents::new(MessageCode::PingReq, PingReq::default().to_bytes());
+        if ask {
+            contents
+                .extensions
+                .push(crate::wire::MessageExtension::connect_back());
+        }
+        let bytes = sender.build(21, vec![Destination::Node(me)], contents, Vec::new());
+        let (mut header, payload) = ForwardingHeader::parse(&bytes).unwrap();
+        header.via_list = via;
+        header.to_bytes(payload)
+    };
+    let connects = |a: &mut Node| -> Vec<(NodeId, Option<NodeId>)> {
+        std::iter::from_fn(|| a.poll_event())
+            .filter_map(|e| match e {
+                Event::Connect { peer, hint } => Some((peer, hint)),
+                _ => None,
+            })
+            .collect()
+    };
+    let j = NodeId::from(id(joiner).hit());
+    // Joiner → B → A: B put the joiner on the via list, so B is the first hop.
+    a.handle_message(now, b, &ping(joiner, false, vec![Destination::Node(j)]));
+    assert_eq!(connects(&mut a), vec![], "not asked");
+    a.handle_message(now, b, &ping(joiner, true, vec![Destination::Node(j)]));
+    assert_eq!(connects(&mut a), vec![(j, Some(b))]);
+    // Joiner → B → C → A: the first hop is still B, the second via entry.
+    let via = vec![Destination::Node(j), Destination::Node(b)];
+    a.handle_message(now, c, &ping(joiner, true, via));
+    assert_eq!(connects(&mut a), vec![(j, Some(b))]);
+    let o = NodeId::from(id(outsider).hit());
+    a.handle_message(now, b, &ping(outsider, true, vec![Destination::Node(o)]));
+    assert_eq!(connects(&mut a), vec![], "not ours to admit");
+    assert_eq!(a.stats().connect_backs, 2);
+}

@@ -7,7 +7,7 @@ use super::routing::Route;
 use super::{Error, Event, Failure, Node, RequestHandle};
 use crate::wire::{
     fragment, Destination, ForwardingHeader, GenericCertificate, Message, MessageCode,
-    MessageContents, NodeId, PingReq, ResourceId, SecurityBlock, Signature,
+    MessageContents, MessageExtension, NodeId, PingReq, ResourceId, SecurityBlock, Signature,
     SignatureAndHashAlgorithm,
 };
 use rand_core::RngCore;
@@ -116,7 +116,10 @@ impl Node {
             self.stats.overflows += 1;
             return Err(Error::TooManyRequests);
         }
-        let contents = MessageContents::new(code, body);
+        let mut contents = MessageContents::new(code, body);
+        if purpose == Purpose::JoinLookup && self.behind_nat {
+            contents.extensions.push(MessageExtension::connect_back());
+        }
         let route = self.route(&dest);
         if route == Route::Local {
             let mut certs = certs;

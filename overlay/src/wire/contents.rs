@@ -167,6 +167,27 @@ pub struct MessageExtension {
     pub contents: Vec<u8>,
 }
 
+/// The contents that mark our experimental extension (RFC 6940's exp-ext type, 0x0001)
+/// as the connect-back request: a joining peer behind a NAT asks its admitting peer to
+/// open the link to it (docs/OVERLAY.md, "Members behind NATs").
+pub const CONNECT_BACK: &[u8] = b"hipbone connect-back";
+
+impl MessageExtension {
+    /// The connect-back request (not critical: a peer that does not know it ignores it).
+    pub fn connect_back() -> MessageExtension {
+        MessageExtension {
+            ty: extension_type::EXP_EXT,
+            critical: false,
+            contents: CONNECT_BACK.to_vec(),
+        }
+    }
+
+    /// Whether this is the connect-back request.
+    pub fn is_connect_back(&self) -> bool {
+        self.ty == extension_type::EXP_EXT && self.contents == CONNECT_BACK
+    }
+}
+
 /// `MessageContents`: what the originator signs (with overlay and transaction ID).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContents {
@@ -291,9 +312,21 @@ pub(super) mod tests {
         )
     }
 
+    /// A join lookup that asks for a connect-back: exp-ext, not critical, our marker
+    /// ("hipbone connect-back", 20 bytes).
+    fn connect_back_contents() -> (Vec<u8>, MessageContents) {
+        let mut value = MessageContents::new(MessageCode::PingReq, vec![0, 0]);
+        value.extensions.push(MessageExtension::connect_back());
+        (
+            hex("0017 | 00000002 0000 | 0000001b |
+                 0001 00 00000014 686970626f6e6520636f6e6e6563742d6261636b"),
+            value,
+        )
+    }
+
     #[test]
     fn contents_both_ways() {
-        for (bytes, value) in [ping_contents(), error_contents()] {
+        for (bytes, value) in [ping_contents(), error_contents(), connect_back_contents()] {
             both_ways(
                 &bytes,
                 &value,
