@@ -13,6 +13,10 @@ pub struct Nat {
     /// Serve as a relay server: hosts behind NATs register with us, and we relay their
     /// HIP packets and ESP (only theirs, within the quotas below).
     pub relay: bool,
+    /// Whether a NAT stands between us and the rest (then, in an overlay, our bootstraps
+    /// relay for us and our join asks to be connected to). Absent: we are behind one when
+    /// every address of ours is private (RFC 1918, RFC 6598, link-local, unique local).
+    pub behind: Option<bool>,
     /// Behind a NAT, send a keepalive on every association that has sent nothing for this
     /// many seconds. 0 turns keepalives off.
     pub keepalive_seconds: u64,
@@ -31,6 +35,7 @@ impl Default for Nat {
         let quota = hip::RelayQuota::default();
         Nat {
             relay: false,
+            behind: None,
             keepalive_seconds: 15,
             recheck_seconds: 30,
             max_permissions: quota.permissions,

@@ -111,6 +111,8 @@ pub struct Node {
     /// Packets for HITs being looked up in the overlay (no locator known), held until
     /// the record comes: at most `MAX_LOOKUPS` HITs, `MAX_HELD` packets each.
     held: HashMap<Hit, VecDeque<Held>>,
+    /// `[nat] behind`: whether we are behind a NAT, when the configuration says so.
+    nat_behind: Option<bool>,
     /// IP packets for the local stack (ICMP errors about packets we could not send).
     to_stack: VecDeque<Vec<u8>>,
     /// The second the ICMP budget counts in, and what it spent.
@@ -147,6 +149,7 @@ impl Node {
             held: HashMap::new(),
             to_stack: VecDeque::new(),
             icmp_spent: (None, 0),
+            nat_behind: None,
         }
     }
 
@@ -210,7 +213,9 @@ impl Node {
             pool,
             flows: Default::default(),
         };
-        Ok(Node::new(host, own, edge, peers, overlay))
+        let mut node = Node::new(host, own, edge, peers, overlay);
+        node.nat_behind = config.nat.behind;
+        Ok(node)
     }
 
     pub fn hit(&self) -> Hit {
@@ -225,11 +230,11 @@ impl Node {
     /// rendezvous and relay servers.
     pub fn start(&mut self, now: Instant) {
         self.locators_changed(now);
+        let behind = self.behind_nat();
         if let Some(o) = self.overlay.as_mut() {
             // Behind a NAT, a member can be reached only through a relay: its bootstraps
             // (reachable by definition) are asked to relay for it; one that does not serve
             // as relay grants nothing and stays a plain link.
-            let behind = behind_nat(self.host.local_addresses());
             o.set_behind_nat(behind);
             if behind {
                 for b in o.bootstraps() {
@@ -262,8 +267,7 @@ impl Node {
         // a NAT never starts one that way: joined, it looks the peer's record up (its host
         // or relayed address answers through our own mapping); joining, it waits for its
         // admitting peer to connect to it (`overlay::Node::connect_back`).
-        let behind_nat = behind_nat(self.host.local_addresses());
-        let by_hint = !behind_nat && self.host.relays().is_empty();
+        let by_hint = !self.behind_nat() && self.host.relays().is_empty();
         let locators = match self.peers.get(&peer) {
             Some(p) => p.locators.clone(),
             None if !by_hint => Vec::new(),
@@ -280,6 +284,13 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// Whether a NAT stands between us and the rest: as configured, or when every address
+    /// of ours is private.
+    fn behind_nat(&self) -> bool {
+        self.nat_behind
+            .unwrap_or_else(|| behind_nat(self.host.local_addresses()))
     }
 
     /// The address of the overlay neighbour that named `peer` (HIP BONE: it relays an I1

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Overlay members behind real nftables NATs (tests/lab/nat_topology.sh), configured with
+# nothing but `[overlay]` (its name and the bootstrap R) — no `[[peer]]`:
+#
+#   R  203.0.113.2   bootstrap, serves as relay ([nat] relay = true)
+#   S  203.0.113.18  a public member
+#   A  behind NA (port-restricted cone), B behind NB (symmetric)
+#
+# A and B say `[nat] behind = true`: the lab's private side uses documentation addresses
+# (LAB.md), which the node cannot tell from public ones; on a real LAN (RFC 1918) the node
+# finds out alone (tests/sim_nodes_nat.rs runs that case).
+#
+# 1. All four join the ring; A and B register with R as their relay.
+# 2. A's record, fetched from S, names R as its relay.
+# 3. A and B reach each other, and S reaches both, by HIT alone (ping).
+# 4. TCP between the two NATed members by HIT carries data intact.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+HB=${HB:-$PWD/target/release/hipbone}
+source tests/lab/common.sh
+source tests/lab/nat_topology.sh
+source tests/lab/nat_nodes.sh
+
+nat_topology_up || {
+  echo "FAIL the NAT lab could not be built"
+  exit 1
+}
+nat_set symmetric nb
+dir=$(lab_state)
+for n in r s a b; do node_key "$n" >/dev/null; done
+declare -A HIT
+for n in r s a b; do HIT[$n]=$(node_hit "$n"); done
+R_ADDR=$(nat_addr r)
+
+# member_config NAME [NAT_KEYS]: an overlay member knowing only the bootstrap R.
+member_config() {
+  cat >"$dir/$1.toml" <<TOML
+[interface]
+identity = "$(node_key "$1")"
+control = "$dir/$1.sock"
+
+[nat]
+${2:-}
+
+[overlay]
+name = "nat.lab.example"
+
+[[overlay.bootstrap]]
+hit = "${HIT[r]}"
+locators = ["$R_ADDR:10500"]
+TOML
+}
+member_config r "relay = true"
+member_config s
+member_config a "behind = true"
+member_config b "behind = true"
+ostatus() { "$HB" overlay -c "$dir/$1.toml" status 2>/dev/null; }
+fetch() { "$HB" overlay -c "$dir/$1.toml" fetch "$2"; }
+joined() { [ "$(ostatus "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["joined"])' 2>/dev/null)" = True ]; }
+
+node_up r && node_up s && node_up a && node_up b || {
+  finish
+  exit 1
+}
+all_joined=1
+for _ in $(seq 60); do
+  joined r && joined s && joined a && joined b && { all_joined=0; break; }
+  sleep 1
+done
+for n in r s a b; do echo "  $n ${HIT[$n]}: $(joined "$n" && echo joined || echo 'not joined')"; done
+check "R, S and the members behind NATs (port-restricted, symmetric) join the ring" test "$all_joined" = 0
+check "A registered with R as its relay" registered a
+check "B registered with R as its relay" registered b
+
+record=""
+for _ in $(seq 20); do
+  record=$(fetch s "${HIT[a]}" 2>&1)
+  grep -q "relayed $R_ADDR:10500 via ${HIT[r]}" <<<"$record" && break
+  sleep 1
+done
+echo "  A's record, fetched from S: $record"
+check "A's record names R as its relay" grep -q "relayed $R_ADDR:10500 via ${HIT[r]}" <<<"$record"
+
+check "A pings B (symmetric NAT) by its HIT" lab_exec a ping -6 -c 3 -W 10 "${HIT[b]}"
+check "B pings A (port-restricted NAT) by its HIT" lab_exec b ping -6 -c 3 -W 10 "${HIT[a]}"
+check "S pings A by its HIT" lab_exec s ping -6 -c 3 -W 10 "${HIT[a]}"
+check "S pings B by its HIT" lab_exec s ping -6 -c 3 -W 10 "${HIT[b]}"
+echo "  A's path to B: $(node_field a "[x.get('path') for x in s['associations'] if x['peer'] == '${HIT[b]}']" 2>/dev/null)"
+
+head -c 1000000 /dev/urandom >"$dir/blob"
+want=$(sha256sum <"$dir/blob" | cut -d' ' -f1)
+lab_exec b timeout 30 sh -c "socat -u TCP6-LISTEN:5001,reuseaddr - | sha256sum | cut -d' ' -f1 >'$dir/got'" &
+receiver=$!
+sleep 0.3
+lab_exec a timeout 30 socat -u "OPEN:$dir/blob" "TCP6:[${HIT[b]}]:5001" 2>/dev/null
+wait "$receiver"
+check "1 MB from A to B by HIT over TCP arrives intact" test "$want" = "$(cat "$dir/got" 2>/dev/null)"
+finish
