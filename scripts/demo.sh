@@ -9,8 +9,10 @@
 #   └────────────────────────┘            └────────────────────────┘
 #
 # It builds hipbone, gives each host an identity, starts a node in each, and lets ordinary
-# programs (ping, iperf3) talk to the other host by its HIT and its LSI. Everything it makes
-# is removed at the end, also on failure or Ctrl-C.
+# programs (ping, iperf3) talk to the other host by its HIT and its LSI. Then, in part 2, an
+# overlay of four nodes configured with nothing but its bootstrap, two of them behind real
+# NATs (tests/lab/nat_topology.sh): one reaches the other by its HIT alone. Everything it
+# makes is removed at the end, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,4 +74,6 @@ say "The association, as A sees it"
 run A "hipbone status"
 "$HB" status -c "$dir/a.toml" | sed 's/^/    /'
 
-say "Done: the namespaces, nodes and TUN devices are removed now"
+say "Part 1 done: its namespaces, nodes and TUN devices are removed now"
+lab_down >/dev/null 2>&1 || true
+scripts/demo-overlay.sh

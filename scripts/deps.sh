@@ -2,7 +2,8 @@
 # What the scripts need besides the Rust toolchain, and installing it: the one place that
 # knows (scripts/demo.sh, scripts/test.sh, scripts/fuzz-smoke.sh, scripts/check-pcap.sh and
 # .ci/run call it).
-#   scripts/deps.sh demo     ip, ping, iperf3                    (sudo scripts/demo.sh)
+#   scripts/deps.sh demo     ip, ping, iperf3, nft, conntrack,   (sudo scripts/demo.sh)
+#                            python3
 #   scripts/deps.sh test     everything scripts/test.sh runs: the fuzz and pcap groups, and
 #                            as root the labs group too (as a user the labs are skipped)
 #   scripts/deps.sh fuzz     a C++ compiler, to build libFuzzer   (scripts/fuzz-smoke.sh)
@@ -22,7 +23,7 @@ declare -A package=(
   [ip]=iproute2 [ping]=iputils-ping [iperf3]=iperf3 [nft]=nftables [conntrack]=conntrack
   [tcpdump]=tcpdump [socat]=socat [python3]=python3 [tshark]=tshark [c++]=g++
 )
-demo=(ip ping iperf3)
+demo=(ip ping iperf3 nft conntrack python3)
 labs=(ip ping iperf3 nft conntrack tcpdump socat python3 tshark)
 fuzz=(c++)
 pcap=(tshark)

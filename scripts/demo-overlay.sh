@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Part 2 of the demo (scripts/demo.sh runs it; it runs alone too, as root): an overlay of
+# four nodes configured with nothing but its name and bootstrap, two of them behind real
+# nftables NATs (tests/lab/nat_topology.sh); one reaches the other by its HIT alone.
+# Everything it makes is removed at the end, also on failure or Ctrl-C.
+# Not -e: the NAT library's helpers return the status of cleanups that may find nothing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '\033[2m%s $\033[0m %s\n' "$1" "${*:2}"; }
+
+[ "$(id -u)" = 0 ] || { echo "demo-overlay.sh: run as root: it creates network namespaces and TUN devices" >&2; exit 1; }
+scripts/deps.sh demo || exit 1
+cargo build --release --quiet --bin hipbone || exit 1
+HB=$PWD/target/release/hipbone
+source tests/lab/common.sh
+source tests/lab/nat_topology.sh
+lab_init || exit 1
+
+say "Part 2: an overlay, and nothing configured but its bootstrap"
+cat <<'TXT'
+    R (bootstrap, relay)  203.0.113.2      S (member)  203.0.113.18
+    A behind a port-restricted NAT         B behind a symmetric NAT
+    Each config has only [overlay]: a name and R's HIT and address. A and B find their
+    way through their NATs: R relays for them and their records say so.
+TXT
+nat_topology_up || { echo "demo-overlay.sh: the NAT lab could not be built" >&2; exit 1; }
+nat_set symmetric nb
+dir=$(lab_state)
+for n in r s a b; do node_key "$n" >/dev/null; done
+declare -A HIT
+for n in r s a b; do HIT[$n]=$(node_hit "$n"); done
+member() { # NAME [NAT_KEYS]
+  printf '[interface]\nidentity = "%s"\ncontrol = "%s"\n\n[nat]\n%s\n\n[overlay]\nname = "demo.hipbone.example"\n\n[[overlay.bootstrap]]\nhit = "%s"\nlocators = ["203.0.113.2:10500"]\n' \
+    "$(node_key "$1")" "$dir/$1.sock" "${2:-}" "${HIT[r]}" >"$dir/$1.toml"
+}
+member r "relay = true"
+member s
+# The lab's private side uses documentation addresses, which look public; on a real LAN
+# (10.x, 192.168.x) a node finds out it is behind a NAT by itself.
+member a "behind = true"
+member b "behind = true"
+run A "cat hipbone.toml"
+sed 's/^/    /' "$dir/a.toml"
+for n in r s a b; do node_up "$n" || exit 1; done
+joined() { [ "$("$HB" overlay -c "$dir/$1.toml" status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["joined"])' 2>/dev/null)" = True ]; }
+for _ in $(seq 60); do
+  joined r && joined s && joined a && joined b && break
+  sleep 1
+done
+for n in r s a b; do echo "    ${n^^} ${HIT[$n]}: $(joined "$n" && echo joined || echo 'not joined')"; done
+
+say "B's record in the overlay, as S fetches it: where B is reached"
+run S "hipbone overlay fetch ${HIT[b]}"
+for _ in $(seq 20); do
+  rec=$("$HB" overlay -c "$dir/s.toml" fetch "${HIT[b]}" 2>&1)
+  grep -q relayed <<<"$rec" && break
+  sleep 1
+done
+python3 -c 'import json,sys; print("    " + "\n    ".join(json.loads(sys.argv[1])["locators"]["locators"]))' "$rec" 2>/dev/null || echo "    $rec"
+
+say "A pings B by its HIT alone: both behind NATs, neither configured with the other"
+run A "ping -6 -c 3 ${HIT[b]}"
+lab_exec a ping -6 -c 3 "${HIT[b]}" | sed 's/^/    /'
+run A "hipbone status (the association with B)"
+node_field a "'\n'.join('    path: ' + str(x.get('path')) for x in s['associations'] if x['peer'] == '${HIT[b]}')"
+
+say "Done: the namespaces, nodes and TUN devices are removed now"
