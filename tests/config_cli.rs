@@ -134,6 +134,10 @@ fn unknown_keys_and_bad_values_name_the_key() {
             "[interface]\nport = \"ten\"\n",
             ":2: interface.port: invalid type: string \"ten\"",
         ),
+        (
+            "[nat]\nbehind = \"yes\"\n",
+            ":2: nat.behind: invalid type: string \"yes\"",
+        ),
         ("[interface\n", ":1: invalid TOML: "),
     ];
     for (text, want) in cases {
