@@ -1,77 +1,12 @@
 //! Whole nodes behind NATs: members with only an `[overlay]` section (a bootstrap), some
 //! behind NAT boxes of the simulator, reach each other by HIT.
 
-use hip::HostIdentity;
-use hipbone::config::Config;
 use hipbone::node::overlay::Answer;
 use hipbone::node::Node;
-use hipbone::sim::nat::{NatBox, Nats};
-use hipbone::sim::nodes::{add_node_at, identity, joined, send_udp};
+use hipbone::sim::nodes::{arrived, joined, nat_world, send_udp};
 use hipbone::sim::Sim;
 use overlay::wire::LocatorEntry;
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
-
-const PORT: u16 = 10500;
-
-fn public(n: u8) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::new(198, 51, 100, n), PORT))
-}
-
-fn config(bootstrap: &HostIdentity, relay: bool) -> Config {
-    let nat = if relay { "\n[nat]\nrelay = true\n" } else { "" };
-    let text = format!(
-        "[interface]\nidentity = \"/nonexistent/sim.key\"\n{nat}\n[overlay]\nname = \"nat.hipbone.example\"\n\n\
-         [[overlay.bootstrap]]\nhit = \"{}\"\nlocators = [\"{}\"]\n",
-        bootstrap.hit(),
-        public(1)
-    );
-    Config::parse(&text, "simulated node").expect("the configuration parses")
-}
-
-/// NAT kinds of the members behind NATs, in turn.
-fn nat_of(k: usize, public: Ipv4Addr, inside: Ipv4Addr) -> NatBox {
-    match k % 3 {
-        0 => NatBox::full_cone(public, &[inside]),
-        1 => NatBox::port_restricted_cone(public, &[inside]),
-        _ => NatBox::symmetric(public, &[inside]),
-    }
-}
-
-/// A ring of `publics` members with public addresses (the first the bootstrap, serving as
-/// relay) and `behind` members each behind a NAT of its own; returns the simulator and
-/// the indices of the members behind NATs.
-fn world(seed: u64, publics: usize, behind: usize) -> (Sim<Node>, Vec<usize>) {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
-    let inside = |k: usize| Ipv4Addr::new(10, 0, k as u8, 2);
-    let mut nats = Nats::new();
-    for k in 0..behind {
-        nats.add(nat_of(
-            k,
-            Ipv4Addr::new(203, 0, 113, k as u8 + 1),
-            inside(k),
-        ));
-    }
-    sim.set_filter(Nats::filter(&nats.shared()));
-    let b = identity(&mut rng);
-    let (relaying, plain) = (config(&b, true), config(&b, false));
-    let mut natted = Vec::new();
-    add_node_at(&mut sim, 0, public(1), b, &relaying);
-    for i in 1..publics + behind {
-        let at = sim.now() + Duration::from_millis(200);
-        sim.run_until(at, |_| false);
-        if i < publics {
-            add_node_at(&mut sim, i, public(i as u8 + 1), identity(&mut rng), &plain);
-        } else {
-            let addr = SocketAddr::from((inside(i - publics), PORT));
-            natted.push(add_node_at(&mut sim, i, addr, identity(&mut rng), &plain));
-        }
-    }
-    (sim, natted)
-}
+use std::time::Duration;
 
 /// Pairs (from, to) where `to` is behind a NAT and `from` has no association with it:
 /// one sender with a public address and one behind a NAT for each target, where there is
@@ -88,20 +23,11 @@ fn pairs(sim: &Sim<Node>, n: usize, natted: &[usize]) -> Vec<(usize, usize)> {
     pairs
 }
 
-/// Whether `t` got a packet from `from` over their association.
-fn arrived(sim: &Sim<Node>, from: usize, t: usize) -> bool {
-    let from_hit = sim.node(from).hit();
-    sim.node(t)
-        .host
-        .association(&from_hit)
-        .is_some_and(|a| a.traffic.rx_packets > 0)
-}
-
 #[test]
 fn members_behind_nats_join_and_are_reached_by_their_hits() {
     for seed in [11, 12] {
         let (publics, behind) = (40, 9);
-        let (mut sim, natted) = world(seed, publics, behind);
+        let (mut sim, natted) = nat_world(seed, publics, behind, Duration::from_millis(200));
         let n = publics + behind;
         let end = sim.now() + Duration::from_secs(120);
         sim.run_until(end, |s| joined(s) == n);

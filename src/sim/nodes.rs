@@ -7,13 +7,14 @@
 //!
 //! Inner packets for a TUN device (none in this scenario) are counted and dropped.
 
+use super::nat::{NatBox, Nats};
 use super::{Endpoint, Sim};
 use crate::config::Config;
 use crate::node::{Node, Received};
 use hip::{Hit, HostIdentity};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 impl Endpoint for Node {
@@ -64,6 +65,15 @@ pub struct NodesArgs {
     /// Seed of every random choice in the run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Percent of the nodes behind NATs of their own (full cone, port-restricted and
+    /// symmetric in turn; they join after the public ones); the bootstrap serves as relay.
+    /// With NATs every node has an IPv4 address.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=99))]
+    pub behind_nat: u8,
+    /// After the ring settled, this many rounds in which every node sends one packet to a
+    /// member it has no association with yet, by HIT alone; prints how many arrived.
+    #[arg(long, default_value_t = 0)]
+    pub reach: usize,
 }
 
 /// The simulated address of node `i`.
@@ -135,6 +145,77 @@ pub fn send_udp(sim: &mut Sim<Node>, from: usize, to: Hit) {
     }
 }
 
+/// The simulated port of every node.
+const PORT: u16 = 10500;
+
+/// The public IPv4 address of node `i` in a world with NATs (198.18.0.0/15, the benchmarking
+/// range: these addresses exist only in the simulator).
+pub fn public_v4(i: usize) -> SocketAddr {
+    let i = i + 1;
+    SocketAddr::from((Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8), PORT))
+}
+
+/// The configuration of a member of the overlay whose bootstrap is node 0 at `public_v4(0)`;
+/// `relay`: serves as relay server.
+pub fn nat_config(bootstrap: Hit, relay: bool) -> Config {
+    let nat = if relay { "\n[nat]\nrelay = true\n" } else { "" };
+    let text = format!(
+        "[interface]\nidentity = \"/nonexistent/sim.key\"\n{nat}\n[overlay]\nname = \"nat.hipbone.example\"\n\n\
+         [[overlay.bootstrap]]\nhit = \"{bootstrap}\"\nlocators = [\"{}\"]\n",
+        public_v4(0)
+    );
+    Config::parse(&text, "simulated node").expect("the simulated configuration parses")
+}
+
+/// `publics` nodes with public addresses (node 0 the bootstrap, serving as relay), then
+/// `behind` nodes each behind a NAT of its own — full cone, port-restricted and symmetric
+/// in turn — joining `spacing` apart through the bootstrap. Returns the simulator and the
+/// indices of the nodes behind NATs.
+pub fn nat_world(
+    seed: u64,
+    publics: usize,
+    behind: usize,
+    spacing: Duration,
+) -> (Sim<Node>, Vec<usize>) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
+    let inside = |k: usize| Ipv4Addr::new(10, (k >> 8) as u8, k as u8, 2);
+    let mut nats = Nats::new();
+    for k in 0..behind {
+        let outside = Ipv4Addr::new(198, 19, ((k + 1) >> 8) as u8, (k + 1) as u8);
+        nats.add(match k % 3 {
+            0 => NatBox::full_cone(outside, &[inside(k)]),
+            1 => NatBox::port_restricted_cone(outside, &[inside(k)]),
+            _ => NatBox::symmetric(outside, &[inside(k)]),
+        });
+    }
+    sim.set_filter(Nats::filter(&nats.shared()));
+    let b = identity(&mut rng);
+    let (relaying, plain) = (nat_config(b.hit(), true), nat_config(b.hit(), false));
+    add_node_at(&mut sim, 0, public_v4(0), b, &relaying);
+    let mut natted = Vec::new();
+    for i in 1..publics + behind {
+        let at = sim.now() + spacing;
+        sim.run_until(at, |_| false);
+        if i < publics {
+            add_node_at(&mut sim, i, public_v4(i), identity(&mut rng), &plain);
+        } else {
+            let addr = SocketAddr::from((inside(i - publics), PORT));
+            natted.push(add_node_at(&mut sim, i, addr, identity(&mut rng), &plain));
+        }
+    }
+    (sim, natted)
+}
+
+/// Whether node `to` got a packet from node `from` over their association.
+pub fn arrived(sim: &Sim<Node>, from: usize, to: usize) -> bool {
+    let from_hit = sim.node(from).hit();
+    sim.node(to)
+        .host
+        .association(&from_hit)
+        .is_some_and(|a| a.traffic.rx_packets > 0)
+}
+
 /// Identities drawn from `rng`.
 pub fn identity(rng: &mut ChaCha20Rng) -> HostIdentity {
     let mut secret = [0u8; 32];
@@ -159,19 +240,24 @@ pub fn run(args: &NodesArgs) -> anyhow::Result<()> {
         anyhow::bail!("--nodes must be at least 2");
     }
     let wall = Instant::now();
-    let start = Instant::now();
-    let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
-    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), start);
-    let bootstrap = identity(&mut rng);
-    let config = config("sim.hipbone.test", bootstrap.hit());
-    add_node(&mut sim, 0, bootstrap, &config);
     let spacing = Duration::from_millis(args.spacing_ms);
-    for i in 1..args.nodes {
-        let at = sim.now() + spacing;
-        sim.run_until(at, |_| false);
-        let id = identity(&mut rng);
-        add_node(&mut sim, i, id, &config);
-    }
+    let (mut sim, natted) = if args.behind_nat > 0 {
+        let behind = args.nodes * usize::from(args.behind_nat) / 100;
+        nat_world(args.seed, args.nodes - behind, behind, spacing)
+    } else {
+        let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
+        let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
+        let bootstrap = identity(&mut rng);
+        let config = config("sim.hipbone.test", bootstrap.hit());
+        add_node(&mut sim, 0, bootstrap, &config);
+        for i in 1..args.nodes {
+            let at = sim.now() + spacing;
+            sim.run_until(at, |_| false);
+            let id = identity(&mut rng);
+            add_node(&mut sim, i, id, &config);
+        }
+        (sim, Vec::new())
+    };
     let joins_done = sim.elapsed();
     let end = sim.now() + Duration::from_secs(args.settle_s);
     let n = args.nodes;
@@ -228,6 +314,9 @@ pub fn run(args: &NodesArgs) -> anyhow::Result<()> {
         super::overlay::peak_rss_kib() as f64 / 1024.0,
         super::overlay::peak_rss_kib() as f64 / n as f64
     );
+    if args.reach > 0 {
+        reach(&mut sim, args, &natted);
+    }
     if outside > 0 {
         anyhow::bail!("{outside} overlay links outside an established association");
     }
@@ -235,4 +324,66 @@ pub fn run(args: &NodesArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} of {n} nodes did not join", n - members);
     }
     Ok(())
+}
+
+/// `--reach`: 90 s after the ring settled, rounds in which every node sends one packet, by
+/// HIT alone, to a member it has no association with (chosen at random), and the packets
+/// that arrived within the round.
+fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
+    const ROUND: Duration = Duration::from_secs(10);
+    let n = args.nodes;
+    // Records are published as nodes join and copied as the ring settles; the first
+    // refresh of each comes a minute after its join.
+    let end = sim.now() + Duration::from_secs(90);
+    sim.run_until(end, |_| false);
+    let mut rng = ChaCha20Rng::seed_from_u64(args.seed ^ 0x5eed);
+    let behind = |i: usize| natted.contains(&i);
+    // Attempted and arrived, by (sender behind a NAT, target behind a NAT).
+    let mut tally = [[(0usize, 0usize); 2]; 2];
+    for _ in 0..args.reach {
+        let mut pairs = Vec::new();
+        for from in 0..n {
+            for _ in 0..8 {
+                let to = (rng.next_u64() % n as u64) as usize;
+                let target = sim.node(to).hit();
+                if to != from && sim.node(from).host.association(&target).is_none() {
+                    pairs.push((from, to));
+                    break;
+                }
+            }
+        }
+        for &(from, to) in &pairs {
+            let target = sim.node(to).hit();
+            send_udp(sim, from, target);
+        }
+        let end = sim.now() + ROUND;
+        sim.run_until(end, |_| false);
+        for &(from, to) in &pairs {
+            let t = &mut tally[usize::from(behind(from))][usize::from(behind(to))];
+            t.0 += 1;
+            t.1 += usize::from(arrived(sim, from, to));
+        }
+    }
+    let name = |b: bool| if b { "behind a NAT" } else { "public" };
+    let (mut all, mut ok) = (0, 0);
+    for (s, row) in tally.iter().enumerate() {
+        for (t, (tried, got)) in row.iter().enumerate() {
+            if *tried > 0 {
+                println!(
+                    "reach by HIT, {} to {}: {got} of {tried} arrived within {} s ({} failed)",
+                    name(s == 1),
+                    name(t == 1),
+                    ROUND.as_secs(),
+                    tried - got
+                );
+            }
+            all += tried;
+            ok += got;
+        }
+    }
+    println!(
+        "reach by HIT: {ok} of {all} packets arrived ({:.2} %), {} failed",
+        100.0 * ok as f64 / all.max(1) as f64,
+        all - ok
+    );
 }
