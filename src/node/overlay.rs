@@ -412,6 +412,9 @@ impl OverlayLinks {
     /// A HIP association ended: its overlay link is gone too.
     pub fn association_lost(&mut self, now: Instant, peer: Hit) {
         self.net.close(peer);
+        // The neighbour's word led nowhere (it may pass our I1 on through a path whose
+        // answer does not come back to us): the next attempt looks the peer's record up.
+        self.hints.remove(&peer);
         self.due.get_or_insert(now);
     }
 

@@ -12,7 +12,9 @@
 #
 # 1. All four join the ring; A and B register with R as their relay.
 # 2. A's record, fetched from S, names R as its relay.
-# 3. A and B reach each other, and S reaches both, by HIT alone (ping).
+# 3. A and B reach each other, and S reaches both, by HIT alone (ping, one reply within 30
+#    s: a directory lookup that misses is answered "address unreachable" and cached for
+#    5 s, so the first pings can fail; see docs/OVERLAY.md for the misses).
 # 4. TCP between the two NATed members by HIT carries data intact.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,8 +74,11 @@ check "R, S and the members behind NATs (port-restricted, symmetric) join the ri
 check "A registered with R as its relay" registered a
 check "B registered with R as its relay" registered b
 
+# Right after the ring forms, a fetch or lookup can miss (docs/OVERLAY.md, the transient
+# Fetch timeouts): the records are looked at once it had half a minute to settle.
+sleep 30
 record=""
-for _ in $(seq 20); do
+for _ in $(seq 60); do
   record=$(fetch s "${HIT[a]}" 2>&1)
   grep -q "relayed $R_ADDR:10500 via ${HIT[r]}" <<<"$record" && break
   sleep 1
@@ -81,10 +86,10 @@ done
 echo "  A's record, fetched from S: $record"
 check "A's record names R as its relay" grep -q "relayed $R_ADDR:10500 via ${HIT[r]}" <<<"$record"
 
-check "A pings B (symmetric NAT) by its HIT" lab_exec a ping -6 -c 3 -W 10 "${HIT[b]}"
-check "B pings A (port-restricted NAT) by its HIT" lab_exec b ping -6 -c 3 -W 10 "${HIT[a]}"
-check "S pings A by its HIT" lab_exec s ping -6 -c 3 -W 10 "${HIT[a]}"
-check "S pings B by its HIT" lab_exec s ping -6 -c 3 -W 10 "${HIT[b]}"
+check "A pings B (symmetric NAT) by its HIT" lab_exec a ping -6 -c 1 -w 30 "${HIT[b]}"
+check "B pings A (port-restricted NAT) by its HIT" lab_exec b ping -6 -c 1 -w 30 "${HIT[a]}"
+check "S pings A by its HIT" lab_exec s ping -6 -c 1 -w 30 "${HIT[a]}"
+check "S pings B by its HIT" lab_exec s ping -6 -c 1 -w 30 "${HIT[b]}"
 echo "  A's path to B: $(node_field a "[x.get('path') for x in s['associations'] if x['peer'] == '${HIT[b]}']" 2>/dev/null)"
 
 head -c 1000000 /dev/urandom >"$dir/blob"
