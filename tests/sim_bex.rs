@@ -182,6 +182,43 @@ fn simultaneous_open_keeps_the_smaller_hits_exchange() {
     }
 }
 
+/// The smaller HIT's I1 goes where the peer is not (a locator that no longer answers, or
+/// one a NAT in front of the peer filters); the larger HIT's crossing I1 arrives. The
+/// smaller drops that I1 (its own exchange survives) but sends its I1 where the crossing
+/// one came from, so the exchange completes instead of both waiting in vain.
+#[test]
+fn a_crossing_i1_shows_the_smaller_hit_where_to_send_its_own() {
+    let dead: std::net::SocketAddr = "198.51.100.99:10500".parse().unwrap();
+    for seed in 0..10 {
+        let mut p = pair(seed);
+        let (small, large) = if p.a_hit < p.b_hit {
+            (p.a, p.b)
+        } else {
+            (p.b, p.a)
+        };
+        let addr = |p: &Pair, id: usize| if id == p.a { p.a_addr } else { p.b_addr };
+        let hit = |p: &Pair, id: usize| if id == p.a { p.a_hit } else { p.b_hit };
+        let (small_addr, large_addr) = (addr(&p, small), addr(&p, large));
+        let (small_hit, large_hit) = (hit(&p, small), hit(&p, large));
+        let now = p.sim.now();
+        p.sim
+            .node_mut(small)
+            .connect(now, large_hit, small_addr, &[dead])
+            .unwrap();
+        p.sim
+            .node_mut(large)
+            .connect(now, small_hit, large_addr, &[small_addr])
+            .unwrap();
+        assert!(p.run(Duration::from_secs(10)).is_some(), "seed {seed}");
+        assert!(p.keys_agree(), "seed {seed}");
+        let on_small = p.sim.node(small).association(&large_hit).unwrap();
+        assert!(
+            on_small.initiator,
+            "seed {seed}: the smaller HIT's exchange survived"
+        );
+    }
+}
+
 #[test]
 fn lost_r2_is_recovered_by_the_i2_retransmission() {
     let mut p = pair(3);

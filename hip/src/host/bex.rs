@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Addresses an I1 goes to at most: the locators given, and where crossing I1s came from.
+const MAX_I1_CANDIDATES: usize = 6;
+
 impl Host {
     pub(super) fn on_i1(
         &mut self,
@@ -21,9 +24,25 @@ impl Host {
         if !peer.is_orchid() || peer == self.hit() {
             return Err(Error::InvalidHit);
         }
-        // Simultaneous initiation: the exchange started by the smaller HIT survives.
-        if let Some(a) = self.assocs.get(&peer) {
-            if a.state == AssocState::I1Sent && self.hit() < peer {
+        // Simultaneous initiation: the exchange started by the smaller HIT survives
+        // (RFC 7401 §4.4.4). The peer's I1 shows where it is reachable now, perhaps
+        // through a NAT that would drop anything we send it unasked and where our I1 has
+        // not gone: ours goes there too (and so do its retransmissions), or both sides
+        // would wait for an answer that cannot come.
+        let smaller = self.hit() < peer;
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            if a.state == AssocState::I1Sent && smaller {
+                let resend = (!a.candidates.contains(&remote)
+                    && a.candidates.len() < MAX_I1_CANDIDATES)
+                    .then(|| {
+                        a.candidates.push(remote);
+                        a.last_sent.clone().map(|i1| (a.local, i1))
+                    })
+                    .flatten();
+                if let Some((ours, i1)) = resend {
+                    let local = self.local_towards(ours, remote);
+                    self.transmit(local, remote, &i1);
+                }
                 return Ok(());
             }
         }
