@@ -30,6 +30,18 @@ fn ring(seed: u64, n: usize) -> Sim<Node> {
     sim
 }
 
+/// The nodes that hold a HIT-LOCATOR value at `resource`.
+fn holders(sim: &Sim<Node>, resource: &overlay::wire::ResourceId) -> Vec<usize> {
+    (0..sim.len())
+        .filter(|&j| {
+            sim.node(j)
+                .overlay
+                .as_ref()
+                .is_some_and(|o| o.node.holds(resource, HIT_LOCATOR))
+        })
+        .collect()
+}
+
 /// Runs until node `id` has an answer to a request, and returns it.
 fn answer(sim: &mut Sim<Node>, id: usize) -> Option<Answer> {
     let end = sim.now() + Duration::from_secs(30);
@@ -116,14 +128,7 @@ fn whole_nodes_join_one_ring_over_hip_and_store_and_fetch_through_it() {
         // replicas).
         for i in 0..n {
             let resource = overlay::id::resource_id(&sim.node(i).hit().0);
-            let holders = (0..n)
-                .filter(|&j| {
-                    sim.node(j)
-                        .overlay
-                        .as_ref()
-                        .is_some_and(|o| o.node.holds(&resource, HIT_LOCATOR))
-                })
-                .count();
+            let holders = holders(&sim, &resource).len();
             assert!(
                 holders >= 3,
                 "seed {seed}: node {i}'s record has {holders} holders"
@@ -323,14 +328,9 @@ fn a_node_that_leaves_withdraws_its_record_and_the_copies_keep_the_withdrawal() 
     sim.run_until(end, |_| false);
     assert_eq!(fetch_locators(&mut sim, 2), None);
     let resource = overlay::id::resource_id(&hit.0);
-    let holders = (0..n)
+    let holders = holders(&sim, &resource)
+        .into_iter()
         .filter(|&j| j != leaver)
-        .filter(|&j| {
-            sim.node(j)
-                .overlay
-                .as_ref()
-                .is_some_and(|o| o.node.holds(&resource, HIT_LOCATOR))
-        })
         .count();
     assert!(
         holders >= 2,

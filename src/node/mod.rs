@@ -267,7 +267,7 @@ impl Node {
         // a NAT never starts one that way: joined, it looks the peer's record up (its host
         // or relayed address answers through our own mapping); joining, it waits for its
         // admitting peer to connect to it (`overlay::Node::connect_back`).
-        let by_hint = !self.behind_nat() && self.host.relays().is_empty();
+        let by_hint = !self.behind_nat() && !self.host.behind_relay();
         let locators = match self.peers.get(&peer) {
             Some(p) => p.locators.clone(),
             None if !by_hint => Vec::new(),

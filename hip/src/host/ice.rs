@@ -213,7 +213,7 @@ impl Host {
     }
 
     /// Whether we take part in NAT traversal at all: a relay server serves us.
-    pub(super) fn behind_relay(&self) -> bool {
+    pub fn behind_relay(&self) -> bool {
         !self.relay_grants.is_empty()
     }
 
