@@ -186,6 +186,9 @@ pub struct Netstack {
     sockets: SocketSet<'static>,
     listeners: Vec<SocketHandle>,
     links: HashMap<Hit, Link>,
+    /// Sockets aborted since the last poll: kept until the stack sent their reset, so
+    /// that the peer's end of the link goes down too.
+    discarded: Vec<SocketHandle>,
     messages: VecDeque<(Hit, Vec<u8>)>,
     events: VecDeque<LinkEvent>,
     next_port: u16,
@@ -229,6 +232,7 @@ impl Netstack {
             sockets: SocketSet::new(Vec::new()),
             listeners: Vec::new(),
             links: HashMap::new(),
+            discarded: Vec::new(),
             messages: VecDeque::new(),
             events: VecDeque::new(),
             next_port: *CLIENT_PORTS.start(),
@@ -366,8 +370,7 @@ impl Netstack {
     /// Closes the link to `peer`, if any.
     pub fn close(&mut self, peer: Hit) {
         if let Some(link) = self.links.remove(&peer) {
-            self.sockets.get_mut::<tcp::Socket>(link.handle).abort();
-            self.sockets.remove(link.handle);
+            self.discard(link.handle);
             self.counters.links_closed += 1;
             // Also for a link that never came up: the caller learns the peer is out of reach.
             self.events.push_back(LinkEvent::Down(peer));
@@ -386,6 +389,16 @@ impl Netstack {
         }
         // What the links just wrote goes out now rather than at the next call.
         self.iface.poll(at, &mut self.device, &mut self.sockets);
+        for handle in self.discarded.drain(..) {
+            self.sockets.remove(handle);
+        }
+    }
+
+    /// Aborts a socket: the next poll sends its reset (a socket removed at once would
+    /// leave the peer with a link it takes for open, that nothing answers on).
+    fn discard(&mut self, handle: SocketHandle) {
+        self.sockets.get_mut::<tcp::Socket>(handle).abort();
+        self.discarded.push(handle);
     }
 
     fn incoming(&self) -> usize {
@@ -415,15 +428,13 @@ impl Netstack {
             match self.links.get(&peer) {
                 // Both ends opened a link at once: the one opened by the smaller HIT stays.
                 Some(existing) if existing.outgoing && self.hit < peer => {
-                    self.sockets.get_mut::<tcp::Socket>(handle).abort();
-                    self.sockets.remove(handle);
+                    self.discard(handle);
                     continue;
                 }
                 Some(_) => {
                     // Ours goes; what it had not framed yet goes on the one that stays.
                     if let Some(old) = self.links.remove(&peer) {
-                        self.sockets.get_mut::<tcp::Socket>(old.handle).abort();
-                        self.sockets.remove(old.handle);
+                        self.discard(old.handle);
                         if old.up {
                             self.events.push_back(LinkEvent::Down(peer));
                         }
@@ -435,8 +446,7 @@ impl Netstack {
                 }
                 None if self.links.len() >= MAX_LINKS || self.incoming() >= MAX_INCOMING => {
                     self.counters.links_refused += 1;
-                    self.sockets.get_mut::<tcp::Socket>(handle).abort();
-                    self.sockets.remove(handle);
+                    self.discard(handle);
                     continue;
                 }
                 None => {}
@@ -703,8 +713,10 @@ mod tests {
             let mut c = Netstack::new(hit(n), u64::from(n), 1400, now);
             c.send(now, hit(200), b"let me in").unwrap();
             exchange(&mut c, &mut s, &mut now);
-            if c.links().count() == 0 || s.poll_message().is_none() {
+            if s.poll_message().is_none() {
                 refused += 1;
+                // Refused with a reset: the opener does not take the link for open.
+                assert_eq!(c.links().count(), 0, "a refused link stays down");
             }
         }
         assert_eq!(refused, 1, "only the link past MAX_INCOMING is refused");
@@ -718,8 +730,8 @@ mod tests {
         assert_eq!(s.links().count(), MAX_INCOMING + 1);
     }
 
-    #[test]
-    fn a_malformed_frame_closes_the_link() {
+    /// Two stacks with a link up between them (its events taken).
+    fn linked() -> (Netstack, Netstack, Instant) {
         let mut now = Instant::now();
         let (mut a, mut b) = (
             Netstack::new(hit(1), 1, 1400, now),
@@ -729,10 +741,26 @@ mod tests {
         exchange(&mut a, &mut b, &mut now);
         while a.poll_event().is_some() {}
         while b.poll_event().is_some() {}
+        (a, b, now)
+    }
+
+    #[test]
+    fn a_malformed_frame_closes_the_link() {
+        let (mut a, mut b, mut now) = linked();
         // Write a frame of unknown type straight into A's side of the link.
         let link = a.links.get_mut(&hit(2)).unwrap();
         link.outbound.extend([0x42, 0, 0, 0, 0]);
         a.flush(hit(2));
+        exchange(&mut a, &mut b, &mut now);
+        assert_eq!(b.poll_event(), Some(LinkEvent::Down(hit(1))));
+        assert_eq!(b.links().count(), 0);
+    }
+
+    #[test]
+    fn a_link_closed_at_one_end_goes_down_at_the_other() {
+        let (mut a, mut b, mut now) = linked();
+        a.close(hit(2));
+        assert_eq!(a.poll_event(), Some(LinkEvent::Down(hit(2))));
         exchange(&mut a, &mut b, &mut now);
         assert_eq!(b.poll_event(), Some(LinkEvent::Down(hit(1))));
         assert_eq!(b.links().count(), 0);

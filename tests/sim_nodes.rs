@@ -337,3 +337,38 @@ fn a_node_that_leaves_withdraws_its_record_and_the_copies_keep_the_withdrawal() 
         "the withdrawal is replicated ({holders} holders)"
     );
 }
+
+/// Right after a 40-node ring settled, every member fetches another's record at once: all
+/// 40 come back with the record. (Links that one end closed without the other noticing
+/// used to swallow a few of them until they timed out.)
+#[test]
+fn every_member_finds_another_s_record_in_the_first_round() {
+    let n = 40;
+    let mut sim = ring(7, n);
+    assert_eq!(joined(&sim), n);
+    let settle = sim.now() + Duration::from_secs(90);
+    sim.run_until(settle, |_| false);
+    let now = sim.now();
+    for i in 0..n {
+        let owner = sim.node((i + 7) % n).hit();
+        assert!(sim.node_mut(i).overlay_fetch(now, owner, i as u64));
+    }
+    let mut found = vec![false; n];
+    let end = sim.now() + Duration::from_secs(30);
+    sim.run_until(end, |sim| {
+        for (i, f) in found.iter_mut().enumerate() {
+            while let Some(a) = sim.node_mut(i).overlay.as_mut().unwrap().poll_answer() {
+                *f |= matches!(
+                    a,
+                    Answer::Fetched {
+                        locators: Some(_),
+                        ..
+                    }
+                );
+            }
+        }
+        found.iter().all(|f| *f)
+    });
+    let missed: Vec<usize> = (0..n).filter(|&i| !found[i]).collect();
+    assert_eq!(missed, Vec::<usize>::new(), "fetches without the record");
+}

@@ -716,6 +716,11 @@ impl Node {
         self.lookups_ended(now);
     }
 
+    /// Whether packets for `peer` wait for its record to be looked up.
+    pub fn looking_up(&self, peer: &Hit) -> bool {
+        self.held.contains_key(peer)
+    }
+
     /// Looks `peer` up in the overlay (its HIT-LOCATOR record); false without an overlay
     /// we are joined to, or with too many lookups under way.
     fn start_lookup(&mut self, now: Instant, peer: Hit) -> bool {

@@ -229,6 +229,11 @@ impl<E: Endpoint> Sim<E> {
         self.now - self.start
     }
 
+    /// What node `id` logs while it runs carries its index and the virtual time.
+    fn span(&self, id: usize) -> tracing::Span {
+        tracing::debug_span!("sim", node = id, ms = self.elapsed().as_millis() as u64)
+    }
+
     pub fn node(&self, id: usize) -> &E {
         &self.nodes[id]
     }
@@ -391,6 +396,7 @@ impl<E: Endpoint> Sim<E> {
         let mut handled = Vec::new();
         while let Some((_, dg)) = self.in_flight.pop_until(self.now) {
             if let Some(&id) = self.owners.get(&dg.to) {
+                let _node = self.span(id).entered();
                 self.nodes[id].handle_datagram(self.now, dg.to, dg.from, &dg.payload);
                 handled.push(id);
             }
@@ -404,6 +410,7 @@ impl<E: Endpoint> Sim<E> {
                 continue;
             }
             self.deadlines[id] = None;
+            let _node = self.span(id).entered();
             let n = &mut self.nodes[id];
             n.handle_timeout(self.now);
             assert_deadline_moved(id, self.now, n.poll_timeout());
@@ -412,6 +419,7 @@ impl<E: Endpoint> Sim<E> {
         handled.sort_unstable();
         handled.dedup();
         for id in handled {
+            let _node = self.span(id).entered();
             self.nodes[id].check();
             self.flush_node(id);
         }

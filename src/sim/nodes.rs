@@ -340,6 +340,7 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
     let behind = |i: usize| natted.contains(&i);
     // Attempted and arrived, by (sender behind a NAT, target behind a NAT).
     let mut tally = [[(0usize, 0usize); 2]; 2];
+    let mut why = std::collections::BTreeMap::new();
     for _ in 0..args.reach {
         let mut pairs = Vec::new();
         for from in 0..n {
@@ -361,7 +362,11 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
         for &(from, to) in &pairs {
             let t = &mut tally[usize::from(behind(from))][usize::from(behind(to))];
             t.0 += 1;
-            t.1 += usize::from(arrived(sim, from, to));
+            if arrived(sim, from, to) {
+                t.1 += 1;
+            } else {
+                *why.entry(failure(sim, from, to)).or_insert(0) += 1;
+            }
         }
     }
     let name = |b: bool| if b { "behind a NAT" } else { "public" };
@@ -386,4 +391,24 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
         100.0 * ok as f64 / all.max(1) as f64,
         all - ok
     );
+    for (reason, count) in why {
+        println!("  failed: {count} {reason}");
+    }
+}
+
+/// Where the packet from `from` to `to` stopped, as far as the two ends show it.
+fn failure(sim: &Sim<Node>, from: usize, to: usize) -> String {
+    let target = sim.node(to).hit();
+    let sender = sim.node(from);
+    match sender.host.association(&target) {
+        None if sender.looking_up(&target) => "lookup still under way".into(),
+        None => "no exchange started (no locator found)".into(),
+        Some(a) if a.state != hip::AssocState::Established => {
+            format!("exchange ended in {}", a.state.name())
+        }
+        Some(_) => match sim.node(to).host.association(&sender.hit()) {
+            None => "sender established, target has no association".into(),
+            Some(_) => "established at both ends, packet lost".into(),
+        },
+    }
 }

@@ -29,6 +29,9 @@ impl Node {
         let grace = now + LINK_GRACE;
         self.release_at = Some(self.release_at.map_or(grace, |t| t.min(grace)));
         let wanted = self.connecting.remove(&peer).is_some();
+        if wanted || self.state != State::Joined || self.bootstraps.contains(&peer) {
+            self.ours.insert(peer);
+        }
         match self.state {
             State::Joining {
                 ap: Some(ap),
@@ -45,6 +48,7 @@ impl Node {
     pub fn link_down(&mut self, now: Instant, peer: NodeId) {
         self.links.remove(&peer);
         self.linked_at.remove(&peer);
+        self.ours.remove(&peer);
         self.connecting.remove(&peer);
         if self.attached == Some(peer) {
             self.attached = None;
@@ -125,30 +129,43 @@ impl Node {
         false
     }
 
-    /// Lets go of the links up for `LINK_GRACE` whose peer we do not route through (not in
+    /// Lets go of our links up for `LINK_GRACE` whose peer we do not route through (not in
     /// the routing table, not asked for, not the peer we are attached to): the embedder
     /// closes them ([`Event::Disconnect`]) and reports them down. Links in the table are
-    /// let go when they leave it (`Chord::prune`).
+    /// let go when they leave it (`Chord::prune`). A link its peer opened stays while
+    /// there is room (`max_their_links`): Chord's fingers point one way, and closing a link
+    /// our peer routes through loses what was under way on it and makes the peer open it
+    /// again.
     pub(super) fn release_links(&mut self, now: Instant) {
         self.release_at = None;
-        let mut settled = Vec::new();
+        let mut unneeded = Vec::new();
+        let mut theirs = 0;
         for (&peer, &since) in &self.linked_at {
-            let at = since + LINK_GRACE;
-            if at <= now {
-                settled.push(peer);
-            } else {
-                self.release_at = Some(self.release_at.map_or(at, |t| t.min(at)));
-            }
-        }
-        settled.sort();
-        for peer in settled {
-            self.linked_at.remove(&peer);
             let needed = self.chord.contains(peer)
                 || self.connecting.contains_key(&peer)
                 || self.attached == Some(peer);
-            if !needed {
-                self.push_event(Event::Disconnect { peer });
+            theirs += usize::from(!needed && !self.ours.contains(&peer));
+            let at = since + LINK_GRACE;
+            if at > now {
+                self.release_at = Some(self.release_at.map_or(at, |t| t.min(at)));
+            } else if !needed {
+                unneeded.push((since, peer));
             }
+        }
+        // Oldest first: a joiner that linked to us a moment ago still needs its link.
+        unneeded.sort();
+        let mut evict = theirs.saturating_sub(self.config.max_their_links);
+        for (_, peer) in unneeded {
+            let ours = self.ours.contains(&peer);
+            if !ours && evict == 0 {
+                continue;
+            }
+            if !ours {
+                evict -= 1;
+            }
+            self.ours.remove(&peer);
+            self.linked_at.remove(&peer);
+            self.push_event(Event::Disconnect { peer });
         }
     }
 

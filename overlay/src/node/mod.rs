@@ -118,6 +118,10 @@ pub struct Config {
     pub max_events: usize,
     /// Link requests (`Event::Connect`) outstanding at once.
     pub max_connecting: usize,
+    /// Links peers opened to us that we do not route through, kept at most: above this the
+    /// oldest are let go (a bootstrap that every joiner links to). Below the embedder's
+    /// limit of incoming links, so that a new peer always finds room.
+    pub max_their_links: usize,
     /// Peer keys remembered (verified key and its HIT); the cache is emptied when full.
     pub max_keys: usize,
     /// Unix time in milliseconds at the `now` given to [`Node::new`].
@@ -151,6 +155,7 @@ impl Default for Config {
             max_transmits: 4096,
             max_events: 1024,
             max_connecting: 64,
+            max_their_links: 64,
             max_keys: 128,
             epoch_ms: 0,
             seed: [0; 32],
@@ -355,10 +360,14 @@ pub struct Node {
     state: State,
     chord: Chord,
     links: HashSet<NodeId>,
-    /// Links up for less than `links::LINK_GRACE`, and since when: after that a link the
+    /// Every link, and since when it is up: after `links::LINK_GRACE` a link of ours the
     /// node does not route through is let go.
     linked_at: HashMap<NodeId, Instant>,
     release_at: Option<Instant>,
+    /// Links that are ours to let go: the ones we asked for, and those of our join. A link
+    /// a peer opened to us is the peer's (we may be its finger, which it alone knows): we
+    /// route through it while it lasts but never close it.
+    ours: HashSet<NodeId>,
     /// We are behind a NAT: our join asks the admitting peer to open the link to us.
     behind_nat: bool,
     /// Peers we asked a link to because they are worth routing through; they enter the
@@ -427,6 +436,7 @@ impl Node {
             chord,
             links: HashSet::new(),
             linked_at: HashMap::new(),
+            ours: HashSet::new(),
             release_at: None,
             behind_nat: false,
             connecting: HashMap::new(),

@@ -80,7 +80,9 @@ impl Node {
     /// the reactive Update round and re-replication.
     pub(super) fn table_changed(&mut self, now: Instant) {
         for gone in self.chord.prune() {
-            self.push_event(Event::Disconnect { peer: gone });
+            if self.ours.remove(&gone) {
+                self.push_event(Event::Disconnect { peer: gone });
+            }
         }
         let preds = self.chord.predecessors();
         let succs = self.chord.successors();

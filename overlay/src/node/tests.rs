@@ -562,3 +562,52 @@ fn the_admitting_peer_connects_back_when_asked_and_only_then() {
     assert_eq!(connects(&mut a), vec![], "not ours to admit");
     assert_eq!(a.stats().connect_backs, 2);
 }
+
+/// A link is let go by the end that opened it: ours when we no longer route through them,
+/// the peer's only when they crowd the room kept for them (oldest first).
+#[test]
+fn a_node_lets_go_of_its_own_links_and_of_others_only_for_room() {
+    let now = Instant::now();
+    let config = Config {
+        max_their_links: 2,
+        ..Config::default()
+    };
+    let mut a = Node::new(id(1), config, now);
+    a.join(now, &[]);
+    let peer = |s: u8| NodeId::from(id(s).hit());
+    // Ours: asked for, then out of the table again.
+    a.connecting.insert(peer(2), (now, None));
+    a.link_up(now, peer(2));
+    assert!(a.chord.contains(peer(2)));
+    a.chord.remove(peer(2));
+    // Theirs: four peers opened links to us, two a second after the others.
+    for s in 3..=4 {
+        a.link_up(now, peer(s));
+    }
+    let later = now + Duration::from_secs(1);
+    for s in 5..=6 {
+        a.link_up(later, peer(s));
+    }
+    let disconnects = |a: &mut Node| -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = std::iter::from_fn(|| a.poll_event())
+            .filter_map(|e| match e {
+                Event::Disconnect { peer } => Some(peer),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    a.handle_timeout(now + links::LINK_GRACE);
+    // Four of theirs, two more than there is room for: the two past their grace go.
+    let mut want = vec![peer(2), peer(3), peer(4)];
+    want.sort();
+    assert_eq!(disconnects(&mut a), want);
+    for p in &want {
+        a.link_down(now + links::LINK_GRACE, *p);
+    }
+    // Two of theirs left: room for both, at any later time.
+    a.handle_timeout(later + links::LINK_GRACE + Duration::from_secs(60));
+    assert_eq!(disconnects(&mut a), vec![]);
+    assert_eq!(a.links.len(), 2);
+}
