@@ -462,6 +462,15 @@ impl Netstack {
             return;
         };
         let socket = self.sockets.get_mut::<tcp::Socket>(link.handle);
+        // A peer that reset its opening puts an accepted socket back to listening, where
+        // the next peer's connection would land on this peer's link.
+        let other = socket.state() == tcp::State::Listen
+            || socket.remote_endpoint().is_some_and(|e| e.addr != ip(peer));
+        if other {
+            tracing::debug!(peer = %peer, "overlay link reset while opening");
+            self.close(peer);
+            return;
+        }
         let established = socket.may_send() && socket.may_recv();
         if established && !link.up {
             link.up = true;
@@ -764,6 +773,35 @@ mod tests {
         exchange(&mut a, &mut b, &mut now);
         assert_eq!(b.poll_event(), Some(LinkEvent::Down(hit(1))));
         assert_eq!(b.links().count(), 0);
+    }
+
+    /// A peer that gives up while opening a link (its reset reaches us in SYN-RECEIVED)
+    /// puts our socket back to listening (RFC 9293 §3.10.7.4); the next peer to connect
+    /// must not land on the link booked for the first.
+    #[test]
+    fn a_link_whose_opener_gave_up_does_not_carry_the_next_peer() {
+        let mut now = Instant::now();
+        let mut s = Netstack::new(hit(9), 9, 1400, now);
+        let mut first = Netstack::new(hit(1), 1, 1400, now);
+        first.send(now, hit(9), b"from the first").unwrap();
+        first.poll(now);
+        while let Some((_, seg)) = first.poll_transmit() {
+            s.receive(hit(1), &seg);
+        }
+        s.poll(now);
+        // Our SYN-ACK is lost; the first peer gives up and resets.
+        while s.poll_transmit().is_some() {}
+        first.close(hit(9));
+        first.poll(now);
+        while let Some((_, seg)) = first.poll_transmit() {
+            s.receive(hit(1), &seg);
+        }
+        s.poll(now);
+        let mut second = Netstack::new(hit(2), 2, 1400, now);
+        second.send(now, hit(9), b"from the second").unwrap();
+        exchange(&mut second, &mut s, &mut now);
+        let got: Vec<_> = std::iter::from_fn(|| s.poll_message()).collect();
+        assert_eq!(got, vec![(hit(2), b"from the second".to_vec())]);
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub struct RelayQuota {
 impl Default for RelayQuota {
     fn default() -> Self {
         RelayQuota {
-            permissions: 16,
+            permissions: 256,
             rate: 125_000_000,
             bytes: 64 << 30,
         }
