@@ -14,6 +14,7 @@
 
 pub mod chord;
 pub mod id;
+pub mod names;
 pub mod node;
 pub mod storage;
 pub mod wire;

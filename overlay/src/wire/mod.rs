@@ -81,6 +81,7 @@ use hip::wire::codec::{self, Counter, Sink, Writer};
 
 mod contents;
 mod framing;
+mod grant;
 mod header;
 mod locator;
 mod name;
@@ -95,6 +96,7 @@ pub use contents::{
     extension_type, ErrorCode, ErrorResponse, MessageCode, MessageContents, MessageExtension,
 };
 pub use framing::FramedMessage;
+pub use grant::{NameGrant, GRANT_CONTEXT};
 pub use header::{
     fragment, option_flags, Destination, ForwardingHeader, ForwardingOption, ForwardingOptionType,
     Message, Packet, HEADER_LEN, RELO_TOKEN, VERSION,
