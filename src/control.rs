@@ -176,6 +176,8 @@ pub enum Request {
     OverlayStore(String),
     /// Fetch the debugging array of the node with this HIT.
     OverlayFetch(hip::Hit),
+    /// The HIT (and LSI) an ID-LOC name stands for.
+    Resolve(String),
 }
 
 impl Request {
@@ -190,6 +192,11 @@ impl Request {
         if let Some(value) = line.strip_prefix("overlay store ") {
             return Some(Request::OverlayStore(value.to_string()));
         }
+        if let Some(name) = line.strip_prefix("resolve ") {
+            let name = name.trim();
+            return (!name.is_empty() && !name.contains(char::is_whitespace))
+                .then(|| Request::Resolve(name.to_string()));
+        }
         let hit = line.strip_prefix("overlay fetch ")?.trim();
         hit.parse().ok().map(Request::OverlayFetch)
     }
@@ -201,6 +208,7 @@ impl Request {
             Request::OverlayStatus => "overlay status".to_string(),
             Request::OverlayStore(value) => format!("overlay store {value}"),
             Request::OverlayFetch(hit) => format!("overlay fetch {hit}"),
+            Request::Resolve(name) => format!("resolve {name}"),
         }
     }
 }
@@ -227,7 +235,9 @@ pub fn call(path: &Path, request: Request) -> anyhow::Result<String> {
         )
     })?;
     let wait = match request {
-        Request::OverlayStore(_) | Request::OverlayFetch(_) => Duration::from_secs(25),
+        Request::OverlayStore(_) | Request::OverlayFetch(_) | Request::Resolve(_) => {
+            Duration::from_secs(25)
+        }
         _ => Duration::from_secs(5),
     };
     s.set_read_timeout(Some(wait))?;

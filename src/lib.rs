@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod keys;
+pub mod names;
 mod netlink;
 pub mod netmon;
 pub mod netstack;

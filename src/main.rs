@@ -84,9 +84,41 @@ enum Command {
         #[command(subcommand)]
         command: OverlayCommand,
     },
+    /// Print the HIT and LSI an ID-LOC name (`label.<overlay>`) stands for, as the
+    /// running node resolves it through the overlay.
+    Resolve {
+        name: String,
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the raw JSON document instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// ID-LOC names: grant them (as a signer of the overlay).
+    #[command(subcommand)]
+    Name(NameCommand),
     /// Run the deterministic simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NameCommand {
+    /// Grant LABEL.<overlay> to the node with HIT, signed by a signer's key; prints the
+    /// grant (base64) for that node's `[overlay] grant`.
+    Grant {
+        label: String,
+        hit: hip::Hit,
+        /// The signer's private key file (its public key is in the overlay's `signers`).
+        #[arg(short, long, value_name = "FILE")]
+        key: PathBuf,
+        /// The overlay's name (`[overlay] name`).
+        #[arg(long, value_name = "NAME")]
+        overlay: String,
+        /// Days the grant holds.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +248,40 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("{e}");
             }
             print_line(answer.trim_end())
+        }
+        Command::Resolve { name, config, json } => {
+            let path = load_config(config.as_deref())?.interface.control_path();
+            let answer = control::call(&path, control::Request::Resolve(name))?;
+            let v: serde_json::Value = serde_json::from_str(&answer)
+                .context("the daemon's answer is not what this hipbone expects")?;
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                anyhow::bail!("{e}");
+            }
+            if json {
+                return print_line(answer.trim_end());
+            }
+            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_owned();
+            print_line(&format!(
+                "{} hit {} lsi {}",
+                field("name"),
+                field("hit"),
+                field("lsi")
+            ))
+        }
+        Command::Name(NameCommand::Grant {
+            label,
+            hit,
+            key,
+            overlay,
+            days,
+        }) => {
+            let signer = hipbone::keys::read_key_file(&key)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            print_line(&hipbone::names::grant(
+                &signer, &label, &overlay, hit, days, now,
+            )?)
         }
         Command::Sim(SimCommand::Bex(args)) => hipbone::sim::bex::run(&args),
         Command::Sim(SimCommand::Overlay(args)) => hipbone::sim::overlay::run(&args),

@@ -7,7 +7,7 @@
 use hip::HostIdentity;
 use hipbone::node::overlay::Answer;
 use hipbone::node::Node;
-use hipbone::sim::nodes::{add_node, config, identity, joined, send_udp};
+use hipbone::sim::nodes::{add_node, answer, config, identity, joined, send_udp};
 use hipbone::sim::Sim;
 use overlay::storage::kind::HIT_LOCATOR;
 use rand_chacha::ChaCha20Rng;
@@ -40,21 +40,6 @@ fn holders(sim: &Sim<Node>, resource: &overlay::wire::ResourceId) -> Vec<usize> 
                 .is_some_and(|o| o.node.holds(resource, HIT_LOCATOR))
         })
         .collect()
-}
-
-/// Runs until node `id` has an answer to a request, and returns it.
-fn answer(sim: &mut Sim<Node>, id: usize) -> Option<Answer> {
-    let end = sim.now() + Duration::from_secs(30);
-    let mut got = None;
-    sim.run_until(end, |sim| {
-        got = sim
-            .node_mut(id)
-            .overlay
-            .as_mut()
-            .and_then(|o| o.poll_answer());
-        got.is_some()
-    });
-    got
 }
 
 #[test]

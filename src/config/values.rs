@@ -117,6 +117,29 @@ pub(super) fn de_locators<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketA
     Ok(locators.into_iter().map(|l| l.0).collect())
 }
 
+/// The base64 public keys of `[overlay] signers`.
+pub(super) fn de_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+    struct Key([u8; 32]);
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            from_text(d, |text| {
+                crate::keys::parse_public_key(text)
+                    .map(|k| Key(k.public_bytes()))
+                    .map_err(|e| format!("{text:?} is not a public key: {e}"))
+            })
+        }
+    }
+    Vec::<Key>::deserialize(d).map(|keys| keys.into_iter().map(|k| k.0).collect())
+}
+
+/// `[overlay] grant`: a name grant in base64, as `hipbone name grant` prints it.
+pub(super) fn de_grant<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<overlay::wire::NameGrant>, D::Error> {
+    from_text(d, |text| crate::names::parse_grant(text).map(Some))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -493,6 +493,23 @@ impl Daemon {
                         "hops": hops,
                     }),
                 ),
+                Answer::Resolved {
+                    request,
+                    name,
+                    hit,
+                    expires,
+                } => {
+                    let lsi = self.node.edge.pool.lsi_for(&hit).ok();
+                    let mut json = serde_json::json!({
+                        "name": name,
+                        "hit": hit.to_string(),
+                        "lsi": lsi.map(|a| a.to_string()),
+                    });
+                    if expires != u64::MAX {
+                        json["expires"] = expires.into();
+                    }
+                    (request, json)
+                }
                 Answer::Failed { request, error } => {
                     (request, serde_json::json!({ "error": error }))
                 }
@@ -543,6 +560,12 @@ impl Daemon {
                     self.ask(std, request, |n| {
                         n.overlay_store(now, epoch_ms(), value.as_bytes(), request)
                     });
+                    continue;
+                }
+                Ok(Some(Request::Resolve(name))) => {
+                    let request = self.next_request();
+                    let now = Instant::now();
+                    self.ask(std, request, |n| n.resolve(now, &name, request));
                     continue;
                 }
                 Ok(Some(Request::OverlayFetch(owner))) => {

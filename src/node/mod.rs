@@ -17,6 +17,7 @@
 //! not allocate; the driver may batch it (the daemon does, with GSO and GRO).
 
 pub mod edge;
+pub mod names;
 pub mod overlay;
 
 use crate::config::Config;
@@ -166,12 +167,29 @@ impl Node {
     ) -> anyhow::Result<Node> {
         let copy = || HostIdentity::from_secret(*identity.secret_bytes());
         let hit = identity.hit();
+        if let Some(g) = config.overlay.as_ref().and_then(|o| o.grant.as_ref()) {
+            let name = String::from_utf8_lossy(&g.name);
+            if g.hit.0 != hit.0 {
+                anyhow::bail!(
+                    "overlay.grant gives {name} to {}, not to this node ({hit})",
+                    Hit(g.hit.0)
+                );
+            }
+            if g.expires <= epoch_ms / 1000 {
+                anyhow::bail!(
+                    "overlay.grant for {name} expired (at Unix time {}): ask a signer for a new one",
+                    g.expires
+                );
+            }
+        }
         let overlay = config.overlay.as_ref().map(|o| {
             let setup = OverlaySetup {
                 name: o.name.clone(),
                 client: o.client,
                 bootstraps: o.bootstrap.iter().map(|b| b.hit).collect(),
                 capture: o.pcap.is_some(),
+                signers: o.signers.clone(),
+                grant: o.grant.clone(),
             };
             let mtu = config.interface.mtu as usize;
             OverlayLinks::new(&setup, copy(), mtu, seeds[1], epoch_ms, now)
@@ -590,6 +608,16 @@ impl Node {
             return false;
         };
         o.store(now, epoch_ms, &self.identity, value, request);
+        true
+    }
+
+    /// `hipbone resolve NAME` (answered as [`OverlayLinks::poll_answer`]); false without an
+    /// overlay.
+    pub fn resolve(&mut self, now: Instant, name: &str, request: RequestId) -> bool {
+        let Some(o) = self.overlay.as_mut() else {
+            return false;
+        };
+        o.resolve(now, name, request);
         true
     }
 

@@ -12,12 +12,13 @@
 //! storage times need is passed in as milliseconds since the epoch, answers to requests
 //! come out as [`Answer`]s, and captured segments for a pcap file as [`Capture`]s.
 
+use super::names::Names;
 use crate::netstack::{self, LinkEvent, Netstack};
 use hip::{Hit, HostIdentity};
 use overlay::node::{Config as NodeConfig, Event as NodeEvent, Failure, Node, RequestHandle};
 use overlay::storage::{self, access, KindDef};
 use overlay::wire::{
-    ArrayRange, DataValue, FetchReq, HitLocator, LocatorEntry, NodeId, Selector,
+    ArrayRange, DataValue, FetchReq, HitLocator, LocatorEntry, NameGrant, NodeId, Selector,
     StoredDataSpecifier, StoredDataValue,
 };
 use serde::Serialize;
@@ -54,6 +55,9 @@ pub struct OverlaySetup {
     pub bootstraps: Vec<Hit>,
     /// Keep the TCP segments of the overlay's links for a capture.
     pub capture: bool,
+    /// The overlay's name signers, and the grant of the name we hold.
+    pub signers: Vec<[u8; 32]>,
+    pub grant: Option<NameGrant>,
 }
 
 /// A request's number, chosen by the caller and given back with its answer.
@@ -75,6 +79,13 @@ pub enum Answer {
         locators: Option<HitLocator>,
         responder: Hit,
         hops: u32,
+    },
+    Resolved {
+        request: RequestId,
+        name: String,
+        hit: Hit,
+        /// When the name's grant ends (Unix seconds; `u64::MAX` for a HIT name).
+        expires: u64,
     },
     Failed {
         request: RequestId,
@@ -135,6 +146,8 @@ pub struct OverlayLinks {
     located: VecDeque<(Hit, Option<HitLocator>)>,
     /// Every address of ours is private: links to joining peers are opened by them.
     behind_nat: bool,
+    /// Our name, and the names being resolved.
+    names: Names,
 }
 
 /// Our HIT-LOCATOR record (R11): what it should say, what it said when last published,
@@ -213,6 +226,7 @@ impl OverlayLinks {
             locating: HashMap::new(),
             located: VecDeque::new(),
             behind_nat: false,
+            names: Names::new(&setup.name, setup.signers.clone(), setup.grant.clone()),
         }
     }
 
@@ -454,6 +468,7 @@ impl OverlayLinks {
             self.net.poll_at(now),
             self.retry_at,
             self.record.again_at,
+            self.names.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -477,6 +492,7 @@ impl OverlayLinks {
         for _ in 0..16 {
             // Each turn: the join may have completed, or our addresses changed.
             self.publish_locators(now, identity);
+            self.names.publish(now, &mut self.node, identity);
             self.net.poll(now);
             progress = false;
             while let Some(e) = self.net.poll_event() {
@@ -541,6 +557,19 @@ impl OverlayLinks {
     }
 
     fn on_event(&mut self, now: Instant, e: NodeEvent) {
+        let unix = self.node.storage_time(now) / 1000;
+        let ours = match &e {
+            NodeEvent::StoreDone { handle, .. } => Some((*handle, Ok(None))),
+            NodeEvent::FetchDone { handle, answer, .. } => Some((*handle, Ok(Some(answer)))),
+            NodeEvent::Failed { handle, failure } => Some((*handle, Err(failure))),
+            _ => None,
+        };
+        if let Some((handle, outcome)) = ours {
+            if self.names.ended(now, unix, handle, outcome) {
+                self.collect_names();
+                return;
+            }
+        }
         match e {
             NodeEvent::Connect { peer, hint } => {
                 let peer = hit_of(peer);
@@ -650,6 +679,36 @@ impl OverlayLinks {
                 }
             }
             other => tracing::debug!(event = ?other, "overlay event"),
+        }
+    }
+
+    /// `hipbone resolve NAME`: the HIT `name` stands for; the answer comes as an
+    /// [`Answer`] for `request`.
+    pub fn resolve(&mut self, now: Instant, name: &str, request: RequestId) {
+        self.due.get_or_insert(now);
+        self.names.resolve(now, &mut self.node, name, request);
+        self.collect_names();
+    }
+
+    /// The name we hold, if any.
+    pub fn our_name(&self) -> Option<String> {
+        self.names.ours()
+    }
+
+    fn collect_names(&mut self) {
+        while let Some(r) = self.names.poll() {
+            self.answers.push_back(match r.result {
+                Ok(found) => Answer::Resolved {
+                    request: r.request,
+                    name: r.name,
+                    hit: found.hit,
+                    expires: found.expires,
+                },
+                Err(error) => Answer::Failed {
+                    request: r.request,
+                    error: format!("{}: {error}", r.name),
+                },
+            });
         }
     }
 

@@ -216,6 +216,22 @@ pub fn arrived(sim: &Sim<Node>, from: usize, to: usize) -> bool {
         .is_some_and(|a| a.traffic.rx_packets > 0)
 }
 
+/// Runs until node `id`'s overlay has an answer to a request (30 s of virtual time at
+/// most), and returns it.
+pub fn answer(sim: &mut Sim<Node>, id: usize) -> Option<crate::node::overlay::Answer> {
+    let end = sim.now() + Duration::from_secs(30);
+    let mut got = None;
+    sim.run_until(end, |sim| {
+        got = sim
+            .node_mut(id)
+            .overlay
+            .as_mut()
+            .and_then(|o| o.poll_answer());
+        got.is_some()
+    });
+    got
+}
+
 /// Identities drawn from `rng`.
 pub fn identity(rng: &mut ChaCha20Rng) -> HostIdentity {
     let mut secret = [0u8; 32];

@@ -428,9 +428,15 @@ impl Node {
 impl Node {
     /// Whether this node holds values of `kind` at `resource` (owner or replica).
     pub fn holds(&self, resource: &ResourceId, kind: crate::wire::KindId) -> bool {
+        self.generation(resource, kind) > 0
+    }
+
+    /// The generation counter of what we store of `kind` at `resource` (RFC 6940 §7.4.1.3:
+    /// each accepted Store raises it); 0 when we store nothing there.
+    pub fn generation(&self, resource: &ResourceId, kind: crate::wire::KindId) -> u64 {
         self.data
             .store
             .as_ref()
-            .is_some_and(|s| s.generation(resource, kind) > 0)
+            .map_or(0, |s| s.generation(resource, kind))
     }
 }

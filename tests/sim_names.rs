@@ -1,0 +1,151 @@
+//! ID-LOC names between whole nodes in the simulator: a member holding a granted name is
+//! found by it from any other member; claims without a valid grant (another member's
+//! grant, a grant its claimant signed itself) do not take the name; unknown names and
+//! names of other overlays are refused with their reason.
+
+use hip::{Hit, HostIdentity};
+use hipbone::config::Config;
+use hipbone::node::overlay::Answer;
+use hipbone::node::Node;
+use hipbone::sim::nodes::{add_node, address, answer, identity, joined};
+use hipbone::sim::Sim;
+use overlay::storage::{self, KindDef};
+use overlay::wire::{DataValue, NameRecord, NodeId, StoredDataValue};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::time::{Duration, Instant};
+
+const OVERLAY: &str = "lab.example";
+
+/// A member of OVERLAY whose signer is `signer`, holding `label` by `grant` if given.
+fn config(bootstrap: Hit, signer: &HostIdentity, claim: Option<(&str, &str)>) -> Config {
+    let key = hipbone::keys::encode_public(signer.public());
+    let claim = claim.map_or(String::new(), |(label, grant)| {
+        format!("label = \"{label}\"\ngrant = \"{grant}\"\n")
+    });
+    let text = format!(
+        "[interface]\nidentity = \"/nonexistent/sim.key\"\n\n[overlay]\nname = \"{OVERLAY}\"\n\
+         signers = [\"{key}\"]\n{claim}\n[[overlay.bootstrap]]\nhit = \"{bootstrap}\"\n\
+         locators = [\"{}\"]\n",
+        address(0)
+    );
+    Config::parse(&text, "simulated node").expect("the simulated configuration parses")
+}
+
+fn resolve(sim: &mut Sim<Node>, from: usize, name: &str) -> Result<Hit, String> {
+    let now = sim.now();
+    assert!(sim.node_mut(from).resolve(now, name, 1));
+    match answer(sim, from) {
+        Some(Answer::Resolved { hit, name: n, .. }) => {
+            assert_eq!(n, name.trim_end_matches('.').to_ascii_lowercase());
+            Ok(hit)
+        }
+        Some(Answer::Failed { error, .. }) => Err(error),
+        other => panic!("resolving {name}: {other:?}"),
+    }
+}
+
+/// Node `who` stores a claim of `name` for itself, carrying `extension` as its grant.
+fn forge(sim: &mut Sim<Node>, who: &HostIdentity, i: usize, name: &str, extension: Vec<u8>) {
+    let record = NameRecord {
+        name: name.as_bytes().to_vec(),
+        hit: NodeId::from(who.hit()),
+        extension,
+    };
+    let value = StoredDataValue::Dictionary {
+        key: who.hit().0.to_vec(),
+        value: DataValue {
+            exists: true,
+            value: record.to_bytes(),
+        },
+    };
+    let now = sim.now();
+    let o = sim.node_mut(i).overlay.as_mut().unwrap();
+    let time = o.node.storage_time(now);
+    let resource = overlay::id::resource_id(name.as_bytes());
+    let req = storage::signed_store(who, resource, KindDef::NAME_RECORD.id, time, 600, value);
+    o.node.store(now, &req).expect("the forged claim goes out");
+    let before = generation(sim, name);
+    let end = now + Duration::from_secs(10);
+    sim.run_until(end, |_| false);
+    // The storing peers took it: a claim refused on the way would test nothing.
+    assert!(
+        generation(sim, name) > before,
+        "the forged claim of {name} was not stored"
+    );
+}
+
+/// The highest generation of `name`'s NAME-RECORD among the nodes that store it.
+fn generation(sim: &Sim<Node>, name: &str) -> u64 {
+    let resource = overlay::id::resource_id(name.as_bytes());
+    (0..sim.len())
+        .filter_map(|i| sim.node(i).overlay.as_ref())
+        .map(|o| o.node.generation(&resource, KindDef::NAME_RECORD.id))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_granted_name_is_found_from_any_member_and_forged_claims_take_nothing() {
+    let n = 24;
+    let (alice_at, mallory_at) = (5, 9);
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let signer = identity(&mut rng);
+    let ids: Vec<HostIdentity> = (0..n).map(|_| identity(&mut rng)).collect();
+    let bootstrap = ids[0].hit();
+    let name = format!("alice.{OVERLAY}");
+    let grant =
+        hipbone::names::grant(&signer, "alice", OVERLAY, ids[alice_at].hit(), 30, 0).unwrap();
+    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
+    for (i, id) in ids.iter().enumerate() {
+        let claim = (i == alice_at).then_some(("alice", grant.as_str()));
+        let c = config(bootstrap, &signer, claim);
+        let me = HostIdentity::from_secret(*id.secret_bytes());
+        add_node(&mut sim, i, me, &c);
+        let at = sim.now() + Duration::from_millis(100);
+        sim.run_until(at, |_| false);
+    }
+    let end = sim.now() + Duration::from_secs(120);
+    sim.run_until(end, |sim| joined(sim) == n);
+    assert_eq!(joined(&sim), n);
+    let settle = sim.now() + Duration::from_secs(30);
+    sim.run_until(settle, |_| false);
+
+    let alice = ids[alice_at].hit();
+    for from in [0, 3, 17, 23] {
+        assert_eq!(
+            resolve(&mut sim, from, &name),
+            Ok(alice),
+            "from node {from}"
+        );
+    }
+    // Upper case and a trailing dot are the same name.
+    assert_eq!(resolve(&mut sim, 12, "Alice.Lab.Example."), Ok(alice));
+
+    // Mallory claims the name with alice's grant, then with one she signed herself.
+    let mallory = HostIdentity::from_secret(*ids[mallory_at].secret_bytes());
+    let stolen = hipbone::names::parse_grant(&grant).unwrap().to_bytes();
+    forge(&mut sim, &mallory, mallory_at, &name, stolen);
+    let own = hipbone::names::grant(&mallory, "alice", OVERLAY, mallory.hit(), 30, 0).unwrap();
+    let own = hipbone::names::parse_grant(&own).unwrap().to_bytes();
+    forge(&mut sim, &mallory, mallory_at, &name, own);
+    // A fresh resolver (nothing cached) still finds alice.
+    assert_eq!(resolve(&mut sim, 20, &name), Ok(alice));
+    // A name only mallory claims resolves to nobody, and says why.
+    let fake = format!("bob.{OVERLAY}");
+    let claim = hipbone::names::grant(&mallory, "bob", OVERLAY, mallory.hit(), 30, 0).unwrap();
+    let claim = hipbone::names::parse_grant(&claim).unwrap().to_bytes();
+    forge(&mut sim, &mallory, mallory_at, &fake, claim);
+    let e = resolve(&mut sim, 20, &fake).unwrap_err();
+    assert!(e.contains("not a signer of this overlay"), "{e}");
+    let e = resolve(&mut sim, 20, &format!("carol.{OVERLAY}")).unwrap_err();
+    assert!(e.contains("nobody holds this name"), "{e}");
+    let e = resolve(&mut sim, 20, "alice.other.example").unwrap_err();
+    assert!(e.contains("not a name of the overlay"), "{e}");
+    // Every member is named by its HIT, with no lookup.
+    let hex: String = alice.0.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        resolve(&mut sim, 20, &format!("{hex}.{OVERLAY}")),
+        Ok(alice)
+    );
+}
