@@ -7,7 +7,9 @@
 # the bootstrap only) pings a peer by its HIT alone: it finds the peer's address in the
 # peer's record. A ping to a HIT nobody has is answered "address unreachable". The node
 # that holds the value crashes; the value is still fetched, from a replica. A node that
-# leaves withdraws its HIT-LOCATOR record.
+# leaves withdraws its HIT-LOCATOR record. n4 holds the name alice.lab.hipbone.test, granted
+# by the overlay's signer: the client resolves it and pings n4 by the HIT and the LSI it
+# got; a name nobody holds is refused.
 #
 #   n1 198.51.100.2 ─┐
 #   n2 198.51.100.18 ┤
@@ -35,9 +37,15 @@ dir=$(lab_state)
 for n in $NODES; do node_key "$n" >/dev/null; done
 declare -A HIT
 for n in $NODES; do HIT[$n]=$(node_hit "$n"); done
+"$HB" genkey -o "$dir/signer.key" 2>/dev/null
+SIGNER=$("$HB" pubkey <"$dir/signer.key")
+GRANT=$("$HB" name grant alice "${HIT[n4]}" --key "$dir/signer.key" --overlay lab.hipbone.test)
 for n in $NODES; do
   pcap=""
   [ "$n" = n3 ] && pcap="pcap = \"$dir/n3-inner.pcap\""
+  claim=""
+  [ "$n" = n4 ] && claim="label = \"alice\"
+grant = \"$GRANT\""
   cat >"$dir/$n.toml" <<TOML
 [interface]
 identity = "$(node_key "$n")"
@@ -45,7 +53,9 @@ control = "$dir/$n.sock"
 
 [overlay]
 name = "lab.hipbone.test"
+signers = ["$SIGNER"]
 $pcap
+$claim
 
 [[overlay.bootstrap]]
 hit = "${HIT[n1]}"
@@ -124,6 +134,20 @@ if [ -n "$target" ]; then
   check "n6 pings $target by its HIT alone" lab_exec n6 ping -6 -c 3 -W 10 "${HIT[$target]}"
   check "n6 found $target through its record (associated now)" test "$(linked n6 "$target")" = True
 fi
+# n4's name, granted by the signer every member knows: the client resolves it through the
+# overlay (n4 stores its claim once joined) and reaches n4 by the HIT and the LSI it got.
+resolved=""
+for _ in $(seq 30); do
+  resolved=$("$HB" resolve -c "$dir/n6.toml" alice.lab.hipbone.test 2>&1) && break
+  sleep 1
+done
+echo "  resolve alice.lab.hipbone.test from n6: $resolved"
+read -r _ _ alice_hit _ alice_lsi <<<"$resolved"
+check "n6 resolves alice.lab.hipbone.test to n4's HIT" test "$alice_hit" = "${HIT[n4]}"
+check "n6 pings alice by the HIT it resolved" lab_exec n6 ping -6 -c 2 -W 10 "$alice_hit"
+check "n6 pings alice by the LSI it resolved ($alice_lsi)" lab_exec n6 ping -c 2 -W 10 "$alice_lsi"
+nobody=$("$HB" resolve -c "$dir/n6.toml" bob.lab.hipbone.test 2>&1)
+check "a name nobody holds is refused ('$nobody')" grep -q "nobody holds this name" <<<"$nobody"
 # A HIT no member has: once the lookup finds no record, the node answers the ping with
 # ICMPv6 "address unreachable" instead of leaving it to time out.
 "$HB" genkey -o "$dir/stranger.key" 2>/dev/null
