@@ -3,12 +3,12 @@
 # knows (scripts/demo.sh, scripts/test.sh, scripts/fuzz-smoke.sh, scripts/check-pcap.sh and
 # .ci/run call it).
 #   scripts/deps.sh demo     ip, ping, iperf3, nft, conntrack,   (sudo scripts/demo.sh)
-#                            python3
+#                            python3, dig
 #   scripts/deps.sh test     everything scripts/test.sh runs: the fuzz and pcap groups, and
 #                            as root the labs group too (as a user the labs are skipped)
 #   scripts/deps.sh fuzz     a C++ compiler, to build libFuzzer   (scripts/fuzz-smoke.sh)
 #   scripts/deps.sh pcap     tshark                               (scripts/check-pcap.sh)
-#   scripts/deps.sh labs     ip, ping, iperf3, nft, conntrack, tcpdump, socat, python3,
+#   scripts/deps.sh labs     ip, ping, iperf3, nft, conntrack, tcpdump, socat, python3, dig,
 #                            tshark (tests/lab/*.sh and the benchmark scripts)
 # Several groups may be named. Run as root where apt-get exists (Debian, Ubuntu), it
 # installs the missing packages: apt-get update, then apt-get install -y
@@ -22,9 +22,10 @@ set -euo pipefail
 declare -A package=(
   [ip]=iproute2 [ping]=iputils-ping [iperf3]=iperf3 [nft]=nftables [conntrack]=conntrack
   [tcpdump]=tcpdump [socat]=socat [python3]=python3 [tshark]=tshark [c++]=g++
+  [dig]=bind9-dnsutils
 )
-demo=(ip ping iperf3 nft conntrack python3)
-labs=(ip ping iperf3 nft conntrack tcpdump socat python3 tshark)
+demo=(ip ping iperf3 nft conntrack python3 dig)
+labs=(ip ping iperf3 nft conntrack tcpdump socat python3 tshark dig)
 fuzz=(c++)
 pcap=(tshark)
 

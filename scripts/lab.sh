@@ -242,6 +242,15 @@ lab_spawn() {
   echo "$LAB_PID" >>"$(lab_state)/pids"
 }
 
+# lab_resolv NAME LINE...: the resolv.conf of host NAME (ip netns exec shows
+# /etc/netns/<namespace>/resolv.conf as /etc/resolv.conf); teardown removes it.
+lab_resolv() {
+  local ns
+  ns=$(lab_ns "$1")
+  shift
+  mkdir -p "/etc/netns/$ns" && printf '%s\n' "$@" >"/etc/netns/$ns/resolv.conf"
+}
+
 lab__netns_inode() { stat -L -c %i "$1" 2>/dev/null; }
 
 # lab_down [SUFFIX]: kills the processes the lab started, then deletes its namespaces (and
@@ -295,6 +304,7 @@ lab_down() {
   for ns in "${namespaces[@]}"; do
     ip netns del "$ns" 2>/dev/null || echo "lab.sh: could not delete namespace $ns" >&2
   done
+  rm -rf /etc/netns/hb-*-"$suffix"
   rm -rf "$state"
   [ "$suffix" != "${LAB_SUFFIX:-}" ] || unset LAB_SUFFIX
   return 0

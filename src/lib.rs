@@ -4,6 +4,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dns;
 pub mod keys;
 pub mod names;
 mod netlink;

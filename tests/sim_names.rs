@@ -40,7 +40,7 @@ fn resolve(sim: &mut Sim<Node>, from: usize, name: &str) -> Result<Hit, String> 
             assert_eq!(n, name.trim_end_matches('.').to_ascii_lowercase());
             Ok(hit)
         }
-        Some(Answer::Failed { error, .. }) => Err(error),
+        Some(Answer::Failed { error, .. } | Answer::NoSuchName { error, .. }) => Err(error),
         other => panic!("resolving {name}: {other:?}"),
     }
 }

@@ -31,6 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::de::DeTable;
 
+mod dns;
 mod identity;
 mod interface;
 mod nat;
@@ -40,6 +41,7 @@ mod report;
 mod tuning;
 mod values;
 
+pub use dns::Dns;
 pub use identity::load_or_create_identity;
 pub use interface::{Interface, LsiRange, LsiRangeError};
 pub use nat::Nat;
@@ -78,6 +80,8 @@ pub struct Config {
     pub overlay: Option<Overlay>,
     /// `[nat]`: NAT traversal, as a relay server and as a host behind a NAT.
     pub nat: Nat,
+    /// `[dns]`: the DNS stub for the overlay's names; absent, none.
+    pub dns: Option<Dns>,
 }
 
 /// Why a configuration was refused.
@@ -200,7 +204,9 @@ impl Config {
         self.hip.check()?;
         peer::check(&self.peers)?;
         self.nat.check(&self.peers)?;
-        self.overlay.as_ref().map_or(Ok(()), Overlay::check)
+        self.overlay.as_ref().map_or(Ok(()), Overlay::check)?;
+        let overlay = self.overlay.is_some();
+        self.dns.as_ref().map_or(Ok(()), |d| d.check(overlay))
     }
 
     /// The [`hip::Config`] for this node: the `[hip]` and `[esp]` keys over hip's defaults.

@@ -140,6 +140,24 @@ pub(super) fn de_grant<'de, D: Deserializer<'de>>(
     from_text(d, |text| crate::names::parse_grant(text).map(Some))
 }
 
+/// Addresses with their ports (`[dns] listen`, `upstream`).
+pub(super) fn de_socket_addrs<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<SocketAddr>, D::Error> {
+    struct Addr(SocketAddr);
+
+    impl<'de> Deserialize<'de> for Addr {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            from_text(d, |text| {
+                text.parse().map(Addr).map_err(|_| {
+                    format!("{text:?} is not an address with a port, like \"127.0.0.1:53\"")
+                })
+            })
+        }
+    }
+    Vec::<Addr>::deserialize(d).map(|a| a.into_iter().map(|a| a.0).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@
 
 pub mod batch;
 mod datapath;
+mod dns;
 mod listeners;
 mod pmtu;
 mod sockets;
@@ -38,6 +39,7 @@ mod status;
 
 use crate::config::Config;
 use crate::control::{self, Counters, Request, Wakeups};
+use crate::dns::Outcome;
 use crate::node::overlay::{Answer, RequestId};
 use crate::node::{Node, NodeEvent};
 use crate::offload::{Coalescer, VNET_HDR_LEN};
@@ -62,6 +64,8 @@ const TUN: Token = Token(0);
 const CONTROL: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const NETMON: Token = Token(3);
+/// The DNS stub's sockets are tokens 4..16.
+const DNS_BASE: usize = 4;
 /// UDP sockets are tokens 16.. in the order of `Daemon::sockets`.
 const UDP_BASE: usize = 16;
 
@@ -126,6 +130,8 @@ pub struct Daemon {
     running: bool,
     /// Leaving (a signal or `hipbone down`): the loop ends by this instant at the latest.
     leaving_until: Option<Instant>,
+    /// `[dns]`: the stub and its sockets.
+    dns: Option<dns::DnsFront>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -248,6 +254,16 @@ impl Daemon {
         ])
         .context("installing signal handlers")?;
         let poll = Poll::new().context("creating the event loop")?;
+        let dns = match (&config.dns, &config.overlay) {
+            (Some(d), Some(o)) => Some(dns::DnsFront::new(d, &o.name)?),
+            _ => None,
+        };
+        if dns
+            .as_ref()
+            .is_some_and(|d| DNS_BASE + d.tokens() > UDP_BASE)
+        {
+            anyhow::bail!("dns.listen: at most {} addresses", UDP_BASE - DNS_BASE - 2);
+        }
 
         let mut daemon = Daemon {
             node,
@@ -279,6 +295,7 @@ impl Daemon {
             tun_ready: false,
             running: true,
             leaving_until: None,
+            dns,
         };
         daemon.register().context("registering event sources")?;
         daemon.update_addresses();
@@ -329,6 +346,9 @@ impl Daemon {
         for (i, (s, _)) in self.sockets.iter_mut().enumerate() {
             registry.register(s, Token(UDP_BASE + i), Interest::READABLE)?;
         }
+        if let Some(d) = self.dns.as_mut() {
+            d.register(registry, DNS_BASE)?;
+        }
         Ok(())
     }
 
@@ -375,6 +395,9 @@ impl Daemon {
                     }
                     Token(t) if t >= UDP_BASE && t - UDP_BASE < self.udp_ready.len() => {
                         self.udp_ready[t - UDP_BASE] = true
+                    }
+                    Token(t) if (DNS_BASE..UDP_BASE).contains(&t) => {
+                        self.dns_readable(t - DNS_BASE)
                     }
                     _ => {}
                 }
@@ -461,6 +484,21 @@ impl Daemon {
             return;
         };
         while let Some(answer) = o.poll_answer() {
+            let request = answer.request();
+            if let Some(d) = self.dns.as_mut().filter(|d| d.stub.owns(request)) {
+                let outcome = match answer {
+                    Answer::Resolved { hit, expires, .. } => Outcome::Found {
+                        hit,
+                        lsi: self.node.edge.pool.lsi_for(&hit).ok(),
+                        ttl: u32::try_from(expires.saturating_sub(epoch_ms() / 1000))
+                            .unwrap_or(u32::MAX),
+                    },
+                    Answer::NoSuchName { .. } => Outcome::NoSuchName,
+                    _ => Outcome::Failed,
+                };
+                d.resolved(request, outcome);
+                continue;
+            }
             let (request, json) = match answer {
                 Answer::Stored {
                     request,
@@ -510,7 +548,7 @@ impl Daemon {
                     }
                     (request, json)
                 }
-                Answer::Failed { request, error } => {
+                Answer::Failed { request, error } | Answer::NoSuchName { request, error } => {
                     (request, serde_json::json!({ "error": error }))
                 }
             };
@@ -577,6 +615,24 @@ impl Daemon {
                 _ => "{\"error\": \"unknown request\"}".to_string(),
             };
             reply(std, &answer);
+        }
+    }
+
+    /// A socket of the DNS stub is readable: what it asks the overlay goes to the node.
+    fn dns_readable(&mut self, index: usize) {
+        let Some(d) = self.dns.as_mut() else { return };
+        let now = Instant::now();
+        let next = &mut self.next_request;
+        let wanted = d.readable(now, index, &mut || {
+            *next += 1;
+            *next
+        });
+        for (request, name) in wanted {
+            if !self.node.resolve(now, &name, request) {
+                if let Some(d) = self.dns.as_mut() {
+                    d.resolved(request, Outcome::Failed);
+                }
+            }
         }
     }
 

@@ -39,7 +39,16 @@ pub struct Resolved {
 pub struct Resolution {
     pub request: RequestId,
     pub name: String,
-    pub result: Result<Resolved, String>,
+    pub result: Result<Resolved, Unresolved>,
+}
+
+/// Why a name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// No one holds it validly (DNS: NXDOMAIN).
+    NoSuchName(String),
+    /// It could not be found out (DNS: SERVFAIL).
+    Failed(String),
 }
 
 #[derive(Debug)]
@@ -146,17 +155,15 @@ impl Names {
             .is_some_and(|label| label.ends_with('.'));
         if !in_overlay || !overlay::wire::valid_name(name.as_bytes()) {
             let e = format!("not a name of the overlay {}", self.overlay);
-            return self.done.push_back(answer(Err(e)));
+            return self.done.push_back(answer(Err(Unresolved::NoSuchName(e))));
         }
         if self.signers.is_empty() {
-            return self
-                .done
-                .push_back(answer(Err(NameError::NoSigners.to_string())));
+            let e = NameError::NoSigners.to_string();
+            return self.done.push_back(answer(Err(Unresolved::NoSuchName(e))));
         }
         if self.resolving.len() >= MAX_RESOLVING {
-            return self
-                .done
-                .push_back(answer(Err("too many names being resolved".into())));
+            let e = "too many names being resolved".to_string();
+            return self.done.push_back(answer(Err(Unresolved::Failed(e))));
         }
         let req = FetchReq {
             resource: overlay::id::resource_id(name.as_bytes()),
@@ -170,9 +177,10 @@ impl Names {
             Ok(handle) => {
                 self.resolving.insert(handle, (request, name));
             }
-            Err(e) => self
-                .done
-                .push_back(answer(Err(format!("cannot look the name up: {e:?}")))),
+            Err(e) => {
+                let e = format!("cannot look the name up: {e:?}");
+                self.done.push_back(answer(Err(Unresolved::Failed(e))));
+            }
         }
     }
 
@@ -199,12 +207,12 @@ impl Names {
             return false;
         };
         let result = match outcome {
-            Err(f) => Err(format!("the lookup failed: {f:?}")),
+            Err(f) => Err(Unresolved::Failed(format!("the lookup failed: {f:?}"))),
             Ok(answer) => {
                 let claims = answer.map(claims).unwrap_or_default();
                 names::resolve(name.as_bytes(), &claims, &self.signers, unix)
                     .map(|(hit, expires)| Resolved { hit, expires })
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| Unresolved::NoSuchName(e.to_string()))
             }
         };
         if let Ok(r) = &result {

@@ -12,7 +12,7 @@
 //! storage times need is passed in as milliseconds since the epoch, answers to requests
 //! come out as [`Answer`]s, and captured segments for a pcap file as [`Capture`]s.
 
-use super::names::Names;
+use super::names::{Names, Unresolved};
 use crate::netstack::{self, LinkEvent, Netstack};
 use hip::{Hit, HostIdentity};
 use overlay::node::{Config as NodeConfig, Event as NodeEvent, Failure, Node, RequestHandle};
@@ -87,10 +87,28 @@ pub enum Answer {
         /// When the name's grant ends (Unix seconds; `u64::MAX` for a HIT name).
         expires: u64,
     },
+    /// No one validly holds the name asked for.
+    NoSuchName {
+        request: RequestId,
+        error: String,
+    },
     Failed {
         request: RequestId,
         error: String,
     },
+}
+
+impl Answer {
+    /// The request this answers.
+    pub fn request(&self) -> RequestId {
+        match self {
+            Answer::Stored { request, .. }
+            | Answer::Fetched { request, .. }
+            | Answer::Resolved { request, .. }
+            | Answer::NoSuchName { request, .. }
+            | Answer::Failed { request, .. } => *request,
+        }
+    }
 }
 
 /// One TCP segment of an overlay link, as an IPv6 packet between the HITs, at `at` since the
@@ -704,9 +722,13 @@ impl OverlayLinks {
                     hit: found.hit,
                     expires: found.expires,
                 },
-                Err(error) => Answer::Failed {
+                Err(Unresolved::NoSuchName(why)) => Answer::NoSuchName {
                     request: r.request,
-                    error: format!("{}: {error}", r.name),
+                    error: format!("{}: {why}", r.name),
+                },
+                Err(Unresolved::Failed(why)) => Answer::Failed {
+                    request: r.request,
+                    error: format!("{}: {why}", r.name),
                 },
             });
         }

@@ -9,7 +9,10 @@
 # that holds the value crashes; the value is still fetched, from a replica. A node that
 # leaves withdraws its HIT-LOCATOR record. n4 holds the name alice.lab.hipbone.test, granted
 # by the overlay's signer: the client resolves it and pings n4 by the HIT and the LSI it
-# got; a name nobody holds is refused.
+# got; a name nobody holds is refused. n6 runs the DNS stub: through its system resolver
+# (getent, ping) alice.lab.hipbone.test is n4's HIT (AAAA) and LSI (A), an unknown label
+# is NXDOMAIN, and debian.lab.test is still answered by the resolver n6 had before (a
+# stand-in on R).
 #
 #   n1 198.51.100.2 ─┐
 #   n2 198.51.100.18 ┤
@@ -118,6 +121,9 @@ node_key n6 >/dev/null
 HIT[n6]=$(node_hit n6)
 sed 's/^\[overlay\]$/[overlay]\nclient = true/; s/n5\.sock/n6.sock/' "$dir/n5.toml" >"$dir/n6.toml"
 sed -i "s|^identity = .*|identity = \"$(node_key n6)\"|" "$dir/n6.toml"
+lab_spawn r python3 tests/lab/dns_upstream.py 198.51.100.81 53 2>>"$dir/upstream.log"
+printf '\n[dns]\nlisten = ["127.0.0.1:53"]\nupstream = ["198.51.100.81:53"]\n' >>"$dir/n6.toml"
+lab_resolv n6 "nameserver 127.0.0.1"
 node_up n6 || { finish; exit 1; }
 client_joined=1
 for _ in $(seq 30); do
@@ -148,6 +154,19 @@ check "n6 pings alice by the HIT it resolved" lab_exec n6 ping -6 -c 2 -W 10 "$a
 check "n6 pings alice by the LSI it resolved ($alice_lsi)" lab_exec n6 ping -c 2 -W 10 "$alice_lsi"
 nobody=$("$HB" resolve -c "$dir/n6.toml" bob.lab.hipbone.test 2>&1)
 check "a name nobody holds is refused ('$nobody')" grep -q "nobody holds this name" <<<"$nobody"
+# The same through DNS, from unmodified programs on n6.
+aaaa=$(lab_exec n6 dig +short @127.0.0.1 alice.lab.hipbone.test AAAA 2>&1)
+check "dig @stub alice.lab.hipbone.test AAAA is n4's HIT ($aaaa)" test "$aaaa" = "${HIT[n4]}"
+ahosts=$(lab_exec n6 getent ahosts alice.lab.hipbone.test 2>&1)
+echo "  getent ahosts alice.lab.hipbone.test on n6: $(tr '\n' ' ' <<<"$ahosts")"
+check "the system resolver gives n4's HIT for alice" grep -q "^${HIT[n4]} " <<<"$ahosts"
+check "the system resolver gives alice's LSI" grep -q "^$alice_lsi " <<<"$ahosts"
+check "ping -6 alice.lab.hipbone.test" lab_exec n6 ping -6 -c 2 -W 10 alice.lab.hipbone.test
+check "ping -4 alice.lab.hipbone.test (its LSI)" lab_exec n6 ping -4 -c 2 -W 10 alice.lab.hipbone.test
+status=$(lab_exec n6 dig @127.0.0.1 bob.lab.hipbone.test A 2>&1 | grep -o "status: [A-Z]*")
+check "an unknown label is $status" test "$status" = "status: NXDOMAIN"
+other=$(lab_exec n6 getent ahosts debian.lab.test 2>&1)
+check "a name outside the overlay is answered upstream ($(head -1 <<<"$other"))" grep -q "^203.0.113.80 " <<<"$other"
 # A HIT no member has: once the lookup finds no record, the node answers the ping with
 # ICMPv6 "address unreachable" instead of leaving it to time out.
 "$HB" genkey -o "$dir/stranger.key" 2>/dev/null
