@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Part 2 of the demo (scripts/demo.sh runs it; it runs alone too, as root): an overlay of
 # four nodes configured with nothing but its name and bootstrap, two of them behind real
-# nftables NATs (tests/lab/nat_topology.sh); one reaches the other by its HIT alone.
+# nftables NATs (tests/lab/nat_topology.sh); one reaches the other by its HIT alone, then
+# by its name (granted by the overlay's signer), through its DNS stub, as any program would.
 # Everything it makes is removed at the end, also on failure or Ctrl-C.
 # Not -e: the NAT library's helpers return the status of cleanups that may find nothing.
 set -uo pipefail
@@ -31,16 +32,22 @@ dir=$(lab_state)
 for n in r s a b; do node_key "$n" >/dev/null; done
 declare -A HIT
 for n in r s a b; do HIT[$n]=$(node_hit "$n"); done
-member() { # NAME [NAT_KEYS]
-  printf '[interface]\nidentity = "%s"\ncontrol = "%s"\n\n[nat]\n%s\n\n[overlay]\nname = "demo.hipbone.example"\n\n[[overlay.bootstrap]]\nhit = "%s"\nlocators = ["203.0.113.2:10500"]\n' \
-    "$(node_key "$1")" "$dir/$1.sock" "${2:-}" "${HIT[r]}" >"$dir/$1.toml"
+"$HB" genkey -o "$dir/signer.key" 2>/dev/null
+SIGNER=$("$HB" pubkey <"$dir/signer.key")
+member() { # NAME [NAT_KEYS] [OVERLAY_KEYS] [MORE_TOML]
+  printf '[interface]\nidentity = "%s"\ncontrol = "%s"\n\n[nat]\n%s\n\n[overlay]\nname = "demo.hipbone.example"\nsigners = ["%s"]\n%s\n\n[[overlay.bootstrap]]\nhit = "%s"\nlocators = ["203.0.113.2:10500"]\n%s' \
+    "$(node_key "$1")" "$dir/$1.sock" "${2:-}" "$SIGNER" "${3:-}" "${HIT[r]}" "${4:-}" >"$dir/$1.toml"
 }
 member r "relay = true"
 member s
 # The lab's private side uses documentation addresses, which look public; on a real LAN
 # (10.x, 192.168.x) a node finds out it is behind a NAT by itself.
-member a "behind = true"
-member b "behind = true"
+member a "behind = true" "" $'\n[dns]\nlisten = ["127.0.0.1:53"]\n'
+GRANT=$("$HB" name grant bob "${HIT[b]}" --key "$dir/signer.key" --overlay demo.hipbone.example)
+member b "behind = true" "label = \"bob\"
+grant = \"$GRANT\""
+# A's programs ask A's node for names (inside A's namespace only).
+lab_resolv a "nameserver 127.0.0.1"
 run A "cat hipbone.toml"
 sed 's/^/    /' "$dir/a.toml"
 for n in r s a b; do node_up "$n" || exit 1; done
@@ -65,5 +72,19 @@ run A "ping -6 -c 3 ${HIT[b]}"
 lab_exec a ping -6 -c 3 "${HIT[b]}" | sed 's/^/    /'
 run A "hipbone status (the association with B)"
 node_field a "'\n'.join('    path: ' + str(x.get('path')) for x in s['associations'] if x['peer'] == '${HIT[b]}')"
+
+say "B's name: granted once by the overlay's signer, found through the overlay"
+run signer "hipbone name grant bob ${HIT[b]} --key signer.key --overlay demo.hipbone.example"
+echo "    ${GRANT:0:60}...   (goes into B's [overlay] grant)"
+run S "hipbone resolve bob.demo.hipbone.example"
+for _ in $(seq 20); do
+  out=$("$HB" resolve -c "$dir/s.toml" bob.demo.hipbone.example 2>&1) && break
+  sleep 1
+done
+echo "    $out"
+run A "getent ahosts bob.demo.hipbone.example   (A's resolver is its node's DNS stub)"
+lab_exec a getent ahosts bob.demo.hipbone.example | awk '!seen[$1]++ { print "    " $1 }'
+run A "ping -c 2 bob.demo.hipbone.example"
+lab_exec a ping -c 2 bob.demo.hipbone.example | sed 's/^/    /'
 
 say "Done: the namespaces, nodes and TUN devices are removed now"
