@@ -20,6 +20,10 @@ use super::overlay::RequestId;
 /// How long our claim lives in the overlay, and when it is stored again.
 const CLAIM_LIFETIME: u32 = 3600;
 const CLAIM_REFRESH: Duration = Duration::from_secs(3000);
+/// The first claim is stored again this soon: stored while the ring still formed, it may
+/// sit at a peer that no longer owns the name, and joins that raced may not hand it on
+/// (as for the HIT-LOCATOR record).
+const CLAIM_SETTLE: Duration = Duration::from_secs(60);
 const CLAIM_RETRY: Duration = Duration::from_secs(10);
 /// Resolved names are kept this long at most (a name granted anew is seen by then).
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -61,6 +65,8 @@ pub struct Names {
     claim: Option<NameGrant>,
     storing: Option<RequestHandle>,
     again_at: Option<Instant>,
+    /// A Store of our claim succeeded once (the next waits `CLAIM_REFRESH`).
+    stored_once: bool,
     resolving: HashMap<RequestHandle, (RequestId, String)>,
     cache: HashMap<String, (Resolved, Instant)>,
     done: VecDeque<Resolution>,
@@ -74,6 +80,7 @@ impl Names {
             claim,
             storing: None,
             again_at: None,
+            stored_once: false,
             resolving: HashMap::new(),
             cache: HashMap::new(),
             done: VecDeque::new(),
@@ -118,8 +125,13 @@ impl Names {
         let req = storage::signed_store(identity, resource, def.id, time, CLAIM_LIFETIME, value);
         match node.store(now, &req) {
             Ok(handle) => {
+                let wait = if self.stored_once {
+                    CLAIM_REFRESH
+                } else {
+                    CLAIM_SETTLE
+                };
                 self.storing = Some(handle);
-                self.again_at = Some(now + CLAIM_REFRESH);
+                self.again_at = Some(now + wait);
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "cannot store our name yet");
@@ -199,6 +211,7 @@ impl Names {
                 tracing::info!(error = ?f, "storing our name failed; trying again");
                 self.again_at = Some(now + CLAIM_RETRY);
             } else {
+                self.stored_once = true;
                 tracing::info!(name = ?self.ours(), "stored our name");
             }
             return true;

@@ -141,13 +141,16 @@ if [ -n "$target" ]; then
   check "n6 found $target through its record (associated now)" test "$(linked n6 "$target")" = True
 fi
 # n4's name, granted by the signer every member knows: the client resolves it through the
-# overlay (n4 stores its claim once joined) and reaches n4 by the HIT and the LSI it got.
+# overlay and reaches n4 by the HIT and the LSI it got. n4 stores its claim once joined and
+# again a minute later (a claim stored while the ring formed may sit at a peer that no
+# longer owns the name), so this waits up to 90 s.
 resolved=""
-for _ in $(seq 30); do
+waited=0
+for waited in $(seq 0 89); do
   resolved=$("$HB" resolve -c "$dir/n6.toml" alice.lab.hipbone.test 2>&1) && break
   sleep 1
 done
-echo "  resolve alice.lab.hipbone.test from n6: $resolved"
+echo "  resolve alice.lab.hipbone.test from n6 (after ${waited} s): $resolved"
 read -r _ _ alice_hit _ alice_lsi <<<"$resolved"
 check "n6 resolves alice.lab.hipbone.test to n4's HIT" test "$alice_hit" = "${HIT[n4]}"
 check "n6 pings alice by the HIT it resolved" lab_exec n6 ping -6 -c 2 -W 10 "$alice_hit"
