@@ -215,6 +215,10 @@ impl OverlayLinks {
             client: setup.client,
             epoch_ms,
             seed,
+            data: overlay::node::DataConfig {
+                name_signers: setup.signers.clone(),
+                ..Default::default()
+            },
             ..NodeConfig::default()
         };
         let stack_seed = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default());

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 pub struct DataConfig {
     pub kinds: Kinds,
     pub limits: StoreLimits,
+    /// The overlay's name signers (`storage::Store::with_name_signers`).
+    pub name_signers: Vec<[u8; 32]>,
 }
 
 impl Default for DataConfig {
@@ -24,6 +26,7 @@ impl Default for DataConfig {
         DataConfig {
             kinds: Kinds::hipbone(),
             limits: StoreLimits::default(),
+            name_signers: Vec::new(),
         }
     }
 }
@@ -67,7 +70,10 @@ impl Data {
     pub(super) fn new(config: &DataConfig, client: bool) -> Data {
         Data {
             kinds: config.kinds.clone(),
-            store: (!client).then(|| Store::with_limits(config.kinds.clone(), config.limits)),
+            store: (!client).then(|| {
+                Store::with_limits(config.kinds.clone(), config.limits)
+                    .with_name_signers(config.name_signers.clone())
+            }),
             replicate_at: None,
             changed_at: None,
             fetches: HashMap::new(),

@@ -72,6 +72,8 @@ pub enum StorageError {
     /// An original Store carries a value signed by someone other than the request's
     /// signer: only copies (replicas, a join's hand-over) may.
     NotTheSigner(KindId),
+    /// A claim of a name without a valid grant of one of the overlay's signers.
+    NotGranted(KindId),
 
     // Conflicts with the stored state.
     /// Error_Generation_Counter_Too_Low: the current counters of the request's Kinds.
@@ -106,7 +108,8 @@ impl StorageError {
             | UnknownSigner
             | BadSignature
             | AccessDenied { .. }
-            | NotTheSigner(_) => ErrorCode::Forbidden,
+            | NotTheSigner(_)
+            | NotGranted(_) => ErrorCode::Forbidden,
             GenerationMismatch(_) => ErrorCode::GenerationCounterTooLow,
             DataTooOld(_) => ErrorCode::DataTooOld,
             ValueTooLarge { .. } | TooManyValues { .. } | StoreFull | SignerQuota => {
@@ -165,6 +168,10 @@ impl core::fmt::Display for StorageError {
             StoreFull => f.write_str("storage full"),
             SignerQuota => f.write_str("the signer holds as many values here as one may"),
             NotTheSigner(k) => write!(f, "a value of Kind {k:#x} is not the request signer's"),
+            NotGranted(k) => write!(
+                f,
+                "a claim of Kind {k:#x} carries no valid grant of a signer of this overlay"
+            ),
             BadKindDef(k, why) => write!(f, "Kind {k:#x} cannot be defined: {why}"),
         }
     }

@@ -27,14 +27,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use super::access::authorize;
-use super::kind::{KindDef, Kinds};
+use super::kind::{KindDef, Kinds, UserName};
 use super::signature::Certificates;
 use super::StorageError;
 use crate::id::{in_open_closed, resource_position};
 use crate::wire::{
     ArrayRange, DataModel, DataValue, FetchAns, FetchKindResponse, FetchReq, GenericCertificate,
-    KindId, NodeId, ResourceId, Selector, Signature, StoreAns, StoreKindData, StoreKindResponse,
-    StoreReq, StoredData, StoredDataValue,
+    KindId, NameGrant, NameRecord, NodeId, ResourceId, Selector, Signature, StoreAns,
+    StoreKindData, StoreKindResponse, StoreReq, StoredData, StoredDataValue,
 };
 
 /// Limits of the whole store. At a limit, a Store that would pass it is refused with
@@ -158,6 +158,9 @@ struct Plan {
 pub struct Store {
     kinds: Kinds,
     limits: StoreLimits,
+    /// The overlay's name signers: with any, a claim of a name (a value of a
+    /// [`UserName::Claimed`] Kind) is stored only with a valid grant of one of them.
+    name_signers: Vec<[u8; 32]>,
     /// By ring position (every Resource-ID we accept is 16 bytes).
     resources: BTreeMap<u128, Resource>,
     /// (expires_ms, position, kind, slot) of every value: the expiry queue.
@@ -225,10 +228,18 @@ impl Store {
         Store {
             kinds,
             limits,
+            name_signers: Vec::new(),
             resources: BTreeMap::new(),
             expiry: BTreeSet::new(),
             books: Books::default(),
         }
+    }
+
+    /// Claims of names are stored only with a grant of one of `signers` (none: any claim
+    /// its signer may write).
+    pub fn with_name_signers(mut self, signers: Vec<[u8; 32]>) -> Store {
+        self.name_signers = signers;
+        self
     }
 
     pub fn kinds(&self) -> &Kinds {
@@ -308,7 +319,10 @@ impl Store {
                 kd,
                 state_of(kd.kind),
                 writer,
-                certs,
+                Trust {
+                    certs,
+                    name_signers: &self.name_signers,
+                },
             )?);
         }
 
@@ -675,6 +689,28 @@ fn array_indices(
     Ok(out)
 }
 
+/// What a value's writer is checked against: the certificates of the request, and the
+/// overlay's name signers.
+#[derive(Clone, Copy)]
+struct Trust<'a> {
+    certs: &'a Certificates,
+    name_signers: &'a [[u8; 32]],
+}
+
+/// Whether the claim `data` (a NAME-RECORD) carries a grant of its name to `signer` by one
+/// of `signers`, valid at Unix time `now`.
+fn granted(
+    data: &StoredData,
+    signer: NodeId,
+    signers: &[[u8; 32]],
+    now: u64,
+) -> Result<(), crate::names::NameError> {
+    use crate::names::NameError;
+    let record = NameRecord::parse(&data.value.data().value).map_err(|_| NameError::Mismatch)?;
+    let grant = NameGrant::parse(&record.extension).map_err(|_| NameError::NoGrant)?;
+    crate::names::check(&grant, &record.name, signer, signers, now)
+}
+
 /// Checks one Kind of a Store against its definition and stored state and works out what
 /// it writes. Original stores refuse a value older than the one in its place; copies skip
 /// it, and skip one as old as ours that would expire sooner.
@@ -685,7 +721,7 @@ fn plan_kind(
     kd: &StoreKindData,
     state: Option<&KindState>,
     writer: Writer,
-    certs: &Certificates,
+    trust: Trust<'_>,
 ) -> Result<Plan, StorageError> {
     let replica = writer == Writer::Copy;
     let mut writes: BTreeMap<Slot, Value> = BTreeMap::new();
@@ -741,7 +777,12 @@ fn plan_kind(
         if replica && (older || no_longer) {
             continue;
         }
-        let signer = authorize(def, resource, &data, certs)?;
+        let signer = authorize(def, resource, &data, trust.certs)?;
+        let claim = def.user_name == UserName::Claimed && data.value.data().exists;
+        if claim && !trust.name_signers.is_empty() {
+            granted(&data, signer.node, trust.name_signers, now_ms / 1000)
+                .map_err(|_| StorageError::NotGranted(def.id))?;
+        }
         if let Writer::Signer(node) = writer {
             if signer.node != node {
                 return Err(StorageError::NotTheSigner(def.id));
@@ -1127,6 +1168,69 @@ mod tests {
             ..KindDef::HIT_LOCATOR
         };
         assert!(Kinds::new([def]).is_err());
+    }
+
+    /// With name signers, a storing peer takes a claim of a name only with a valid grant
+    /// to its signer; a claim's deletion needs none (its owner lets the name go).
+    #[test]
+    fn claims_of_names_need_a_grant_where_the_overlay_has_signers() {
+        let w = World::new(3);
+        let signer = &w.ids[2];
+        let mut s =
+            Store::new(Kinds::hipbone()).with_name_signers(vec![signer.public().public_bytes()]);
+        let name = b"alice.lab.example";
+        let at = resource_id(name);
+        let claim = |i: usize, grant: Option<crate::wire::NameGrant>, exists: bool, t: u64| {
+            let record = NameRecord {
+                name: name.to_vec(),
+                hit: w.node(i),
+                extension: grant.map(|g| g.to_bytes()).unwrap_or_default(),
+            };
+            let value = StoredDataValue::Dictionary {
+                key: w.node(i).0.to_vec(),
+                value: DataValue {
+                    exists,
+                    value: record.to_bytes(),
+                },
+            };
+            let v = w.sign(i, &at, NAME_RECORD, t, 60, value);
+            req(&at, 0, vec![kd(NAME_RECORD, 0, vec![v])])
+        };
+        let alice = w.ids[0].hit();
+        let good = crate::names::grant(signer, name, alice, 1_000).unwrap();
+        let refused = Err(StorageError::NotGranted(NAME_RECORD));
+        // No grant; alice's grant under another HIT; a grant by a key that is no signer.
+        assert_eq!(s.put(0, &claim(0, None, true, 1), &w.certs), refused);
+        assert_eq!(
+            s.put(0, &claim(1, Some(good.clone()), true, 1), &w.certs),
+            refused
+        );
+        let forged = crate::names::grant(&w.ids[1], name, w.ids[1].hit(), 1_000).unwrap();
+        assert_eq!(
+            s.put(0, &claim(1, Some(forged), true, 1), &w.certs),
+            refused
+        );
+        assert_eq!(s.counts().values, 0);
+        // Alice's granted claim, while the grant runs; not after.
+        assert!(s
+            .put(999_000, &claim(0, Some(good.clone()), true, 2), &w.certs)
+            .is_ok());
+        assert_eq!(
+            s.put(1_000_000, &claim(0, Some(good), true, 3), &w.certs),
+            refused
+        );
+        // Her deletion needs no grant.
+        assert!(s
+            .put(1_000_000, &claim(0, None, false, 4), &w.certs)
+            .is_ok());
+        // Without signers, any claim its signer may write is stored.
+        let mut open = Store::new(Kinds::hipbone());
+        assert!(open.put(0, &claim(1, None, true, 1), &w.certs).is_ok());
+        assert_eq!(
+            StorageError::NotGranted(NAME_RECORD).code(),
+            crate::wire::ErrorCode::Forbidden
+        );
+        check_invariants(&s);
     }
 
     /// One key whose Resource-IDs are free (here: an unattested dictionary at many names)
