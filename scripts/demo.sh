@@ -11,8 +11,9 @@
 # It builds hipbone, gives each host an identity, starts a node in each, and lets ordinary
 # programs (ping, iperf3) talk to the other host by its HIT and its LSI. Then, in part 2, an
 # overlay of four nodes configured with nothing but its bootstrap, two of them behind real
-# NATs (tests/lab/nat_topology.sh): one reaches the other by its HIT alone. Everything it
-# makes is removed at the end, also on failure or Ctrl-C.
+# NATs (tests/lab/nat_topology.sh): one reaches the other by its HIT alone, then by the
+# name the overlay's signer granted it, through its node's DNS stub. Everything it makes is
+# removed at the end, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
