@@ -788,3 +788,81 @@ fn an_idle_client_is_followed_through_its_nat_rebinding() {
     );
     assert!(esp_reaches(&mut w, B, A));
 }
+
+/// Two peers start exchanges with B, behind a symmetric NAT and reached through its relay,
+/// at the same moment, each with a packet waiting. B's second relay permission must not
+/// wait for the ACK of the first: the relay would drop that peer's first ESP, which
+/// arrives before.
+#[test]
+fn two_peers_reach_a_relayed_host_at_once_and_lose_no_first_packet() {
+    let start = Instant::now();
+    let mut sim = Sim::new(7, start);
+    // B is far from its relay and the peers are near it: B's second permission, sent
+    // only after the first one's ACK, would come after the second peer's first ESP.
+    let far = Link {
+        delay: Duration::from_millis(30),
+        ..Link::default()
+    };
+    let near = Link {
+        delay: Duration::from_millis(2),
+        ..Link::default()
+    };
+    sim.set_default_link(far);
+    let r_addr = addr("203.0.113.1:10500");
+    for peer in ["198.51.100.1:10500", "198.51.100.4:10500"] {
+        sim.set_link(addr(peer), r_addr, near);
+        sim.set_link(r_addr, addr(peer), near);
+    }
+    let b_inside = addr("10.0.2.2:10500");
+    let mut nats = Nats::new();
+    nats.add(NatBox::symmetric(
+        Ipv4Addr::new(198, 51, 100, 2),
+        &[Ipv4Addr::new(10, 0, 2, 2)],
+    ));
+    let nats = nats.shared();
+    sim.set_filter(Nats::filter(&nats));
+    let relay = Config {
+        relay_server: true,
+        ..Config::default()
+    };
+    let places = [
+        (1, addr("198.51.100.1:10500"), Config::default()),
+        (2, b_inside, Config::default()),
+        (3, r_addr, relay),
+        (4, addr("198.51.100.4:10500"), Config::default()),
+    ];
+    for (n, at, config) in places {
+        let mut h = host(n, config, start);
+        h.set_local_addresses(start, &[at]);
+        sim.add(h, &[at]);
+    }
+    let mut w = World { sim, r_addr };
+    register(&mut w, B);
+    let b_hit = w.sim.node(B).hit();
+    let now = w.sim.now();
+    for peer in [A, 3] {
+        let own = own_addr(&w, peer);
+        w.sim
+            .node_mut(peer)
+            .connect(now, b_hit, own, &[r_addr])
+            .unwrap();
+        // The packet that made the peer connect, queued until the exchange completes.
+        let mut buf = vec![0u8; 300];
+        let payload = hip::esp::ESP_HEADER_LEN..hip::esp::ESP_HEADER_LEN + 100;
+        let queued = w
+            .sim
+            .node_mut(peer)
+            .encapsulate(now, &b_hit, 17, &mut buf, payload);
+        assert!(
+            matches!(queued, hip::Outbound::Queued),
+            "{peer}: not queued"
+        );
+    }
+    let end = w.sim.now() + Duration::from_secs(5);
+    w.sim.run_until(end, |_| false);
+    for peer in [A, 3] {
+        let hit = w.sim.node(peer).hit();
+        let a = w.sim.node(B).association(&hit).expect("B's association");
+        assert_eq!(a.traffic.rx_packets, 1, "peer {peer}'s first packet");
+    }
+}

@@ -63,14 +63,22 @@ pub(crate) struct Permission {
 }
 
 /// A relay server that granted us its service.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct RelayGrant {
     /// Our address as the server saw it (REG_FROM).
     pub reflexive: Option<SocketAddr>,
     /// RELAY_UDP_ESP granted: the server's address is our relayed candidate.
     pub data: bool,
     pub refresh_permissions: Option<Instant>,
+    /// The UPDATE ID and permissions of the last permission UPDATE we sent: while it is
+    /// outstanding, a new permission goes out at once in a new UPDATE that carries these
+    /// too (and replaces it), rather than an RTT later.
+    pub in_flight: Option<(u32, Vec<(Hit, PeerPermission)>)>,
 }
+
+/// Permissions one UPDATE carries at most when it replaces an outstanding one (about
+/// 1,100 bytes: the UPDATE stays below a path's MTU). Past that, new ones wait for the ACK.
+const MAX_CARRIED: usize = 20;
 
 /// Counters of the relay server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -582,9 +590,18 @@ impl Host {
         let Some(s) = self.assocs.get(&server) else {
             return;
         };
-        if s.state != AssocState::Established || s.pending_update.is_some() {
+        if s.state != AssocState::Established {
             return;
         }
+        // An outstanding UPDATE: if it is our last permission UPDATE, a new one replaces it
+        // and carries its permissions as well (the server installs each again, unchanged;
+        // an ACK of the old one is then ignored). The relay must know a new association's
+        // permission before the peer's first ESP arrives, which an RTT's wait loses.
+        let carried = match (s.pending_update.as_ref().map(|p| p.seq), &grant.in_flight) {
+            (None, _) => Vec::new(),
+            (Some(seq), Some((sent, list))) if *sent == seq && !refresh => list.clone(),
+            (Some(_), _) => return,
+        };
         let server_addr = s.remote;
         let wanted: Vec<(Hit, PeerPermission)> = self
             .assocs
@@ -596,8 +613,14 @@ impl Host {
             })
             .take(self.config.relay_quota.permissions)
             .collect();
-        if wanted.is_empty() {
+        if wanted.is_empty() || carried.len() + wanted.len() > MAX_CARRIED && !carried.is_empty() {
             return;
+        }
+        let mut wanted = wanted;
+        for (peer, pp) in carried {
+            if !wanted.iter().any(|(p, _)| *p == peer) {
+                wanted.push((peer, pp));
+            }
         }
         for (peer, pp) in &wanted {
             if let Some(a) = self.assocs.get_mut(peer) {
@@ -618,7 +641,10 @@ impl Host {
         }
         tracing::debug!(server = %server, permissions = wanted.len(), "sending relay permissions");
         let mut params = vec![Param::Seq(seq)];
-        params.extend(wanted.into_iter().map(|(_, pp)| Param::PeerPermission(pp)));
+        params.extend(wanted.iter().map(|(_, pp)| Param::PeerPermission(*pp)));
+        if let Some(g) = self.relay_grants.get_mut(&server) {
+            g.in_flight = Some((seq, wanted));
+        }
         self.send_update(now, server, params, Some(seq));
     }
 

@@ -240,6 +240,7 @@ impl Host {
                     data,
                     // A renewal keeps the permission refresh going.
                     refresh_permissions: old_refresh(&self.relay_grants, &server),
+                    in_flight: None,
                 },
             );
             if !renewal {
