@@ -203,19 +203,25 @@ fn a_member_is_reached_by_its_hit_alone_through_its_record() {
                 && na.overlay.as_ref().unwrap().relay_for(&nb.hit()).is_none()
         })
         .expect("a pair of nodes without an association");
-    let (a_hit, b_hit) = (sim.node(a).hit(), sim.node(b).hit());
-    send_udp(&mut sim, a, b_hit);
-    let end = sim.now() + Duration::from_secs(20);
-    sim.run_until(end, |s| {
-        s.node(b)
-            .host
-            .association(&a_hit)
-            .is_some_and(|x| x.traffic.rx_packets > 0)
-    });
+    let a_hit = sim.node(a).hit();
+    send_and_wait(&mut sim, a, b);
     let on_b = sim.node(b).host.association(&a_hit).expect("A reached B");
     assert_eq!(on_b.state, hip::AssocState::Established);
     assert_eq!(on_b.traffic.rx_packets, 1, "the held packet arrived, once");
     assert_eq!(on_b.remote.ip(), hipbone::sim::nodes::address(a).ip());
+}
+
+/// Node `from` sends one packet to `to` by its HIT; runs until it arrived (20 s at most).
+fn send_and_wait(sim: &mut Sim<Node>, from: usize, to: usize) {
+    let (from_hit, to_hit) = (sim.node(from).hit(), sim.node(to).hit());
+    send_udp(sim, from, to_hit);
+    let end = sim.now() + Duration::from_secs(20);
+    sim.run_until(end, |s| {
+        s.node(to)
+            .host
+            .association(&from_hit)
+            .is_some_and(|x| x.traffic.rx_packets > 0)
+    });
 }
 
 /// The ICMPv6 error in `packet`: (source, destination, type, code, the quoted packet).
@@ -356,4 +362,54 @@ fn every_member_finds_another_s_record_in_the_first_round() {
     });
     let missed: Vec<usize> = (0..n).filter(|&i| !found[i]).collect();
     assert_eq!(missed, Vec::<usize>::new(), "fetches without the record");
+}
+
+/// A member moves to another network: its record names the new address at once, and a
+/// member that had no association with it reaches it there by its HIT alone.
+#[test]
+fn a_member_that_moved_is_reached_at_its_new_address_by_its_hit() {
+    let n = 30;
+    let mut sim = ring(9, n);
+    let settle = sim.now() + Duration::from_secs(90);
+    sim.run_until(settle, |_| false);
+    let mover = 7;
+    let old = hipbone::sim::nodes::address(mover);
+    let new: std::net::SocketAddr = "[2001:db8:6::7]:10500".parse().unwrap();
+    sim.unassign(old);
+    sim.assign(mover, new);
+    let now = sim.now();
+    sim.node_mut(mover).set_local_addresses(now, &[new]);
+    let later = sim.now() + Duration::from_secs(30);
+    sim.run_until(later, |_| false);
+    let hit = sim.node(mover).hit();
+    let from = (0..n)
+        .find(|&i| {
+            i != mover
+                && sim.node(i).host.association(&hit).is_none()
+                && sim
+                    .node(i)
+                    .overlay
+                    .as_ref()
+                    .unwrap()
+                    .relay_for(&hit)
+                    .is_none()
+        })
+        .expect("a member with no association with the mover");
+    let from_hit = sim.node(from).hit();
+    send_and_wait(&mut sim, from, mover);
+    let at_sender = sim
+        .node(from)
+        .host
+        .association(&hit)
+        .expect("an association");
+    assert_eq!(at_sender.remote, new, "reached at the new address");
+    let at_mover = sim
+        .node(mover)
+        .host
+        .association(&from_hit)
+        .expect("the mover's side");
+    assert_eq!(
+        at_mover.traffic.rx_packets, 1,
+        "the held packet arrived, once"
+    );
 }

@@ -74,6 +74,11 @@ pub struct NodesArgs {
     /// member it has no association with yet, by HIT alone; prints how many arrived.
     #[arg(long, default_value_t = 0)]
     pub reach: usize,
+    /// With `--reach`: afterwards this many percent of the members with a public address
+    /// (the bootstrap aside) move to a new address, and the rounds run again, every node
+    /// sending to a moved member it has no association with.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub moved: u8,
 }
 
 /// The simulated address of node `i`.
@@ -331,7 +336,12 @@ pub fn run(args: &NodesArgs) -> anyhow::Result<()> {
         super::overlay::peak_rss_kib() as f64 / n as f64
     );
     if args.reach > 0 {
-        reach(&mut sim, args, &natted);
+        reach(&mut sim, args, &natted, None);
+        if args.moved > 0 {
+            let moved = move_members(&mut sim, args, &natted);
+            println!("{} members moved to a new address", moved.len());
+            reach(&mut sim, args, &natted, Some(&moved));
+        }
     }
     if outside > 0 {
         anyhow::bail!("{outside} overlay links outside an established association");
@@ -345,14 +355,19 @@ pub fn run(args: &NodesArgs) -> anyhow::Result<()> {
 /// `--reach`: 90 s after the ring settled, rounds in which every node sends one packet, by
 /// HIT alone, to a member it has no association with (chosen at random), and the packets
 /// that arrived within the round.
-fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
+fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<&[usize]>) {
     const ROUND: Duration = Duration::from_secs(10);
     let n = args.nodes;
     // Records are published as nodes join and copied as the ring settles; the first
     // refresh of each comes a minute after its join.
     let end = sim.now() + Duration::from_secs(90);
     sim.run_until(end, |_| false);
-    let mut rng = ChaCha20Rng::seed_from_u64(args.seed ^ 0x5eed);
+    let mut rng = ChaCha20Rng::seed_from_u64(args.seed ^ 0x5eed ^ u64::from(moved.is_some()));
+    let pick = |rng: &mut ChaCha20Rng| match moved {
+        Some(m) => m[(rng.next_u64() % m.len() as u64) as usize],
+        None => (rng.next_u64() % n as u64) as usize,
+    };
+    let to_what = if moved.is_some() { " (moved)" } else { "" };
     let behind = |i: usize| natted.contains(&i);
     // Attempted and arrived, by (sender behind a NAT, target behind a NAT).
     let mut tally = [[(0usize, 0usize); 2]; 2];
@@ -361,7 +376,7 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
         let mut pairs = Vec::new();
         for from in 0..n {
             for _ in 0..8 {
-                let to = (rng.next_u64() % n as u64) as usize;
+                let to = pick(&mut rng);
                 let target = sim.node(to).hit();
                 if to != from && sim.node(from).host.association(&target).is_none() {
                     pairs.push((from, to));
@@ -391,7 +406,7 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
         for (t, (tried, got)) in row.iter().enumerate() {
             if *tried > 0 {
                 println!(
-                    "reach by HIT, {} to {}: {got} of {tried} arrived within {} s ({} failed)",
+                    "reach by HIT, {} to {}{to_what}: {got} of {tried} arrived within {} s ({} failed)",
                     name(s == 1),
                     name(t == 1),
                     ROUND.as_secs(),
@@ -403,13 +418,46 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) {
         }
     }
     println!(
-        "reach by HIT: {ok} of {all} packets arrived ({:.2} %), {} failed",
+        "reach by HIT{to_what}: {ok} of {all} packets arrived ({:.2} %), {} failed",
         100.0 * ok as f64 / all.max(1) as f64,
         all - ok
     );
     for (reason, count) in why {
         println!("  failed: {count} {reason}");
     }
+}
+
+/// `--moved`: that share of the public members (the bootstrap aside), chosen at random,
+/// lose their address and get a new one, as netlink would tell their nodes. Returns who
+/// moved.
+fn move_members(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) -> Vec<usize> {
+    let mut rng = ChaCha20Rng::seed_from_u64(args.seed ^ 0x30fe);
+    let mut public: Vec<usize> = (1..args.nodes).filter(|i| !natted.contains(i)).collect();
+    let count = public.len() * usize::from(args.moved) / 100;
+    let mut moved = Vec::new();
+    while moved.len() < count && !public.is_empty() {
+        let i = public.swap_remove((rng.next_u64() % public.len() as u64) as usize);
+        let Some(&old) = sim.node(i).host.local_addresses().first() else {
+            continue;
+        };
+        // A new network: another prefix of the same family, the same port.
+        let new = match old.ip() {
+            std::net::IpAddr::V4(_) => {
+                let ip = Ipv4Addr::new(198, 18, 128 + (i >> 8) as u8, i as u8);
+                SocketAddr::new(ip.into(), old.port())
+            }
+            std::net::IpAddr::V6(_) => {
+                let ip = Ipv6Addr::new(0x2001, 0xdb8, 0x6, 0, 0, 0, (i >> 16) as u16, i as u16 + 1);
+                SocketAddr::new(ip.into(), old.port())
+            }
+        };
+        sim.unassign(old);
+        sim.assign(i, new);
+        let now = sim.now();
+        sim.node_mut(i).set_local_addresses(now, &[new]);
+        moved.push(i);
+    }
+    moved
 }
 
 /// Where the packet from `from` to `to` stopped, as far as the two ends show it.
