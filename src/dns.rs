@@ -87,15 +87,6 @@ pub struct Stub {
     rng: ChaCha20Rng,
     resolving: HashMap<u64, Waiting>,
     forwarded: HashMap<u16, Forwarded>,
-    pub stats: Stats,
-}
-
-/// Counters for `hipbone status`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
-    pub answered: u64,
-    pub forwarded: u64,
-    pub dropped: u64,
 }
 
 impl Stub {
@@ -110,7 +101,6 @@ impl Stub {
             rng: ChaCha20Rng::from_seed(seed),
             resolving: HashMap::new(),
             forwarded: HashMap::new(),
-            stats: Stats::default(),
         })
     }
 
@@ -118,11 +108,9 @@ impl Stub {
     pub fn query(&mut self, now: Instant, client: Client, bytes: &[u8], request: u64) -> Step {
         self.expire(now);
         let Ok(query) = Message::from_vec(bytes) else {
-            self.stats.dropped += 1;
             return Step::Drop;
         };
         if query.metadata.message_type != MessageType::Query {
-            self.stats.dropped += 1;
             return Step::Drop;
         }
         if query.metadata.op_code != OpCode::Query {
@@ -197,7 +185,6 @@ impl Stub {
             || answer.metadata.message_type != MessageType::Response
             || answer.queries != f.query.queries
         {
-            self.stats.dropped += 1;
             return None;
         }
         let f = self.forwarded.remove(&id)?;
@@ -230,7 +217,6 @@ impl Stub {
         let client_id = query.metadata.id;
         query.metadata.id = id;
         let Ok(bytes) = query.to_vec() else {
-            self.stats.dropped += 1;
             return Step::Drop;
         };
         self.forwarded.insert(
@@ -243,7 +229,6 @@ impl Stub {
                 since: now,
             },
         );
-        self.stats.forwarded += 1;
         Step::Forward {
             to: upstream,
             bytes,
@@ -263,14 +248,8 @@ impl Stub {
         m.queries = query.queries.clone();
         m.answers = answers;
         match m.to_vec() {
-            Ok(bytes) => {
-                self.stats.answered += 1;
-                Step::Reply(bytes)
-            }
-            Err(_) => {
-                self.stats.dropped += 1;
-                Step::Drop
-            }
+            Ok(bytes) => Step::Reply(bytes),
+            Err(_) => Step::Drop,
         }
     }
 }

@@ -149,15 +149,11 @@ impl DnsFront {
         resolve
     }
 
-    /// The node's answer for `request`, if the stub asked it.
-    pub fn resolved(&mut self, request: RequestId, outcome: Outcome) -> bool {
-        if !self.stub.owns(request) {
-            return false;
-        }
+    /// The node's answer for `request` (nothing if the stub did not ask it).
+    pub fn resolved(&mut self, request: RequestId, outcome: Outcome) {
         if let Some((client, answer)) = self.stub.resolved(request, outcome) {
             self.reply(client, &answer);
         }
-        true
     }
 
     fn reply(&self, client: Client, answer: &[u8]) {

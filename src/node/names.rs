@@ -88,7 +88,7 @@ impl Names {
     }
 
     /// The name we hold, if any.
-    pub fn ours(&self) -> Option<String> {
+    fn ours(&self) -> Option<String> {
         self.claim
             .as_ref()
             .map(|g| String::from_utf8_lossy(&g.name).into_owned())

@@ -712,11 +712,6 @@ impl OverlayLinks {
         self.collect_names();
     }
 
-    /// The name we hold, if any.
-    pub fn our_name(&self) -> Option<String> {
-        self.names.ours()
-    }
-
     fn collect_names(&mut self) {
         while let Some(r) = self.names.poll() {
             self.answers.push_back(match r.result {
