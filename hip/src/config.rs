@@ -90,6 +90,9 @@ pub struct Config {
     pub relay_server: bool,
     /// What a relay server allows each client.
     pub relay_quota: RelayQuota,
+    /// Private ranges a relay server forwards to on its clients' behalf (by default none:
+    /// only public addresses, so that a client cannot reach the relay's own site).
+    pub relay_private: Vec<crate::Prefix>,
     /// Behind a NAT (a relay server sees us at another address), send a keepalive on every
     /// association that has sent nothing for this long (RFC 9028 §4.10: 15 s). Zero: never.
     pub nat_keepalive: Duration,
@@ -148,6 +151,7 @@ impl Default for Config {
             probe_tries: 3,
             relay_server: false,
             relay_quota: RelayQuota::default(),
+            relay_private: Vec::new(),
             nat_keepalive: Duration::from_secs(15),
             check_pacing: Duration::from_millis(50),
             nat_modes: vec![nat_mode::ICE_HIP_UDP, nat_mode::UDP_ENCAPSULATION],

@@ -12,6 +12,7 @@
 //! - [`Host`]: the endpoint that owns the identity and every association.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod crypto;
 pub mod esp;
 pub mod identity;
@@ -26,6 +27,7 @@ mod error;
 mod host;
 mod ratelimit;
 
+pub use addr::{private_address, Prefix};
 pub use config::{Config, RelayQuota};
 pub use error::Error;
 pub use host::{

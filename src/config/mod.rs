@@ -234,6 +234,7 @@ impl Config {
                 rate: self.nat.max_rate,
                 bytes: self.nat.max_bytes,
             },
+            relay_private: self.nat.relay_private.clone(),
             nat_keepalive: Duration::from_secs(self.nat.keepalive_seconds),
             recheck_interval: Duration::from_secs(self.nat.recheck_seconds),
             ..defaults

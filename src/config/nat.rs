@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::report::{broken, in_range, Broken, KeyPath};
+use super::values::de_prefixes;
 use super::Peer;
 
 /// `[nat]`: NAT traversal (RFC 9028).
@@ -28,6 +29,11 @@ pub struct Nat {
     pub max_rate: u64,
     /// As a relay server: bytes relayed for one client per hour.
     pub max_bytes: u64,
+    /// As a relay server: private ranges (RFC 1918, 100.64/10, fc00::/7, link-local) we
+    /// forward to for our clients, e.g. "10.1.0.0/16". By default none: a client reaches
+    /// only public addresses through us, never our own site.
+    #[serde(deserialize_with = "de_prefixes")]
+    pub relay_private: Vec<hip::Prefix>,
 }
 
 impl Default for Nat {
@@ -41,6 +47,7 @@ impl Default for Nat {
             max_permissions: quota.permissions,
             max_rate: quota.rate,
             max_bytes: quota.bytes,
+            relay_private: Vec::new(),
         }
     }
 }
@@ -125,6 +132,22 @@ mod tests {
         let e = parse(&both).unwrap_err();
         assert_eq!(e.key(), Some("peer[0].relay"));
         assert!(e.to_string().contains("both relay and rendezvous"), "{e}");
+        let c = parse("[nat]\nrelay = true\nrelay_private = [\"10.1.0.0/16\", \"fd00::/8\"]\n");
+        let h = c.unwrap().to_hip_config();
+        let ranges: Vec<String> = h.relay_private.iter().map(ToString::to_string).collect();
+        assert_eq!(ranges, ["10.1.0.0/16", "fd00::/8"]);
+        assert!(parse("[nat]\n")
+            .unwrap()
+            .to_hip_config()
+            .relay_private
+            .is_empty());
+        let e = parse("[nat]\nrelay_private = [\"10.1.0.0\"]\n").unwrap_err();
+        assert_eq!(e.key(), Some("nat.relay_private[0]"));
+        assert!(
+            e.to_string()
+                .contains("\"10.1.0.0\" is not an address range"),
+            "{e}"
+        );
         let e = parse("[nat]\nrelay = \"yes\"\n").unwrap_err();
         assert!(e.to_string().contains("relay"), "{e}");
     }

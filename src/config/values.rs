@@ -158,6 +158,22 @@ pub(super) fn de_socket_addrs<'de, D: Deserializer<'de>>(
     Vec::<Addr>::deserialize(d).map(|a| a.into_iter().map(|a| a.0).collect())
 }
 
+/// Address ranges (`[nat] relay_private`), e.g. "10.1.0.0/16".
+pub(super) fn de_prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<hip::Prefix>, D::Error> {
+    struct Range(hip::Prefix);
+
+    impl<'de> Deserialize<'de> for Range {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            from_text(d, |text| {
+                text.parse()
+                    .map(Range)
+                    .map_err(|e| format!("{text:?} is not an address range: {e}"))
+            })
+        }
+    }
+    Vec::<Range>::deserialize(d).map(|r| r.into_iter().map(|r| r.0).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

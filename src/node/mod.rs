@@ -836,18 +836,7 @@ impl Node {
 /// link-local, unique local): then some NAT stands between us and the rest, and others
 /// can reach us only through a relay.
 fn behind_nat(addrs: &[SocketAddr]) -> bool {
-    use std::net::IpAddr;
-    let private = |a: &SocketAddr| match a.ip() {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private() || v4.is_link_local() || (o[0] == 100 && o[1] & 0xc0 == 64)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
-        }
-    };
-    !addrs.is_empty() && addrs.iter().all(private)
+    !addrs.is_empty() && addrs.iter().all(|a| hip::private_address(a.ip()))
 }
 
 #[cfg(test)]

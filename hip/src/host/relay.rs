@@ -291,7 +291,7 @@ impl Host {
 
     /// Whether we relay to `to` at all (see [`relayable`]).
     fn relayable(&self, to: SocketAddr) -> bool {
-        relayable(to, &self.local_addresses)
+        relayable(to, &self.local_addresses, &self.config.relay_private)
     }
 
     fn charge_client(&mut self, now: Instant, client: Hit, len: usize) -> Result<(), Error> {
@@ -397,7 +397,7 @@ impl Host {
                 spis.remove(&old.ospi);
             }
             let clash = |spi: u32| spis.get(&spi).is_some_and(|(hit, _)| *hit != client);
-            let relayable = relayable(peer, &self.local_addresses);
+            let relayable = relayable(peer, &self.local_addresses, &self.config.relay_private);
             if !relayable
                 || c.permissions.len() >= quota.permissions
                 || clash(pp.ispi)
@@ -656,8 +656,10 @@ impl Host {
 
 /// A relay sends on behalf of its clients only to addresses that can be a peer: never to
 /// loopback, unspecified, multicast or broadcast addresses, nor to itself — otherwise any
-/// client could use it as a proxy into the relay's own host or a broadcast domain.
-fn relayable(to: SocketAddr, ours: &[SocketAddr]) -> bool {
+/// client could use it as a proxy into the relay's own host or a broadcast domain — and to
+/// a private address ([`crate::private_address`]) only within `private`, the ranges its
+/// operator opened: otherwise a client could reach hosts on the relay's own site.
+fn relayable(to: SocketAddr, ours: &[SocketAddr], private: &[crate::Prefix]) -> bool {
     let ip = crate::wire::unmapped(crate::wire::mapped(to.ip()));
     let special = match ip {
         // Loopback, unspecified (0/8), multicast, reserved (240/4), broadcast, link-local.
@@ -676,7 +678,8 @@ fn relayable(to: SocketAddr, ours: &[SocketAddr]) -> bool {
                 || v6.segments()[0] & 0xffc0 == 0xfe80
         }
     };
-    to.port() != 0 && !special && !ours.iter().any(|a| a.ip() == ip)
+    let allowed = !crate::private_address(ip) || private.iter().any(|p| p.contains(ip));
+    to.port() != 0 && !special && allowed && !ours.iter().any(|a| a.ip() == ip)
 }
 
 #[cfg(test)]
@@ -723,7 +726,7 @@ mod tests {
     #[test]
     fn relays_only_to_possible_peers() {
         let ours: Vec<SocketAddr> = vec!["203.0.113.1:10500".parse().unwrap()];
-        let ok = |s: &str| relayable(s.parse().unwrap(), &ours);
+        let ok = |s: &str| relayable(s.parse().unwrap(), &ours, &[]);
         assert!(ok("198.51.100.7:40000"));
         assert!(ok("[2001:db8::7]:40000"));
         assert!(!ok("127.0.0.1:22"));
@@ -738,6 +741,33 @@ mod tests {
         assert!(!ok("0.1.2.3:10500"));
         assert!(!ok("203.0.113.1:53"), "the relay itself");
         assert!(!ok("198.51.100.7:0"));
+        for private in ["10.1.2.3:10500", "172.16.0.1:10500", "192.168.1.1:10500"] {
+            assert!(!ok(private), "{private}");
+        }
+        assert!(!ok("100.64.0.1:10500"), "shared address space");
+        assert!(!ok("[fd00::1]:10500"), "unique local");
+        assert!(!ok("[::ffff:10.1.2.3]:10500"));
+    }
+
+    #[test]
+    fn relays_to_private_ranges_only_where_opened() {
+        let opened: Vec<crate::Prefix> = vec![
+            "10.1.0.0/16".parse().unwrap(),
+            "fd00:1::/32".parse().unwrap(),
+        ];
+        let ok = |s: &str| relayable(s.parse().unwrap(), &[], &opened);
+        assert!(ok("10.1.2.3:10500"));
+        assert!(ok("[::ffff:10.1.2.3]:10500"));
+        assert!(ok("[fd00:1:2::3]:10500"));
+        assert!(!ok("10.2.0.1:10500"));
+        assert!(!ok("192.168.1.1:10500"));
+        assert!(!ok("[fd00:2::3]:10500"));
+        assert!(ok("198.51.100.7:40000"), "public addresses stay relayable");
+        let everything: Vec<crate::Prefix> = vec!["0.0.0.0/0".parse().unwrap()];
+        assert!(
+            !relayable("127.0.0.1:22".parse().unwrap(), &[], &everything),
+            "loopback never"
+        );
     }
 
     #[test]
