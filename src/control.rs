@@ -178,6 +178,15 @@ pub enum Request {
     OverlayFetch(hip::Hit),
     /// The HIT (and LSI) an ID-LOC name stands for.
     Resolve(String),
+    /// Hold `label.<overlay>` with its grant (base64, as `hipbone name grant` prints it).
+    NameClaim {
+        label: String,
+        grant: String,
+    },
+    /// Give up the name this node holds.
+    NameRelease,
+    /// The name this node holds and the names it resolved lately.
+    NameList,
 }
 
 impl Request {
@@ -187,6 +196,8 @@ impl Request {
             "status" => return Some(Request::Status),
             "down" => return Some(Request::Down),
             "overlay status" => return Some(Request::OverlayStatus),
+            "name release" => return Some(Request::NameRelease),
+            "name list" => return Some(Request::NameList),
             _ => {}
         }
         if let Some(value) = line.strip_prefix("overlay store ") {
@@ -196,6 +207,14 @@ impl Request {
             let name = name.trim();
             return (!name.is_empty() && !name.contains(char::is_whitespace))
                 .then(|| Request::Resolve(name.to_string()));
+        }
+        if let Some(args) = line.strip_prefix("name claim ") {
+            let mut words = args.split_whitespace();
+            let (label, grant) = (words.next()?, words.next()?);
+            return words.next().is_none().then(|| Request::NameClaim {
+                label: label.to_string(),
+                grant: grant.to_string(),
+            });
         }
         let hit = line.strip_prefix("overlay fetch ")?.trim();
         hit.parse().ok().map(Request::OverlayFetch)
@@ -209,6 +228,9 @@ impl Request {
             Request::OverlayStore(value) => format!("overlay store {value}"),
             Request::OverlayFetch(hit) => format!("overlay fetch {hit}"),
             Request::Resolve(name) => format!("resolve {name}"),
+            Request::NameClaim { label, grant } => format!("name claim {label} {grant}"),
+            Request::NameRelease => "name release".to_string(),
+            Request::NameList => "name list".to_string(),
         }
     }
 }
@@ -235,9 +257,11 @@ pub fn call(path: &Path, request: Request) -> anyhow::Result<String> {
         )
     })?;
     let wait = match request {
-        Request::OverlayStore(_) | Request::OverlayFetch(_) | Request::Resolve(_) => {
-            Duration::from_secs(25)
-        }
+        Request::OverlayStore(_)
+        | Request::OverlayFetch(_)
+        | Request::Resolve(_)
+        | Request::NameClaim { .. }
+        | Request::NameRelease => Duration::from_secs(25),
         _ => Duration::from_secs(5),
     };
     s.set_read_timeout(Some(wait))?;
@@ -418,6 +442,19 @@ mod tests {
         assert_eq!(Request::parse("status\n"), Some(Request::Status));
         assert_eq!(Request::parse(" down "), Some(Request::Down));
         assert_eq!(Request::parse("rm -rf /"), None);
+    }
+
+    #[test]
+    fn name_requests_read_back_as_written() {
+        let claim = Request::NameClaim {
+            label: "alice".into(),
+            grant: "AAAA+/==".into(),
+        };
+        for r in [claim, Request::NameRelease, Request::NameList] {
+            assert_eq!(Request::parse(&format!("{}\n", r.line())), Some(r));
+        }
+        assert_eq!(Request::parse("name claim alice"), None);
+        assert_eq!(Request::parse("name claim alice g extra"), None);
     }
 
     #[test]

@@ -94,7 +94,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// ID-LOC names: grant them (as a signer of the overlay).
+    /// ID-LOC names: grant them (as a signer of the overlay), claim, release and list the
+    /// running node's.
     #[command(subcommand)]
     Name(NameCommand),
     /// Run the deterministic simulator.
@@ -118,6 +119,29 @@ enum NameCommand {
         /// Days the grant holds.
         #[arg(long, default_value_t = 365)]
         days: u32,
+    },
+    /// The running node holds LABEL.<overlay> from now on (until it stops: to keep it, put
+    /// `label` and `grant` in `[overlay]`); returns once its claim is stored.
+    Claim {
+        label: String,
+        /// The grant of the name to this node, as `hipbone name grant` printed it.
+        #[arg(long, value_name = "BASE64")]
+        grant: String,
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// The running node gives up its name: its claim is deleted from the overlay.
+    Release {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// The name the running node holds, and the names it resolved lately.
+    List {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the raw JSON document instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -251,14 +275,9 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
         }
         Command::Resolve { name, config, json } => {
             let path = load_config(config.as_deref())?.interface.control_path();
-            let answer = control::call(&path, control::Request::Resolve(name))?;
-            let v: serde_json::Value = serde_json::from_str(&answer)
-                .context("the daemon's answer is not what this hipbone expects")?;
-            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-                anyhow::bail!("{e}");
-            }
+            let v = ask(&path, control::Request::Resolve(name))?;
             if json {
-                return print_line(answer.trim_end());
+                return print_line(&v.to_string());
             }
             let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_owned();
             print_line(&format!(
@@ -283,10 +302,65 @@ fn run_tool(command: Command) -> anyhow::Result<()> {
                 &signer, &label, &overlay, hit, days, now,
             )?)
         }
+        Command::Name(NameCommand::Claim {
+            label,
+            grant,
+            config,
+        }) => {
+            hipbone::names::parse_grant(&grant).map_err(|e| anyhow::anyhow!("--grant: {e}"))?;
+            let path = load_config(config.as_deref())?.interface.control_path();
+            let v = ask(&path, control::Request::NameClaim { label, grant })?;
+            print_line(&format!(
+                "{} is held by this node (until it stops: put label and grant in [overlay] \
+                 to keep it)",
+                v["name"].as_str().unwrap_or("-")
+            ))
+        }
+        Command::Name(NameCommand::Release { config }) => {
+            let path = load_config(config.as_deref())?.interface.control_path();
+            let v = ask(&path, control::Request::NameRelease)?;
+            print_line(&format!("released {}", v["name"].as_str().unwrap_or("-")))
+        }
+        Command::Name(NameCommand::List { config, json }) => {
+            let path = load_config(config.as_deref())?.interface.control_path();
+            let v = ask(&path, control::Request::NameList)?;
+            if json {
+                return print_line(&v.to_string());
+            }
+            let held = match v["name"].as_str() {
+                Some(name) => format!(
+                    "holds {name} ({}, grant ends at Unix time {})",
+                    v["state"].as_str().unwrap_or("-"),
+                    v["expires"]
+                ),
+                None => "holds no name".to_string(),
+            };
+            let mut out = held;
+            for r in v["resolved"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "\n{} hit {} (cached {} s more)",
+                    r["name"].as_str().unwrap_or("-"),
+                    r["hit"].as_str().unwrap_or("-"),
+                    r["cached_for"]
+                ));
+            }
+            print_line(&out)
+        }
         Command::Sim(SimCommand::Bex(args)) => hipbone::sim::bex::run(&args),
         Command::Sim(SimCommand::Overlay(args)) => hipbone::sim::overlay::run(&args),
         Command::Sim(SimCommand::Nodes(args)) => hipbone::sim::nodes::run(&args),
     }
+}
+
+/// Sends `request` to the running node; its answer, or its error as ours.
+fn ask(path: &std::path::Path, request: control::Request) -> anyhow::Result<serde_json::Value> {
+    let answer = control::call(path, request)?;
+    let v: serde_json::Value = serde_json::from_str(&answer)
+        .context("the daemon's answer is not what this hipbone expects")?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("{e}");
+    }
+    Ok(v)
 }
 
 /// The configuration named with -c, or the default file if it exists, or the defaults.

@@ -2,7 +2,9 @@
 //! found by it from any other member; the storing peers refuse claims without a valid
 //! grant (another member's grant, a grant its claimant signed itself), so they take
 //! neither the name nor a slot of it, while the same member's granted claim is stored;
-//! unknown names and names of other overlays are refused with their reason. (That a
+//! unknown names and names of other overlays are refused with their reason. A name claimed
+//! at run time (`hipbone name claim`) is found, and after `name release` it is nobody's.
+//! (That a
 //! resolver also refuses such claims, should a storing peer keep them, is the unit test
 //! of `overlay::names`.)
 
@@ -91,6 +93,33 @@ fn generation(sim: &Sim<Node>, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A ring of `ids` (the first is the bootstrap), every member knowing `signer` but a
+/// forger, who names a signer of its own; one may hold a name from its configuration.
+fn ring(
+    rng: &mut ChaCha20Rng,
+    signer: &HostIdentity,
+    ids: &[HostIdentity],
+    claim: Option<(usize, &str, &str)>,
+    forger: Option<(usize, &HostIdentity)>,
+) -> Sim<Node> {
+    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
+    for (i, id) in ids.iter().enumerate() {
+        let held = claim
+            .filter(|(at, ..)| *at == i)
+            .map(|(_, label, grant)| (label, grant));
+        let signer = forger.filter(|(at, _)| *at == i).map_or(signer, |(_, s)| s);
+        let c = config(ids[0].hit(), signer, held);
+        let me = HostIdentity::from_secret(*id.secret_bytes());
+        add_node(&mut sim, i, me, &c);
+        let at = sim.now() + Duration::from_millis(100);
+        sim.run_until(at, |_| false);
+    }
+    let end = sim.now() + Duration::from_secs(120);
+    sim.run_until(end, |sim| joined(sim) == ids.len());
+    assert_eq!(joined(&sim), ids.len());
+    sim
+}
+
 #[test]
 fn a_granted_name_is_found_from_any_member_and_forged_claims_take_nothing() {
     let n = 24;
@@ -98,22 +127,16 @@ fn a_granted_name_is_found_from_any_member_and_forged_claims_take_nothing() {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let signer = identity(&mut rng);
     let ids: Vec<HostIdentity> = (0..n).map(|_| identity(&mut rng)).collect();
-    let bootstrap = ids[0].hit();
     let name = format!("alice.{OVERLAY}");
     let grant =
         hipbone::names::grant(&signer, "alice", OVERLAY, ids[alice_at].hit(), 30, 0).unwrap();
-    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
-    for (i, id) in ids.iter().enumerate() {
-        let claim = (i == alice_at).then_some(("alice", grant.as_str()));
-        let c = config(bootstrap, &signer, claim);
-        let me = HostIdentity::from_secret(*id.secret_bytes());
-        add_node(&mut sim, i, me, &c);
-        let at = sim.now() + Duration::from_millis(100);
-        sim.run_until(at, |_| false);
-    }
-    let end = sim.now() + Duration::from_secs(120);
-    sim.run_until(end, |sim| joined(sim) == n);
-    assert_eq!(joined(&sim), n);
+    let mut sim = ring(
+        &mut rng,
+        &signer,
+        &ids,
+        Some((alice_at, "alice", &grant)),
+        None,
+    );
     // Past the second store of alice's claim (a minute after the first), so that only
     // the claims below change what the storing peers hold.
     let settle = sim.now() + Duration::from_secs(90);
@@ -163,5 +186,116 @@ fn a_granted_name_is_found_from_any_member_and_forged_claims_take_nothing() {
     assert_eq!(
         resolve(&mut sim, 20, &format!("{hex}.{OVERLAY}")),
         Ok(alice)
+    );
+}
+
+/// `hipbone name claim LABEL --grant G` on node `i`: its answer.
+fn claim_at_run_time(sim: &mut Sim<Node>, i: usize, label: &str, grant: &str) -> Answer {
+    let grant = hipbone::names::parse_grant(grant).unwrap();
+    let now = sim.now();
+    assert!(sim.node_mut(i).claim_name(now, label, grant, 7));
+    answer(sim, i).expect("the claim is answered")
+}
+
+#[test]
+fn a_name_claimed_at_run_time_is_found_and_after_its_release_is_nobodys() {
+    let n = 12;
+    let (carol_at, other_at, forger_at) = (4, 6, 7);
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let signer = identity(&mut rng);
+    let stranger = identity(&mut rng);
+    let ids: Vec<HostIdentity> = (0..n).map(|_| identity(&mut rng)).collect();
+    let mut sim = ring(&mut rng, &signer, &ids, None, Some((forger_at, &stranger)));
+    let carol = ids[carol_at].hit();
+    let name = format!("carol.{OVERLAY}");
+
+    // Grants that do not hold are refused at once, and nothing is stored.
+    let theirs = hipbone::names::grant(&signer, "carol", OVERLAY, ids[other_at].hit(), 30, 0);
+    let refused = claim_at_run_time(&mut sim, carol_at, "carol", &theirs.unwrap());
+    assert!(
+        matches!(&refused, Answer::Failed { error, .. } if error.contains("another name or HIT")),
+        "{refused:?}"
+    );
+    let forged = hipbone::names::grant(&stranger, "carol", OVERLAY, carol, 30, 0).unwrap();
+    let refused = claim_at_run_time(&mut sim, carol_at, "carol", &forged);
+    assert!(
+        matches!(&refused, Answer::Failed { error, .. } if error.contains("not a signer")),
+        "{refused:?}"
+    );
+    let grant = hipbone::names::grant(&signer, "carol", OVERLAY, carol, 30, 0).unwrap();
+    let refused = claim_at_run_time(&mut sim, carol_at, "dave", &grant);
+    assert!(matches!(refused, Answer::Failed { .. }), "{refused:?}");
+    assert!(resolve(&mut sim, 11, &name).is_err());
+
+    // A forger whose node knows a signer of its own: its node takes the grant, the storing
+    // peers do not, and the node then holds no name.
+    let own = hipbone::names::grant(&stranger, "carol", OVERLAY, ids[forger_at].hit(), 30, 0);
+    let refused = claim_at_run_time(&mut sim, forger_at, "carol", &own.unwrap());
+    assert!(
+        matches!(&refused, Answer::Failed { error, .. } if error.contains("no valid grant")),
+        "{refused:?}"
+    );
+    let list = sim
+        .node(forger_at)
+        .overlay
+        .as_ref()
+        .unwrap()
+        .names(sim.now());
+    assert_eq!(list.name, None);
+
+    // The signer's grant: answered once the claim is stored, then found from elsewhere.
+    let held = claim_at_run_time(&mut sim, carol_at, "carol", &grant);
+    assert_eq!(
+        held,
+        Answer::Named {
+            request: 7,
+            name: name.clone(),
+            held: true
+        }
+    );
+    let list = sim
+        .node(carol_at)
+        .overlay
+        .as_ref()
+        .unwrap()
+        .names(sim.now());
+    assert_eq!(list.name.as_deref(), Some(name.as_str()));
+    assert_eq!(list.state, Some("stored"));
+    assert_eq!(resolve(&mut sim, 9, &name), Ok(carol));
+    let list = sim.node(9).overlay.as_ref().unwrap().names(sim.now());
+    assert_eq!(list.resolved.len(), 1);
+    assert_eq!(list.resolved[0].hit, carol.to_string());
+
+    // Released: deleted where it was stored; a resolver with nothing cached finds nobody.
+    let now = sim.now();
+    assert!(sim.node_mut(carol_at).release_name(now, 8));
+    let released = answer(&mut sim, carol_at);
+    assert_eq!(
+        released,
+        Some(Answer::Named {
+            request: 8,
+            name: name.clone(),
+            held: false
+        })
+    );
+    let e = resolve(&mut sim, 10, &name).unwrap_err();
+    assert!(e.contains("nobody holds this name"), "{e}");
+    // It is not stored again later, and what resolvers cached runs out within five
+    // minutes; there is nothing left to release.
+    let later = sim.now() + Duration::from_secs(310);
+    sim.run_until(later, |_| false);
+    for from in [9, 11] {
+        let e = resolve(&mut sim, from, &name).unwrap_err();
+        assert!(
+            e.contains("nobody holds this name"),
+            "from node {from}: {e}"
+        );
+    }
+    let now = sim.now();
+    assert!(sim.node_mut(carol_at).release_name(now, 9));
+    let again = answer(&mut sim, carol_at);
+    assert!(
+        matches!(&again, Some(Answer::Failed { error, .. }) if error.contains("holds no name")),
+        "{again:?}"
     );
 }

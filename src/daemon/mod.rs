@@ -548,6 +548,11 @@ impl Daemon {
                     }
                     (request, json)
                 }
+                Answer::Named {
+                    request,
+                    name,
+                    held,
+                } => (request, serde_json::json!({ "name": name, "held": held })),
                 Answer::Failed { request, error } | Answer::NoSuchName { request, error } => {
                     (request, serde_json::json!({ "error": error }))
                 }
@@ -606,6 +611,31 @@ impl Daemon {
                     self.ask(std, request, |n| n.resolve(now, &name, request));
                     continue;
                 }
+                Ok(Some(Request::NameClaim { label, grant })) => {
+                    let grant = match crate::names::parse_grant(&grant) {
+                        Ok(g) => g,
+                        Err(e) => {
+                            reply(std, &serde_json::json!({ "error": e }).to_string());
+                            continue;
+                        }
+                    };
+                    let request = self.next_request();
+                    let now = Instant::now();
+                    self.ask(std, request, |n| n.claim_name(now, &label, grant, request));
+                    continue;
+                }
+                Ok(Some(Request::NameRelease)) => {
+                    let request = self.next_request();
+                    let now = Instant::now();
+                    self.ask(std, request, |n| n.release_name(now, request));
+                    continue;
+                }
+                Ok(Some(Request::NameList)) => match &self.node.overlay {
+                    Some(o) => {
+                        serde_json::to_string_pretty(&o.names(Instant::now())).unwrap_or_default()
+                    }
+                    None => NO_OVERLAY.to_string(),
+                },
                 Ok(Some(Request::OverlayFetch(owner))) => {
                     let request = self.next_request();
                     let now = Instant::now();

@@ -22,6 +22,7 @@ pub mod overlay;
 
 use crate::config::Config;
 use crate::offload::{self, TcpSegments};
+use ::overlay::wire::NameGrant;
 use edge::Edge;
 use hip::esp::PROTO_TCP as TCP;
 use hip::esp::{
@@ -618,6 +619,31 @@ impl Node {
             return false;
         };
         o.resolve(now, name, request);
+        true
+    }
+
+    /// `hipbone name claim LABEL --grant G`, answered as `request`; false without an
+    /// overlay.
+    pub fn claim_name(
+        &mut self,
+        now: Instant,
+        label: &str,
+        grant: NameGrant,
+        request: RequestId,
+    ) -> bool {
+        let Some(o) = self.overlay.as_mut() else {
+            return false;
+        };
+        o.claim_name(now, label, grant, request);
+        true
+    }
+
+    /// `hipbone name release`, answered as `request`; false without an overlay.
+    pub fn release_name(&mut self, now: Instant, request: RequestId) -> bool {
+        let Some(o) = self.overlay.as_mut() else {
+            return false;
+        };
+        o.release_name(now, &self.identity, request);
         true
     }
 

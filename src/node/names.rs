@@ -6,6 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use hip::{Hit, HostIdentity};
 use overlay::names::{self, NameError};
 use overlay::node::{Failure, Node, RequestHandle};
@@ -46,6 +48,34 @@ pub struct Resolution {
     pub result: Result<Resolved, Unresolved>,
 }
 
+/// What became of `hipbone name claim` or `name release`: for the request that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub request: RequestId,
+    pub name: String,
+    /// Claimed (true) or released (false); or why the overlay refused it.
+    pub result: Result<bool, String>,
+}
+
+/// What `hipbone name list` shows: the name we hold and the names resolved lately.
+#[derive(Debug, Clone, Serialize)]
+pub struct NameList {
+    pub name: Option<String>,
+    /// When its grant ends (Unix seconds).
+    pub expires: Option<u64>,
+    /// "stored", "storing" or "waiting" (to join, or to try again).
+    pub state: Option<&'static str>,
+    pub resolved: Vec<CachedName>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedName {
+    pub name: String,
+    pub hit: String,
+    /// Seconds it stays cached.
+    pub cached_for: u64,
+}
+
 /// Why a name did not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unresolved {
@@ -67,6 +97,9 @@ pub struct Names {
     again_at: Option<Instant>,
     /// A Store of our claim succeeded once (the next waits `CLAIM_REFRESH`).
     stored_once: bool,
+    /// The `name claim` or `name release` that waits for the Store under way, and the name.
+    asked: Option<(RequestId, String)>,
+    settled: VecDeque<Settled>,
     resolving: HashMap<RequestHandle, (RequestId, String)>,
     cache: HashMap<String, (Resolved, Instant)>,
     done: VecDeque<Resolution>,
@@ -81,6 +114,8 @@ impl Names {
             storing: None,
             again_at: None,
             stored_once: false,
+            asked: None,
+            settled: VecDeque::new(),
             resolving: HashMap::new(),
             cache: HashMap::new(),
             done: VecDeque::new(),
@@ -96,7 +131,7 @@ impl Names {
 
     /// When our claim is due to be stored again.
     pub fn deadline(&self) -> Option<Instant> {
-        self.again_at
+        self.claim.as_ref().and(self.again_at)
     }
 
     /// Stores our claim when it is due (joined, nothing under way, never stored or its
@@ -107,23 +142,7 @@ impl Names {
         if !node.is_joined() || self.storing.is_some() || !due {
             return;
         }
-        let record = NameRecord {
-            name: grant.name.clone(),
-            hit: NodeId::from(identity.hit()),
-            extension: grant.to_bytes(),
-        };
-        let value = StoredDataValue::Dictionary {
-            key: identity.hit().0.to_vec(),
-            value: DataValue {
-                exists: true,
-                value: record.to_bytes(),
-            },
-        };
-        let time = node.storage_time(now);
-        let resource = overlay::id::resource_id(&grant.name);
-        let def = KindDef::NAME_RECORD;
-        let req = storage::signed_store(identity, resource, def.id, time, CLAIM_LIFETIME, value);
-        match node.store(now, &req) {
+        match store_claim(now, node, identity, grant, true) {
             Ok(handle) => {
                 let wait = if self.stored_once {
                     CLAIM_REFRESH
@@ -138,6 +157,99 @@ impl Names {
                 self.again_at = Some(now + CLAIM_RETRY);
             }
         }
+    }
+
+    /// `hipbone name claim`: from now on we hold `grant`'s name (in place of any we held),
+    /// if the grant gives it to `me` and holds at Unix time `unix`. The Store of the claim
+    /// answers `request` through [`poll_settled`](Self::poll_settled).
+    pub fn claim(
+        &mut self,
+        unix: u64,
+        label: &str,
+        grant: NameGrant,
+        me: Hit,
+        request: RequestId,
+    ) -> Result<(), NameError> {
+        let name = names::full_name(label, &self.overlay)?;
+        names::check(&grant, &name, NodeId::from(me), &self.signers, unix)?;
+        self.drop_asked("replaced by another claim");
+        self.claim = Some(grant);
+        self.storing = None;
+        self.again_at = None;
+        self.stored_once = false;
+        self.asked = Some((request, String::from_utf8_lossy(&name).into_owned()));
+        Ok(())
+    }
+
+    /// `hipbone name release`: our claim is deleted from the overlay (`exists` false, as
+    /// the HIT-LOCATOR record is withdrawn) and not stored again. Answers `request` through
+    /// [`poll_settled`](Self::poll_settled); an error if we hold no name or have not joined.
+    pub fn release(
+        &mut self,
+        now: Instant,
+        node: &mut Node,
+        identity: &HostIdentity,
+        request: RequestId,
+    ) -> Result<(), String> {
+        let Some(grant) = &self.claim else {
+            return Err("this node holds no name".to_string());
+        };
+        let handle = store_claim(now, node, identity, grant, false)
+            .map_err(|e| format!("cannot release the name now: {e:?}"))?;
+        let name = String::from_utf8_lossy(&grant.name).into_owned();
+        self.cache.remove(&name);
+        self.drop_asked("the name was released");
+        self.claim = None;
+        self.storing = Some(handle);
+        self.again_at = None;
+        self.asked = Some((request, name));
+        Ok(())
+    }
+
+    /// A `name claim` that still waits is answered with `why`.
+    fn drop_asked(&mut self, why: &str) {
+        if let Some((request, name)) = self.asked.take() {
+            self.settled.push_back(Settled {
+                request,
+                name,
+                result: Err(why.to_string()),
+            });
+        }
+    }
+
+    /// What `hipbone name list` shows.
+    pub fn list(&self, now: Instant) -> NameList {
+        let state = self.claim.as_ref().map(|_| {
+            if self.storing.is_some() {
+                "storing"
+            } else if self.stored_once {
+                "stored"
+            } else {
+                "waiting"
+            }
+        });
+        let mut resolved: Vec<CachedName> = self
+            .cache
+            .iter()
+            .filter(|(_, (_, until))| *until > now)
+            .map(|(name, (r, until))| CachedName {
+                name: name.clone(),
+                hit: r.hit.to_string(),
+                cached_for: until.duration_since(now).as_secs(),
+            })
+            .collect();
+        resolved.sort_by(|a, b| a.name.cmp(&b.name));
+        NameList {
+            name: self.ours(),
+            expires: self.claim.as_ref().map(|g| g.expires),
+            state,
+            resolved,
+        }
+    }
+
+    /// The next `name claim` or `name release` that was answered.
+    pub fn poll_settled(&mut self) -> Option<Settled> {
+        self.settled.pop_front()
     }
 
     /// Resolves `name` for `request`: at once from a HIT name or the cache, else by
@@ -207,12 +319,46 @@ impl Names {
     ) -> bool {
         if self.storing == Some(handle) {
             self.storing = None;
-            if let Err(f) = outcome {
-                tracing::info!(error = ?f, "storing our name failed; trying again");
-                self.again_at = Some(now + CLAIM_RETRY);
-            } else {
-                self.stored_once = true;
-                tracing::info!(name = ?self.ours(), "stored our name");
+            let claiming = self.claim.is_some();
+            let result = match outcome {
+                // Refused (not lost): a claim asked for at run time is given up, as its
+                // asker is told; one from the configuration is tried again much later.
+                Err(f @ Failure::Remote(_)) if claiming => {
+                    if self.asked.is_some() {
+                        tracing::info!(error = ?f, "the overlay refused our name; not holding it");
+                        self.claim = None;
+                        self.again_at = None;
+                    } else {
+                        tracing::warn!(error = ?f, "the overlay refused our name (do its members know our grant's signer?)");
+                        self.again_at = Some(now + CLAIM_REFRESH);
+                    }
+                    Err(super::overlay::describe(f))
+                }
+                Err(f) if claiming => {
+                    tracing::info!(error = ?f, "storing our name failed; trying again");
+                    self.again_at = Some(now + CLAIM_RETRY);
+                    Err(super::overlay::describe(f))
+                }
+                Err(f) => {
+                    tracing::info!(error = ?f, "releasing our name failed");
+                    Err(super::overlay::describe(f))
+                }
+                Ok(_) if claiming => {
+                    self.stored_once = true;
+                    tracing::info!(name = ?self.ours(), "stored our name");
+                    Ok(true)
+                }
+                Ok(_) => {
+                    tracing::info!("released our name");
+                    Ok(false)
+                }
+            };
+            if let Some((request, name)) = self.asked.take() {
+                self.settled.push_back(Settled {
+                    request,
+                    name,
+                    result,
+                });
             }
             return true;
         }
@@ -251,6 +397,35 @@ impl Names {
     pub fn poll(&mut self) -> Option<Resolution> {
         self.done.pop_front()
     }
+}
+
+/// Stores our claim of `grant`'s name (`exists`), or its deletion, signed by `identity`.
+/// A deletion still names what it deletes (the storing peers check the name), without
+/// the grant.
+fn store_claim(
+    now: Instant,
+    node: &mut Node,
+    identity: &HostIdentity,
+    grant: &NameGrant,
+    exists: bool,
+) -> Result<RequestHandle, overlay::node::Error> {
+    let record = NameRecord {
+        name: grant.name.clone(),
+        hit: NodeId::from(identity.hit()),
+        extension: if exists { grant.to_bytes() } else { Vec::new() },
+    };
+    let value = StoredDataValue::Dictionary {
+        key: identity.hit().0.to_vec(),
+        value: DataValue {
+            exists,
+            value: record.to_bytes(),
+        },
+    };
+    let time = node.storage_time(now);
+    let resource = overlay::id::resource_id(&grant.name);
+    let kind = KindDef::NAME_RECORD.id;
+    let req = storage::signed_store(identity, resource, kind, time, CLAIM_LIFETIME, value);
+    node.store(now, &req)
 }
 
 /// The claims of a NAME-RECORD answer: each record and the HIT that stored it (the answer

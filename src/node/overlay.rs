@@ -12,7 +12,7 @@
 //! storage times need is passed in as milliseconds since the epoch, answers to requests
 //! come out as [`Answer`]s, and captured segments for a pcap file as [`Capture`]s.
 
-use super::names::{Names, Unresolved};
+use super::names::{NameList, Names, Unresolved};
 use crate::netstack::{self, LinkEvent, Netstack};
 use hip::{Hit, HostIdentity};
 use overlay::node::{Config as NodeConfig, Event as NodeEvent, Failure, Node, RequestHandle};
@@ -87,6 +87,12 @@ pub enum Answer {
         /// When the name's grant ends (Unix seconds; `u64::MAX` for a HIT name).
         expires: u64,
     },
+    /// `hipbone name claim` (held) or `name release` (not held) was stored.
+    Named {
+        request: RequestId,
+        name: String,
+        held: bool,
+    },
     /// No one validly holds the name asked for.
     NoSuchName {
         request: RequestId,
@@ -105,6 +111,7 @@ impl Answer {
             Answer::Stored { request, .. }
             | Answer::Fetched { request, .. }
             | Answer::Resolved { request, .. }
+            | Answer::Named { request, .. }
             | Answer::NoSuchName { request, .. }
             | Answer::Failed { request, .. } => *request,
         }
@@ -712,7 +719,47 @@ impl OverlayLinks {
         self.collect_names();
     }
 
+    /// `hipbone name claim LABEL --grant G`: we hold the name from now on; the answer
+    /// comes once its claim is stored (or refused at once, if the grant does not hold).
+    pub fn claim_name(&mut self, now: Instant, label: &str, grant: NameGrant, request: RequestId) {
+        let unix = self.node.storage_time(now) / 1000;
+        match self.names.claim(unix, label, grant, self.me, request) {
+            Ok(()) => {
+                self.due.get_or_insert(now);
+            }
+            Err(e) => self.refuse(request, format!("the grant does not hold: {e}")),
+        }
+    }
+
+    /// `hipbone name release`: our name's claim is deleted from the overlay.
+    pub fn release_name(&mut self, now: Instant, identity: &HostIdentity, request: RequestId) {
+        match self.names.release(now, &mut self.node, identity, request) {
+            Ok(()) => {
+                self.due.get_or_insert(now);
+            }
+            Err(e) => self.refuse(request, e),
+        }
+    }
+
+    /// What `hipbone name list` shows.
+    pub fn names(&self, now: Instant) -> NameList {
+        self.names.list(now)
+    }
+
     fn collect_names(&mut self) {
+        while let Some(s) = self.names.poll_settled() {
+            self.answers.push_back(match s.result {
+                Ok(held) => Answer::Named {
+                    request: s.request,
+                    name: s.name,
+                    held,
+                },
+                Err(why) => Answer::Failed {
+                    request: s.request,
+                    error: format!("{}: {why}", s.name),
+                },
+            });
+        }
         while let Some(r) = self.names.poll() {
             self.answers.push_back(match r.result {
                 Ok(found) => Answer::Resolved {
@@ -863,9 +910,14 @@ fn hit_locator(answer: &overlay::wire::FetchAns) -> Option<HitLocator> {
         })
 }
 
-fn describe(f: &Failure) -> String {
+pub(super) fn describe(f: &Failure) -> String {
     match f {
         Failure::Timeout => "no answer from the overlay".to_string(),
+        Failure::Remote(e) => format!(
+            "refused by the overlay ({:?}: {})",
+            e.code,
+            String::from_utf8_lossy(&e.info)
+        ),
         other => format!("{other:?}"),
     }
 }

@@ -12,14 +12,17 @@
 # got; a name nobody holds is refused. n6 runs the DNS stub: through its system resolver
 # (getent, ping) alice.lab.hipbone.test is n4's HIT (AAAA) and LSI (A), an unknown label
 # is NXDOMAIN, and debian.lab.test is still answered by the resolver n6 had before (a
-# stand-in on R).
+# stand-in on R). n5 claims carol at run time and releases it; a forger (n7, a signer of
+# its own) is refused alice by the storing peers. n4 moves to another network and is
+# reached by name, and by HIT from a node started after the move.
 #
 #   n1 198.51.100.2 ─┐
 #   n2 198.51.100.18 ┤
 #   n3 198.51.100.34 ┤
 #   n4 198.51.100.50 ┼── R
 #   n5 198.51.100.66 ┤
-#   n6 198.51.100.82 ┘ client
+#   n6 198.51.100.82 ┤ client
+#   n7 198.51.100.114┘ client (forger); n4 moves to 198.51.100.98
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 HB=${HB:-$PWD/target/release/hipbone}
@@ -177,6 +180,55 @@ status=$(lab_exec n6 dig @127.0.0.1 bob.lab.hipbone.test A 2>&1 | grep -o "statu
 check "an unknown label is $status" test "$status" = "status: NXDOMAIN"
 other=$(lab_exec n6 getent ahosts debian.lab.test 2>&1)
 check "a name outside the overlay is answered upstream ($(head -1 <<<"$other"))" grep -q "^203.0.113.80 " <<<"$other"
+# A name claimed at run time: n5 holds carol once its claim is stored, n6 finds it; after
+# n5 releases it, n1 (which never asked for it) finds that nobody holds it.
+CAROL=$("$HB" name grant carol "${HIT[n5]}" --key "$dir/signer.key" --overlay lab.hipbone.test)
+claimed=$("$HB" name claim carol --grant "$CAROL" -c "$dir/n5.toml" 2>&1)
+check "n5 claims carol at run time ('$claimed')" grep -q "^carol.lab.hipbone.test is held" <<<"$claimed"
+listed=$("$HB" name list -c "$dir/n5.toml" 2>&1)
+check "n5's name list shows it stored ('$listed')" grep -q "^holds carol.lab.hipbone.test (stored" <<<"$listed"
+read -r _ _ carol_hit _ <<<"$("$HB" resolve -c "$dir/n6.toml" carol.lab.hipbone.test 2>&1)"
+check "n6 resolves carol to n5's HIT" test "$carol_hit" = "${HIT[n5]}"
+released=$("$HB" name release -c "$dir/n5.toml" 2>&1)
+check "n5 releases it ('$released')" test "$released" = "released carol.lab.hipbone.test"
+gone=$("$HB" resolve -c "$dir/n1.toml" carol.lab.hipbone.test 2>&1)
+check "then n1 finds that nobody holds carol ('$gone')" grep -q "nobody holds this name" <<<"$gone"
+# n4 moves to another network. Its HIT-LOCATOR record follows and n6 reaches alice by
+# name again; n7, started after the move, reaches n4 by its HIT.
+lab_link r n4 "198.51.100.96/28"
+lab_exec n4 ip route replace default via 198.51.100.97
+lab_exec n4 ip addr del 198.51.100.50/28 dev "$(lab_if n4 r)"
+moved=1
+for _ in $(seq 30); do
+  grep -q "host 198.51.100.98:10500" <<<"$(locators "$(fetch n6 "${HIT[n4]}")")" && { moved=0; break; }
+  sleep 1
+done
+check "n4's record names its new address" test "$moved" = 0
+check "n6 pings alice.lab.hipbone.test after alice moved" lab_exec n6 ping -6 -c 2 -W 10 alice.lab.hipbone.test
+# A forger: n7 runs with a signer of its own in its configuration and grants itself alice.
+# Its node takes the grant; the overlay's storing peers do not, and alice stays n4's for a
+# resolver with nothing cached (n2).
+lab_host n7
+lab_link r n7 "198.51.100.112/28"
+lab_exec n7 ip route add default via 198.51.100.113
+node_key n7 >/dev/null
+HIT[n7]=$(node_hit n7)
+"$HB" genkey -o "$dir/rogue.key" 2>/dev/null
+ROGUE=$("$HB" pubkey <"$dir/rogue.key")
+sed 's/^\[overlay\]$/[overlay]\nclient = true/; s/n5\.sock/n7.sock/' "$dir/n5.toml" >"$dir/n7.toml"
+sed -i "s|^identity = .*|identity = \"$(node_key n7)\"|; s|^signers = .*|signers = [\"$ROGUE\"]|" "$dir/n7.toml"
+node_up n7 || { finish; exit 1; }
+for _ in $(seq 30); do
+  [ "$(ostatus n7 | python3 -c 'import json,sys; print(json.load(sys.stdin)["joined"])' 2>/dev/null)" = True ] && break
+  sleep 1
+done
+FORGED=$("$HB" name grant alice "${HIT[n7]}" --key "$dir/rogue.key" --overlay lab.hipbone.test)
+forged=$("$HB" name claim alice --grant "$FORGED" -c "$dir/n7.toml" 2>&1)
+echo "  n7: hipbone name claim alice --grant (its own signer's): $forged"
+check "the overlay refuses n7's forged claim of alice" grep -q "carries no valid grant" <<<"$forged"
+read -r _ _ still _ <<<"$("$HB" resolve -c "$dir/n2.toml" alice.lab.hipbone.test 2>&1)"
+check "alice is still n4 for n2" test "$still" = "${HIT[n4]}"
+check "n7, started after n4 moved, pings n4 by its HIT" lab_exec n7 ping -6 -c 2 -W 10 "${HIT[n4]}"
 # A HIT no member has: once the lookup finds no record, the node answers the ping with
 # ICMPv6 "address unreachable" instead of leaving it to time out.
 "$HB" genkey -o "$dir/stranger.key" 2>/dev/null

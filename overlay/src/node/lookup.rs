@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 /// How long an answer that holds no value is cached.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// How long an answer is cached at most, whatever its values' lifetimes: a record its
+/// owner changed or deleted (a released name, a withdrawn locator) is seen by then.
+pub const MAX_TTL: Duration = Duration::from_secs(300);
 
 /// A lookup between its two answers.
 #[derive(Debug)]
@@ -93,8 +96,8 @@ pub fn holds_values(ans: &FetchAns) -> bool {
         .any(|k| k.values.iter().any(|v| v.value.data().exists))
 }
 
-/// Until when an answer may be served from the cache: its shortest remaining lifetime,
-/// or [`NEGATIVE_TTL`] for no value.
+/// Until when an answer may be served from the cache: its shortest remaining lifetime
+/// up to [`MAX_TTL`], or [`NEGATIVE_TTL`] for no value.
 fn holds_until(now: Instant, ans: &FetchAns) -> Instant {
     let shortest = ans
         .kind_responses
@@ -104,7 +107,7 @@ fn holds_until(now: Instant, ans: &FetchAns) -> Instant {
         .map(|v| Duration::from_secs(u64::from(v.lifetime)))
         .min();
     match shortest {
-        Some(life) if holds_values(ans) => now + life,
+        Some(life) if holds_values(ans) => now + life.min(MAX_TTL),
         _ => now + NEGATIVE_TTL,
     }
 }
@@ -242,5 +245,49 @@ impl Node {
         // The encoded Fetch starts with the encoded Resource-ID.
         let prefix = resource.to_bytes();
         self.lookups.cache.retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{DataValue, FetchKindResponse, Signature, StoredData, StoredDataValue};
+
+    fn answer(values: &[(u32, bool)]) -> FetchAns {
+        let values = values
+            .iter()
+            .map(|&(lifetime, exists)| StoredData {
+                storage_time: 1,
+                lifetime,
+                value: StoredDataValue::Single(DataValue {
+                    exists,
+                    value: Vec::new(),
+                }),
+                signature: Signature::anonymous(),
+            })
+            .collect();
+        FetchAns {
+            kind_responses: vec![FetchKindResponse {
+                kind: 1,
+                generation: 1,
+                values,
+            }],
+        }
+    }
+
+    #[test]
+    fn answers_are_cached_for_their_shortest_life_within_bounds() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(
+            holds_until(now, &answer(&[(60, true), (90, true)])),
+            now + s(60)
+        );
+        assert_eq!(holds_until(now, &answer(&[(3600, true)])), now + MAX_TTL);
+        assert_eq!(
+            holds_until(now, &answer(&[(3600, false)])),
+            now + NEGATIVE_TTL
+        );
+        assert_eq!(holds_until(now, &answer(&[])), now + NEGATIVE_TTL);
     }
 }
