@@ -28,6 +28,26 @@ fn add_address(p: &mut Pair, new: SocketAddr, all: &[SocketAddr]) {
     p.sim.node_mut(p.a).set_local_addresses(now, all);
 }
 
+/// A sends B one ESP packet with `from` as its source address.
+fn esp_from(p: &mut Pair, from: SocketAddr) {
+    let now = p.sim.now();
+    let mut buf = vec![0u8; 64];
+    let Outbound::Send {
+        remote, datagram, ..
+    } = p
+        .sim
+        .node_mut(p.a)
+        .encapsulate(now, &p.b_hit, 17, &mut buf, 16..32)
+    else {
+        panic!("A has no SA");
+    };
+    p.sim.send(Datagram {
+        from,
+        to: remote,
+        payload: datagram.to_vec(),
+    });
+}
+
 #[test]
 fn a_host_that_moves_keeps_its_association() {
     let mut p = established(1, Link::default());
@@ -128,27 +148,34 @@ fn esp_from_a_new_address_is_checked_before_the_peer_moves_there() {
     // A peer behind a NAT that changed its mapping: authenticated ESP arrives from a new
     // address without any UPDATE.
     let mut p = established(2, Link::default());
-    let (a, b, a_hit, b_hit) = (p.a, p.b, p.a_hit, p.b_hit);
+    let (a, b, a_hit) = (p.a, p.b, p.a_hit);
     let new: SocketAddr = "203.0.113.8:40000".parse().unwrap();
     p.sim.assign(a, new);
-    let now = p.sim.now();
-    let mut buf = vec![0u8; 64];
-    let Outbound::Send {
-        remote, datagram, ..
-    } = p
-        .sim
-        .node_mut(a)
-        .encapsulate(now, &b_hit, 17, &mut buf, 16..32)
-    else {
-        panic!("A has no SA");
-    };
-    p.sim.send(Datagram {
-        from: new,
-        to: remote,
-        payload: datagram.to_vec(),
-    });
+    esp_from(&mut p, new);
     p.settle(Duration::from_millis(200));
     assert_eq!(p.sim.node(b).association(&a_hit).unwrap().remote, new);
+}
+
+#[test]
+fn a_signed_move_replaces_the_check_of_an_address_the_peer_had_for_a_moment() {
+    // A leaves a NAT: in the instant between its new route and the removal of its old
+    // address, ESP leaves with the old, private source address, un-translated, and B
+    // starts checking an address that will never answer. A's UPDATE from its new address
+    // must not wait behind that check (it took 8 s, and a transfer stalled meanwhile).
+    let mut p = established(21, Link::default());
+    let (b, a_hit) = (p.b, p.a_hit);
+    let transient: SocketAddr = "10.0.0.2:10500".parse().unwrap();
+    esp_from(&mut p, transient);
+    p.settle(Duration::from_millis(30));
+    assert!(
+        p.sim.node(b).stats().address_checks >= 1,
+        "B checks the transient address"
+    );
+    let new: SocketAddr = "203.0.113.9:10500".parse().unwrap();
+    move_a(&mut p, new);
+    p.settle(Duration::from_millis(200));
+    let info = p.sim.node(b).association(&a_hit).unwrap();
+    assert_eq!(info.remote, new, "B still waits on the transient address");
 }
 
 #[test]

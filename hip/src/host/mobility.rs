@@ -218,6 +218,24 @@ impl Host {
             return;
         };
         let recently_failed = a.failed_lately(remote, now);
+        // A check of another new address under way, started by ESP from it, gives way to
+        // the address this signed UPDATE came from: that ESP may have left the peer with a
+        // source it had only for a moment (its private address, routed out of the new
+        // network before the old address was gone), and the check would hold the move
+        // up until it timed out.
+        let stale_check = remote != a.remote
+            && !recently_failed
+            && !through_relay
+            && a.verify.as_ref().is_some_and(|v| {
+                v.remote != remote
+                    && matches!(v.kind, Check::PeerAddress { .. })
+                    && a.pending_update.as_ref().is_some_and(|p| p.seq == v.seq)
+            });
+        if stale_check {
+            tracing::debug!(peer = %peer, remote = %remote, "a signed UPDATE replaces the check under way");
+            a.verify = None;
+            a.pending_update = None;
+        }
         // Both ends moved at once (the double jump): our UPDATE under way went to the
         // address the peer has left and will not be answered there. The check of its new
         // address takes its place; our addresses are announced again once that is done.
