@@ -3,6 +3,8 @@
 # four nodes configured with nothing but its name and bootstrap, two of them behind real
 # nftables NATs (tests/lab/nat_topology.sh); one reaches the other by its HIT alone, then
 # by its name (granted by the overlay's signer), through its DNS stub, as any program would.
+# S takes the name carol at run time; A sends to carol by name and, during the transfer,
+# leaves its NAT for another network; S still reaches A by its name, alice.
 # Everything it makes is removed at the end, also on failure or Ctrl-C.
 # Not -e: the NAT library's helpers return the status of cleanups that may find nothing.
 set -uo pipefail
@@ -39,15 +41,19 @@ member() { # NAME [NAT_KEYS] [OVERLAY_KEYS] [MORE_TOML]
     "$(node_key "$1")" "$dir/$1.sock" "${2:-}" "$SIGNER" "${3:-}" "${HIT[r]}" "${4:-}" >"$dir/$1.toml"
 }
 member r "relay = true"
-member s
 # The lab's private side uses documentation addresses, which look public; on a real LAN
 # (10.x, 192.168.x) a node finds out it is behind a NAT by itself.
-member a "behind = true" "" $'\n[dns]\nlisten = ["127.0.0.1:53"]\n'
+DNS=$'\n[dns]\nlisten = ["127.0.0.1:53"]\n'
+ALICE=$("$HB" name grant alice "${HIT[a]}" --key "$dir/signer.key" --overlay demo.hipbone.example)
+member a "behind = true" "label = \"alice\"
+grant = \"$ALICE\"" "$DNS"
 GRANT=$("$HB" name grant bob "${HIT[b]}" --key "$dir/signer.key" --overlay demo.hipbone.example)
 member b "behind = true" "label = \"bob\"
 grant = \"$GRANT\""
-# A's programs ask A's node for names (inside A's namespace only).
+member s "" "" "$DNS"
+# A's and S's programs ask their node for names (inside their namespace only).
 lab_resolv a "nameserver 127.0.0.1"
+lab_resolv s "nameserver 127.0.0.1"
 run A "cat hipbone.toml"
 sed 's/^/    /' "$dir/a.toml"
 for n in r s a b; do node_up "$n" || exit 1; done
@@ -86,5 +92,35 @@ run A "getent ahosts bob.demo.hipbone.example   (A's resolver is its node's DNS 
 lab_exec a getent ahosts bob.demo.hipbone.example | awk '!seen[$1]++ { print "    " $1 }'
 run A "ping -c 2 bob.demo.hipbone.example"
 lab_exec a ping -c 2 bob.demo.hipbone.example | sed 's/^/    /'
+
+say "S takes a name at run time: carol"
+CAROL=$("$HB" name grant carol "${HIT[s]}" --key "$dir/signer.key" --overlay demo.hipbone.example)
+run S "hipbone name claim carol --grant ${CAROL:0:24}..."
+"$HB" name claim carol --grant "$CAROL" -c "$dir/s.toml" 2>&1 | sed 's/^/    /'
+
+say "A sends to carol by name for 8 seconds; 3 seconds in, A leaves its NAT for another network"
+lab_spawn s iperf3 -s -1 >/dev/null 2>&1
+sleep 0.5
+run A "iperf3 -6 -c carol.demo.hipbone.example -t 8"
+lab_exec a iperf3 -6 -c carol.demo.hipbone.example -t 8 -i 1 >"$dir/iperf.log" 2>&1 &
+client=$!
+sleep 3
+echo "    (moving A: new address 203.0.113.66 on a public network, its address behind the NAT removed)"
+lab_link inet a 203.0.113.64/28 >/dev/null
+lab_exec a ip route replace default via 203.0.113.65
+lab_exec a ip addr del 198.51.100.2/28 dev "$(lab_if a na)"
+wait "$client"
+grep -E "sec|sender|receiver" "$dir/iperf.log" | sed 's/^/    /'
+
+say "A is still alice: S reaches it by name at its new address"
+for _ in $(seq 20); do
+  rec=$("$HB" overlay -c "$dir/s.toml" fetch "${HIT[a]}" 2>&1)
+  grep -q 203.0.113.66 <<<"$rec" && break
+  sleep 1
+done
+run S "hipbone overlay fetch ${HIT[a]}   (A's record)"
+python3 -c 'import json,sys; print("    " + "\n    ".join(json.loads(sys.argv[1])["locators"]["locators"]))' "$rec" 2>/dev/null || echo "    $rec"
+run S "ping -c 2 alice.demo.hipbone.example"
+lab_exec s ping -c 2 alice.demo.hipbone.example | sed 's/^/    /'
 
 say "Done: the namespaces, nodes and TUN devices are removed now"

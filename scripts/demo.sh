@@ -12,7 +12,9 @@
 # programs (ping, iperf3) talk to the other host by its HIT and its LSI. Then, in part 2, an
 # overlay of four nodes configured with nothing but its bootstrap, two of them behind real
 # NATs (tests/lab/nat_topology.sh): one reaches the other by its HIT alone, then by the
-# name the overlay's signer granted it, through its node's DNS stub. Everything it makes is
+# name the overlay's signer granted it, through its node's DNS stub; a third takes a name at
+# run time, and a transfer to it by name keeps going while the sender leaves its NAT for
+# another network, after which it is reached by its own name. Everything it makes is
 # removed at the end, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
