@@ -83,7 +83,9 @@ say "B's name: granted once by the overlay's signer, found through the overlay"
 run signer "hipbone name grant bob ${HIT[b]} --key signer.key --overlay demo.hipbone.example"
 echo "    ${GRANT:0:60}...   (goes into B's [overlay] grant)"
 run S "hipbone resolve bob.demo.hipbone.example"
-for _ in $(seq 20); do
+# Usually found at once; a claim stored while the ring still formed can sit at a peer that
+# no longer owns the name until B stores it again, a minute after joining.
+for _ in $(seq 75); do
   out=$("$HB" resolve -c "$dir/s.toml" bob.demo.hipbone.example 2>&1) && break
   sleep 1
 done

@@ -28,6 +28,17 @@ pub struct Status {
     /// Configured peers with no association (none was needed yet, or the last one ended).
     #[serde(default)]
     pub unassociated: Vec<PeerStatus>,
+    /// HITs we had packets for and could not reach lately, oldest first.
+    #[serde(default)]
+    pub unreached: Vec<UnreachedStatus>,
+}
+
+/// A HIT not reached, why, and how long ago.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UnreachedStatus {
+    pub peer: String,
+    pub why: String,
+    pub secs_ago: f64,
 }
 
 /// A configured peer with no association.
@@ -65,6 +76,10 @@ impl Wakeups {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AssocStatus {
     pub peer: String,
+    /// How we found the peer, if we started the exchange: "configured", "through an
+    /// overlay neighbour", "its locator record in the overlay".
+    #[serde(default)]
+    pub found: Option<String>,
     pub name: Option<String>,
     pub lsi: Option<String>,
     pub state: String,
@@ -310,6 +325,11 @@ pub fn render(s: &Status) -> String {
             line(&mut out, "lsi", lsi);
         }
         line(&mut out, "state", &format!("{} ({})", a.state, a.role));
+        match (&a.found, a.role.as_str()) {
+            (Some(found), _) => line(&mut out, "found", found),
+            (None, "responder") => line(&mut out, "found", "it connected to us"),
+            _ => {}
+        }
         if a.is_up() {
             line(
                 &mut out,
@@ -396,6 +416,12 @@ pub fn render(s: &Status) -> String {
         line(&mut out, "state", "no association");
         line(&mut out, "configured locators", &p.locators.join(", "));
     }
+    for u in &s.unreached {
+        out.push('\n');
+        out.push_str(&format!("not reached: {}\n", u.peer));
+        line(&mut out, "why", &u.why);
+        line(&mut out, "when", &ago(u.secs_ago));
+    }
     let c = &s.counters;
     out.push_str(&format!(
         "\ndropped: {} HIP, {} ESP replayed, {} ESP late, {} ESP failed authentication, {} unknown SPI, {} queue full, {} refused from TUN, {} no peer, {} UDP send failed, {} TUN write failed, {} too big for the path, {} answered unreachable\n",
@@ -466,6 +492,7 @@ mod tests {
             listen: vec!["0.0.0.0:10500".into()],
             associations: vec![AssocStatus {
                 peer: "2001:25::2".into(),
+                found: Some("its locator record in the overlay".into()),
                 name: Some("bob".into()),
                 lsi: Some("100.64.0.2".into()),
                 state: "ESTABLISHED".into(),
@@ -504,6 +531,11 @@ mod tests {
                 name: Some("dave".into()),
                 locators: vec!["203.0.113.4:10500".into()],
             }],
+            unreached: vec![UnreachedStatus {
+                peer: "2001:25::5".into(),
+                why: "no locator record in the overlay (no such member, or it left)".into(),
+                secs_ago: 3.0,
+            }],
         };
         let mut s = s;
         let mut carol = s.associations[0].clone();
@@ -523,6 +555,13 @@ mod tests {
         assert!(!text.contains("0.0.0.0:0"), "{text}");
         assert!(text.contains("peer: 2001:25::4 (dave)\n  state: no association\n  configured locators: 203.0.113.4:10500"));
         assert!(text.contains("peer: 2001:25::2 (bob)"));
+        assert!(
+            text.contains("found: its locator record in the overlay"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "not reached: 2001:25::5\n  why: no locator record in the overlay (no such member, or it left)\n  when: 3 seconds ago"
+        ), "{text}");
         assert!(text.contains("3.00 MiB received (3 packets), 100 B sent (2 packets)"));
         assert!(text.contains("1 minutes, 15 seconds ago"));
         assert!(text.contains("4 ESP replayed"));

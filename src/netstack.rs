@@ -607,6 +607,11 @@ impl Netstack {
             .map(|(peer, _)| *peer)
     }
 
+    /// Every link: its peer, whether it is up, and whether we opened it.
+    pub fn link_states(&self) -> impl Iterator<Item = (Hit, bool, bool)> + '_ {
+        self.links.iter().map(|(peer, l)| (*peer, l.up, l.outgoing))
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }

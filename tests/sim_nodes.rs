@@ -6,7 +6,7 @@
 
 use hip::HostIdentity;
 use hipbone::node::overlay::Answer;
-use hipbone::node::Node;
+use hipbone::node::{Found, Node};
 use hipbone::sim::nodes::{add_node, answer, config, identity, joined, send_udp};
 use hipbone::sim::Sim;
 use overlay::storage::kind::HIT_LOCATOR;
@@ -51,6 +51,26 @@ fn whole_nodes_join_one_ring_over_hip_and_store_and_fetch_through_it() {
         // Every overlay link runs inside an established HIP association with its peer, and
         // most nodes reached peers they had no address for (only the bootstrap's is
         // configured).
+        // `hipbone overlay status`: joined, record published, links up, and a ring size
+        // estimate of the right order (from the successors' spacing).
+        let mut estimates: Vec<u64> = (0..n)
+            .map(|i| {
+                let s = sim.node(i).overlay.as_ref().unwrap().status(sim.now());
+                assert_eq!(s.join, "joined", "seed {seed}, node {i}");
+                assert_eq!(s.record.state, "published", "seed {seed}, node {i}");
+                assert!(!s.record.locators.is_empty());
+                assert!(s.links.iter().any(|l| l.state == "up"));
+                s.ring_size_estimate.expect("an estimate once joined")
+            })
+            .collect();
+        estimates.sort_unstable();
+        // Each node sees a few successors only, so single estimates scatter; their median
+        // is near the truth.
+        let median = estimates[n / 2];
+        assert!(
+            (n as u64 / 2..=n as u64 * 2).contains(&median),
+            "seed {seed}: estimates {estimates:?} for {n} members"
+        );
         let mut beyond_bootstrap = 0;
         for i in 0..n {
             let node = sim.node(i);
@@ -209,6 +229,10 @@ fn a_member_is_reached_by_its_hit_alone_through_its_record() {
     assert_eq!(on_b.state, hip::AssocState::Established);
     assert_eq!(on_b.traffic.rx_packets, 1, "the held packet arrived, once");
     assert_eq!(on_b.remote.ip(), hipbone::sim::nodes::address(a).ip());
+    // `hipbone status` says how each side came to it.
+    let b_hit = sim.node(b).hit();
+    assert_eq!(sim.node(a).found(&b_hit), Some(Found::LocatorRecord));
+    assert_eq!(sim.node(b).found(&a_hit), None, "B did not start it");
 }
 
 /// Node `from` sends one packet to `to` by its HIT; runs until it arrived (20 s at most).
@@ -253,6 +277,14 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
     );
     assert_eq!(quoted.len(), 40 + 8);
     assert_eq!(pair.node_mut(0).poll_to_stack(), None);
+    let unreached: Vec<_> = pair.node(0).unreached().collect();
+    assert_eq!(unreached.len(), 1);
+    assert_eq!(unreached[0].peer, stranger);
+    assert!(
+        unreached[0].why.contains("no overlay"),
+        "{}",
+        unreached[0].why
+    );
 
     // A member waits for the lookup, which finds no record.
     let n = 10;
@@ -275,6 +307,14 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
         sim.node_mut(0).poll_to_stack(),
         None,
         "one error per packet"
+    );
+    let unreached: Vec<_> = sim.node(0).unreached().collect();
+    assert_eq!(unreached.len(), 1);
+    assert_eq!(unreached[0].peer, stranger);
+    assert!(
+        unreached[0].why.contains("no locator record"),
+        "{}",
+        unreached[0].why
     );
     // A member's HIT is found instead: no error.
     let member = sim.node(n - 1).hit();

@@ -40,7 +40,7 @@ mod status;
 use crate::config::Config;
 use crate::control::{self, Counters, Request, Wakeups};
 use crate::dns::Outcome;
-use crate::node::overlay::{Answer, RequestId};
+use crate::node::overlay::{describe_locator, Answer, RequestId};
 use crate::node::{Node, NodeEvent};
 use crate::offload::{Coalescer, VNET_HDR_LEN};
 use crate::tun::Tun;
@@ -585,65 +585,66 @@ impl Daemon {
             };
             // Handled to completion here: a request is one short line, read with a timeout.
             let Ok(std) = into_std(stream) else { continue };
-            let answer = match control::read_request(&std) {
-                Ok(Some(Request::Status)) => {
-                    serde_json::to_string_pretty(&self.status()).unwrap_or_default()
-                }
-                Ok(Some(Request::Down)) => {
-                    self.begin_leaving(Instant::now());
-                    "{\"down\": true}".to_string()
-                }
-                Ok(Some(Request::OverlayStatus)) => match &self.node.overlay {
-                    Some(o) => serde_json::to_string_pretty(&o.status()).unwrap_or_default(),
-                    None => NO_OVERLAY.to_string(),
-                },
-                Ok(Some(Request::OverlayStore(value))) => {
-                    let request = self.next_request();
-                    let now = Instant::now();
-                    self.ask(std, request, |n| {
-                        n.overlay_store(now, epoch_ms(), value.as_bytes(), request)
-                    });
-                    continue;
-                }
-                Ok(Some(Request::Resolve(name))) => {
-                    let request = self.next_request();
-                    let now = Instant::now();
-                    self.ask(std, request, |n| n.resolve(now, &name, request));
-                    continue;
-                }
-                Ok(Some(Request::NameClaim { label, grant })) => {
-                    let grant = match crate::names::parse_grant(&grant) {
-                        Ok(g) => g,
-                        Err(e) => {
-                            reply(std, &serde_json::json!({ "error": e }).to_string());
-                            continue;
-                        }
-                    };
-                    let request = self.next_request();
-                    let now = Instant::now();
-                    self.ask(std, request, |n| n.claim_name(now, &label, grant, request));
-                    continue;
-                }
-                Ok(Some(Request::NameRelease)) => {
-                    let request = self.next_request();
-                    let now = Instant::now();
-                    self.ask(std, request, |n| n.release_name(now, request));
-                    continue;
-                }
-                Ok(Some(Request::NameList)) => match &self.node.overlay {
-                    Some(o) => {
-                        serde_json::to_string_pretty(&o.names(Instant::now())).unwrap_or_default()
+            let answer =
+                match control::read_request(&std) {
+                    Ok(Some(Request::Status)) => {
+                        serde_json::to_string_pretty(&self.status()).unwrap_or_default()
                     }
-                    None => NO_OVERLAY.to_string(),
-                },
-                Ok(Some(Request::OverlayFetch(owner))) => {
-                    let request = self.next_request();
-                    let now = Instant::now();
-                    self.ask(std, request, |n| n.overlay_fetch(now, owner, request));
-                    continue;
-                }
-                _ => "{\"error\": \"unknown request\"}".to_string(),
-            };
+                    Ok(Some(Request::Down)) => {
+                        self.begin_leaving(Instant::now());
+                        "{\"down\": true}".to_string()
+                    }
+                    Ok(Some(Request::OverlayStatus)) => match &self.node.overlay {
+                        Some(o) => serde_json::to_string_pretty(&o.status(Instant::now()))
+                            .unwrap_or_default(),
+                        None => NO_OVERLAY.to_string(),
+                    },
+                    Ok(Some(Request::OverlayStore(value))) => {
+                        let request = self.next_request();
+                        let now = Instant::now();
+                        self.ask(std, request, |n| {
+                            n.overlay_store(now, epoch_ms(), value.as_bytes(), request)
+                        });
+                        continue;
+                    }
+                    Ok(Some(Request::Resolve(name))) => {
+                        let request = self.next_request();
+                        let now = Instant::now();
+                        self.ask(std, request, |n| n.resolve(now, &name, request));
+                        continue;
+                    }
+                    Ok(Some(Request::NameClaim { label, grant })) => {
+                        let grant = match crate::names::parse_grant(&grant) {
+                            Ok(g) => g,
+                            Err(e) => {
+                                reply(std, &serde_json::json!({ "error": e }).to_string());
+                                continue;
+                            }
+                        };
+                        let request = self.next_request();
+                        let now = Instant::now();
+                        self.ask(std, request, |n| n.claim_name(now, &label, grant, request));
+                        continue;
+                    }
+                    Ok(Some(Request::NameRelease)) => {
+                        let request = self.next_request();
+                        let now = Instant::now();
+                        self.ask(std, request, |n| n.release_name(now, request));
+                        continue;
+                    }
+                    Ok(Some(Request::NameList)) => match &self.node.overlay {
+                        Some(o) => serde_json::to_string_pretty(&o.names(Instant::now()))
+                            .unwrap_or_default(),
+                        None => NO_OVERLAY.to_string(),
+                    },
+                    Ok(Some(Request::OverlayFetch(owner))) => {
+                        let request = self.next_request();
+                        let now = Instant::now();
+                        self.ask(std, request, |n| n.overlay_fetch(now, owner, request));
+                        continue;
+                    }
+                    _ => "{\"error\": \"unknown request\"}".to_string(),
+                };
             reply(std, &answer);
         }
     }
@@ -690,18 +691,6 @@ impl Daemon {
     fn shutdown(&mut self) {
         let _ = std::fs::remove_file(&self.control_path);
         tracing::info!(tun = %self.interface, "hipbone is down");
-    }
-}
-
-/// One entry of a HIT-LOCATOR record as `overlay fetch` shows it: "host 198.51.100.2:10500".
-fn describe_locator(l: &overlay::wire::LocatorEntry) -> String {
-    use overlay::wire::LocatorEntry;
-    match l {
-        LocatorEntry::Host(a) => format!("host {a}"),
-        LocatorEntry::ServerReflexive(a) => format!("server-reflexive {a}"),
-        LocatorEntry::Relayed { addr, relay } => {
-            format!("relayed {addr} via {}", hip::Hit::from(*relay))
-        }
     }
 }
 

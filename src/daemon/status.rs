@@ -39,6 +39,7 @@ impl Daemon {
                     .max();
                 AssocStatus {
                     peer: a.peer.to_string(),
+                    found: self.node.found(&a.peer).map(|f| f.describe().to_string()),
                     name: self.node.peers().get(&a.peer).and_then(|p| p.name.clone()),
                     lsi: None,
                     state: a.state.to_string(),
@@ -152,6 +153,15 @@ impl Daemon {
             counters,
             wakeups: self.wakeups.clone(),
             unassociated,
+            unreached: self
+                .node
+                .unreached()
+                .map(|u| control::UnreachedStatus {
+                    peer: u.peer.to_string(),
+                    why: u.why.clone(),
+                    secs_ago: now.saturating_duration_since(u.at).as_secs_f64(),
+                })
+                .collect(),
         }
     }
 }

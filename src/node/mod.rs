@@ -82,6 +82,38 @@ pub enum NodeEvent {
     Ended { peer: Hit },
 }
 
+/// How a base exchange we started came about (`hipbone status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The peer's locators are in our configuration.
+    Configured,
+    /// An overlay neighbour named it and relays our I1 (HIP BONE).
+    OverlayNeighbour,
+    /// Its HIT-LOCATOR record in the overlay.
+    LocatorRecord,
+}
+
+impl Found {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Found::Configured => "configured",
+            Found::OverlayNeighbour => "through an overlay neighbour",
+            Found::LocatorRecord => "its locator record in the overlay",
+        }
+    }
+}
+
+/// A HIT we had packets for and could not reach, lately (`hipbone status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreached {
+    pub peer: Hit,
+    pub why: String,
+    pub at: Instant,
+}
+
+/// HITs `hipbone status` lists as not reached.
+const MAX_UNREACHED: usize = 16;
+
 /// What a received datagram was, for the driver.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
@@ -119,6 +151,10 @@ pub struct Node {
     to_stack: VecDeque<Vec<u8>>,
     /// The second the ICMP budget counts in, and what it spent.
     icmp_spent: (Option<Instant>, u32),
+    /// How the base exchanges we started came about, while their associations last.
+    found: HashMap<Hit, Found>,
+    /// The HITs not reached lately, newest last.
+    unreached: VecDeque<Unreached>,
 }
 
 impl std::fmt::Debug for Node {
@@ -151,6 +187,8 @@ impl Node {
             held: HashMap::new(),
             to_stack: VecDeque::new(),
             icmp_spent: (None, 0),
+            found: HashMap::new(),
+            unreached: VecDeque::new(),
             nat_behind: None,
         }
     }
@@ -287,22 +325,60 @@ impl Node {
         // or relayed address answers through our own mapping); joining, it waits for its
         // admitting peer to connect to it (`overlay::Node::connect_back`).
         let by_hint = !self.behind_nat() && !self.host.behind_relay();
-        let locators = match self.peers.get(&peer) {
-            Some(p) => p.locators.clone(),
-            None if !by_hint => Vec::new(),
-            None => self.hint_locator(&peer).into_iter().collect(),
+        let (locators, found) = match self.peers.get(&peer) {
+            Some(p) => (p.locators.clone(), Found::Configured),
+            None if !by_hint => (Vec::new(), Found::OverlayNeighbour),
+            None => (
+                self.hint_locator(&peer).into_iter().collect(),
+                Found::OverlayNeighbour,
+            ),
         };
+        self.start_exchange(now, peer, &locators, found)
+    }
+
+    /// Starts a base exchange with `peer` at `locators`, found as `found`; false if there
+    /// are none or the host refuses.
+    fn start_exchange(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        locators: &[SocketAddr],
+        found: Found,
+    ) -> bool {
         let Some(first) = locators.first() else {
             return false;
         };
         let local = self.local_for(first);
-        match self.host.connect(now, peer, local, &locators) {
-            Ok(_) => true,
+        match self.host.connect(now, peer, local, locators) {
+            Ok(_) => {
+                self.found.insert(peer, found);
+                true
+            }
             Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "cannot start a base exchange");
+                self.not_reached(now, peer, format!("cannot start a base exchange: {e}"));
                 false
             }
         }
+    }
+
+    /// Notes that `peer` could not be reached, for `hipbone status`.
+    fn not_reached(&mut self, now: Instant, peer: Hit, why: String) {
+        self.unreached.retain(|u| u.peer != peer);
+        if self.unreached.len() == MAX_UNREACHED {
+            self.unreached.pop_front();
+        }
+        self.unreached.push_back(Unreached { peer, why, at: now });
+    }
+
+    /// How the base exchange with `peer` came about, if we started it.
+    pub fn found(&self, peer: &Hit) -> Option<Found> {
+        self.found.get(peer).copied()
+    }
+
+    /// The HITs not reached lately, oldest first.
+    pub fn unreached(&self) -> impl Iterator<Item = &Unreached> {
+        self.unreached.iter()
     }
 
     /// Whether a NAT stands between us and the rest: as configured, or when every address
@@ -371,6 +447,8 @@ impl Node {
             // is; the packet waits for it.
             if !self.held.contains_key(peer) && !self.start_lookup(now, *peer) {
                 if from_stack {
+                    let why = "no locator configured, and no overlay to look it up in (or not joined yet)";
+                    self.not_reached(now, *peer, why.to_string());
                     self.unreachable(now, *peer, next_header, &buf[payload]);
                 }
                 return Outbound::NoAssociation;
@@ -677,6 +755,7 @@ impl Node {
                     ..
                 } => {
                     let _ = self.edge.pool.lsi_for(&peer);
+                    self.unreached.retain(|u| u.peer != peer);
                     tracing::info!(peer = %peer, remote = %remote, initiator, "association established");
                     self.push_event(NodeEvent::Established {
                         peer,
@@ -690,6 +769,7 @@ impl Node {
                 }
                 Event::Failed { peer, error } => {
                     tracing::info!(peer = %peer, error = %error, "association failed");
+                    self.not_reached(now, peer, format!("association failed: {error}"));
                     self.association_ended(now, peer);
                 }
                 Event::Closed { peer } => {
@@ -713,6 +793,7 @@ impl Node {
     /// overlay link; a server of ours is registered with again.
     fn association_ended(&mut self, now: Instant, peer: Hit) {
         self.edge.flows.forget(&peer);
+        self.found.remove(&peer);
         if !self.peers.contains_key(&peer) {
             self.edge.pool.release(&peer);
         }
@@ -802,24 +883,20 @@ impl Node {
                 .flat_map(|r| &r.locators)
                 .map(|l| l.addr())
                 .collect();
+            let mut found = Found::LocatorRecord;
             if locators.is_empty() {
                 // No record (a peer still joining has none yet): the neighbour that named
                 // it, if any, relays our I1 after all.
                 locators.extend(self.hint_locator(&peer));
+                found = Found::OverlayNeighbour;
             }
-            let started = match locators.first() {
-                None => {
-                    tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");
-                    false
-                }
-                Some(first) => {
-                    let local = self.local_for(first);
-                    let started = self.host.connect(now, peer, local, &locators);
-                    if let Err(e) = &started {
-                        tracing::debug!(peer = %peer, error = %e, "cannot start a base exchange");
-                    }
-                    started.is_ok()
-                }
+            let started = if locators.is_empty() {
+                tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");
+                let why = "no locator record in the overlay (no such member, or it left)";
+                self.not_reached(now, peer, why.to_string());
+                false
+            } else {
+                self.start_exchange(now, peer, &locators, found)
             };
             if !started {
                 for h in held.iter().filter(|h| h.from_stack) {

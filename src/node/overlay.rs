@@ -136,11 +136,40 @@ pub struct OverlayStatus {
     pub predecessors: Vec<String>,
     pub successors: Vec<String>,
     pub fingers: usize,
-    pub links: Vec<String>,
+    /// Where the join stands: "joined", "joining via <bootstrap>", "opening links to the
+    /// bootstrap nodes", "trying the bootstrap nodes again in N s".
+    pub join: String,
+    /// The last thing that went wrong with the join, and how long ago (seconds).
+    pub last_failure: Option<(String, f64)>,
+    /// Our HIT-LOCATOR record as last stored ("published"), or as it waits to be.
+    pub record: RecordStatus,
+    /// How many members the ring has, from how close our successors are (Chord's
+    /// identifiers are uniform): none before we have one.
+    pub ring_size_estimate: Option<u64>,
+    pub links: Vec<LinkStatus>,
     pub stored_resources: Vec<String>,
     pub messages_in: u64,
     pub messages_out: u64,
     pub forwarded: u64,
+}
+
+/// Our HIT-LOCATOR record, for `hipbone overlay status`.
+#[derive(Debug, Serialize)]
+pub struct RecordStatus {
+    /// "published", "publishing", "waiting" (to join, or to try again), "withdrawn", or
+    /// "none" (a client publishes none).
+    pub state: &'static str,
+    pub locators: Vec<String>,
+}
+
+/// One overlay link, for `hipbone overlay status`.
+#[derive(Debug, Serialize)]
+pub struct LinkStatus {
+    pub peer: String,
+    /// "up" or "opening".
+    pub state: &'static str,
+    /// "us" or "peer".
+    pub opened_by: &'static str,
 }
 
 pub struct OverlayLinks {
@@ -158,6 +187,8 @@ pub struct OverlayLinks {
     captures: Option<VecDeque<Capture>>,
     started: Instant,
     me: Hit,
+    /// What last went wrong with the join, and when.
+    join_failure: Option<(String, Instant)>,
     /// When to try the bootstraps again (none answered yet), and the back-off.
     retry_at: Option<Instant>,
     retry_delay: Duration,
@@ -247,6 +278,7 @@ impl OverlayLinks {
             captures: setup.capture.then(VecDeque::new),
             started: now,
             me,
+            join_failure: None,
             retry_at: None,
             retry_delay: RETRY_FIRST,
             due: Some(now),
@@ -547,6 +579,8 @@ impl OverlayLinks {
                             && self.bootstraps.contains(&peer)
                             && self.retry_at.is_none()
                         {
+                            let why = format!("the link to bootstrap {peer} went down");
+                            self.join_failure = Some((why, now));
                             self.join_started = false;
                             self.retry_at = Some(now + self.retry_delay);
                             self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
@@ -624,6 +658,8 @@ impl OverlayLinks {
             NodeEvent::Joined => tracing::info!(overlay = %self.name, "joined the overlay"),
             NodeEvent::JoinFailed => {
                 tracing::info!(overlay = %self.name, "join failed; retrying");
+                let why = "the join was not answered".to_string();
+                self.join_failure = Some((why, now));
                 self.join_started = false;
             }
             NodeEvent::NeighboursChanged {
@@ -869,8 +905,41 @@ impl OverlayLinks {
         }
     }
 
-    pub fn status(&self) -> OverlayStatus {
+    pub fn status(&self, now: Instant) -> OverlayStatus {
         let chord = self.node.chord();
+        let join = if self.node.is_joined() {
+            "joined".to_string()
+        } else if let Some(at) = self.retry_at {
+            let left = at.saturating_duration_since(now).as_secs();
+            format!("trying the bootstrap nodes again in {left} s")
+        } else if self.join_started {
+            let via = self.net.links().find(|p| self.bootstraps.contains(p));
+            via.map_or("joining".to_string(), |b| format!("joining via {b}"))
+        } else {
+            "opening links to the bootstrap nodes".to_string()
+        };
+        let r = &self.record;
+        let record = RecordStatus {
+            state: if self.client {
+                "none"
+            } else if r.withdrawn {
+                "withdrawn"
+            } else if r.published.is_some() {
+                "published"
+            } else if r.storing.is_some() {
+                "publishing"
+            } else {
+                "waiting"
+            },
+            locators: r
+                .published
+                .as_ref()
+                .unwrap_or(&r.locators)
+                .iter()
+                .map(describe_locator)
+                .collect(),
+        };
+        let successors = chord.successors();
         let show = |ids: Vec<NodeId>| ids.into_iter().map(|n| hit_of(n).to_string()).collect();
         OverlayStatus {
             name: self.name.clone(),
@@ -878,12 +947,27 @@ impl OverlayLinks {
             joined: self.node.is_joined(),
             client: self.client,
             predecessors: show(chord.predecessors()),
-            successors: show(chord.successors()),
+            successors: show(successors.clone()),
             fingers: chord
                 .useful_fingers()
                 .filter(|i| chord.finger(*i).is_some())
                 .count(),
-            links: self.net.links().map(|h| h.to_string()).collect(),
+            join,
+            last_failure: self.join_failure.as_ref().map(|(why, at)| {
+                let ago = now.saturating_duration_since(*at).as_secs_f64();
+                (why.clone(), ago)
+            }),
+            record,
+            ring_size_estimate: ring_size(node_id(self.me), &successors),
+            links: self
+                .net
+                .link_states()
+                .map(|(peer, up, ours)| LinkStatus {
+                    peer: peer.to_string(),
+                    state: if up { "up" } else { "opening" },
+                    opened_by: if ours { "us" } else { "peer" },
+                })
+                .collect(),
             stored_resources: self
                 .node
                 .stored_resources()
@@ -892,6 +976,39 @@ impl OverlayLinks {
             messages_in: self.net.counters().messages_in,
             messages_out: self.net.counters().messages_out,
             forwarded: self.node.stats().forwarded,
+        }
+    }
+}
+
+/// The ring's size, estimated from how much of the identifier space our successors
+/// span: Node-IDs are HITs, uniform over the 2^96 values their hash leaves (ORCHIDv2:
+/// a 28-bit prefix and a 4-bit OGA ID precede it), so k successors within a distance d
+/// put about k · 2^96 / d members on the ring (a ring whose successor is ourselves has
+/// one).
+fn ring_size(me: NodeId, successors: &[NodeId]) -> Option<u64> {
+    let last = successors.last()?;
+    if *last == me {
+        return Some(1);
+    }
+    let k = successors.len() as u128;
+    // Measured in the hash's bits alone, so that the highest HIT's successor, the lowest,
+    // is as near as any other (on the 128-bit ring the gap outside the prefix lies
+    // between them).
+    let hash = |id: &NodeId| u128::from_be_bytes(id.0) & ((1u128 << 96) - 1);
+    let span = hash(last).wrapping_sub(hash(&me)) & ((1u128 << 96) - 1);
+    let per_member = (span / k).max(1);
+    // At least the members we know of.
+    let n = ((1u128 << 96) / per_member).clamp(k + 1, u128::from(u64::MAX));
+    Some(n as u64)
+}
+
+/// One entry of a HIT-LOCATOR record as the CLI shows it: "host 198.51.100.2:10500".
+pub fn describe_locator(l: &LocatorEntry) -> String {
+    match l {
+        LocatorEntry::Host(a) => format!("host {a}"),
+        LocatorEntry::ServerReflexive(a) => format!("server-reflexive {a}"),
+        LocatorEntry::Relayed { addr, relay } => {
+            format!("relayed {addr} via {}", Hit::from(*relay))
         }
     }
 }
@@ -919,5 +1036,44 @@ pub(super) fn describe(f: &Failure) -> String {
             String::from_utf8_lossy(&e.info)
         ),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(x: u128) -> NodeId {
+        NodeId(x.to_be_bytes())
+    }
+
+    #[test]
+    fn the_ring_size_follows_from_how_close_the_successors_are() {
+        let me = id(u128::MAX - 10);
+        assert_eq!(ring_size(me, &[]), None);
+        assert_eq!(ring_size(me, &[me]), Some(1));
+        // Four successors spanning a quarter of the HITs' space (wrapping past zero): 16
+        // members.
+        let quarter = 1u128 << 94;
+        let succ: Vec<NodeId> = (1..=4)
+            .map(|i| id((u128::MAX - 10).wrapping_add(i * (quarter / 4))))
+            .collect();
+        assert_eq!(ring_size(me, &succ), Some(16));
+        // Never fewer than the members we know of.
+        let far = [id(u128::MAX - 20)];
+        assert_eq!(ring_size(me, &far), Some(2));
+        let near = [id(u128::MAX - 9)];
+        assert_eq!(ring_size(me, &near), Some(u64::MAX), "at most what a u64 holds");
+    }
+
+    #[test]
+    fn locators_are_described_as_the_cli_shows_them() {
+        let a = "198.51.100.2:10500".parse().unwrap();
+        assert_eq!(
+            describe_locator(&LocatorEntry::Host(a)),
+            "host 198.51.100.2:10500"
+        );
+        let r = LocatorEntry::ServerReflexive(a);
+        assert_eq!(describe_locator(&r), "server-reflexive 198.51.100.2:10500");
     }
 }

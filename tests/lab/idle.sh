@@ -89,7 +89,7 @@ locators = ["198.51.100.2:10500"]
 TOML
 done
 node_up a && node_up b || { finish; exit 1; }
-joined() { "$HB" overlay -c "$dir/$1.toml" status 2>/dev/null | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["joined"] and s["links"] else 1)'; }
+joined() { "$HB" overlay -c "$dir/$1.toml" status 2>/dev/null | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["joined"] and any(l["state"] == "up" for l in s["links"]) else 1)'; }
 for _ in $(seq 30); do
   joined a && joined b && break
   sleep 1

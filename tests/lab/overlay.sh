@@ -142,6 +142,8 @@ check "n6 has no association with $target yet" test -n "$target"
 if [ -n "$target" ]; then
   check "n6 pings $target by its HIT alone" lab_exec n6 ping -6 -c 3 -W 10 "${HIT[$target]}"
   check "n6 found $target through its record (associated now)" test "$(linked n6 "$target")" = True
+  found=$(node_field n6 "[a.get('found') for a in s['associations'] if a['peer'] == '${HIT[$target]}'][0]")
+  check "n6's status says how: '$found'" test "$found" = "its locator record in the overlay"
 fi
 # n4's name, granted by the signer every member knows: the client resolves it through the
 # overlay and reaches n4 by the HIT and the LSI it got. n4 stores its claim once joined and
@@ -238,6 +240,8 @@ unreachable=$(lab_exec n6 ping -6 -c 1 -W 20 "$STRANGER" 2>&1)
 waited_ms=$((($(date +%s%N) - started) / 1000000))
 check "a ping to a HIT nobody has hears 'Address unreachable' (after $waited_ms ms)" grep -q "Address unreachable" <<<"$unreachable"
 check "n6 counted it" test "$(node_field n6 's["counters"]["icmp_unreachable"]')" -ge 1
+why=$(node_field n6 "[u['why'] for u in s['unreached'] if u['peer'] == '$STRANGER'][0]" 2>&1)
+check "n6's status lists it as not reached ('$why')" grep -q "no locator record" <<<"$why"
 refused=$(lab_exec n6 python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
