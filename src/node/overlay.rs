@@ -1063,7 +1063,11 @@ mod tests {
         let far = [id(u128::MAX - 20)];
         assert_eq!(ring_size(me, &far), Some(2));
         let near = [id(u128::MAX - 9)];
-        assert_eq!(ring_size(me, &near), Some(u64::MAX), "at most what a u64 holds");
+        assert_eq!(
+            ring_size(me, &near),
+            Some(u64::MAX),
+            "at most what a u64 holds"
+        );
     }
 
     #[test]
