@@ -22,10 +22,6 @@ use super::overlay::RequestId;
 /// How long our claim lives in the overlay, and when it is stored again.
 const CLAIM_LIFETIME: u32 = 3600;
 const CLAIM_REFRESH: Duration = Duration::from_secs(3000);
-/// The first claim is stored again this soon: stored while the ring still formed, it may
-/// sit at a peer that no longer owns the name, and joins that raced may not hand it on
-/// (as for the HIT-LOCATOR record).
-const CLAIM_SETTLE: Duration = Duration::from_secs(60);
 const CLAIM_RETRY: Duration = Duration::from_secs(10);
 /// Resolved names are kept this long at most (a name granted anew is seen by then).
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -95,8 +91,11 @@ pub struct Names {
     claim: Option<NameGrant>,
     storing: Option<RequestHandle>,
     again_at: Option<Instant>,
-    /// A Store of our claim succeeded once (the next waits `CLAIM_REFRESH`).
+    /// A Store of our claim succeeded once.
     stored_once: bool,
+    /// Stores of our claim started (the first ones are repeated sooner, as our
+    /// HIT-LOCATOR record's).
+    stores: u32,
     /// The `name claim` or `name release` that waits for the Store under way, and the name.
     asked: Option<(RequestId, String)>,
     settled: VecDeque<Settled>,
@@ -114,6 +113,7 @@ impl Names {
             storing: None,
             again_at: None,
             stored_once: false,
+            stores: 0,
             asked: None,
             settled: VecDeque::new(),
             resolving: HashMap::new(),
@@ -144,11 +144,8 @@ impl Names {
         }
         match store_claim(now, node, identity, grant, true) {
             Ok(handle) => {
-                let wait = if self.stored_once {
-                    CLAIM_REFRESH
-                } else {
-                    CLAIM_SETTLE
-                };
+                let wait = super::overlay::store_again_after(self.stores, CLAIM_REFRESH);
+                self.stores += 1;
                 self.storing = Some(handle);
                 self.again_at = Some(now + wait);
             }
@@ -177,6 +174,7 @@ impl Names {
         self.storing = None;
         self.again_at = None;
         self.stored_once = false;
+        self.stores = 0;
         self.asked = Some((request, String::from_utf8_lossy(&name).into_owned()));
         Ok(())
     }

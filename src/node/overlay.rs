@@ -40,7 +40,21 @@ const DEBUG_LIFETIME: u32 = 3600;
 /// that raced may not hand it on.
 const LOCATOR_LIFETIME: u32 = 600;
 const LOCATOR_REFRESH: Duration = Duration::from_secs(540);
-const LOCATOR_SETTLE: Duration = Duration::from_secs(60);
+/// A record of ours (HIT-LOCATOR, name claim) is stored again this long after its first
+/// and second Stores, before it settles to its refresh period: while the ring still forms
+/// around its owner, a Store can land at a peer that soon gives the range up, and joins
+/// that raced may not hand it on. The first repeat catches most (a few nodes starting
+/// together), the second the slower.
+const SETTLE: [Duration; 2] = [Duration::from_secs(15), Duration::from_secs(45)];
+
+/// How long after its `stores`-th Store (from 0) a record of ours is stored again.
+pub(super) fn store_again_after(stores: u32, refresh: Duration) -> Duration {
+    usize::try_from(stores)
+        .ok()
+        .and_then(|i| SETTLE.get(i))
+        .copied()
+        .unwrap_or(refresh)
+}
 const LOCATOR_RETRY: Duration = Duration::from_secs(10);
 /// Back-off of bootstrap retries.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -211,6 +225,8 @@ pub struct OverlayLinks {
 #[derive(Debug, Default)]
 struct LocatorRecord {
     locators: Vec<LocatorEntry>,
+    /// Stores of it so far (the first ones are repeated sooner).
+    stores: u32,
     published: Option<Vec<LocatorEntry>>,
     storing: Option<RequestHandle>,
     again_at: Option<Instant>,
@@ -357,14 +373,10 @@ impl OverlayLinks {
         let req = storage::signed_store(identity, resource, def.id, time, LOCATOR_LIFETIME, value);
         match self.node.store(now, &req) {
             Ok(handle) => {
-                let first = self.record.published.is_none() && self.record.again_at.is_none();
                 self.record.storing = Some(handle);
                 self.record.published = Some(record.locators);
-                let wait = if first {
-                    LOCATOR_SETTLE
-                } else {
-                    LOCATOR_REFRESH
-                };
+                let wait = store_again_after(self.record.stores, LOCATOR_REFRESH);
+                self.record.stores += 1;
                 self.record.again_at = Some(now + wait);
             }
             Err(e) => {
@@ -1068,6 +1080,16 @@ mod tests {
             Some(u64::MAX),
             "at most what a u64 holds"
         );
+    }
+
+    #[test]
+    fn a_record_is_stored_again_soon_twice_then_at_its_refresh_period() {
+        let refresh = Duration::from_secs(540);
+        let waits: Vec<u64> = (0..4)
+            .map(|n| store_again_after(n, refresh).as_secs())
+            .collect();
+        assert_eq!(waits, [15, 45, 540, 540]);
+        assert_eq!(store_again_after(u32::MAX, refresh), refresh);
     }
 
     #[test]
