@@ -23,15 +23,7 @@ NODES="n1 n2 n3 n4 n5"
 LABELS=(alice bob carol dave)
 OVERLAY=bench.hipbone.test
 lab_init
-lab_host r
-lab_router r
-i=0
-for n in $NODES; do
-  lab_host "$n"
-  lab_link r "$n" "198.51.100.$((i * 16))/28"
-  lab_exec "$n" ip route add default via "198.51.100.$((i * 16 + 1))"
-  i=$((i + 1))
-done
+ring_hosts "$NODES" || exit 1
 dir=$(lab_state)
 "$HB" genkey -o "$dir/signer.key" 2>/dev/null
 SIGNER=$("$HB" pubkey <"$dir/signer.key")

@@ -86,6 +86,20 @@ node_crash() {
   wait "${!pid_var}" 2>/dev/null || true
 }
 
+# ring_hosts "NODES": a router r and a host per node, the i-th (from 0) on its own /28 of
+# 198.51.100.0/24 at 198.51.100.(16 i + 2), default route via 198.51.100.(16 i + 1) (the
+# layout of the overlay lab and its benchmarks).
+ring_hosts() {
+  local i=0 n
+  lab_host r && lab_router r || return
+  for n in $1; do
+    lab_host "$n" &&
+      lab_link r "$n" "198.51.100.$((i * 16))/28" &&
+      lab_exec "$n" ip route add default via "198.51.100.$((i * 16 + 1))" || return
+    i=$((i + 1))
+  done
+}
+
 node_status_json() { "$HB" status --json -c "$(lab_state)/$1.toml"; }
 
 # node_field NAME PYTHON_EXPR: evaluates EXPR on the status JSON (as `s`) of node NAME.

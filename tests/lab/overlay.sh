@@ -30,15 +30,7 @@ source tests/lab/common.sh
 
 NODES="n1 n2 n3 n4 n5"
 lab_init
-lab_host r
-lab_router r
-i=0
-for n in $NODES; do
-  lab_host "$n"
-  lab_link r "$n" "198.51.100.$((i * 16))/28"
-  lab_exec "$n" ip route add default via "198.51.100.$((i * 16 + 1))"
-  i=$((i + 1))
-done
+ring_hosts "$NODES" || exit 1
 dir=$(lab_state)
 for n in $NODES; do node_key "$n" >/dev/null; done
 declare -A HIT
