@@ -1,5 +1,6 @@
 //! Whole nodes behind NATs: members with only an `[overlay]` section (a bootstrap), some
-//! behind NAT boxes of the simulator, reach each other by HIT.
+//! behind NAT boxes of the simulator, reach each other by HIT; with two bootstraps, both
+//! relays, they are still reached when one of them dies.
 
 use hipbone::node::overlay::Answer;
 use hipbone::node::Node;
@@ -116,6 +117,132 @@ fn members_behind_nats_join_and_are_reached_by_their_hits() {
             "seed {seed}: {} of {} pairs failed: {failed:?}",
             failed.len(),
             tried.len()
+        );
+    }
+}
+
+/// A member configured with two bootstraps, both relays: each node's configuration.
+fn two_relays_config(b0: hip::Hit, b1: hip::Hit, relay: bool) -> hipbone::config::Config {
+    use hipbone::sim::nodes::public_v4;
+    let nat = if relay { "\n[nat]\nrelay = true\n" } else { "" };
+    let text = format!(
+        "[interface]\nidentity = \"/nonexistent/sim.key\"\n{nat}\n[overlay]\nname = \"nat.hipbone.example\"\n\n\
+         [[overlay.bootstrap]]\nhit = \"{b0}\"\nlocators = [\"{}\"]\n\n\
+         [[overlay.bootstrap]]\nhit = \"{b1}\"\nlocators = [\"{}\"]\n",
+        public_v4(0),
+        public_v4(1)
+    );
+    hipbone::config::Config::parse(&text, "simulated node").expect("the configuration parses")
+}
+
+/// The relays a member's HIT-LOCATOR record names, as node `asker` fetches it.
+fn relays_in_record(sim: &mut Sim<Node>, asker: usize, member: usize) -> Vec<hip::Hit> {
+    let now = sim.now();
+    let hit = sim.node(member).hit();
+    assert!(sim.node_mut(asker).overlay_fetch(now, hit, member as u64));
+    match hipbone::sim::nodes::answer(sim, asker) {
+        Some(Answer::Fetched {
+            locators: Some(record),
+            ..
+        }) => record
+            .locators
+            .iter()
+            .filter_map(|l| match l {
+                LocatorEntry::Relayed { relay, .. } => Some(hip::Hit::from(*relay)),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("no record of {member}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_member_behind_a_nat_keeps_being_reached_when_one_of_its_relays_dies() {
+    use hipbone::sim::nat::{NatBox, Nats};
+    use hipbone::sim::nodes::{add_node_at, identity, public_v4};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+
+    let (publics, behind) = (10, 3);
+    let n = publics + behind;
+    let mut rng = ChaCha20Rng::seed_from_u64(31);
+    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
+    let inside = |k: usize| Ipv4Addr::new(10, 0, k as u8, 2);
+    let mut nats = Nats::new();
+    for k in 0..behind {
+        let outside = Ipv4Addr::new(198, 19, 0, k as u8 + 1);
+        nats.add(match k {
+            0 => NatBox::full_cone(outside, &[inside(k)]),
+            1 => NatBox::port_restricted_cone(outside, &[inside(k)]),
+            _ => NatBox::symmetric(outside, &[inside(k)]),
+        });
+    }
+    sim.set_filter(Nats::filter(&nats.shared()));
+    let ids: Vec<hip::HostIdentity> = (0..n).map(|_| identity(&mut rng)).collect();
+    let (r0, r1) = (ids[0].hit(), ids[1].hit());
+    let mut natted = Vec::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        let config = two_relays_config(r0, r1, i < 2);
+        if i < publics {
+            add_node_at(&mut sim, i, public_v4(i), id, &config);
+        } else {
+            let addr = SocketAddr::from((inside(i - publics), 10500));
+            natted.push(add_node_at(&mut sim, i, addr, id, &config));
+        }
+        let at = sim.now() + Duration::from_millis(200);
+        sim.run_until(at, |_| false);
+    }
+    let end = sim.now() + Duration::from_secs(120);
+    sim.run_until(end, |s| joined(s) == n);
+    assert_eq!(joined(&sim), n);
+    let settle = sim.now() + Duration::from_secs(90);
+    sim.run_until(settle, |_| false);
+    for &t in &natted {
+        let host = &sim.node(t).host;
+        assert!(
+            host.registered_with(&r0) && host.registered_with(&r1),
+            "{t} is not registered with both relays"
+        );
+        let mut named = relays_in_record(&mut sim, 5, t);
+        named.sort();
+        let mut both = vec![r0, r1];
+        both.sort();
+        assert_eq!(named, both, "{t}'s record names both relays");
+    }
+
+    // Relay 0 crashes. Each member behind a NAT notices (its association with the relay
+    // fails), stops publishing the dead relay, and is reached through the other.
+    sim.crash(0);
+    let later = sim.now() + Duration::from_secs(60);
+    sim.run_until(later, |_| false);
+    for &t in &natted {
+        let named = relays_in_record(&mut sim, 5, t);
+        assert_eq!(named, vec![r1], "{t}'s record after relay 0 died");
+    }
+    // Members that never talked to them reach them by HIT.
+    for (k, &t) in natted.iter().enumerate() {
+        let from = 2 + k;
+        if sim
+            .node(from)
+            .host
+            .association(&sim.node(t).hit())
+            .is_some()
+        {
+            continue;
+        }
+        let target = sim.node(t).hit();
+        for _ in 0..3 {
+            if !arrived(&sim, from, t) {
+                send_udp(&mut sim, from, target);
+            }
+            let end = sim.now() + Duration::from_secs(10);
+            sim.run_until(end, |_| false);
+        }
+        assert!(
+            arrived(&sim, from, t),
+            "{from} did not reach {t} after relay 0 died"
         );
     }
 }

@@ -802,6 +802,9 @@ impl Node {
             o.association_lost(now, peer);
         }
         self.register_with(now, peer);
+        // A relay of ours that is gone is no longer where we are reached: our record
+        // names only the relays that still serve us (published only if that changed).
+        self.locators_changed(now);
         self.push_event(NodeEvent::Ended { peer });
     }
 

@@ -39,6 +39,11 @@ const DEBUG_LIFETIME: u32 = 3600;
 /// still forming may have stored it at a peer that was not the owner for long, and joins
 /// that raced may not hand it on.
 const LOCATOR_LIFETIME: u32 = 600;
+/// A bootstrap node that no other bootstrap let join starts the ring after this long, the
+/// first in the list (`ALONE_FIRST`) or another (`ALONE_OTHER`): bootstraps started
+/// together join the first one's ring; any one started alone forms a ring.
+const ALONE_FIRST: Duration = Duration::from_secs(5);
+const ALONE_OTHER: Duration = Duration::from_secs(30);
 const LOCATOR_REFRESH: Duration = Duration::from_secs(540);
 /// A record of ours (HIT-LOCATOR, name claim) is stored again this long after its first
 /// and second Stores, before it settles to its refresh period: while the ring still forms
@@ -203,6 +208,10 @@ pub struct OverlayLinks {
     me: Hit,
     /// What last went wrong with the join, and when.
     join_failure: Option<(String, Instant)>,
+    /// We are one of the bootstrap nodes: when to start a ring of our own if no other
+    /// bootstrap has let us join by then (see `ALONE_FIRST`).
+    alone_after: Option<Duration>,
+    alone_at: Option<Instant>,
     /// When to try the bootstraps again (none answered yet), and the back-off.
     retry_at: Option<Instant>,
     retry_delay: Duration,
@@ -281,6 +290,14 @@ impl OverlayLinks {
             client: setup.client,
             node: Node::new(identity, node_config, now),
             net: Netstack::new(me, stack_seed, mtu, now),
+            alone_after: setup.bootstraps.iter().position(|h| *h == me).map(|i| {
+                if i == 0 {
+                    ALONE_FIRST
+                } else {
+                    ALONE_OTHER
+                }
+            }),
+            alone_at: None,
             bootstraps: setup
                 .bootstraps
                 .iter()
@@ -461,7 +478,28 @@ impl OverlayLinks {
             self.node.join(now, &[]);
             return;
         }
+        self.alone_at = self.alone_after.map(|d| now + d);
         self.connect_bootstraps(now);
+    }
+
+    /// A bootstrap node that no other bootstrap let join (none is up, or none has joined
+    /// yet) starts the ring: the first in the configuration's list soon, the others later,
+    /// so that bootstraps started together form one ring, and any of them alone forms one.
+    fn start_alone_if_due(&mut self, now: Instant) {
+        if self.alone_at.is_none_or(|t| t > now) {
+            return;
+        }
+        if self.node.is_joined() {
+            self.alone_at = None;
+        } else if self.join_started {
+            // A join under way: let it end first.
+            self.alone_at = Some(now + Duration::from_secs(1));
+        } else {
+            self.alone_at = None;
+            tracing::info!(overlay = %self.name, "no other bootstrap let us join: starting the ring");
+            self.join_started = true;
+            self.node.join(now, &[]);
+        }
     }
 
     fn connect_bootstraps(&mut self, now: Instant) {
@@ -540,6 +578,7 @@ impl OverlayLinks {
             self.node.poll_timeout(),
             self.net.poll_at(now),
             self.retry_at,
+            self.alone_at,
             self.record.again_at,
             self.names.deadline(),
         ]
@@ -560,6 +599,7 @@ impl OverlayLinks {
             tracing::info!(overlay = %self.name, "trying the bootstrap nodes again");
             self.connect_bootstraps(now);
         }
+        self.start_alone_if_due(now);
         let mut out = Vec::new();
         let mut progress = true;
         for _ in 0..16 {

@@ -141,6 +141,8 @@ pub struct Sim<E: Endpoint> {
     /// Endpoints handed out by `node_mut` since the last step: their deadline is asked again.
     touched: Vec<usize>,
     owners: HashMap<SocketAddr, usize>,
+    /// Endpoints that crashed ([`Sim::crash`]).
+    crashed: std::collections::HashSet<usize>,
     default_link: Link,
     links: HashMap<(SocketAddr, SocketAddr), Link>,
     in_flight: queue::Queue<Datagram>,
@@ -162,6 +164,7 @@ impl<E: Endpoint> Sim<E> {
             deadlines: Vec::new(),
             touched: Vec::new(),
             owners: HashMap::new(),
+            crashed: std::collections::HashSet::new(),
             default_link: Link::default(),
             links: HashMap::new(),
             in_flight: queue::Queue::default(),
@@ -191,6 +194,14 @@ impl<E: Endpoint> Sim<E> {
     /// Takes an address away: datagrams to it are lost from now on.
     pub fn unassign(&mut self, addr: SocketAddr) {
         self.owners.remove(&addr);
+    }
+
+    /// Endpoint `id` dies at once, as a crashed host: it sends nothing more, its timers
+    /// never fire, and datagrams to its addresses are lost.
+    pub fn crash(&mut self, id: usize) {
+        self.owners.retain(|_, owner| *owner != id);
+        self.deadlines[id] = None;
+        self.crashed.insert(id);
     }
 
     /// The link used between any two addresses without a link of their own.
@@ -293,6 +304,10 @@ impl<E: Endpoint> Sim<E> {
     }
 
     fn flush_node(&mut self, id: usize) {
+        if self.crashed.contains(&id) {
+            while self.nodes[id].poll_transmit().is_some() {}
+            return;
+        }
         while let Some(t) = self.nodes[id].poll_transmit() {
             let d = Datagram {
                 from: t.local,
