@@ -3,7 +3,7 @@
 //! one JSON document and closes. `hipbone status` formats it the way `wg show` does.
 
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -265,7 +265,7 @@ pub fn read_request(stream: &UnixStream) -> std::io::Result<Option<Request>> {
 
 /// Sends `request` to the daemon behind `path` and returns its answer.
 pub fn call(path: &Path, request: Request) -> anyhow::Result<String> {
-    let mut s = UnixStream::connect(path).map_err(|e| {
+    let s = UnixStream::connect(path).map_err(|e| {
         anyhow::anyhow!(
             "cannot reach the hipbone daemon at {}: {e} (is `hipbone up` running, and are you root?)",
             path.display()
@@ -279,11 +279,31 @@ pub fn call(path: &Path, request: Request) -> anyhow::Result<String> {
         | Request::NameRelease => Duration::from_secs(25),
         _ => Duration::from_secs(5),
     };
+    exchange(s, &request, wait)
+}
+
+/// Sends `request` on `s` and reads the answer, waiting `wait` at most.
+fn exchange(mut s: UnixStream, request: &Request, wait: Duration) -> anyhow::Result<String> {
     s.set_read_timeout(Some(wait))?;
     writeln!(s, "{}", request.line())?;
     let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    Ok(answer)
+    match s.read_to_string(&mut answer) {
+        Ok(_) => Ok(answer),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            let pending = match request {
+                Request::NameClaim { .. } => {
+                    "; the node holds the claim and stores it once it has joined"
+                }
+                _ => "",
+            };
+            anyhow::bail!(
+                "the daemon did not answer within {} s: it may not have joined the overlay yet \
+                 (`hipbone overlay status` shows where the join stands){pending}",
+                wait.as_secs()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The `wg show`-like rendering of a status.
@@ -468,6 +488,19 @@ mod tests {
         assert_eq!(Request::parse("status\n"), Some(Request::Status));
         assert_eq!(Request::parse(" down "), Some(Request::Down));
         assert_eq!(Request::parse("rm -rf /"), None);
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_answer_in_time_is_named_as_such() {
+        let (ours, _daemon) = UnixStream::pair().unwrap();
+        let claim = Request::NameClaim {
+            label: "alice".into(),
+            grant: "AAAA".into(),
+        };
+        let e = exchange(ours, &claim, Duration::from_millis(50)).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("did not answer within 0 s"), "{e}");
+        assert!(e.contains("stores it once it has joined"), "{e}");
     }
 
     #[test]
