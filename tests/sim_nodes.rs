@@ -256,6 +256,14 @@ fn icmpv6_error(packet: &[u8]) -> ([u8; 16], [u8; 16], u8, u8, Vec<u8>) {
     (ip.src, ip.dst, icmp[0], icmp[1], icmp[8..].to_vec())
 }
 
+/// `node`'s status lists `peer` alone as not reached, with a reason that says `why`.
+fn only_unreached(node: &Node, peer: hip::Hit, why: &str) {
+    let unreached: Vec<_> = node.unreached().collect();
+    assert_eq!(unreached.len(), 1);
+    assert_eq!(unreached[0].peer, peer);
+    assert!(unreached[0].why.contains(why), "{}", unreached[0].why);
+}
+
 #[test]
 fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
     let stranger = HostIdentity::from_secret([9; 32]).hit();
@@ -277,14 +285,7 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
     );
     assert_eq!(quoted.len(), 40 + 8);
     assert_eq!(pair.node_mut(0).poll_to_stack(), None);
-    let unreached: Vec<_> = pair.node(0).unreached().collect();
-    assert_eq!(unreached.len(), 1);
-    assert_eq!(unreached[0].peer, stranger);
-    assert!(
-        unreached[0].why.contains("no overlay"),
-        "{}",
-        unreached[0].why
-    );
+    only_unreached(pair.node(0), stranger, "no overlay");
 
     // A member waits for the lookup, which finds no record.
     let n = 10;
@@ -308,14 +309,7 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
         None,
         "one error per packet"
     );
-    let unreached: Vec<_> = sim.node(0).unreached().collect();
-    assert_eq!(unreached.len(), 1);
-    assert_eq!(unreached[0].peer, stranger);
-    assert!(
-        unreached[0].why.contains("no locator record"),
-        "{}",
-        unreached[0].why
-    );
+    only_unreached(sim.node(0), stranger, "no locator record");
     // A member's HIT is found instead: no error.
     let member = sim.node(n - 1).hit();
     send_udp(&mut sim, 0, member);

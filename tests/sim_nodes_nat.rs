@@ -121,20 +121,6 @@ fn members_behind_nats_join_and_are_reached_by_their_hits() {
     }
 }
 
-/// A member configured with two bootstraps, both relays: each node's configuration.
-fn two_relays_config(b0: hip::Hit, b1: hip::Hit, relay: bool) -> hipbone::config::Config {
-    use hipbone::sim::nodes::public_v4;
-    let nat = if relay { "\n[nat]\nrelay = true\n" } else { "" };
-    let text = format!(
-        "[interface]\nidentity = \"/nonexistent/sim.key\"\n{nat}\n[overlay]\nname = \"nat.hipbone.example\"\n\n\
-         [[overlay.bootstrap]]\nhit = \"{b0}\"\nlocators = [\"{}\"]\n\n\
-         [[overlay.bootstrap]]\nhit = \"{b1}\"\nlocators = [\"{}\"]\n",
-        public_v4(0),
-        public_v4(1)
-    );
-    hipbone::config::Config::parse(&text, "simulated node").expect("the configuration parses")
-}
-
 /// The relays a member's HIT-LOCATOR record names, as node `asker` fetches it.
 fn relays_in_record(sim: &mut Sim<Node>, asker: usize, member: usize) -> Vec<hip::Hit> {
     let now = sim.now();
@@ -159,7 +145,7 @@ fn relays_in_record(sim: &mut Sim<Node>, asker: usize, member: usize) -> Vec<hip
 #[test]
 fn a_member_behind_a_nat_keeps_being_reached_when_one_of_its_relays_dies() {
     use hipbone::sim::nat::{NatBox, Nats};
-    use hipbone::sim::nodes::{add_node_at, identity, public_v4};
+    use hipbone::sim::nodes::{add_node_at, identity, nat_config, public_v4};
     use rand_chacha::ChaCha20Rng;
     use rand_core::{RngCore, SeedableRng};
     use std::net::{Ipv4Addr, SocketAddr};
@@ -184,7 +170,7 @@ fn a_member_behind_a_nat_keeps_being_reached_when_one_of_its_relays_dies() {
     let (r0, r1) = (ids[0].hit(), ids[1].hit());
     let mut natted = Vec::new();
     for (i, id) in ids.into_iter().enumerate() {
-        let config = two_relays_config(r0, r1, i < 2);
+        let config = nat_config(&[r0, r1], i < 2);
         if i < publics {
             add_node_at(&mut sim, i, public_v4(i), id, &config);
         } else {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 /// IPv4 link-local, unique local (fc00::/7) or IPv6 link-local. IPv4-mapped IPv6 addresses
 /// are judged as their IPv4 address.
 pub fn private_address(ip: IpAddr) -> bool {
-    match crate::wire::unmapped(crate::wire::mapped(ip)) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => {
             let o = v4.octets();
             v4.is_private() || v4.is_link_local() || (o[0] == 100 && o[1] & 0xc0 == 64)
@@ -56,7 +56,7 @@ impl std::error::Error for PrefixError {}
 impl Prefix {
     /// Whether `ip` lies in the range (an IPv4-mapped address as its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = crate::wire::unmapped(crate::wire::mapped(ip));
+        let ip = ip.to_canonical();
         match (self.addr, ip) {
             (IpAddr::V4(p), IpAddr::V4(a)) => {
                 let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);

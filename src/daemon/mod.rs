@@ -585,68 +585,53 @@ impl Daemon {
             };
             // Handled to completion here: a request is one short line, read with a timeout.
             let Ok(std) = into_std(stream) else { continue };
-            let answer =
-                match control::read_request(&std) {
-                    Ok(Some(Request::Status)) => {
-                        serde_json::to_string_pretty(&self.status()).unwrap_or_default()
-                    }
-                    Ok(Some(Request::Down)) => {
-                        self.begin_leaving(Instant::now());
-                        "{\"down\": true}".to_string()
-                    }
-                    Ok(Some(Request::OverlayStatus)) => match &self.node.overlay {
-                        Some(o) => serde_json::to_string_pretty(&o.status(Instant::now()))
-                            .unwrap_or_default(),
-                        None => NO_OVERLAY.to_string(),
-                    },
-                    Ok(Some(Request::OverlayStore(value))) => {
-                        let request = self.next_request();
-                        let now = Instant::now();
-                        self.ask(std, request, |n| {
-                            n.overlay_store(now, epoch_ms(), value.as_bytes(), request)
-                        });
-                        continue;
-                    }
-                    Ok(Some(Request::Resolve(name))) => {
-                        let request = self.next_request();
-                        let now = Instant::now();
-                        self.ask(std, request, |n| n.resolve(now, &name, request));
-                        continue;
-                    }
-                    Ok(Some(Request::NameClaim { label, grant })) => {
-                        let grant = match crate::names::parse_grant(&grant) {
-                            Ok(g) => g,
-                            Err(e) => {
-                                reply(std, &serde_json::json!({ "error": e }).to_string());
-                                continue;
-                            }
-                        };
-                        let request = self.next_request();
-                        let now = Instant::now();
-                        self.ask(std, request, |n| n.claim_name(now, &label, grant, request));
-                        continue;
-                    }
-                    Ok(Some(Request::NameRelease)) => {
-                        let request = self.next_request();
-                        let now = Instant::now();
-                        self.ask(std, request, |n| n.release_name(now, request));
-                        continue;
-                    }
-                    Ok(Some(Request::NameList)) => match &self.node.overlay {
-                        Some(o) => serde_json::to_string_pretty(&o.names(Instant::now()))
-                            .unwrap_or_default(),
-                        None => NO_OVERLAY.to_string(),
-                    },
-                    Ok(Some(Request::OverlayFetch(owner))) => {
-                        let request = self.next_request();
-                        let now = Instant::now();
-                        self.ask(std, request, |n| n.overlay_fetch(now, owner, request));
-                        continue;
-                    }
-                    _ => "{\"error\": \"unknown request\"}".to_string(),
-                };
-            reply(std, &answer);
+            let request = control::read_request(&std).ok().flatten();
+            self.answer_control(std, request);
         }
+    }
+
+    /// Answers one control request: at once, or (what the overlay must answer) once the
+    /// answer comes, through `ask`.
+    fn answer_control(&mut self, std: UnixStream, request: Option<Request>) {
+        let answer = match request {
+            Some(Request::Status) => {
+                serde_json::to_string_pretty(&self.status()).unwrap_or_default()
+            }
+            Some(Request::Down) => {
+                self.begin_leaving(Instant::now());
+                "{\"down\": true}".to_string()
+            }
+            Some(Request::OverlayStatus) => match &self.node.overlay {
+                Some(o) => {
+                    serde_json::to_string_pretty(&o.status(Instant::now())).unwrap_or_default()
+                }
+                None => NO_OVERLAY.to_string(),
+            },
+            Some(Request::NameList) => match &self.node.overlay {
+                Some(o) => {
+                    serde_json::to_string_pretty(&o.names(Instant::now())).unwrap_or_default()
+                }
+                None => NO_OVERLAY.to_string(),
+            },
+            Some(Request::OverlayStore(value)) => {
+                return self.ask(std, |n, now, r| {
+                    n.overlay_store(now, epoch_ms(), value.as_bytes(), r)
+                })
+            }
+            Some(Request::OverlayFetch(owner)) => {
+                return self.ask(std, |n, now, r| n.overlay_fetch(now, owner, r))
+            }
+            Some(Request::Resolve(name)) => {
+                return self.ask(std, |n, now, r| n.resolve(now, &name, r))
+            }
+            Some(Request::NameClaim { label, grant }) => match crate::names::parse_grant(&grant) {
+                Ok(grant) => return self.ask(std, |n, now, r| n.claim_name(now, &label, grant, r)),
+                Err(e) => serde_json::json!({ "error": e }).to_string(),
+            },
+            Some(Request::NameRelease) => return self.ask(std, |n, now, r| n.release_name(now, r)),
+            None => "{\"error\": \"unknown request\"}".to_string(),
+        };
+        reply(std, &answer);
     }
 
     /// A socket of the DNS stub is readable: what it asks the overlay goes to the node.
@@ -672,17 +657,18 @@ impl Daemon {
         self.next_request
     }
 
-    /// Passes a request to the overlay; `stream` waits for its answer.
+    /// Passes a request to the overlay under a fresh request number; `stream` waits for
+    /// its answer.
     fn ask(
         &mut self,
         stream: UnixStream,
-        request: RequestId,
-        asked: impl FnOnce(&mut Node) -> bool,
+        asked: impl FnOnce(&mut Node, Instant, RequestId) -> bool,
     ) {
         if self.waiting.len() >= MAX_WAITING {
             return reply(stream, "{\"error\": \"too many requests waiting\"}");
         }
-        if !asked(&mut self.node) {
+        let request = self.next_request();
+        if !asked(&mut self.node, Instant::now(), request) {
             return reply(stream, NO_OVERLAY);
         }
         self.waiting.insert(request, stream);

@@ -158,7 +158,7 @@ impl Daemon {
                 .unreached()
                 .map(|u| control::UnreachedStatus {
                     peer: u.peer.to_string(),
-                    why: u.why.clone(),
+                    why: u.why.to_string(),
                     secs_ago: now.saturating_duration_since(u.at).as_secs_f64(),
                 })
                 .collect(),

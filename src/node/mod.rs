@@ -31,6 +31,7 @@ use hip::esp::{
 };
 use hip::{Event, Hit, Host, HostIdentity, Inbound, Outbound, Transmit};
 use overlay::{OverlayLinks, OverlaySetup, RequestId};
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -107,7 +108,7 @@ impl Found {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreached {
     pub peer: Hit,
-    pub why: String,
+    pub why: Cow<'static, str>,
     pub at: Instant,
 }
 
@@ -356,14 +357,16 @@ impl Node {
             }
             Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "cannot start a base exchange");
-                self.not_reached(now, peer, format!("cannot start a base exchange: {e}"));
+                let why = format!("cannot start a base exchange: {e}");
+                self.not_reached(now, peer, why.into());
                 false
             }
         }
     }
 
-    /// Notes that `peer` could not be reached, for `hipbone status`.
-    fn not_reached(&mut self, now: Instant, peer: Hit, why: String) {
+    /// Notes that `peer` could not be reached, for `hipbone status`. (On the path of every
+    /// packet for a HIT nobody has: the fixed reasons cost no allocation.)
+    fn not_reached(&mut self, now: Instant, peer: Hit, why: Cow<'static, str>) {
         self.unreached.retain(|u| u.peer != peer);
         if self.unreached.len() == MAX_UNREACHED {
             self.unreached.pop_front();
@@ -448,7 +451,7 @@ impl Node {
             if !self.held.contains_key(peer) && !self.start_lookup(now, *peer) {
                 if from_stack {
                     let why = "no locator configured, and no overlay to look it up in (or not joined yet)";
-                    self.not_reached(now, *peer, why.to_string());
+                    self.not_reached(now, *peer, why.into());
                     self.unreachable(now, *peer, next_header, &buf[payload]);
                 }
                 return Outbound::NoAssociation;
@@ -769,7 +772,7 @@ impl Node {
                 }
                 Event::Failed { peer, error } => {
                     tracing::info!(peer = %peer, error = %error, "association failed");
-                    self.not_reached(now, peer, format!("association failed: {error}"));
+                    self.not_reached(now, peer, format!("association failed: {error}").into());
                     self.association_ended(now, peer);
                 }
                 Event::Closed { peer } => {
@@ -896,7 +899,7 @@ impl Node {
             let started = if locators.is_empty() {
                 tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");
                 let why = "no locator record in the overlay (no such member, or it left)";
-                self.not_reached(now, peer, why.to_string());
+                self.not_reached(now, peer, why.into());
                 false
             } else {
                 self.start_exchange(now, peer, &locators, found)

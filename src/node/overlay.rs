@@ -34,23 +34,25 @@ const MAX_CAPTURES: usize = 4096;
 /// Lifetime of a value stored with `hipbone overlay store`.
 const DEBUG_LIFETIME: u32 = 3600;
 /// Our HIT-LOCATOR record lives this long (R11: about 10 minutes) and is published again
-/// at 90 % of it, at once when our locators change, and 10 s after a failed attempt. The
-/// first publication is repeated a minute later: a node that joined while the ring was
-/// still forming may have stored it at a peer that was not the owner for long, and joins
-/// that raced may not hand it on.
+/// at 90 % of it, at once when our locators change, and 10 s after a failed attempt; the
+/// first publications are repeated sooner (`SETTLE`).
 const LOCATOR_LIFETIME: u32 = 600;
-/// A bootstrap node that no other bootstrap let join starts the ring after this long, the
-/// first in the list (`ALONE_FIRST`) or another (`ALONE_OTHER`): bootstraps started
-/// together join the first one's ring; any one started alone forms a ring.
-const ALONE_FIRST: Duration = Duration::from_secs(5);
-const ALONE_OTHER: Duration = Duration::from_secs(30);
 const LOCATOR_REFRESH: Duration = Duration::from_secs(540);
+const LOCATOR_RETRY: Duration = Duration::from_secs(10);
 /// A record of ours (HIT-LOCATOR, name claim) is stored again this long after its first
 /// and second Stores, before it settles to its refresh period: while the ring still forms
 /// around its owner, a Store can land at a peer that soon gives the range up, and joins
 /// that raced may not hand it on. The first repeat catches most (a few nodes starting
 /// together), the second the slower.
 const SETTLE: [Duration; 2] = [Duration::from_secs(15), Duration::from_secs(45)];
+/// Back-off of bootstrap retries.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// A bootstrap node that no other bootstrap let join starts the ring after this long, the
+/// first in the list (`ALONE_FIRST`) or another (`ALONE_OTHER`): bootstraps started
+/// together join the first one's ring; any one started alone forms a ring.
+const ALONE_FIRST: Duration = Duration::from_secs(5);
+const ALONE_OTHER: Duration = Duration::from_secs(30);
 
 /// How long after its `stores`-th Store (from 0) a record of ours is stored again.
 pub(super) fn store_again_after(stores: u32, refresh: Duration) -> Duration {
@@ -60,10 +62,6 @@ pub(super) fn store_again_after(stores: u32, refresh: Duration) -> Duration {
         .copied()
         .unwrap_or(refresh)
 }
-const LOCATOR_RETRY: Duration = Duration::from_secs(10);
-/// Back-off of bootstrap retries.
-const RETRY_FIRST: Duration = Duration::from_secs(2);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What the overlay is configured with.
 #[derive(Debug, Clone)]
@@ -999,7 +997,6 @@ impl OverlayLinks {
             joined: self.node.is_joined(),
             client: self.client,
             predecessors: show(chord.predecessors()),
-            successors: show(successors.clone()),
             fingers: chord
                 .useful_fingers()
                 .filter(|i| chord.finger(*i).is_some())
@@ -1011,6 +1008,7 @@ impl OverlayLinks {
             }),
             record,
             ring_size_estimate: ring_size(node_id(self.me), &successors),
+            successors: show(successors),
             links: self
                 .net
                 .link_states()

@@ -160,15 +160,19 @@ pub fn public_v4(i: usize) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8), PORT))
 }
 
-/// The configuration of a member of the overlay whose bootstrap is node 0 at `public_v4(0)`;
-/// `relay`: serves as relay server.
-pub fn nat_config(bootstrap: Hit, relay: bool) -> Config {
+/// The configuration of a member of the overlay whose bootstraps are `bootstraps`, the
+/// i-th being node i at `public_v4(i)`; `relay`: serves as relay server.
+pub fn nat_config(bootstraps: &[Hit], relay: bool) -> Config {
     let nat = if relay { "\n[nat]\nrelay = true\n" } else { "" };
-    let text = format!(
-        "[interface]\nidentity = \"/nonexistent/sim.key\"\n{nat}\n[overlay]\nname = \"nat.hipbone.example\"\n\n\
-         [[overlay.bootstrap]]\nhit = \"{bootstrap}\"\nlocators = [\"{}\"]\n",
-        public_v4(0)
+    let mut text = format!(
+        "[interface]\nidentity = \"/nonexistent/sim.key\"\n{nat}\n[overlay]\nname = \"nat.hipbone.example\"\n"
     );
+    for (i, hit) in bootstraps.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[overlay.bootstrap]]\nhit = \"{hit}\"\nlocators = [\"{}\"]\n",
+            public_v4(i)
+        ));
+    }
     Config::parse(&text, "simulated node").expect("the simulated configuration parses")
 }
 
@@ -196,7 +200,7 @@ pub fn nat_world(
     }
     sim.set_filter(Nats::filter(&nats.shared()));
     let b = identity(&mut rng);
-    let (relaying, plain) = (nat_config(b.hit(), true), nat_config(b.hit(), false));
+    let (relaying, plain) = (nat_config(&[b.hit()], true), nat_config(&[b.hit()], false));
     add_node_at(&mut sim, 0, public_v4(0), b, &relaying);
     let mut natted = Vec::new();
     for i in 1..publics + behind {

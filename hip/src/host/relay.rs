@@ -660,7 +660,7 @@ impl Host {
 /// a private address ([`crate::private_address`]) only within `private`, the ranges its
 /// operator opened: otherwise a client could reach hosts on the relay's own site.
 fn relayable(to: SocketAddr, ours: &[SocketAddr], private: &[crate::Prefix]) -> bool {
-    let ip = crate::wire::unmapped(crate::wire::mapped(to.ip()));
+    let ip = to.ip().to_canonical();
     let special = match ip {
         // Loopback, unspecified (0/8), multicast, reserved (240/4), broadcast, link-local.
         IpAddr::V4(v4) => {
