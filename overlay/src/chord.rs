@@ -120,6 +120,11 @@ impl Chord {
         }
     }
 
+    /// The peer that owns key `k` as far as this table knows: the first at or after it.
+    pub fn owner(&self, k: u128) -> Option<NodeId> {
+        self.first_at_or_after(k)
+    }
+
     /// The first peer at or after position `x`, wrapping round the ring.
     fn first_at_or_after(&self, x: u128) -> Option<NodeId> {
         self.peers

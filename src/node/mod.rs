@@ -16,6 +16,7 @@
 //! The data path (`encapsulate`, `handle_datagram`) works on the driver's buffers and does
 //! not allocate; the driver may batch it (the daemon does, with GSO and GRO).
 
+mod backoff;
 pub mod edge;
 pub mod names;
 pub mod overlay;
@@ -156,6 +157,16 @@ pub struct Node {
     found: HashMap<Hit, Found>,
     /// The HITs not reached lately, newest last.
     unreached: VecDeque<Unreached>,
+    /// Our rendezvous and relay servers: whether one granted us its service, and when we
+    /// ask it again after it stopped answering.
+    servers: HashMap<Hit, ServerState>,
+}
+
+#[derive(Debug, Default)]
+struct ServerState {
+    registered: bool,
+    backoff: backoff::Backoff,
+    again_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Node {
@@ -191,6 +202,7 @@ impl Node {
             found: HashMap::new(),
             unreached: VecDeque::new(),
             nat_behind: None,
+            servers: HashMap::new(),
         }
     }
 
@@ -528,6 +540,18 @@ impl Node {
     /// or a timer due. Call after each batch of input, and when `poll_timeout` comes.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.host.handle_timeout(now);
+        let due: Vec<Hit> = self
+            .servers
+            .iter_mut()
+            .filter(|(_, s)| s.again_at.is_some_and(|t| t <= now))
+            .map(|(h, s)| {
+                s.again_at = None;
+                *h
+            })
+            .collect();
+        for server in due {
+            self.register_with(now, server);
+        }
         // Acting on an event may make the overlay due, and the overlay's segments may
         // start an exchange, whose events come next: until neither has anything left.
         for _ in 0..4 {
@@ -548,7 +572,8 @@ impl Node {
     /// The next instant `handle_timeout` has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let overlay = self.overlay.as_ref().and_then(|o| o.deadline());
-        [self.host.poll_timeout(), overlay]
+        let servers = self.servers.values().filter_map(|s| s.again_at).min();
+        [self.host.poll_timeout(), overlay, servers]
             .into_iter()
             .flatten()
             .min()
@@ -782,6 +807,9 @@ impl Node {
                 Event::Rekeyed { peer, .. } => tracing::debug!(peer = %peer, "ESP rekeyed"),
                 Event::Registered { server } => {
                     tracing::info!(server = %server, "registered");
+                    let state = self.servers.entry(server).or_default();
+                    state.registered = true;
+                    state.backoff.succeeded();
                     // A relay's grant gives us a relayed address to publish.
                     self.locators_changed(now);
                 }
@@ -804,11 +832,33 @@ impl Node {
         if let Some(o) = self.overlay.as_mut() {
             o.association_lost(now, peer);
         }
-        self.register_with(now, peer);
+        self.register_again(now, peer);
         // A relay of ours that is gone is no longer where we are reached: our record
         // names only the relays that still serve us (published only if that changed).
         self.locators_changed(now);
         self.push_event(NodeEvent::Ended { peer });
+    }
+
+    /// The association with `peer` ended: if it is one of our servers, register with it
+    /// again, at once if it had granted us its service (it may have restarted), else after
+    /// a back-off: a server that is gone would otherwise get a base exchange after another
+    /// for as long as we run.
+    fn register_again(&mut self, now: Instant, peer: Hit) {
+        if !self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.rendezvous || p.relay)
+        {
+            return;
+        }
+        let state = self.servers.entry(peer).or_default();
+        if std::mem::take(&mut state.registered) {
+            self.register_with(now, peer);
+            return;
+        }
+        let wait = state.backoff.failed();
+        state.again_at = Some(now + wait);
+        tracing::info!(server = %peer, ?wait, "the server did not answer; registering again later");
     }
 
     /// Registers with `peer` if it is a configured rendezvous or relay server.

@@ -17,12 +17,12 @@ use overlay::wire::{
     StoredDataValue,
 };
 
+use super::backoff::Backoff;
 use super::overlay::RequestId;
 
 /// How long our claim lives in the overlay, and when it is stored again.
 const CLAIM_LIFETIME: u32 = 3600;
 const CLAIM_REFRESH: Duration = Duration::from_secs(3000);
-const CLAIM_RETRY: Duration = Duration::from_secs(10);
 /// Resolved names are kept this long at most (a name granted anew is seen by then).
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Names resolved at once, and cached.
@@ -96,6 +96,8 @@ pub struct Names {
     /// Stores of our claim started (the first ones are repeated sooner, as our
     /// HIT-LOCATOR record's).
     stores: u32,
+    /// Waits after Stores of our claim that failed on the way.
+    backoff: Backoff,
     /// The `name claim` or `name release` that waits for the Store under way, and the name.
     asked: Option<(RequestId, String)>,
     settled: VecDeque<Settled>,
@@ -114,6 +116,7 @@ impl Names {
             again_at: None,
             stored_once: false,
             stores: 0,
+            backoff: Backoff::default(),
             asked: None,
             settled: VecDeque::new(),
             resolving: HashMap::new(),
@@ -151,7 +154,7 @@ impl Names {
             }
             Err(e) => {
                 tracing::debug!(error = ?e, "cannot store our name yet");
-                self.again_at = Some(now + CLAIM_RETRY);
+                self.again_at = Some(now + self.backoff.failed());
             }
         }
     }
@@ -175,6 +178,7 @@ impl Names {
         self.again_at = None;
         self.stored_once = false;
         self.stores = 0;
+        self.backoff = Backoff::default();
         self.asked = Some((request, String::from_utf8_lossy(&name).into_owned()));
         Ok(())
     }
@@ -321,7 +325,7 @@ impl Names {
             let result = match outcome {
                 // Refused (not lost): a claim asked for at run time is given up, as its
                 // asker is told; one from the configuration is tried again much later.
-                Err(f @ Failure::Remote(_)) if claiming => {
+                Err(f) if claiming && f.is_refusal() => {
                     if self.asked.is_some() {
                         tracing::info!(error = ?f, "the overlay refused our name; not holding it");
                         self.claim = None;
@@ -333,9 +337,11 @@ impl Names {
                     Err(super::overlay::describe(f))
                 }
                 Err(f) if claiming => {
-                    tracing::info!(error = ?f, "storing our name failed; trying again");
-                    self.again_at = Some(now + CLAIM_RETRY);
-                    Err(super::overlay::describe(f))
+                    let wait = self.backoff.failed();
+                    tracing::info!(error = ?f, ?wait, "storing our name failed; trying again");
+                    self.again_at = Some(now + wait);
+                    let why = super::overlay::describe(f);
+                    Err(format!("{why}; the node keeps trying"))
                 }
                 Err(f) => {
                     tracing::info!(error = ?f, "releasing our name failed");
@@ -343,6 +349,7 @@ impl Names {
                 }
                 Ok(_) if claiming => {
                     self.stored_once = true;
+                    self.backoff.succeeded();
                     tracing::info!(name = ?self.ours(), "stored our name");
                     Ok(true)
                 }

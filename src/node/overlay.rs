@@ -12,6 +12,7 @@
 //! storage times need is passed in as milliseconds since the epoch, answers to requests
 //! come out as [`Answer`]s, and captured segments for a pcap file as [`Capture`]s.
 
+use super::backoff::Backoff;
 use super::names::{NameList, Names, Unresolved};
 use crate::netstack::{self, LinkEvent, Netstack};
 use hip::{Hit, HostIdentity};
@@ -34,20 +35,16 @@ const MAX_CAPTURES: usize = 4096;
 /// Lifetime of a value stored with `hipbone overlay store`.
 const DEBUG_LIFETIME: u32 = 3600;
 /// Our HIT-LOCATOR record lives this long (R11: about 10 minutes) and is published again
-/// at 90 % of it, at once when our locators change, and 10 s after a failed attempt; the
-/// first publications are repeated sooner (`SETTLE`).
+/// at 90 % of it, at once when our locators change, and after a failed attempt as
+/// [`Backoff`] says; the first publications are repeated sooner (`SETTLE`).
 const LOCATOR_LIFETIME: u32 = 600;
 const LOCATOR_REFRESH: Duration = Duration::from_secs(540);
-const LOCATOR_RETRY: Duration = Duration::from_secs(10);
 /// A record of ours (HIT-LOCATOR, name claim) is stored again this long after its first
 /// and second Stores, before it settles to its refresh period: while the ring still forms
 /// around its owner, a Store can land at a peer that soon gives the range up, and joins
 /// that raced may not hand it on. The first repeat catches most (a few nodes starting
 /// together), the second the slower.
 const SETTLE: [Duration; 2] = [Duration::from_secs(15), Duration::from_secs(45)];
-/// Back-off of bootstrap retries.
-const RETRY_FIRST: Duration = Duration::from_secs(2);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 /// A bootstrap node that no other bootstrap let join starts the ring after this long, the
 /// first in the list (`ALONE_FIRST`) or another (`ALONE_OTHER`): bootstraps started
 /// together join the first one's ring; any one started alone forms a ring.
@@ -212,7 +209,7 @@ pub struct OverlayLinks {
     alone_at: Option<Instant>,
     /// When to try the bootstraps again (none answered yet), and the back-off.
     retry_at: Option<Instant>,
-    retry_delay: Duration,
+    retry_backoff: Backoff,
     /// `drive` has input to process (packets, a request, work left) since this instant.
     due: Option<Instant>,
     deadline: Option<Instant>,
@@ -237,10 +234,56 @@ struct LocatorRecord {
     published: Option<Vec<LocatorEntry>>,
     storing: Option<RequestHandle>,
     again_at: Option<Instant>,
+    /// After a failed Store: not before this, even if the record is unpublished.
+    retry_at: Option<Instant>,
+    backoff: Backoff,
     /// Leaving: the record is withdrawn (and never published again); the Store of the
     /// deletion while it is under way.
     withdrawn: bool,
     withdrawing: Option<RequestHandle>,
+}
+
+impl LocatorRecord {
+    /// Whether the record is to be stored now: what it says changed, or its refresh time
+    /// came, and no failure asks us to wait.
+    fn due(&self, now: Instant) -> bool {
+        let changed = self.published.as_ref() != Some(&self.locators);
+        let refresh = self.again_at.is_some_and(|t| t <= now);
+        (changed || refresh) && self.retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// A Store went out (`stored`) or could not start.
+    fn started(&mut self, now: Instant, stored: Option<RequestHandle>) {
+        match stored {
+            Some(handle) => {
+                self.storing = Some(handle);
+                self.published = Some(self.locators.clone());
+                self.again_at = Some(now + store_again_after(self.stores, LOCATOR_REFRESH));
+                self.stores += 1;
+            }
+            None => self.retry_at = Some(now + self.backoff.failed()),
+        }
+    }
+
+    /// The Store under way ended.
+    fn ended(&mut self, now: Instant, ok: bool) {
+        self.storing = None;
+        if ok {
+            self.backoff.succeeded();
+            self.retry_at = None;
+        } else {
+            self.published = None;
+            self.retry_at = Some(now + self.backoff.failed());
+        }
+    }
+
+    /// When the record is next due, unless its locators change before.
+    fn deadline(&self) -> Option<Instant> {
+        if self.published.as_ref() != Some(&self.locators) {
+            return self.retry_at;
+        }
+        self.again_at.max(self.retry_at)
+    }
 }
 
 impl std::fmt::Debug for OverlayLinks {
@@ -311,7 +354,7 @@ impl OverlayLinks {
             me,
             join_failure: None,
             retry_at: None,
-            retry_delay: RETRY_FIRST,
+            retry_backoff: Backoff::default(),
             due: Some(now),
             deadline: None,
             record: LocatorRecord::default(),
@@ -361,6 +404,8 @@ impl OverlayLinks {
     pub fn set_locators(&mut self, now: Instant, locators: Vec<LocatorEntry>) {
         if self.record.locators != locators {
             self.record.locators = locators;
+            // Something to say that the failed Store did not: no reason to wait.
+            self.record.retry_at = None;
             self.due.get_or_insert(now);
         }
     }
@@ -369,9 +414,12 @@ impl OverlayLinks {
     /// client, nothing under way, and what it says changed or its refresh time came.
     fn publish_locators(&mut self, now: Instant, identity: &HostIdentity) {
         let r = &self.record;
-        let changed = r.published.as_ref() != Some(&r.locators);
-        let due = changed || r.again_at.is_some_and(|t| t <= now);
-        if self.client || !self.node.is_joined() || r.storing.is_some() || r.withdrawn || !due {
+        if self.client
+            || !self.node.is_joined()
+            || r.storing.is_some()
+            || r.withdrawn
+            || !r.due(now)
+        {
             return;
         }
         let time = self.node.storage_time(now);
@@ -386,19 +434,11 @@ impl OverlayLinks {
         let def = KindDef::HIT_LOCATOR;
         let resource = overlay::id::resource_id(&self.me.0);
         let req = storage::signed_store(identity, resource, def.id, time, LOCATOR_LIFETIME, value);
-        match self.node.store(now, &req) {
-            Ok(handle) => {
-                self.record.storing = Some(handle);
-                self.record.published = Some(record.locators);
-                let wait = store_again_after(self.record.stores, LOCATOR_REFRESH);
-                self.record.stores += 1;
-                self.record.again_at = Some(now + wait);
-            }
-            Err(e) => {
-                tracing::debug!(error = ?e, "cannot publish our locators yet");
-                self.record.again_at = Some(now + LOCATOR_RETRY);
-            }
+        let stored = self.node.store(now, &req);
+        if let Err(e) = &stored {
+            tracing::debug!(error = ?e, "cannot publish our locators yet");
         }
+        self.record.started(now, stored.ok());
     }
 
     /// Leaving: withdraws our HIT-LOCATOR record, so that a lookup of our HIT says at once
@@ -452,7 +492,7 @@ impl OverlayLinks {
 
     /// The Store of our record ended: on failure, publish again soon.
     fn locators_stored(&mut self, now: Instant, failure: Option<&Failure>) {
-        self.record.storing = None;
+        self.record.ended(now, failure.is_none());
         match failure {
             None => tracing::info!(
                 overlay = %self.name,
@@ -460,9 +500,8 @@ impl OverlayLinks {
                 "published our locators"
             ),
             Some(f) => {
-                tracing::info!(overlay = %self.name, error = %describe(f), "publishing our locators failed; trying again");
-                self.record.published = None;
-                self.record.again_at = Some(now + LOCATOR_RETRY);
+                let wait = self.record.retry_at.map(|t| t - now);
+                tracing::info!(overlay = %self.name, error = %describe(f), ?wait, "publishing our locators failed; trying again");
             }
         }
     }
@@ -577,7 +616,7 @@ impl OverlayLinks {
             self.net.poll_at(now),
             self.retry_at,
             self.alone_at,
-            self.record.again_at,
+            self.record.deadline(),
             self.names.deadline(),
         ]
         .into_iter()
@@ -632,8 +671,7 @@ impl OverlayLinks {
                             let why = format!("the link to bootstrap {peer} went down");
                             self.join_failure = Some((why, now));
                             self.join_started = false;
-                            self.retry_at = Some(now + self.retry_delay);
-                            self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+                            self.retry_at = Some(now + self.retry_backoff.failed());
                         }
                     }
                 }
@@ -1128,6 +1166,42 @@ mod tests {
             .collect();
         assert_eq!(waits, [15, 45, 540, 540]);
         assert_eq!(store_again_after(u32::MAX, refresh), refresh);
+    }
+
+    #[test]
+    fn a_failed_store_of_our_record_waits_longer_each_time_before_the_next() {
+        let t0 = Instant::now();
+        let secs = |s| Duration::from_secs(s);
+        let mut r = LocatorRecord {
+            locators: vec![LocatorEntry::Host("198.51.100.2:10500".parse().unwrap())],
+            ..LocatorRecord::default()
+        };
+        assert!(r.due(t0), "never published");
+        let mut waits = Vec::new();
+        let mut now = t0;
+        for _ in 0..7 {
+            r.started(now, Some(RequestHandle(1)));
+            assert!(!r.due(now), "under way");
+            // Refused at once, as a routing loop is: unpublished, but not due again at once.
+            r.ended(now, false);
+            assert!(!r.due(now) && !r.due(now + secs(1)));
+            let next = r.deadline().expect("a retry is scheduled");
+            assert!(r.due(next));
+            waits.push((next - now).as_secs());
+            now = next;
+        }
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
+        // New locators are worth a Store at once; a success ends the back-off.
+        r.locators.push(LocatorEntry::ServerReflexive(
+            "203.0.113.34:10500".parse().unwrap(),
+        ));
+        r.retry_at = None;
+        assert!(r.due(now));
+        r.started(now, Some(RequestHandle(2)));
+        r.ended(now, true);
+        assert_eq!(r.deadline(), r.again_at);
+        r.started(now, None);
+        assert_eq!(r.retry_at, Some(now + secs(2)));
     }
 
     #[test]

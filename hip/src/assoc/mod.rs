@@ -316,8 +316,10 @@ pub(crate) struct Assoc {
     pub check_window: ice::CheckWindow,
     /// We sent the peer our candidates (a LOCATOR_SET) at least once.
     pub candidates_sent: bool,
-    /// Where our relay server last saw the peer (RELAY_FROM of its packets it passed on).
-    pub relayed_origin: Option<SocketAddr>,
+    /// Where a relay server of ours last saw the peer (RELAY_FROM of its packets it passed
+    /// on): the server's address and the peer's. Behind a NAT that maps per destination
+    /// the peer is at another port for each server, so the origin holds for that server only.
+    pub relayed_origin: Option<(SocketAddr, SocketAddr)>,
     /// The PEER_PERMISSION the relay server last got for this association.
     pub permission: Option<crate::wire::PeerPermission>,
     /// The peer's candidates (address, kind, priority) from its last LOCATOR_SET.

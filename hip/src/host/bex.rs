@@ -563,7 +563,7 @@ impl Host {
             .answering_via
             .filter(|(server, _)| *server == remote)
             .map(|(_, origin)| origin);
-        a.relayed_origin = a.relay_to;
+        a.relayed_origin = a.relay_to.map(|origin| (remote, origin));
         a.last_sent = Some(r2.clone());
         self.timers
             .set(&mut a, Some(now + self.config.exchange_complete));

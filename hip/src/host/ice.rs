@@ -362,6 +362,7 @@ impl Host {
         // announcement may predate (a rebinding).
         if let Some(origin) = a
             .relayed_origin
+            .map(|(_, origin)| origin)
             .filter(|o| !theirs.iter().any(|c| c.0 == *o))
         {
             theirs.push((

@@ -507,7 +507,7 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        a.relayed_origin = Some(origin);
+        a.relayed_origin = Some((server, origin));
         // The side the exchange reached through its relay speaks through it; the initiator
         // just sends to the relay's address, which passes everything on by receiver HIT.
         if a.initiator || a.remote != server || a.relay_to == Some(origin) {
@@ -532,7 +532,15 @@ impl Host {
         let Some(a) = self.assocs.get_mut(&peer) else {
             return;
         };
-        a.relay_to = a.relayed_origin.filter(|_| via_our_relay && !a.initiator);
+        // Where another server saw the peer is no address to give this one: a symmetric NAT
+        // maps the peer to another port toward each. Without one, we send to the server
+        // unwrapped: it passes the packet on to its client by receiver HIT, and the peer's
+        // next fresh packet through it tells us where the server sees it.
+        let server = a.remote;
+        a.relay_to = a
+            .relayed_origin
+            .filter(|&(s, _)| s == server && via_our_relay && !a.initiator)
+            .map(|(_, origin)| origin);
         a.permission = None;
         // Back on a relay (the direct path broke): look for a direct path again later.
         if let Some(ice) = a.ice.as_mut().filter(|_| relayed && !recheck.is_zero()) {

@@ -57,8 +57,8 @@ mod transaction;
 
 use crate::chord::Chord;
 use crate::wire::{
-    ErrorResponse, FetchAns, FindAns, GenericCertificate, NodeId, ResourceId, SignerIdentity,
-    StoreAns,
+    ErrorCode, ErrorResponse, FetchAns, FindAns, GenericCertificate, NodeId, ResourceId,
+    SignerIdentity, StoreAns,
 };
 use hip::identity::{HostIdentity, PublicIdentity};
 use rand_chacha::ChaCha20Rng;
@@ -178,6 +178,32 @@ pub enum Failure {
     Remote(ErrorResponse),
     /// The answer did not parse or did not pass its checks (e.g. a value signature).
     BadAnswer(&'static str),
+}
+
+impl Failure {
+    /// True if the request reached the node it was for and that node said no (a Store
+    /// refused for its signer, its size, an old generation): asking again changes
+    /// nothing. Every other failure is of the path (no answer, a loop, a TTL, no route
+    /// while the ring repairs itself, an answer that fails its checks) and may pass later.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            // A forwarder could have made the answer up.
+            Failure::Timeout | Failure::BadAnswer(_) => false,
+            Failure::Remote(e) => !matches!(
+                e.code,
+                ErrorCode::NotFound
+                    | ErrorCode::RequestTimeout
+                    | ErrorCode::TtlExceeded
+                    | ErrorCode::InProgress
+                    | ErrorCode::UnderlayDestinationUnreachable
+                    | ErrorCode::UnderlayTimeExceeded
+                    | ErrorCode::MessageExpired
+                    | ErrorCode::UpstreamMisrouting
+                    | ErrorCode::LoopDetected
+                    | ErrorCode::TtlHopsExceeded
+            ),
+        }
+    }
 }
 
 /// Local misuse or a full table: the request was not started.
@@ -300,6 +326,9 @@ pub struct Stats {
     pub bad_signatures: u64,
     pub ttl_exceeded: u64,
     pub loops: u64,
+    /// Messages whose next hop would have been the peer they came from, sent to the peer
+    /// our table makes responsible instead (`Node::handle_message`).
+    pub bounced: u64,
     /// No route: a lone node without bootstrap, or a Node-ID destination we own but have no
     /// link to.
     pub unroutable: u64,

@@ -73,6 +73,11 @@ impl Node {
         }
         match route {
             Route::Local => self.deliver(now, link_peer, bytes),
+            Route::Link(next) if next == link_peer => {
+                let first = header.destination_list.first();
+                let next = first.map_or(link_peer, |d| self.bounce(link_peer, d));
+                self.forward(link_peer, header, payload, code, next);
+            }
             Route::Link(next) => self.forward(link_peer, header, payload, code, next),
             Route::None => {
                 self.stats.unroutable += 1;
@@ -169,6 +174,30 @@ impl Node {
                 None => Route::None,
             },
             _ => Route::None,
+        }
+    }
+
+    /// Where a message goes that our table would send back to `link_peer`, the peer it
+    /// came from. In a consistent ring that never happens: each hop is closer to the key.
+    /// It happens when a peer between us died and the link peer has noticed and we have
+    /// not: it takes us for the owner, we take it for the peer before the dead one, and
+    /// the message would go back and forth until the loop check stops it. We send it to
+    /// the peer our own table makes responsible instead (the dead one, if that is who it
+    /// is): the originator's retransmission, re-routed, reaches the right node as soon as
+    /// we notice. A peer that is not linked, or is the link peer itself, leaves the
+    /// message to the loop check.
+    fn bounce(&mut self, link_peer: NodeId, dest: &Destination) -> NodeId {
+        let k = match dest {
+            Destination::Node(n) => Some(n.position()),
+            Destination::Resource(r) => id::resource_position(r),
+            _ => None,
+        };
+        match k.and_then(|k| self.chord.owner(k)) {
+            Some(owner) if owner != link_peer && self.links.contains(&owner) => {
+                self.stats.bounced += 1;
+                owner
+            }
+            _ => link_peer,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::transaction::Purpose;
 use super::{Event, Node, State};
-use crate::id::finger_target;
+use crate::id::{finger_target, in_open};
 use crate::wire::{ChordUpdate, ChordUpdateKind, MessageCode, NodeId};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,18 @@ impl Node {
         if direct && self.links.contains(&origin) {
             changed |= self.chord.insert(origin);
         }
+        let misses = match &update.kind {
+            ChordUpdateKind::PeerReady => false,
+            ChordUpdateKind::Neighbors {
+                predecessors,
+                successors,
+            }
+            | ChordUpdateKind::Full {
+                predecessors,
+                successors,
+                ..
+            } => self.misses_between(origin, predecessors, successors),
+        };
         let (neighbours, fingers) = match update.kind {
             ChordUpdateKind::PeerReady => (Vec::new(), Vec::new()),
             ChordUpdateKind::Neighbors {
@@ -62,18 +74,39 @@ impl Node {
         if changed {
             self.table_changed(now);
         }
-        // The sender takes us for its neighbour but is not ours: its view is stale. Tell it
-        // ours, so that it learns of the peers between us (without this, a node whose
-        // successor pointer skips joined peers would never hear of them). No ping-pong:
-        // our Update does not list the sender, so it does not answer in kind.
-        if direct
-            && lists_us
-            && self.links.contains(&origin)
-            && !self.chord.successors().contains(&origin)
-            && !self.chord.predecessors().contains(&origin)
-        {
+        // The sender takes us for its neighbour but is not ours, or its neighbours skip a
+        // peer we know to lie between it and us: its view is stale. Tell it ours, so that
+        // it learns of the peers between us (without this, a node whose successor pointer
+        // skips joined peers would never hear of them, nor would two neighbours whose link
+        // broke while each kept one to us). No ping-pong: the sender knows no peer between
+        // us that we do not, so it has nothing to answer in kind.
+        let stale = !self.chord.successors().contains(&origin)
+            && !self.chord.predecessors().contains(&origin);
+        if direct && lists_us && self.links.contains(&origin) && (stale || misses) {
             self.send_update_to(now, origin, false);
         }
+    }
+
+    /// Whether `origin`'s neighbours (`predecessors`, `successors`, nearest first, as its
+    /// Update lists them) leave out a peer of our table that lies between it and us: if it
+    /// lists us as a successor, it would list every peer it knew between it and us too,
+    /// nearer first; likewise on the other side.
+    fn misses_between(
+        &self,
+        origin: NodeId,
+        predecessors: &[NodeId],
+        successors: &[NodeId],
+    ) -> bool {
+        let (me, o) = (self.me.position(), origin.position());
+        let after = successors.contains(&self.me);
+        let before = predecessors.contains(&self.me);
+        self.chord
+            .peers()
+            .filter(|p| *p != origin && !predecessors.contains(p) && !successors.contains(p))
+            .any(|p| {
+                let x = p.position();
+                (after && in_open(x, o, me)) || (before && in_open(x, me, o))
+            })
     }
 
     /// After any change of the routing table: prune, report neighbour changes, schedule

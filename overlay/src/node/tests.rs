@@ -95,6 +95,32 @@ fn a_via_list_holding_us_is_a_loop() {
     assert_eq!(a.stats().loops, 1);
 }
 
+/// A peer between us and the key died; the link peer noticed and we did not. It sends us
+/// the message as to the owner; our table would send it back (the link peer precedes the
+/// key), so it goes to the owner our table names, not round the loop.
+#[test]
+fn a_message_our_table_would_send_back_goes_to_the_owner_in_our_table() {
+    let now = Instant::now();
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    let me = a.id().position();
+    let at = |d: u128| NodeId::from_position(me.wrapping_add(d));
+    let quarter = 1u128 << 126;
+    let (noticed, dead, key) = (at(quarter), at(3 * quarter), at(2 * quarter));
+    for p in [noticed, dead] {
+        a.link_up(now, p);
+        a.chord.insert(p);
+    }
+    while a.poll_transmit().is_some() {}
+    assert_eq!(a.chord.next_hop(key.position()), Some(noticed));
+    a.handle_message(now, noticed, &request(&id(2), 10, vec![], key));
+    let (to, out) = a.poll_transmit().unwrap();
+    assert_eq!(to, dead);
+    let (h, _) = ForwardingHeader::parse(&out).unwrap();
+    assert_eq!(h.via_list, vec![Destination::Node(noticed)]);
+    assert_eq!((a.stats().bounced, a.stats().loops), (1, 0));
+}
+
 #[test]
 fn forged_origin_is_refused_at_the_terminating_node() {
     let (mut a, now, b, _) = forwarder();
@@ -215,6 +241,61 @@ fn an_update_full_of_invented_peers_opens_few_links() {
     assert!(
         connects <= 8,
         "{connects} links asked for on one peer's word"
+    );
+}
+
+/// A neighbour whose Update takes us for its successor but skips a peer we know to lie
+/// between it and us (its link to that peer broke, ours did not) hears our Update, which
+/// names that peer; one that skips none does not.
+#[test]
+fn a_neighbour_that_skips_a_peer_between_us_hears_of_it() {
+    let now = Instant::now();
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    let me = a.id().position();
+    let o = NodeId::from(id(2).hit());
+    let between = NodeId::from_position(
+        o.position()
+            .wrapping_add(crate::id::distance(o.position(), me) / 2),
+    );
+    for p in [o, between] {
+        a.link_up(now, p);
+        a.chord.insert(p);
+    }
+    while a.poll_transmit().is_some() {}
+    let sender = Node::new(id(2), Config::default(), now);
+    let me = a.id();
+    let update_from_o = |successors: Vec<NodeId>| {
+        let update = crate::wire::ChordUpdate {
+            uptime: 10,
+            kind: crate::wire::ChordUpdateKind::Neighbors {
+                predecessors: vec![me],
+                successors,
+            },
+        };
+        sender.build(
+            12,
+            vec![Destination::Node(me)],
+            MessageContents::new(MessageCode::UpdateReq, update.to_bytes()),
+            Vec::new(),
+        )
+    };
+    let updates_to_o = |a: &mut Node| {
+        std::iter::from_fn(|| a.poll_transmit())
+            .filter(|(to, bytes)| {
+                *to == o && Message::parse(bytes).unwrap().contents.code == MessageCode::UpdateReq
+            })
+            .count()
+    };
+    let knows_all = update_from_o(vec![between, me]);
+    a.handle_message(now, o, &knows_all);
+    assert_eq!(updates_to_o(&mut a), 0, "nothing to tell");
+    let skips = update_from_o(vec![me]);
+    a.handle_message(now, o, &skips);
+    assert_eq!(
+        updates_to_o(&mut a),
+        1,
+        "our Update, naming the peer it skipped"
     );
 }
 
