@@ -305,6 +305,8 @@ lab_down() {
     ip netns del "$ns" 2>/dev/null || echo "lab.sh: could not delete namespace $ns" >&2
   done
   rm -rf /etc/netns/hb-*-"$suffix"
+  # LAB_LOGS=DIR keeps the lab's state (node logs, configs) for a look after the fact.
+  [ -z "${LAB_LOGS:-}" ] || { mkdir -p "$LAB_LOGS" && cp -r "$state" "$LAB_LOGS/"; }
   rm -rf "$state"
   [ "$suffix" != "${LAB_SUFFIX:-}" ] || unset LAB_SUFFIX
   return 0
