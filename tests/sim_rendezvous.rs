@@ -281,6 +281,30 @@ fn a_registration_is_renewed_by_update_and_ends_when_it_is_not() {
     assert_eq!(w.sim.node(w.s).stats().relayed, relayed);
 }
 
+/// A client with nothing to send hears that its server died: it renews its registration
+/// every `registration_check` (its NAT keepalives expect no answer), and the renewal
+/// unanswered fails the association. Without the check it would not know for 46 minutes.
+#[test]
+fn an_idle_client_notices_within_minutes_that_its_server_died() {
+    for (check, noticed) in [(Duration::from_secs(120), true), (Duration::ZERO, false)] {
+        let b_config = Config {
+            registration_check: check,
+            ..Config::default()
+        };
+        let mut w = world_with(7, Link::default(), b_config);
+        register(&mut w);
+        let s_hit = w.sim.node(w.s).hit();
+        run(&mut w, Duration::from_secs(10));
+        let s = w.s;
+        w.sim.crash(s);
+        let events = run(&mut w, Duration::from_secs(200));
+        let failed = events
+            .iter()
+            .any(|(id, e)| *id == w.b && matches!(e, Event::Failed { peer, .. } if *peer == s_hit));
+        assert_eq!(failed, noticed, "check every {check:?}");
+    }
+}
+
 #[test]
 fn an_overlay_neighbour_relays_an_i1_without_a_registration() {
     // HIP BONE: B and S have an association (overlay neighbours), no registration. A knows

@@ -259,9 +259,12 @@ impl Host {
         }
         let renewal = self.registered_with.contains_key(&server);
         // Renewed when four fifths of the lifetime have passed (of at least the shortest
-        // lifetime we offer ourselves, so that a tiny grant cannot make us spin).
+        // lifetime we offer ourselves, so that a tiny grant cannot make us spin), or
+        // sooner, to hear that the server is still there (`registration_check`).
         let granted = registration_lifetime(lifetime).max(registration_lifetime(MIN_LIFETIME));
-        let refresh = now + granted.mul_f64(0.8);
+        let check = Some(self.config.registration_check).filter(|c| !c.is_zero());
+        let renew = granted.mul_f64(0.8);
+        let refresh = now + check.map_or(renew, |c| c.min(renew));
         self.registered_with.insert(server, refresh);
         if let Some(a) = self.assocs.get_mut(&server) {
             a.registration = true;
