@@ -273,43 +273,11 @@ fn two_members_behind_nats_keep_talking_when_the_relay_between_them_dies() {
 
 fn relay_between_two_members_dies(seed: u64) {
     use hip::PathKind;
-    use hipbone::sim::nat::{NatBox, Nats};
-    use hipbone::sim::nodes::{add_node_at, identity, nat_config, public_v4};
-    use rand_chacha::ChaCha20Rng;
-    use rand_core::{RngCore, SeedableRng};
-    use std::net::{Ipv4Addr, SocketAddr};
+    use hipbone::sim::nodes::public_v4;
     use std::time::Instant;
 
     let publics = 4;
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
-    let inside = |k: u8| Ipv4Addr::new(10, 0, k, 2);
-    let mut nats = Nats::new();
-    nats.add(NatBox::port_restricted_cone(
-        Ipv4Addr::new(198, 19, 0, 1),
-        &[inside(0)],
-    ));
-    nats.add(NatBox::symmetric(
-        Ipv4Addr::new(198, 19, 0, 2),
-        &[inside(1)],
-    ));
-    sim.set_filter(Nats::filter(&nats.shared()));
-    let ids: Vec<hip::HostIdentity> = (0..publics + 2).map(|_| identity(&mut rng)).collect();
-    let relays = [ids[0].hit(), ids[1].hit()];
-    for (i, id) in ids.into_iter().enumerate() {
-        let config = nat_config(&relays, i < 2);
-        let addr = match i.checked_sub(publics) {
-            None => public_v4(i),
-            Some(k) => SocketAddr::from((inside(k as u8), 10500)),
-        };
-        add_node_at(&mut sim, i, addr, id, &config);
-        let at = sim.now() + Duration::from_millis(200);
-        sim.run_until(at, |_| false);
-    }
-    let end = sim.now() + Duration::from_secs(120);
-    sim.run_until(end, |s| joined(s) == publics + 2);
-    let settle = sim.now() + Duration::from_secs(60);
-    sim.run_until(settle, |_| false);
+    let (mut sim, _) = two_behind_nats(seed, publics, 2, |i| i < 2);
     let (a, b) = (publics, publics + 1);
     let (hit_a, hit_b) = (sim.node(a).hit(), sim.node(b).hit());
     for _ in 0..5 {
@@ -378,4 +346,129 @@ fn relay_between_two_members_dies(seed: u64) {
         path(&sim, a, hit_b),
         path(&sim, b, hit_a),
     );
+}
+
+/// A member behind a NAT with a single bootstrap relay finds a second relay among the
+/// overlay's members (those that serve as relays say yes, the others refuse), and when the
+/// bootstrap dies it is still reached by its HIT, through the relay it found, and finds
+/// another in its place.
+#[test]
+fn a_member_behind_a_nat_finds_relays_among_the_members() {
+    // Node 0 the bootstrap; the even public members relay, the odd ones do not; 30 and 31
+    // behind NATs (enough members that some never link to them).
+    let publics = 30;
+    let relays = |i: usize| i < publics && i % 2 == 0;
+    let (mut sim, hits) = two_behind_nats(5, publics, 1, relays);
+    let natted = [publics, publics + 1];
+    let relays_of = |sim: &Sim<Node>, t: usize| -> Vec<usize> {
+        (0..publics)
+            .filter(|&r| sim.node(t).host.registered_with(&hits[r]))
+            .collect()
+    };
+    for t in natted {
+        let with = relays_of(&sim, t);
+        assert_eq!(with.len(), 2, "{t} has two relays: {with:?}");
+        assert!(
+            with.contains(&0),
+            "{t} is registered with its bootstrap: {with:?}"
+        );
+        assert!(
+            with.iter().all(|&r| relays(r)),
+            "{t} asked only members that relay: {with:?}"
+        );
+        let mut named = relays_in_record(&mut sim, 5, t);
+        named.sort();
+        let mut want: Vec<hip::Hit> = with.iter().map(|&r| hits[r]).collect();
+        want.sort();
+        assert_eq!(named, want, "{t}'s record names both");
+    }
+
+    sim.crash(0);
+    let later = sim.now() + Duration::from_secs(180);
+    sim.run_until(later, |_| false);
+    for t in natted {
+        let with = relays_of(&sim, t);
+        assert!(
+            with.len() == 2 && !with.contains(&0),
+            "{t} replaced the dead bootstrap by another member: {with:?}"
+        );
+        let mut named = relays_in_record(&mut sim, 5, t);
+        named.sort();
+        let mut want: Vec<hip::Hit> = with.iter().map(|&r| hits[r]).collect();
+        want.sort();
+        assert_eq!(named, want, "{t}'s record after the bootstrap died");
+    }
+    // Members that never talked to them reach them by HIT, through the relays they found.
+    for t in natted {
+        let from = (1..publics)
+            .find(|&f| sim.node(f).host.association(&hits[t]).is_none())
+            .expect("a member that never talked to it");
+        for _ in 0..3 {
+            if !arrived(&sim, from, t) {
+                send_udp(&mut sim, from, hits[t]);
+            }
+            let end = sim.now() + Duration::from_secs(10);
+            sim.run_until(end, |_| false);
+        }
+        assert!(
+            arrived(&sim, from, t),
+            "{from} did not reach {t}: {:?} / {:?} / t's relays {:?}",
+            sim.node(from).unreached().collect::<Vec<_>>(),
+            sim.node(from)
+                .host
+                .association(&hits[t])
+                .map(|a| (a.state, a.remote, a.path)),
+            relays_of(&sim, t)
+        );
+    }
+}
+
+/// `publics` public members (node i serving as relay if `relay(i)`), then two members
+/// behind a port-restricted and a symmetric NAT, all with the first `bootstraps` public
+/// members as bootstraps, joined 200 ms apart and left a minute to settle. Returns the
+/// simulator and every node's HIT.
+fn two_behind_nats(
+    seed: u64,
+    publics: usize,
+    bootstraps: usize,
+    relay: impl Fn(usize) -> bool,
+) -> (Sim<Node>, Vec<hip::Hit>) {
+    use hipbone::sim::nat::{NatBox, Nats};
+    use hipbone::sim::nodes::{add_node_at, identity, nat_config, public_v4};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut sim: Sim<Node> = Sim::new(rng.next_u64(), Instant::now());
+    let inside = |k: u8| Ipv4Addr::new(10, 0, k, 2);
+    let mut nats = Nats::new();
+    nats.add(NatBox::port_restricted_cone(
+        Ipv4Addr::new(198, 19, 0, 1),
+        &[inside(0)],
+    ));
+    nats.add(NatBox::symmetric(
+        Ipv4Addr::new(198, 19, 0, 2),
+        &[inside(1)],
+    ));
+    sim.set_filter(Nats::filter(&nats.shared()));
+    let ids: Vec<hip::HostIdentity> = (0..publics + 2).map(|_| identity(&mut rng)).collect();
+    let hits: Vec<hip::Hit> = ids.iter().map(|i| i.hit()).collect();
+    for (i, id) in ids.into_iter().enumerate() {
+        let config = nat_config(&hits[..bootstraps], relay(i));
+        let addr = match i.checked_sub(publics) {
+            None => public_v4(i),
+            Some(k) => SocketAddr::from((inside(k as u8), 10500)),
+        };
+        add_node_at(&mut sim, i, addr, id, &config);
+        let at = sim.now() + Duration::from_millis(200);
+        sim.run_until(at, |_| false);
+    }
+    let end = sim.now() + Duration::from_secs(120);
+    sim.run_until(end, |s| joined(s) == publics + 2);
+    assert_eq!(joined(&sim), publics + 2, "seed {seed}: every member joins");
+    let settle = sim.now() + Duration::from_secs(60);
+    sim.run_until(settle, |_| false);
+    (sim, hits)
 }

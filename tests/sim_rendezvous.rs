@@ -281,6 +281,47 @@ fn a_registration_is_renewed_by_update_and_ends_when_it_is_not() {
     assert_eq!(w.sim.node(w.s).stats().relayed, relayed);
 }
 
+/// A host with an association up (an overlay link) asks for the relays in an UPDATE: a
+/// server that relays grants them, one that does not refuses, and the host hears which.
+#[test]
+fn a_registration_rides_an_update_over_an_association_already_up() {
+    for serves in [true, false] {
+        let server = Config {
+            relay_server: serves,
+            ..Config::default()
+        };
+        let mut w = world_of(7, Link::default(), Config::default(), server);
+        let (b, s_hit) = (w.b, w.sim.node(w.s).hit());
+        let (b_addr, s_addr) = (w.b_addr, w.s_addr);
+        let now = w.sim.now();
+        w.sim
+            .node_mut(b)
+            .connect(now, s_hit, b_addr, &[s_addr])
+            .unwrap();
+        run(&mut w, Duration::from_secs(2));
+        assert_eq!(
+            w.sim.node(b).association(&s_hit).map(|a| a.state),
+            Some(hip::AssocState::Established)
+        );
+        assert!(!w.sim.node(b).registered_with(&s_hit));
+        let now = w.sim.now();
+        w.sim
+            .node_mut(b)
+            .register_relay(now, s_hit, b_addr, &[s_addr])
+            .unwrap();
+        let events = run(&mut w, Duration::from_secs(2));
+        let heard = |want: fn(&Event) -> bool| events.iter().any(|(n, e)| *n == b && want(e));
+        assert_eq!(w.sim.node(b).registered_with(&s_hit), serves);
+        assert_eq!(heard(|e| matches!(e, Event::Registered { .. })), serves);
+        assert_eq!(
+            heard(|e| matches!(e, Event::RegistrationRefused { .. })),
+            !serves
+        );
+        // Still one association: the request did not start another exchange.
+        assert_eq!(w.sim.node(w.s).stats().i2_accepted, 1);
+    }
+}
+
 /// A client with nothing to send hears that its server died: it renews its registration
 /// every `registration_check` (its NAT keepalives expect no answer), and the renewal
 /// unanswered fails the association. Without the check it would not know for 46 minutes.

@@ -23,7 +23,7 @@ pub mod overlay;
 
 use crate::config::Config;
 use crate::offload::{self, TcpSegments};
-use ::overlay::wire::NameGrant;
+use ::overlay::wire::{LocatorEntry, NameGrant};
 use edge::Edge;
 use hip::esp::PROTO_TCP as TCP;
 use hip::esp::{
@@ -35,7 +35,7 @@ use overlay::{OverlayLinks, OverlaySetup, RequestId};
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Events waiting for the driver; past that the oldest go (they are for logs and status).
 const MAX_EVENTS: usize = 1024;
@@ -160,6 +160,8 @@ pub struct Node {
     /// Our rendezvous and relay servers: whether one granted us its service, and when we
     /// ask it again after it stopped answering.
     servers: HashMap<Hit, ServerState>,
+    /// Overlay members that refused to relay for us, and when.
+    not_relays: HashMap<Hit, Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -167,7 +169,18 @@ struct ServerState {
     registered: bool,
     backoff: backoff::Backoff,
     again_at: Option<Instant>,
+    /// A member of the overlay we asked to relay for us (not configured): asked and not
+    /// yet answered.
+    found: bool,
+    asked: bool,
 }
+
+/// Relays a member behind a NAT keeps: one to fall back on when the other dies.
+const WANTED_RELAYS: usize = 2;
+/// A member that refused to relay for us is not asked again for this long, and this many
+/// refusals are remembered at most.
+const NOT_A_RELAY_FOR: Duration = Duration::from_secs(3600);
+const MAX_NOT_RELAYS: usize = 256;
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,6 +216,7 @@ impl Node {
             unreached: VecDeque::new(),
             nat_behind: None,
             servers: HashMap::new(),
+            not_relays: HashMap::new(),
         }
     }
 
@@ -672,7 +686,6 @@ impl Node {
 
     /// Our overlay record says where the host can be reached: its addresses now.
     fn locators_changed(&mut self, now: Instant) {
-        use ::overlay::wire::LocatorEntry;
         if let Some(o) = self.overlay.as_mut() {
             let mut locators: Vec<LocatorEntry> = self
                 .host
@@ -809,14 +822,84 @@ impl Node {
                     tracing::info!(server = %server, "registered");
                     let state = self.servers.entry(server).or_default();
                     state.registered = true;
+                    state.asked = false;
                     state.backoff.succeeded();
                     // A relay's grant gives us a relayed address to publish.
                     self.locators_changed(now);
                 }
+                Event::RegistrationRefused { server } => {
+                    tracing::debug!(server = %server, "the member does not relay for us");
+                    if self.servers.get(&server).is_some_and(|s| s.found) {
+                        self.servers.remove(&server);
+                    }
+                    if self.not_relays.len() >= MAX_NOT_RELAYS {
+                        self.not_relays.retain(|_, at| now < *at + NOT_A_RELAY_FOR);
+                    }
+                    if self.not_relays.len() < MAX_NOT_RELAYS {
+                        self.not_relays.insert(server, now);
+                    }
+                }
                 other => tracing::debug!(event = ?other, "HIP event"),
             }
         }
+        if any {
+            self.seek_relays(now);
+        }
         any
+    }
+
+    /// Behind a NAT, with fewer than `WANTED_RELAYS` relays granted or asked: asks an
+    /// overlay member we reach directly at a public address to relay for us (over the
+    /// association we have with it). So a member whose configured relays died, or that
+    /// has a single bootstrap, finds another among the members; one that does not serve
+    /// as relay refuses and is not asked again for an hour. Which members relay is their
+    /// own choice (`[nat] relay`).
+    fn seek_relays(&mut self, now: Instant) {
+        if !self.behind_nat() {
+            return;
+        }
+        let Some(o) = self.overlay.as_ref().filter(|o| o.node.is_joined()) else {
+            return;
+        };
+        let relays = self
+            .servers
+            .values()
+            .filter(|s| s.registered || s.asked)
+            .count();
+        if relays >= WANTED_RELAYS {
+            return;
+        }
+        let mut members: Vec<Hit> = o.link_peers().collect();
+        members.sort();
+        let candidate = members.into_iter().find_map(|m| {
+            let taken = self
+                .servers
+                .get(&m)
+                .is_some_and(|s| s.registered || s.asked);
+            let refused = self
+                .not_relays
+                .get(&m)
+                .is_some_and(|at| now < *at + NOT_A_RELAY_FOR);
+            let a = self.host.association(&m)?;
+            let direct = a.state == hip::AssocState::Established
+                && a.path == hip::PathKind::Direct
+                && !hip::private_address(a.remote.ip());
+            (!taken && !refused && direct).then_some((m, a.local, a.remote))
+        });
+        let Some((member, local, remote)) = candidate else {
+            return;
+        };
+        match self.host.register_relay(now, member, local, &[remote]) {
+            Ok(_) => {
+                tracing::info!(member = %member, "asking an overlay member to relay for us");
+                let state = self.servers.entry(member).or_default();
+                state.found = true;
+                state.asked = true;
+            }
+            Err(e) => {
+                tracing::debug!(member = %member, error = %e, "cannot ask the member to relay")
+            }
+        }
     }
 
     /// What goes with an association: its flows, its LSI unless the peer is configured (a
@@ -844,6 +927,11 @@ impl Node {
     /// a back-off: a server that is gone would otherwise get a base exchange after another
     /// for as long as we run.
     fn register_again(&mut self, now: Instant, peer: Hit) {
+        if self.servers.get(&peer).is_some_and(|s| s.found) {
+            // A member we found: others are asked in its place.
+            self.servers.remove(&peer);
+            return;
+        }
         if !self
             .peers
             .get(&peer)
@@ -934,11 +1022,9 @@ impl Node {
     fn lookups_ended(&mut self, now: Instant) {
         while let Some((peer, record)) = self.overlay.as_mut().and_then(|o| o.poll_located()) {
             let held = self.held.remove(&peer).unwrap_or_default();
-            let mut locators: Vec<SocketAddr> = record
-                .iter()
-                .flat_map(|r| &r.locators)
-                .map(|l| l.addr())
-                .collect();
+            let mut locators = record
+                .as_ref()
+                .map_or_else(Vec::new, |r| dial_order(&r.locators));
             let mut found = Found::LocatorRecord;
             if locators.is_empty() {
                 // No record (a peer still joining has none yet): the neighbour that named
@@ -994,6 +1080,38 @@ impl Node {
 /// Whether every address we have is private (RFC 1918, shared address space RFC 6598,
 /// link-local, unique local): then some NAT stands between us and the rest, and others
 /// can reach us only through a relay.
+/// The addresses of a locator record in the order a base exchange tries them (it sends
+/// its I1 to the first three at once): a relayed one first, as it goes through any NAT,
+/// then a server-reflexive and a host one, then the next of each kind. In the record's
+/// own order (host, server-reflexive, relayed, RFC 8445's) a member behind a symmetric NAT
+/// with two relays listed two reflexive addresses, which its NAT does not let through,
+/// before any relay: nobody new reached it.
+fn dial_order(record: &[LocatorEntry]) -> Vec<SocketAddr> {
+    use ::overlay::wire::LocatorEntry as L;
+    let of = |relayed: bool, reflexive: bool| -> Vec<SocketAddr> {
+        record
+            .iter()
+            .filter(|l| match l {
+                L::Relayed { .. } => relayed,
+                L::ServerReflexive(_) => reflexive,
+                L::Host(_) => !relayed && !reflexive,
+            })
+            .map(|l| l.addr())
+            .collect()
+    };
+    let kinds = [of(true, false), of(false, true), of(false, false)];
+    let longest = kinds.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(record.len());
+    for i in 0..longest {
+        for kind in &kinds {
+            if let Some(a) = kind.get(i).filter(|a| !out.contains(*a)) {
+                out.push(*a);
+            }
+        }
+    }
+    out
+}
+
 fn behind_nat(addrs: &[SocketAddr]) -> bool {
     !addrs.is_empty() && addrs.iter().all(|a| hip::private_address(a.ip()))
 }
@@ -1005,6 +1123,45 @@ mod tests {
 
     fn addrs(list: &[&str]) -> Vec<SocketAddr> {
         list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_record_is_dialled_relayed_then_reflexive_then_host_one_of_each_in_turn() {
+        use ::overlay::wire::{LocatorEntry as L, NodeId};
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let relay = NodeId([7; 16]);
+        let record = [
+            L::Host(a("10.0.1.2:10500")),
+            L::ServerReflexive(a("198.19.0.2:40001")),
+            L::ServerReflexive(a("198.19.0.2:40002")),
+            L::Relayed {
+                addr: a("198.18.0.13:10500"),
+                relay,
+            },
+            L::Relayed {
+                addr: a("198.18.0.25:10500"),
+                relay,
+            },
+        ];
+        assert_eq!(
+            super::dial_order(&record),
+            addrs(&[
+                "198.18.0.13:10500",
+                "198.19.0.2:40001",
+                "10.0.1.2:10500",
+                "198.18.0.25:10500",
+                "198.19.0.2:40002",
+            ])
+        );
+        // A public member: its host addresses, in their order.
+        let public = [
+            L::Host(a("198.18.0.1:10500")),
+            L::Host(a("[2001:db8::1]:10500")),
+        ];
+        assert_eq!(
+            super::dial_order(&public),
+            addrs(&["198.18.0.1:10500", "[2001:db8::1]:10500"])
+        );
     }
 
     #[test]

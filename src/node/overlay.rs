@@ -554,6 +554,11 @@ impl OverlayLinks {
     }
 
     /// The bootstrap nodes (other than ourselves).
+    /// The peers we have an overlay link with.
+    pub fn link_peers(&self) -> impl Iterator<Item = Hit> + '_ {
+        self.node.links().map(hit_of)
+    }
+
     pub fn bootstraps(&self) -> &[Hit] {
         &self.bootstraps
     }

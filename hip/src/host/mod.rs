@@ -92,6 +92,8 @@ pub enum Event {
     Closed { peer: Hit },
     /// A rendezvous server granted our registration.
     Registered { server: Hit },
+    /// A server refused the registration we asked for over an association we had.
+    RegistrationRefused { server: Hit },
     /// The peer moved: its locator is now `remote`, checked by a signed echo.
     LocatorChanged { peer: Hit, remote: SocketAddr },
     /// The ESP SAs were replaced by a rekey.
@@ -249,6 +251,9 @@ pub struct Host {
     /// Rendezvous servers we want to register with, and those that granted it, with when
     /// the grant is to be refreshed.
     wanted_registrations: HashMap<Hit, Vec<u8>>,
+    /// Servers asked for a registration over an association we already had (an UPDATE
+    /// with REG_REQUEST, RFC 8003 §3.3), and when to ask (again).
+    asking: HashMap<Hit, Instant>,
     registered_with: HashMap<Hit, Instant>,
     /// As a rendezvous server: the registered clients, with when each registration ends.
     rvs_clients: HashMap<Hit, Instant>,
@@ -289,6 +294,7 @@ impl Host {
             r1_limiter: crate::ratelimit::RateLimiter::new(config.r1_per_source, 4096, now),
             local_addresses: Vec::new(),
             wanted_registrations: Default::default(),
+            asking: Default::default(),
             registered_with: Default::default(),
             rvs_clients: Default::default(),
             relay_clients: Default::default(),
@@ -657,6 +663,7 @@ impl Host {
             self.timers.forget(&a);
         }
         self.registered_with.remove(&peer);
+        self.asking.remove(&peer);
         self.rvs_clients.remove(&peer);
         self.drop_relay_client(&peer);
         if self.relay_grants.remove(&peer).is_some() {

@@ -62,6 +62,21 @@ impl Host {
         locators: &[SocketAddr],
     ) -> Result<AssocHandle, Error> {
         self.wanted_registrations.insert(server, types);
+        // With an association up, the request goes in an UPDATE; otherwise in the I2 of a
+        // new exchange.
+        let up = self
+            .assocs
+            .get(&server)
+            .filter(|a| a.state == AssocState::Established);
+        if let Some(handle) = up.map(|a| a.handle) {
+            if !self.registered_with.contains_key(&server) {
+                // Asked at once, or when the UPDATE under way is done.
+                self.asking.insert(server, now);
+                self.registration_timer(now, server);
+                self.schedule(now, server);
+            }
+            return Ok(handle);
+        }
         self.connect(now, server, local, locators)
     }
 
@@ -200,6 +215,9 @@ impl Host {
         let Some(wanted) = self.wanted_registrations.get(&server) else {
             return;
         };
+        let answered = packet.param(param_type::REG_FAILED).is_some()
+            || packet.param(param_type::REG_RESPONSE).is_some();
+        let asked = answered && self.asking.remove(&server).is_some();
         let refused = matches!(packet.param(param_type::REG_FAILED),
             Some(Param::RegFailed { types, .. }) if types.iter().any(|t| wanted.contains(t)));
         let (lifetime, types) = match packet.param(param_type::REG_RESPONSE) {
@@ -211,6 +229,10 @@ impl Host {
             _ => (None, Vec::new()),
         };
         if refused || lifetime == Some(0) {
+            if asked {
+                tracing::debug!(server = %server, "registration refused");
+                self.push_event(Event::RegistrationRefused { server });
+            }
             // Refused or cancelled: not registered, and nothing to renew.
             if self.registered_with.remove(&server).is_some() {
                 tracing::info!(server = %server, "registration ended by the server");
@@ -281,7 +303,12 @@ impl Host {
     /// with it is to be renewed (while no other UPDATE is outstanding), when its
     /// registration with us ends, and when our relay permissions there are refreshed.
     pub(super) fn registration_due(&self, peer: &Hit, idle: bool) -> Option<Instant> {
-        let renew = self.registered_with.get(peer).filter(|_| idle).copied();
+        let renew = self
+            .registered_with
+            .get(peer)
+            .or(self.asking.get(peer))
+            .filter(|_| idle)
+            .copied();
         let ends = self.rvs_clients.get(peer).copied();
         let relay_ends = self.relay_clients.get(peer).map(|c| c.ends);
         let permissions = self.permissions_due(peer).filter(|_| idle);
@@ -325,14 +352,19 @@ impl Host {
                 .get(&peer)
                 .is_some_and(|a| a.pending_update.is_some());
         }
-        if self.registered_with.get(&peer).is_none_or(|t| *t > now) {
-            return false;
+        let again = now + self.config.update_timeout * self.config.update_tries;
+        // Asked again after a while if this request or renewal gets no REG_RESPONSE.
+        if let Some(t) = self.registered_with.get_mut(&peer) {
+            if *t > now {
+                return false;
+            }
+            *t = again;
+        } else {
+            match self.asking.get_mut(&peer) {
+                Some(t) if *t <= now => *t = again,
+                _ => return false,
+            }
         }
-        // Asked again after a while if this renewal gets no REG_RESPONSE.
-        self.registered_with.insert(
-            peer,
-            now + self.config.update_timeout * self.config.update_tries,
-        );
         let types = self
             .wanted_registrations
             .get(&peer)
