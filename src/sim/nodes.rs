@@ -470,7 +470,10 @@ fn failure(sim: &Sim<Node>, from: usize, to: usize) -> String {
     let sender = sim.node(from);
     match sender.host.association(&target) {
         None if sender.looking_up(&target) => "lookup still under way".into(),
-        None => "no exchange started (no locator found)".into(),
+        None => match sender.unreached().find(|u| u.peer == target) {
+            Some(u) => format!("no exchange started ({})", u.why),
+            None => "no exchange started (no locator found)".into(),
+        },
         Some(a) if a.state != hip::AssocState::Established => {
             format!("exchange ended in {}", a.state.name())
         }
