@@ -98,6 +98,9 @@ pub struct Names {
     stores: u32,
     /// Waits after Stores of our claim that failed on the way.
     backoff: Backoff,
+    /// Our last Store of the claim was answered by ourselves (as our HIT-LOCATOR record's
+    /// can be: see `LocatorRecord::kept_here`); stored again once the key is not ours.
+    kept_here: bool,
     /// The `name claim` or `name release` that waits for the Store under way, and the name.
     asked: Option<(RequestId, String)>,
     settled: VecDeque<Settled>,
@@ -117,6 +120,7 @@ impl Names {
             stored_once: false,
             stores: 0,
             backoff: Backoff::default(),
+            kept_here: false,
             asked: None,
             settled: VecDeque::new(),
             resolving: HashMap::new(),
@@ -132,6 +136,13 @@ impl Names {
             .map(|g| String::from_utf8_lossy(&g.name).into_owned())
     }
 
+    /// A Store of ours ended with an answer, from ourselves or not.
+    pub fn answered_by_us(&mut self, handle: RequestHandle, ours: bool) {
+        if self.storing == Some(handle) {
+            self.kept_here = ours;
+        }
+    }
+
     /// When our claim is due to be stored again.
     pub fn deadline(&self) -> Option<Instant> {
         self.claim.as_ref().and(self.again_at)
@@ -141,10 +152,13 @@ impl Names {
     /// refresh time came), signed by `identity`.
     pub fn publish(&mut self, now: Instant, node: &mut Node, identity: &HostIdentity) {
         let Some(grant) = &self.claim else { return };
-        let due = self.again_at.is_none_or(|t| t <= now);
+        let moved_away =
+            self.kept_here && !node.owns_resource(&overlay::id::resource_id(&grant.name));
+        let due = self.again_at.is_none_or(|t| t <= now) || moved_away;
         if !node.is_joined() || self.storing.is_some() || !due {
             return;
         }
+        self.kept_here = false;
         match store_claim(now, node, identity, grant, true) {
             Ok(handle) => {
                 let wait = super::overlay::store_again_after(self.stores, CLAIM_REFRESH);

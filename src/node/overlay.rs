@@ -236,6 +236,10 @@ struct LocatorRecord {
     again_at: Option<Instant>,
     /// After a failed Store: not before this, even if the record is unpublished.
     retry_at: Option<Instant>,
+    /// The last Store was answered by ourselves: our table made us the owner of the
+    /// record's key (right after joining it spans a wide range). Once it no longer does,
+    /// the record is stored again, so that it reaches the owner.
+    kept_here: bool,
     backoff: Backoff,
     /// Leaving: the record is withdrawn (and never published again); the Store of the
     /// deletion while it is under way.
@@ -257,6 +261,9 @@ impl LocatorRecord {
         match stored {
             Some(handle) => {
                 self.storing = Some(handle);
+                // Set again by the answer; a failed Store must not look kept here, or the
+                // key's move would retry it at once, past the back-off.
+                self.kept_here = false;
                 self.published = Some(self.locators.clone());
                 self.again_at = Some(now + store_again_after(self.stores, LOCATOR_REFRESH));
                 self.stores += 1;
@@ -414,13 +421,18 @@ impl OverlayLinks {
     /// client, nothing under way, and what it says changed or its refresh time came.
     fn publish_locators(&mut self, now: Instant, identity: &HostIdentity) {
         let r = &self.record;
+        let resource = overlay::id::resource_id(&self.me.0);
+        let moved_away = r.kept_here && !self.node.owns_resource(&resource);
         if self.client
             || !self.node.is_joined()
             || r.storing.is_some()
             || r.withdrawn
-            || !r.due(now)
+            || !(r.due(now) || moved_away)
         {
             return;
+        }
+        if moved_away {
+            tracing::debug!("our record's key is no longer ours: storing it at its owner");
         }
         let time = self.node.storage_time(now);
         let record = HitLocator {
@@ -432,7 +444,6 @@ impl OverlayLinks {
             value: record.to_bytes(),
         });
         let def = KindDef::HIT_LOCATOR;
-        let resource = overlay::id::resource_id(&self.me.0);
         let req = storage::signed_store(identity, resource, def.id, time, LOCATOR_LIFETIME, value);
         let stored = self.node.store(now, &req);
         if let Err(e) = &stored {
@@ -720,6 +731,9 @@ impl OverlayLinks {
             NodeEvent::Failed { handle, failure } => Some((*handle, Err(failure))),
             _ => None,
         };
+        if let NodeEvent::StoreDone { handle, hops, .. } = &e {
+            self.names.answered_by_us(*handle, *hops == 0);
+        }
         if let Some((handle, outcome)) = ours {
             if self.names.ended(now, unix, handle, outcome) {
                 self.collect_names();
@@ -780,7 +794,8 @@ impl OverlayLinks {
                 self.record.withdrawing = None;
                 tracing::info!(overlay = %self.name, error = %describe(&failure), "withdrawing our locators failed");
             }
-            NodeEvent::StoreDone { handle, .. } if self.record.storing == Some(handle) => {
+            NodeEvent::StoreDone { handle, hops, .. } if self.record.storing == Some(handle) => {
+                self.record.kept_here = hops == 0;
                 self.locators_stored(now, None);
             }
             NodeEvent::Failed { handle, failure } if self.record.storing == Some(handle) => {

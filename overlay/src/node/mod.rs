@@ -501,6 +501,12 @@ impl Node {
         self.state == State::Joined
     }
 
+    /// Whether our table makes us the owner of `resource` (a Store of it would be answered
+    /// by ourselves).
+    pub fn owns_resource(&self, resource: &ResourceId) -> bool {
+        crate::id::resource_position(resource).is_some_and(|k| self.owns(k))
+    }
+
     pub fn is_client(&self) -> bool {
         self.config.client
     }
