@@ -123,7 +123,8 @@ lab__on_exit() {
   for ((i = ${#LAB_EXIT_HOOKS[@]} - 1; i >= 0; i--)); do
     eval "${LAB_EXIT_HOOKS[i]}"
   done
-  lab_down
+  # A lab already taken down (the demo's first part) has no suffix left to take down.
+  [ -z "${LAB_SUFFIX:-}" ] || lab_down
   exit "$rc"
 }
 
