@@ -869,9 +869,8 @@ impl Node {
         if relays >= WANTED_RELAYS {
             return;
         }
-        let mut members: Vec<Hit> = o.link_peers().collect();
-        members.sort();
-        let candidate = members.into_iter().find_map(|m| {
+        // The lowest HIT of those that qualify: the same choice whatever the links' order.
+        let qualifying = o.link_peers().filter_map(|m| {
             let taken = self
                 .servers
                 .get(&m)
@@ -886,7 +885,7 @@ impl Node {
                 && !hip::private_address(a.remote.ip());
             (!taken && !refused && direct).then_some((m, a.local, a.remote))
         });
-        let Some((member, local, remote)) = candidate else {
+        let Some((member, local, remote)) = qualifying.min_by_key(|(m, ..)| *m) else {
             return;
         };
         match self.host.register_relay(now, member, local, &[remote]) {
@@ -1077,9 +1076,6 @@ impl Node {
     }
 }
 
-/// Whether every address we have is private (RFC 1918, shared address space RFC 6598,
-/// link-local, unique local): then some NAT stands between us and the rest, and others
-/// can reach us only through a relay.
 /// The addresses of a locator record in the order a base exchange tries them (it sends
 /// its I1 to the first three at once): a relayed one first, as it goes through any NAT,
 /// then a server-reflexive and a host one, then the next of each kind. In the record's
@@ -1087,19 +1083,15 @@ impl Node {
 /// with two relays listed two reflexive addresses, which its NAT does not let through,
 /// before any relay: nobody new reached it.
 fn dial_order(record: &[LocatorEntry]) -> Vec<SocketAddr> {
-    use ::overlay::wire::LocatorEntry as L;
-    let of = |relayed: bool, reflexive: bool| -> Vec<SocketAddr> {
+    use ::overlay::wire::LocatorKind as K;
+    let of = |kind: K| -> Vec<SocketAddr> {
         record
             .iter()
-            .filter(|l| match l {
-                L::Relayed { .. } => relayed,
-                L::ServerReflexive(_) => reflexive,
-                L::Host(_) => !relayed && !reflexive,
-            })
+            .filter(|l| l.kind() == kind)
             .map(|l| l.addr())
             .collect()
     };
-    let kinds = [of(true, false), of(false, true), of(false, false)];
+    let kinds = [of(K::Relayed), of(K::ServerReflexive), of(K::Host)];
     let longest = kinds.iter().map(Vec::len).max().unwrap_or(0);
     let mut out = Vec::with_capacity(record.len());
     for i in 0..longest {
@@ -1112,6 +1104,9 @@ fn dial_order(record: &[LocatorEntry]) -> Vec<SocketAddr> {
     out
 }
 
+/// Whether every address we have is private (RFC 1918, shared address space RFC 6598,
+/// link-local, unique local): then some NAT stands between us and the rest, and others
+/// can reach us only through a relay.
 fn behind_nat(addrs: &[SocketAddr]) -> bool {
     !addrs.is_empty() && addrs.iter().all(|a| hip::private_address(a.ip()))
 }

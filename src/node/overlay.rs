@@ -564,12 +564,12 @@ impl OverlayLinks {
         self.node.set_behind_nat(behind);
     }
 
-    /// The bootstrap nodes (other than ourselves).
     /// The peers we have an overlay link with.
     pub fn link_peers(&self) -> impl Iterator<Item = Hit> + '_ {
         self.node.links().map(hit_of)
     }
 
+    /// The bootstrap nodes (other than ourselves).
     pub fn bootstraps(&self) -> &[Hit] {
         &self.bootstraps
     }

@@ -32,30 +32,20 @@ impl Node {
         if direct && self.links.contains(&origin) {
             changed |= self.chord.insert(origin);
         }
-        let misses = match &update.kind {
-            ChordUpdateKind::PeerReady => false,
+        let (predecessors, successors, fingers) = match update.kind {
+            ChordUpdateKind::PeerReady => (Vec::new(), Vec::new(), Vec::new()),
             ChordUpdateKind::Neighbors {
                 predecessors,
                 successors,
-            }
-            | ChordUpdateKind::Full {
-                predecessors,
-                successors,
-                ..
-            } => self.misses_between(origin, predecessors, successors),
-        };
-        let (neighbours, fingers) = match update.kind {
-            ChordUpdateKind::PeerReady => (Vec::new(), Vec::new()),
-            ChordUpdateKind::Neighbors {
-                predecessors,
-                successors,
-            } => ([predecessors, successors].concat(), Vec::new()),
+            } => (predecessors, successors, Vec::new()),
             ChordUpdateKind::Full {
                 predecessors,
                 successors,
                 fingers,
-            } => ([predecessors, successors].concat(), fingers),
+            } => (predecessors, successors, fingers),
         };
+        let misses = self.misses_between(origin, &predecessors, &successors);
+        let neighbours = [predecessors, successors].concat();
         let lists_us = neighbours.contains(&self.me);
         for n in neighbours.into_iter().chain(fingers).take(256) {
             changed |= self.consider_quiet(now, n, Some(origin));
