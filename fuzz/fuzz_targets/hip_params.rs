@@ -2,8 +2,8 @@
 //! packet but without the header and without the type-order rule, so that every type
 //! meets every content. Nothing may panic, and every TLV that parses must emit the very
 //! same Type, Length and contents, then zero padding to the TLV's length.
-//! Seeds: the RFC 9028 parameters of the unit-test vectors, and the parameters of the
-//! `hip_parse` R1 seed.
+//! Seeds: the RFC 9028 and the overlay routing (RFC 6028, RFC 6079) parameters of the
+//! unit-test vectors, and the parameters of the `hip_parse` R1 seed.
 #![no_main]
 
 use hip::wire::Param;

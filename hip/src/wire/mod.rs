@@ -28,8 +28,9 @@ mod param;
 pub use checksum::{checksum, fill_checksum, verify_checksum};
 pub use header::{HipRepr, Packet, PacketType, RawParam, RawParams, HEADER_LEN, MAX_PACKET_LEN};
 pub use param::{
-    mapped, nat_mode, param_type, unmapped, EspInfo, HostId, Locator, Notification, NotifyType,
-    Param, PeerPermission, Puzzle, Solution, TransportAddress, TransportLocator,
+    mapped, nat_mode, param_type, route_flags, unmapped, EspInfo, HostId, Locator, Notification,
+    NotifyType, Param, PeerPermission, Puzzle, Route, Solution, TransportAddress, TransportLocator,
+    MAX_ROUTE_HITS,
 };
 
 /// Why a buffer is not a HIP packet. Small on purpose: the parser reports *what* is

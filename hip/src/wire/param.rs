@@ -39,6 +39,8 @@ pub mod param_type {
     pub const ECHO_RESPONSE_SIGNED: u16 = 961;
     pub const TRANSPORT_FORMAT_LIST: u16 = 2049;
     pub const ESP_TRANSFORM: u16 = 4095;
+    pub const OVERLAY_ID: u16 = 4592;
+    pub const ROUTE_DST: u16 = 4601;
     pub const RELAYED_ADDRESS: u16 = 4650;
     pub const MAPPED_ADDRESS: u16 = 4660;
     pub const PEER_PERMISSION: u16 = 4680;
@@ -52,6 +54,8 @@ pub mod param_type {
     pub const ECHO_REQUEST_UNSIGNED: u16 = 63661;
     pub const RELAY_FROM: u16 = 63998;
     pub const RELAY_TO: u16 = 64002;
+    pub const OVERLAY_TTL: u16 = 64011;
+    pub const ROUTE_VIA: u16 = 64017;
     pub const FROM: u16 = 65498;
     pub const RVS_HMAC: u16 = 65500;
     pub const VIA_RVS: u16 = 65502;
@@ -66,6 +70,50 @@ pub mod nat_mode {
     pub const ICE_STUN_UDP: u16 = 2;
     /// RFC 9028: ICE with connectivity checks as HIP UPDATEs.
     pub const ICE_HIP_UDP: u16 = 3;
+}
+
+/// Flags of ROUTE_DST and ROUTE_VIA (RFC 6028 §5, registry "HIP Via Flags").
+pub mod route_flags {
+    /// The answer is to take the reverse of this route.
+    pub const SYMMETRIC: u16 = 0x8000;
+    /// No hop of the route may be skipped.
+    pub const MUST_FOLLOW: u16 = 0x4000;
+}
+
+/// HITs a route may hold (RFC 6028 §5: at most 32).
+pub const MAX_ROUTE_HITS: usize = 32;
+
+/// ROUTE_DST and ROUTE_VIA (RFC 6028 §5): Flags, Reserved, then the HITs of the hops, in
+/// order. At most [`MAX_ROUTE_HITS`]; ROUTE_DST names at least one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub flags: u16,
+    pub reserved: u16,
+    pub hits: Vec<[u8; 16]>,
+}
+
+impl Route {
+    /// An empty route with `flags`, as its originator sends it.
+    pub fn new(flags: u16) -> Route {
+        Route {
+            flags,
+            reserved: 0,
+            hits: Vec::new(),
+        }
+    }
+
+    fn read(r: &mut Reader<'_>, ty: u16) -> Result<Route, WireError> {
+        let (flags, reserved) = (r.u16()?, r.u16()?);
+        let hits = r.items(Reader::array)?;
+        if hits.len() > MAX_ROUTE_HITS || (ty == param_type::ROUTE_DST && hits.is_empty()) {
+            return Err(WireError::BadParam(ty));
+        }
+        Ok(Route {
+            flags,
+            reserved,
+            hits,
+        })
+    }
 }
 
 /// ESP_INFO (RFC 7402 §5.1.1).
@@ -408,6 +456,12 @@ pub enum Param {
         reserved: u16,
         suites: Vec<u16>,
     },
+    /// OVERLAY_ID (RFC 6079 §6.1): which overlay a packet routed through an overlay
+    /// belongs to; its length and meaning are the overlay's (ours: RELOAD's 4-byte
+    /// overlay hash, RFC 7086 §5.2). Not empty.
+    OverlayId(Vec<u8>),
+    /// ROUTE_DST (RFC 6028 §5): the hops the packet is to take before its receiver.
+    RouteDst(Route),
     /// RELAYED_ADDRESS (RFC 9028 §5.12): the address a data relay allocated.
     RelayedAddress(TransportAddress),
     /// MAPPED_ADDRESS (RFC 9028 §5.12): in a connectivity-check response, the address the
@@ -434,6 +488,13 @@ pub enum Param {
     RelayFrom(TransportAddress),
     /// RELAY_TO (RFC 9028 §5.6): where the control relay is to send the packet.
     RelayTo(TransportAddress),
+    /// OVERLAY_TTL (RFC 6079 §6.2): overlay hops the packet may still take, then Reserved.
+    OverlayTtl {
+        ttl: u16,
+        reserved: u16,
+    },
+    /// ROUTE_VIA (RFC 6028 §5): the hops the packet took, each appended by its forwarder.
+    RouteVia(Route),
     /// FROM (RFC 8004 §4.2.2): where the relayed I1 came from (IPv6 or IPv4-mapped).
     From([u8; 16]),
     /// RVS_HMAC (RFC 8004 §4.2.1).
@@ -496,6 +557,10 @@ impl Param {
             Param::EchoRequestUnsigned(_) => t::ECHO_REQUEST_UNSIGNED,
             Param::RelayFrom(_) => t::RELAY_FROM,
             Param::RelayTo(_) => t::RELAY_TO,
+            Param::OverlayId(_) => t::OVERLAY_ID,
+            Param::RouteDst(_) => t::ROUTE_DST,
+            Param::OverlayTtl { .. } => t::OVERLAY_TTL,
+            Param::RouteVia(_) => t::ROUTE_VIA,
             Param::Unknown { ty, .. } => *ty,
         }
     }
@@ -666,6 +731,14 @@ impl Param {
             t::ECHO_REQUEST_UNSIGNED => Param::EchoRequestUnsigned(r.rest().to_vec()),
             t::RELAY_FROM => Param::RelayFrom(TransportAddress::read(&mut r)?),
             t::RELAY_TO => Param::RelayTo(TransportAddress::read(&mut r)?),
+            t::OVERLAY_ID if contents.is_empty() => return Err(err),
+            t::OVERLAY_ID => Param::OverlayId(r.rest().to_vec()),
+            t::ROUTE_DST => Param::RouteDst(Route::read(&mut r, ty)?),
+            t::OVERLAY_TTL => Param::OverlayTtl {
+                ttl: r.u16()?,
+                reserved: r.u16()?,
+            },
+            t::ROUTE_VIA => Param::RouteVia(Route::read(&mut r, ty)?),
             _ => Param::Unknown {
                 ty,
                 contents: r.rest().to_vec(),
@@ -841,9 +914,19 @@ impl Param {
                 w.put(types);
             }
             Param::From(address) => w.put(address),
+            Param::OverlayTtl { ttl, reserved } => {
+                w.u16(*ttl);
+                w.u16(*reserved);
+            }
+            Param::RouteDst(route) | Param::RouteVia(route) => {
+                w.u16(route.flags);
+                w.u16(route.reserved);
+                route.hits.iter().for_each(|h| w.put(h));
+            }
             Param::ViaRvs(addresses) => addresses.iter().for_each(|a| w.put(a)),
             Param::RvsHmac(bytes)
             | Param::RelayHmac(bytes)
+            | Param::OverlayId(bytes)
             | Param::DhGroupList(bytes)
             | Param::HitSuiteList(bytes)
             | Param::EchoRequestSigned(bytes)
@@ -1052,6 +1135,28 @@ pub(super) mod tests {
                 },
             ),
             (
+                // RELOAD's overlay hash (4 bytes, RFC 7086 §5.2).
+                hex("11f0 0004 | 8f2e41c7"),
+                Param::OverlayId(hex("8f2e41c7")),
+            ),
+            (
+                // Two hops, answers to come back this way, none to be skipped.
+                hex("11f9 0024 | c000 0000 | 20010021 00000000 00000000 00000001
+                     | 20010021 00000000 00000000 00000002"),
+                Param::RouteDst(Route {
+                    flags: route_flags::SYMMETRIC | route_flags::MUST_FOLLOW,
+                    reserved: 0,
+                    hits: vec![
+                        hex("20010021 00000000 00000000 00000001")
+                            .try_into()
+                            .unwrap(),
+                        hex("20010021 00000000 00000000 00000002")
+                            .try_into()
+                            .unwrap(),
+                    ],
+                }),
+            ),
+            (
                 hex("122a 0014 | 2904 11 00 | 20010db8 00000000 00000000 00000002"),
                 Param::RelayedAddress(TransportAddress {
                     port: 10500,
@@ -1144,6 +1249,20 @@ pub(super) mod tests {
                 }),
             ),
             (
+                hex("fa0b 0004 | 0063 0102"),
+                Param::OverlayTtl {
+                    ttl: 99,
+                    reserved: 0x0102,
+                },
+            ),
+            (
+                // As the originator sends it: no hop yet.
+                hex("fa11 0004 | c000 0000"),
+                Param::RouteVia(Route::new(
+                    route_flags::SYMMETRIC | route_flags::MUST_FOLLOW,
+                )),
+            ),
+            (
                 hex("ffda 0010 | 00000000 00000000 0000ffff c6336401 | 00000000"),
                 Param::From(
                     std::net::Ipv4Addr::new(198, 51, 100, 1)
@@ -1176,11 +1295,41 @@ pub(super) mod tests {
         // Spelled in decimal here, in hex in the vectors: the two must agree.
         let decimal = [
             65, 129, 193, 257, 321, 385, 449, 511, 513, 579, 608, 610, 641, 705, 715, 832, 897,
-            930, 932, 934, 936, 950, 961, 2049, 4095, 4650, 4660, 4680, 4700, 4710, 61505, 61569,
-            61633, 61697, 63425, 63661, 63998, 64002, 65498, 65500, 65502, 65520,
+            930, 932, 934, 936, 950, 961, 2049, 4095, 4592, 4601, 4650, 4660, 4680, 4700, 4710,
+            61505, 61569, 61633, 61697, 63425, 63661, 63998, 64002, 64011, 64017, 65498, 65500,
+            65502, 65520,
         ];
         let types: Vec<u16> = vectors().iter().map(|(_, p)| p.ty()).collect();
         assert_eq!(types, decimal);
+    }
+
+    #[test]
+    fn routes_hold_whole_hits_up_to_their_limit() {
+        // RFC 6028 §5: Flags, Reserved, 16 bytes per hop; ROUTE_DST names at least one.
+        for n in 0..=MAX_ROUTE_HITS + 1 {
+            let contents = [vec![0x80, 0, 0, 0], vec![0x20; 16 * n]].concat();
+            for ty in [t::ROUTE_DST, t::ROUTE_VIA] {
+                let ok = n <= MAX_ROUTE_HITS && (n > 0 || ty == t::ROUTE_VIA);
+                let parsed = Param::parse(ty, &contents);
+                assert_eq!(parsed.is_ok(), ok, "type {ty}, {n} hops");
+                if let Ok(p) = parsed {
+                    assert_eq!(p.contents_len(), contents.len());
+                }
+                // A HIT cut short, or no room for the flags.
+                let cut = &contents[..contents.len() - 1];
+                assert_eq!(Param::parse(ty, cut), Err(WireError::BadParam(ty)));
+            }
+        }
+        assert_eq!(
+            Param::parse(t::OVERLAY_ID, &[]),
+            Err(WireError::BadParam(t::OVERLAY_ID))
+        );
+        for n in [0, 2, 3, 5, 8] {
+            assert_eq!(
+                Param::parse(t::OVERLAY_TTL, &vec![0; n]),
+                Err(WireError::BadParam(t::OVERLAY_TTL))
+            );
+        }
     }
 
     #[test]
