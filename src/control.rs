@@ -77,7 +77,8 @@ impl Wakeups {
 pub struct AssocStatus {
     pub peer: String,
     /// How we found the peer, if we started the exchange: "configured", "through an
-    /// overlay neighbour", "its locator record in the overlay".
+    /// overlay neighbour", "its locator record in the overlay", "an I1 routed through the
+    /// overlay".
     #[serde(default)]
     pub found: Option<String>,
     pub name: Option<String>,

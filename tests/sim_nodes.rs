@@ -30,6 +30,15 @@ fn ring(seed: u64, n: usize) -> Sim<Node> {
     sim
 }
 
+/// A ring of `n` whole nodes, every one joined, left 90 s to settle.
+fn settled_ring(seed: u64, n: usize) -> Sim<Node> {
+    let mut sim = ring(seed, n);
+    let settle = sim.now() + Duration::from_secs(90);
+    sim.run_until(settle, |_| false);
+    assert_eq!(joined(&sim), n);
+    sim
+}
+
 /// The nodes that hold a HIT-LOCATOR value at `resource`.
 fn holders(sim: &Sim<Node>, resource: &overlay::wire::ResourceId) -> Vec<usize> {
     (0..sim.len())
@@ -209,20 +218,9 @@ fn a_node_that_restarted_is_reached_again_when_its_peer_sends() {
 #[test]
 fn a_member_is_reached_by_its_hit_alone_through_its_record() {
     let n = 30;
-    let mut sim = ring(5, n);
-    let settle = sim.now() + Duration::from_secs(90);
-    sim.run_until(settle, |_| false);
-    assert_eq!(joined(&sim), n);
+    let mut sim = settled_ring(5, n);
     // A pair with nothing between them yet.
-    let (a, b) = (0..n)
-        .flat_map(|a| (0..n).map(move |b| (a, b)))
-        .find(|&(a, b)| {
-            let (na, nb) = (sim.node(a), sim.node(b));
-            a != b
-                && na.host.association(&nb.hit()).is_none()
-                && na.overlay.as_ref().unwrap().relay_for(&nb.hit()).is_none()
-        })
-        .expect("a pair of nodes without an association");
+    let (a, b) = strangers(&sim);
     let a_hit = sim.node(a).hit();
     send_and_wait(&mut sim, a, b);
     let on_b = sim.node(b).host.association(&a_hit).expect("A reached B");
@@ -233,6 +231,48 @@ fn a_member_is_reached_by_its_hit_alone_through_its_record() {
     let b_hit = sim.node(b).hit();
     assert_eq!(sim.node(a).found(&b_hit), Some(Found::LocatorRecord));
     assert_eq!(sim.node(b).found(&a_hit), None, "B did not start it");
+}
+
+/// A member whose record was lost (every copy dropped) is still reached by its HIT: the
+/// lookup finds nothing, so the I1 goes through the overlay hop by hop (HIP BONE), and the
+/// R1 comes back along the same hops with the member's addresses, where the I2 goes.
+#[test]
+fn a_member_whose_record_was_lost_is_reached_by_an_i1_routed_through_the_overlay() {
+    let n = 30;
+    let mut sim = settled_ring(8, n);
+    let (a, b) = strangers(&sim);
+    let (a_hit, b_hit) = (sim.node(a).hit(), sim.node(b).hit());
+    let resource = overlay::id::resource_id(&b_hit.0);
+    let mut lost = 0;
+    for j in 0..n {
+        let o = sim.node_mut(j).overlay.as_mut().unwrap();
+        lost += usize::from(o.node.lose_resource(&resource));
+    }
+    assert!(lost > 0, "B's record was stored somewhere");
+    assert!(holders(&sim, &resource).is_empty());
+    let routed_before: u64 = (0..n).map(|j| sim.node(j).host.stats().routed).sum();
+    send_and_wait(&mut sim, a, b);
+    let on_b = sim.node(b).host.association(&a_hit).expect("A reached B");
+    assert_eq!(on_b.state, hip::AssocState::Established);
+    assert_eq!(on_b.traffic.rx_packets, 1, "the held packet arrived, once");
+    assert_eq!(on_b.remote.ip(), hipbone::sim::nodes::address(a).ip());
+    assert_eq!(sim.node(a).found(&b_hit), Some(Found::OverlayRoute));
+    let routed: u64 = (0..n).map(|j| sim.node(j).host.stats().routed).sum();
+    assert!(routed > routed_before, "members passed the I1 and R1 on");
+}
+
+/// Two nodes with nothing between them yet: no association, and no neighbour's word.
+fn strangers(sim: &Sim<Node>) -> (usize, usize) {
+    let n = sim.len();
+    (0..n)
+        .flat_map(|a| (0..n).map(move |b| (a, b)))
+        .find(|&(a, b)| {
+            let (na, nb) = (sim.node(a), sim.node(b));
+            a != b
+                && na.host.association(&nb.hit()).is_none()
+                && na.overlay.as_ref().unwrap().relay_for(&nb.hit()).is_none()
+        })
+        .expect("a pair of nodes without an association")
 }
 
 /// Node `from` sends one packet to `to` by its HIT; runs until it arrived (20 s at most).
@@ -309,7 +349,15 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
         None,
         "one error per packet"
     );
-    only_unreached(sim.node(0), stranger, "no locator record");
+    // No record; the I1 routed toward the HIT went to the member whose range it falls in,
+    // which refused it (UNKNOWN_NEXT_HOP, back along the route) within the 10 s.
+    only_unreached(
+        sim.node(0),
+        stranger,
+        "the overlay refused an I1 routed to it",
+    );
+    let refused: u64 = (0..n).map(|j| sim.node(j).host.stats().route_refused).sum();
+    assert!(refused > 0);
     // A member's HIT is found instead: no error.
     let member = sim.node(n - 1).hit();
     send_udp(&mut sim, 0, member);
@@ -321,10 +369,7 @@ fn a_packet_for_a_hit_nobody_has_is_answered_address_unreachable() {
 #[test]
 fn a_node_that_leaves_withdraws_its_record_and_the_copies_keep_the_withdrawal() {
     let n = 12;
-    let mut sim = ring(7, n);
-    let settle = sim.now() + Duration::from_secs(90);
-    sim.run_until(settle, |_| false);
-    assert_eq!(joined(&sim), n);
+    let mut sim = settled_ring(7, n);
     let (leaver, asker) = (5, 9);
     let hit = sim.node(leaver).hit();
     let fetch_locators = |sim: &mut Sim<Node>, request| {

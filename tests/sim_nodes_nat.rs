@@ -408,23 +408,8 @@ fn a_member_behind_a_nat_finds_relays_among_the_members() {
         let from = (1..publics)
             .find(|&f| sim.node(f).host.association(&hits[t]).is_none())
             .expect("a member that never talked to it");
-        for _ in 0..3 {
-            if !arrived(&sim, from, t) {
-                send_udp(&mut sim, from, hits[t]);
-            }
-            let end = sim.now() + Duration::from_secs(10);
-            sim.run_until(end, |_| false);
-        }
-        assert!(
-            arrived(&sim, from, t),
-            "{from} did not reach {t}: {:?} / {:?} / t's relays {:?}",
-            sim.node(from).unreached().collect::<Vec<_>>(),
-            sim.node(from)
-                .host
-                .association(&hits[t])
-                .map(|a| (a.state, a.remote, a.path)),
-            relays_of(&sim, t)
-        );
+        let relays = relays_of(&sim, t);
+        ping_three_times(&mut sim, from, t, &format!("t's relays {relays:?}"));
     }
 }
 
@@ -518,4 +503,72 @@ fn records_of_members_behind_nats_reach_the_owners_of_their_keys() {
     sim.run_until(settle, |_| false);
     let astray = records_not_at_their_owner(&sim);
     assert!(astray.is_empty(), "records not at their owner: {astray:?}");
+}
+
+/// Members behind a port-restricted and a symmetric NAT whose records were lost are still
+/// reached by HIT, from a public member and from each other: the I1 goes through the
+/// overlay hop by hop, the R1 comes back the same way (through the sender's own NAT, on
+/// the association with its neighbour) with the target's candidates, and the I2 goes to
+/// the target's relay.
+#[test]
+fn members_behind_nats_whose_records_were_lost_are_reached_through_the_overlay() {
+    use hipbone::node::Found;
+    // Enough members that some never link to the two.
+    let publics = 40;
+    let (mut sim, hits) = two_behind_nats(21, publics, 2, |i| i < 4);
+    let natted = [publics, publics + 1];
+    for t in natted {
+        let resource = overlay::id::resource_id(&hits[t].0);
+        for j in 0..sim.len() {
+            let o = sim.node_mut(j).overlay.as_mut().unwrap();
+            o.node.lose_resource(&resource);
+        }
+    }
+    let mut tried: Vec<(usize, usize)> = natted
+        .iter()
+        .map(|&t| {
+            let from = (1..publics)
+                .find(|&f| sim.node(f).host.association(&hits[t]).is_none())
+                .expect("a public member that never talked to it");
+            (from, t)
+        })
+        .collect();
+    assert!(
+        sim.node(natted[0])
+            .host
+            .association(&hits[natted[1]])
+            .is_none(),
+        "the two behind NATs have not linked yet"
+    );
+    tried.push((natted[0], natted[1]));
+    for &(from, t) in &tried {
+        ping_three_times(&mut sim, from, t, "");
+        assert_eq!(
+            sim.node(from).found(&hits[t]),
+            Some(Found::OverlayRoute),
+            "{from} reached {t} through the overlay"
+        );
+    }
+}
+
+/// Node `from` sends to `t` by HIT once every 10 s, three times at most, as `ping -c 3`
+/// would until one arrives; fails with what `from` knows (and `more`) if none did.
+fn ping_three_times(sim: &mut Sim<Node>, from: usize, t: usize, more: &str) {
+    let target = sim.node(t).hit();
+    for _ in 0..3 {
+        if !arrived(sim, from, t) {
+            send_udp(sim, from, target);
+        }
+        let end = sim.now() + Duration::from_secs(10);
+        sim.run_until(end, |_| false);
+    }
+    assert!(
+        arrived(sim, from, t),
+        "{from} did not reach {t}: {:?} / {:?} {more}",
+        sim.node(from).unreached().collect::<Vec<_>>(),
+        sim.node(from)
+            .host
+            .association(&target)
+            .map(|a| (a.state, a.remote, a.path)),
+    );
 }

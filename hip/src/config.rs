@@ -56,6 +56,9 @@ pub struct Config {
     /// association with, and take a relayed I1 from any such host — the overlay's links
     /// make every neighbour a rendezvous point for the hosts it knows.
     pub overlay_relay: bool,
+    /// HIP BONE routing (RFC 6079 §6.1, RFC 7086 §7): the OVERLAY_ID of the overlay whose
+    /// routed packets we take and pass on; None routes nothing.
+    pub overlay_id: Option<Vec<u8>>,
     /// Lifetime asked for when registering (RFC 8003 one-byte encoding; 0x9e ≈ 57 min).
     pub registration_lifetime: u8,
     /// A registration is renewed at least this often (zero: at four fifths of its
@@ -139,6 +142,7 @@ impl Default for Config {
             rekey_timeout: Duration::from_secs(30),
             rendezvous_server: false,
             overlay_relay: false,
+            overlay_id: None,
             registration_lifetime: 0x9e,
             registration_check: Duration::from_secs(120),
             hip_ciphers: vec![HIP_CIPHER_AES128_CBC],

@@ -50,6 +50,11 @@ pub enum Error {
     /// The I2 selected a NAT traversal mode we did not offer, or one that cannot run
     /// through the relay it came by (RFC 9028 §4.3, §4.7.2).
     NatMode,
+    /// A packet routed through the overlay (HIP BONE) that we may not or cannot pass on:
+    /// another overlay, a hop we have no association with, a loop, no next hop.
+    NoRoute,
+    /// A routed packet whose OVERLAY_TTL ran out (RFC 6079 §6.2).
+    OverlayTtlExceeded,
 }
 
 impl Error {
@@ -101,6 +106,8 @@ impl core::fmt::Display for Error {
             Error::Replayed => f.write_str("replayed packet"),
             Error::RateLimited => f.write_str("rate limit for this source reached"),
             Error::NatMode => f.write_str("NAT traversal mode not offered or not usable here"),
+            Error::NoRoute => f.write_str("no route through the overlay"),
+            Error::OverlayTtlExceeded => f.write_str("overlay hop limit reached"),
         }
     }
 }

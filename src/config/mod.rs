@@ -228,6 +228,11 @@ impl Config {
             queue_per_peer: self.esp.queue_per_peer as usize,
             rendezvous_server: self.interface.rendezvous,
             overlay_relay: self.overlay.is_some(),
+            // RELOAD's 4-byte overlay hash (RFC 7086 §5.2).
+            overlay_id: self
+                .overlay
+                .as_ref()
+                .map(|o| ::overlay::id::overlay_hash(&o.name).to_be_bytes().to_vec()),
             relay_server: self.nat.relay,
             relay_quota: hip::RelayQuota {
                 permissions: self.nat.max_permissions,

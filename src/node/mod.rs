@@ -93,6 +93,8 @@ pub enum Found {
     OverlayNeighbour,
     /// Its HIT-LOCATOR record in the overlay.
     LocatorRecord,
+    /// An I1 routed to it through the overlay (HIP BONE); its R1 said where it is.
+    OverlayRoute,
 }
 
 impl Found {
@@ -101,6 +103,7 @@ impl Found {
             Found::Configured => "configured",
             Found::OverlayNeighbour => "through an overlay neighbour",
             Found::LocatorRecord => "its locator record in the overlay",
+            Found::OverlayRoute => "an I1 routed through the overlay",
         }
     }
 }
@@ -797,6 +800,9 @@ impl Node {
                 } => {
                     let _ = self.edge.pool.lsi_for(&peer);
                     self.unreached.retain(|u| u.peer != peer);
+                    for h in self.held.remove(&peer).unwrap_or_default() {
+                        self.seal(now, peer, h.next_header, &h.payload);
+                    }
                     tracing::info!(peer = %peer, remote = %remote, initiator, "association established");
                     self.push_event(NodeEvent::Established {
                         peer,
@@ -810,7 +816,16 @@ impl Node {
                 }
                 Event::Failed { peer, error } => {
                     tracing::info!(peer = %peer, error = %error, "association failed");
-                    self.not_reached(now, peer, format!("association failed: {error}").into());
+                    for h in self.held.remove(&peer).unwrap_or_default() {
+                        if h.from_stack {
+                            self.unreachable(now, peer, h.next_header, &h.payload);
+                        }
+                    }
+                    let why = match error {
+                        hip::Error::NoRoute => "no locator record in the overlay, and no member has the HIT (the overlay refused an I1 routed to it)".into(),
+                        e => format!("association failed: {e}").into(),
+                    };
+                    self.not_reached(now, peer, why);
                     self.association_ended(now, peer);
                 }
                 Event::Closed { peer } => {
@@ -839,6 +854,11 @@ impl Node {
                         self.not_relays.insert(server, now);
                     }
                 }
+                Event::Route {
+                    from,
+                    receiver,
+                    packet,
+                } => self.route(now, from, receiver, &packet),
                 other => tracing::debug!(event = ?other, "HIP event"),
             }
         }
@@ -1015,6 +1035,67 @@ impl Node {
         true
     }
 
+    /// Starts a base exchange with `peer` whose I1 goes through the overlay, hop by hop
+    /// toward its HIT (HIP BONE); false if we have no hop toward it.
+    fn connect_routed(&mut self, now: Instant, peer: Hit) -> bool {
+        let Some(hop) = self.next_hop(&peer, &[]) else {
+            return false;
+        };
+        match self.host.connect_routed(now, peer, hop) {
+            Ok(_) => {
+                tracing::info!(peer = %peer, via = %hop, "no record: routing the I1 through the overlay");
+                self.found.insert(peer, Found::OverlayRoute);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "cannot route an I1");
+                false
+            }
+        }
+    }
+
+    /// The overlay neighbour a packet for `peer` goes to next: the ring's next hop toward
+    /// its HIT (RFC 6940 §10.3), among the neighbours we have an association with and that
+    /// are not on its route (`avoid`).
+    fn next_hop(&self, peer: &Hit, avoid: &[Hit]) -> Option<Hit> {
+        let o = self.overlay.as_ref().filter(|o| o.node.is_joined())?;
+        let k = ::overlay::wire::NodeId(peer.0).position();
+        if o.node.chord().responsible(k) {
+            // Its HIT falls in our own range: no member has it, as far as we know.
+            return None;
+        }
+        let hop = Hit(o.node.chord().next_hop(k)?.0);
+        let linked = o.node.links().any(|l| l.0 == hop.0);
+        (linked && !avoid.contains(&hop) && hop != self.hit()).then_some(hop)
+    }
+
+    /// A routed packet the host handed over (`hip::Event::Route`): passed on to the next
+    /// hop if it came from an overlay neighbour of ours (members only: we are no open
+    /// relay). When the receiver's HIT falls in our range, no member has it: its sender
+    /// hears so at once.
+    fn route(&mut self, now: Instant, from: Hit, receiver: Hit, packet: &[u8]) {
+        let Some(o) = self.overlay.as_ref().filter(|o| o.node.is_joined()) else {
+            return;
+        };
+        if !o.node.links().any(|l| l.0 == from.0) {
+            tracing::debug!(from = %from, receiver = %receiver, "not routing for a non-member");
+            return;
+        }
+        let k = ::overlay::wire::NodeId(receiver.0).position();
+        let result = if o.node.chord().responsible(k) {
+            tracing::debug!(receiver = %receiver, "no member has the HIT routed to");
+            self.host.refuse_routed(now, packet)
+        } else if let Some(next) = self.next_hop(&receiver, &[from]) {
+            self.host.forward_routed(now, packet, next)
+        } else {
+            // Back where it came from: the ring is being repaired; the sender tries again.
+            Ok(())
+        };
+        if let Err(e) = result {
+            tracing::debug!(receiver = %receiver, error = %e, "cannot route the packet");
+        }
+    }
+
     /// Lookups that ended: a base exchange to the locators found, with the held packets
     /// queued on it; without a record, the held packets are dropped and the local stack
     /// told (ICMP).
@@ -1026,10 +1107,16 @@ impl Node {
                 .map_or_else(Vec::new, |r| dial_order(&r.locators));
             let mut found = Found::LocatorRecord;
             if locators.is_empty() {
-                // No record (a peer still joining has none yet): the neighbour that named
-                // it, if any, relays our I1 after all.
+                // No record (a peer still joining has none yet, or it was lost): the
+                // neighbour that named it, if any, relays our I1 after all.
                 locators.extend(self.hint_locator(&peer));
                 found = Found::OverlayNeighbour;
+            }
+            if locators.is_empty() && self.connect_routed(now, peer) {
+                // They wait for the exchange: sent when it is established, answered with
+                // ICMP when no hop takes the I1 further.
+                self.held.insert(peer, held);
+                continue;
             }
             let started = if locators.is_empty() {
                 tracing::info!(peer = %peer, dropped = held.len(), "no locator for the peer in the overlay");

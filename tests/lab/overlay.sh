@@ -5,7 +5,9 @@
 # a neighbour (HIP BONE). Each publishes its HIT-LOCATOR record. A value stored from one
 # node is fetched from another. A client (n6, attached to one peer, associated with it and
 # the bootstrap only) pings a peer by its HIT alone: it finds the peer's address in the
-# peer's record. A ping to a HIT nobody has is answered "address unreachable". The node
+# peer's record. A ping to a HIT nobody has is answered "address unreachable"; from a ring
+# member, after its I1 went into the overlay and came back refused (tshark reads the routed
+# packets on the wire). The node
 # that holds the value crashes; the value is still fetched, from a replica. A node that
 # leaves withdraws its HIT-LOCATOR record. n4 holds the name alice.lab.hipbone.test, granted
 # by the overlay's signer: the client resolves it and pings n4 by the HIT and the LSI it
@@ -244,6 +246,48 @@ except OSError as e:
     print(e.strerror or e)
 ' "$STRANGER" 2>&1)
 check "a TCP connect to it fails with '$refused'" test "$refused" = "No route to host"
+# A ring member sends to a HIT nobody has: with no record, its I1 goes into the overlay
+# (HIP BONE: OVERLAY_ID, OVERLAY_TTL, ROUTE_VIA), hop by hop toward the HIT, and the member
+# whose range the HIT falls in refuses it with a NOTIFY back along the route (ROUTE_DST).
+# The sender is a member whose own range does not hold the HIT, so that it must route.
+sender=n2
+STRANGER2=""
+for _ in $(seq 50); do
+  "$HB" genkey -o "$dir/stranger2.key" 2>/dev/null
+  candidate=$("$HB" hit -k "$dir/stranger2.key")
+  if python3 - "$candidate" "${HIT[$sender]}" $(for n in $NODES; do echo "${HIT[$n]}"; done) <<'PY'; then
+import ipaddress, sys
+k, me = (int(ipaddress.IPv6Address(h)) for h in sys.argv[1:3])
+ring = sorted(int(ipaddress.IPv6Address(h)) for h in sys.argv[3:])
+pred = ring[ring.index(me) - 1]
+ours = (pred < k <= me) if pred < me else (k > pred or k <= me)
+sys.exit(1 if ours else 0)
+PY
+    STRANGER2=$candidate
+    break
+  fi
+done
+lab_exec "$sender" tcpdump -i "$(lab_if "$sender" r)" -U -w "$dir/routed.pcap" udp port 10500 >/dev/null 2>&1 &
+dump=$!
+sleep 1
+started=$(date +%s%N)
+routed=$(lab_exec "$sender" ping -6 -c 1 -W 20 "$STRANGER2" 2>&1)
+waited_ms=$((($(date +%s%N) - started) / 1000000))
+sleep 1
+kill "$dump"
+wait "$dump" 2>/dev/null
+check "$sender's ping to another HIT nobody has hears 'Address unreachable' (after $waited_ms ms)" grep -q "Address unreachable" <<<"$routed"
+why=$(node_field "$sender" "[u['why'] for u in s['unreached'] if u['peer'] == '$STRANGER2'][0]" 2>&1)
+check "$sender's status says the overlay refused the routed I1 ('$why')" grep -q "refused an I1 routed to it" <<<"$why"
+# tshark writes HITs as plain hex.
+hexhit() { python3 -c 'import ipaddress, sys; print(ipaddress.IPv6Address(sys.argv[1]).packed.hex())' "$1"; }
+fields=$(tshark -r "$dir/routed.pcap" -d udp.port==10500,hip -T fields -e hip.packet_type -e hip.hit_rcvr -e hip.type 2>/dev/null)
+check "tshark sees the routed I1 leave $sender with OVERLAY_ID, OVERLAY_TTL, ROUTE_VIA" \
+  grep -qE "^1	$(hexhit "$STRANGER2")	.*4592,64011,64017" <<<"$fields"
+check "and the NOTIFY come back to it with OVERLAY_ID, ROUTE_DST" \
+  grep -qE "^17	$(hexhit "${HIT[$sender]}")	.*4592,4601" <<<"$fields"
+malformed=$(tshark -r "$dir/routed.pcap" -d udp.port==10500,hip -Y '_ws.malformed || _ws.expert.severity >= 8388608' 2>/dev/null | wc -l)
+check "no frame of it is malformed for tshark ($malformed)" test "$malformed" = 0
 holder=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)
 victim=""
 for n in $NODES; do [ "${HIT[$n]}" = "$holder" ] && victim=$n; done

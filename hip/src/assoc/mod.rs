@@ -254,6 +254,8 @@ pub(crate) struct Assoc {
     pub remote: SocketAddr,
     /// Where I1s go until an R1 names the peer's address.
     pub candidates: Vec<SocketAddr>,
+    /// An exchange through the overlay (HIP BONE): the neighbour its I1 goes to.
+    pub first_hop: Option<Hit>,
     pub peer: Option<PublicIdentity>,
     /// The peer's HOST_ID TLV as its R1 carried it (HIP_MAC_2 covers it).
     pub peer_host_id_tlv: Vec<u8>,
@@ -340,6 +342,7 @@ impl Assoc {
             local: unspecified,
             remote: unspecified,
             candidates: Vec::new(),
+            first_hop: None,
             peer: None,
             peer_host_id_tlv: Vec::new(),
             r1_counter: None,

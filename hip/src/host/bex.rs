@@ -15,8 +15,13 @@ impl Host {
         bytes: &[u8],
         i1: &HipRepr,
     ) -> Result<(), Error> {
+        let routed = self.routed_in.clone();
         // Relayed by our rendezvous server: answer the initiator, not the server.
-        let (remote, via) = match self.relayed_from(local, remote, bytes, i1)? {
+        let relayed = match routed {
+            Some(_) => None,
+            None => self.relayed_from(local, remote, bytes, i1)?,
+        };
+        let (remote, via) = match relayed {
             Some((initiator, server)) => (initiator, Some(server)),
             None => (remote, None),
         };
@@ -32,7 +37,9 @@ impl Host {
         let smaller = self.hit() < peer;
         if let Some(a) = self.assocs.get_mut(&peer) {
             if a.state == AssocState::I1Sent && smaller {
-                let resend = (!a.candidates.contains(&remote)
+                // (A routed I1 came from a hop, not from where the peer is.)
+                let resend = (routed.is_none()
+                    && !a.candidates.contains(&remote)
                     && a.candidates.len() < MAX_I1_CANDIDATES)
                     .then(|| {
                         a.candidates.push(remote);
@@ -57,8 +64,17 @@ impl Host {
         let k = self.difficulty.on_i1(now);
         let generation = self.generations.back().map_or(0, |g| g.number);
         let template = self.r1_template(generation, k)?;
-        let mut r1 = template;
+        let mut r1 = match &routed {
+            Some(r) => self.routed_r1(template, r)?,
+            None => template,
+        };
         r1.receiver_hit = peer;
+        // The I2 of a routed exchange comes by another path: its puzzle is bound to no
+        // address (see `bone`).
+        let (initiator, ours) = match routed {
+            Some(_) => (UNBOUND, UNBOUND),
+            None => (remote.ip(), local.ip()),
+        };
         let i = self
             .secrets
             .opaque_i(
@@ -66,8 +82,8 @@ impl Host {
                 generation,
                 &peer,
                 &self.hit(),
-                &ip_bytes(remote.ip()),
-                &puzzle_context(local.ip(), k),
+                &ip_bytes(initiator),
+                &puzzle_context(ours, k),
             )
             .ok_or(Error::BadPuzzle)?;
         for p in &mut r1.params {
@@ -82,6 +98,9 @@ impl Host {
                 .push(Param::ViaRvs(vec![crate::wire::mapped(server.ip())]));
         }
         self.stats.r1_sent += 1;
+        if let Some(r) = &routed {
+            return self.send_routed_r1(r, r1);
+        }
         self.transmit(local, remote, &r1.to_bytes());
         Ok(())
     }
@@ -251,6 +270,17 @@ impl Host {
         add_signature(&mut i2, &self.identity, param_type::HIP_SIGNATURE);
         let i2 = i2.to_bytes();
 
+        // An R1 that came back through the overlay names where the responder is: the I2
+        // goes there, and the rest of the exchange with it.
+        let (local, remote) = match self.routed_in {
+            Some(_) => {
+                let to = *bone::i2_destinations(r1)
+                    .first()
+                    .ok_or(Error::MissingParam(param_type::LOCATOR_SET))?;
+                (self.local_towards(local, to), to)
+            }
+            None => (local, remote),
+        };
         let host_id_tlv = find_raw(bytes, param_type::HOST_ID)
             .map(|(offset, c)| bytes[offset..offset + padded(c.len())].to_vec())
             .ok_or(Error::MissingParam(param_type::HOST_ID))?;
@@ -260,6 +290,7 @@ impl Host {
         a.r1_counter = counter.map(|(_, c)| c);
         a.local = local;
         a.remote = remote;
+        a.first_hop = None;
         a.keys = Some(keys.session);
         a.nat_mode = nat_mode;
         a.pacing = pacing;
@@ -342,18 +373,20 @@ impl Host {
         if opaque_of(generation) != solution.opaque {
             return Err(Error::BadPuzzle);
         }
-        let expected = self
-            .secrets
-            .opaque_i(
+        let issued = |initiator: IpAddr, ours: IpAddr| {
+            self.secrets.opaque_i(
                 self.profile,
                 generation,
                 &peer_hit,
                 &self.hit(),
-                &ip_bytes(remote.ip()),
-                &puzzle_context(local.ip(), solution.k),
+                &ip_bytes(initiator),
+                &puzzle_context(ours, solution.k),
             )
-            .ok_or(Error::BadPuzzle)?;
-        if expected != solution.i
+        };
+        let bound = issued(remote.ip(), local.ip()).ok_or(Error::BadPuzzle)?;
+        // Or the puzzle of an R1 that answered a routed I1 (see `bone`).
+        let unbound = || issued(UNBOUND, UNBOUND);
+        if (bound != solution.i && unbound().as_ref() != Some(&solution.i))
             || !puzzle::verify(
                 self.profile,
                 solution.k,
@@ -827,6 +860,9 @@ pub(super) fn parse_tlv(bytes: &[u8]) -> Option<Param> {
 pub(super) fn padded(len: usize) -> usize {
     11 + len - (len + 3) % 8
 }
+
+/// The address a puzzle of a routed exchange is bound to: none.
+const UNBOUND: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 pub(super) fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {

@@ -126,7 +126,12 @@ impl Host {
         Ok(())
     }
 
-    pub(super) fn on_notify(&mut self, bytes: &[u8], notify: &HipRepr) -> Result<(), Error> {
+    pub(super) fn on_notify(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        notify: &HipRepr,
+    ) -> Result<(), Error> {
         let peer_hit = notify.sender_hit;
         // Only a NOTIFY we can authenticate is reported; it never changes state.
         let known = self.assocs.get(&peer_hit).and_then(|a| a.peer.clone());
@@ -149,6 +154,9 @@ impl Host {
                     continue;
                 }
                 tracing::debug!(peer = %peer_hit, kind = ?n.kind, "NOTIFY received");
+                if self.routed_in.is_some() {
+                    self.route_failed(now, n);
+                }
                 self.push_event(Event::Notified {
                     peer: peer_hit,
                     kind: n.kind,
@@ -157,6 +165,18 @@ impl Host {
             }
         }
         Ok(())
+    }
+
+    /// Whether one more NOTIFY fits in this second's `notify_rate` (and counts it).
+    pub(super) fn notify_allowed(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.notify_window.0) >= Duration::from_secs(1) {
+            self.notify_window = (now, 0);
+        }
+        if self.notify_window.1 >= self.config.notify_rate {
+            return false;
+        }
+        self.notify_window.1 += 1;
+        true
     }
 
     /// Sends a signed NOTIFY (RFC 7401 §5.3.6), at most `notify_rate` per second.
@@ -169,13 +189,9 @@ impl Host {
         kind: NotifyType,
         data: Vec<u8>,
     ) {
-        if now.duration_since(self.notify_window.0) >= Duration::from_secs(1) {
-            self.notify_window = (now, 0);
-        }
-        if self.notify_window.1 >= self.config.notify_rate {
+        if !self.notify_allowed(now) {
             return;
         }
-        self.notify_window.1 += 1;
         // HOST_ID too: the peer may hold no association to check the signature with.
         let host_id = Param::HostId(self.identity.public().host_id());
         let n = self.notify_packet(peer, Some(host_id), kind, data);

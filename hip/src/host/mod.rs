@@ -27,6 +27,7 @@
 //! I2 proves which puzzle it answers without any table.
 
 mod bex;
+mod bone;
 mod close;
 mod data;
 mod ice;
@@ -108,6 +109,15 @@ pub enum Event {
         kind: NotifyType,
         data: Vec<u8>,
     },
+    /// A packet routed through the overlay (HIP BONE) came from the overlay neighbour
+    /// `from` for `receiver`, whom we have no association with: the embedder picks the
+    /// next hop by the overlay's routing, if `from` is a member it routes for, and hands
+    /// `packet` to [`Host::forward_routed`].
+    Route {
+        from: Hit,
+        receiver: Hit,
+        packet: Vec<u8>,
+    },
 }
 
 /// A snapshot of one association, for status displays and tests.
@@ -156,6 +166,9 @@ pub struct Stats {
     pub r1_sent: u64,
     /// I1s and UPDATEs passed on to registered clients, as a rendezvous server.
     pub relayed: u64,
+    /// Packets passed on through the overlay (HIP BONE), and routed packets refused.
+    pub routed: u64,
+    pub route_refused: u64,
     pub i2_accepted: u64,
     pub notify_sent: u64,
     /// ESP packets seen before the data plane takes them.
@@ -267,6 +280,8 @@ pub struct Host {
     /// While a packet relayed to us is handled: the server it came through and the
     /// sender's address, where answers go by way of the server.
     answering_via: Option<(SocketAddr, SocketAddr)>,
+    /// While a packet routed to us through the overlay is handled: its route.
+    routed_in: Option<bone::Routed>,
     stats: Stats,
 }
 
@@ -302,6 +317,7 @@ impl Host {
             relay_stats: RelayStats::default(),
             relay_grants: Default::default(),
             answering_via: None,
+            routed_in: None,
             config,
             identity,
             rng,
@@ -386,6 +402,39 @@ impl Host {
         if peer == self.hit() || !peer.is_orchid() || locators.is_empty() {
             return Err(Error::InvalidHit);
         }
+        let i1 = self.i1(peer, Vec::new());
+        tracing::debug!(peer = %peer, "sending I1");
+        let candidates = locators.iter().take(3).copied().collect();
+        self.begin_exchange(now, peer, local, candidates, i1.to_bytes(), None)
+    }
+
+    /// An I1 to `peer`: our DH group, then `more`.
+    fn i1(&self, peer: Hit, more: Vec<Param>) -> HipRepr {
+        let mut params = vec![Param::DhGroupList(vec![self.profile.dh_group()])];
+        params.extend(more);
+        HipRepr {
+            next_header: 59,
+            packet_type: PacketType::I1,
+            version: 2,
+            controls: 0,
+            sender_hit: self.hit(),
+            receiver_hit: peer,
+            params,
+        }
+    }
+
+    /// Starts a base exchange with `peer` by sending `i1` to each of `candidates` (the
+    /// overlay neighbour `first_hop` for a routed one); a live association with it is
+    /// kept instead.
+    fn begin_exchange(
+        &mut self,
+        now: Instant,
+        peer: Hit,
+        local: SocketAddr,
+        candidates: Vec<SocketAddr>,
+        i1: Vec<u8>,
+        first_hop: Option<Hit>,
+    ) -> Result<AssocHandle, Error> {
         if let Some(a) = self.assocs.get(&peer) {
             if !matches!(
                 a.state,
@@ -410,19 +459,10 @@ impl Host {
         let mut a = Assoc::new(handle, peer, AssocState::I1Sent);
         a.initiator = true;
         a.local = local;
-        a.candidates = locators.iter().take(3).copied().collect();
-        let i1 = HipRepr {
-            next_header: 59,
-            packet_type: PacketType::I1,
-            version: 2,
-            controls: 0,
-            sender_hit: self.hit(),
-            receiver_hit: peer,
-            params: vec![Param::DhGroupList(vec![self.profile.dh_group()])],
-        };
-        a.last_sent = Some(i1.to_bytes());
+        a.candidates = candidates;
+        a.first_hop = first_hop;
+        a.last_sent = Some(i1);
         a.arm(&mut self.timers, now, self.config.i1_timeout);
-        tracing::debug!(peer = %peer, "sending I1");
         self.send_i1(&a);
         self.assocs.insert(peer, Box::new(a));
         Ok(handle)
@@ -518,6 +558,9 @@ impl Host {
         }
         let repr = HipRepr::parse(bytes)?;
         let ours = repr.receiver_hit == self.hit();
+        if repr.param(param_type::OVERLAY_ID).is_some() {
+            return self.on_routed(now, local, remote, bytes, &repr, ours);
+        }
         let opportunistic = repr.receiver_hit == Hit::NULL
             && matches!(repr.packet_type, PacketType::I1 | PacketType::Notify);
         if !ours && !opportunistic {
@@ -597,7 +640,7 @@ impl Host {
                 };
                 self.on_update(now, local, remote, bytes, repr)
             }
-            PacketType::Notify => self.on_notify(bytes, repr),
+            PacketType::Notify => self.on_notify(now, bytes, repr),
             _ => Err(Error::Unexpected),
         }
     }
@@ -645,15 +688,20 @@ impl Host {
             self.forget_association(now, peer);
             self.push_event(Event::Closed { peer });
         } else {
-            tracing::debug!(peer = %peer, state = %a.state, "exchange failed");
-            a.state = AssocState::Failed;
-            self.timers.set(a, Some(now + self.config.linger));
-            a.last_error = Some(Error::Timeout);
-            self.push_event(Event::Failed {
-                peer,
-                error: Error::Timeout,
-            });
+            self.fail_exchange(now, peer, Error::Timeout);
         }
+    }
+
+    /// The exchange with `peer` gives up: the association lingers as failed.
+    pub(super) fn fail_exchange(&mut self, now: Instant, peer: Hit, error: Error) {
+        let Some(a) = self.assocs.get_mut(&peer) else {
+            return;
+        };
+        tracing::debug!(peer = %peer, state = %a.state, error = %error, "exchange failed");
+        a.state = AssocState::Failed;
+        self.timers.set(a, Some(now + self.config.linger));
+        a.last_error = Some(error);
+        self.push_event(Event::Failed { peer, error });
     }
 
     /// Removes the association with `peer` and what lives with it: registrations either
@@ -676,10 +724,15 @@ impl Host {
     fn send_i1(&mut self, a: &Assoc) {
         if let Some(i1) = &a.last_sent {
             for remote in &a.candidates {
+                // Through a relay of ours when the first hop of a routed I1 is behind it.
+                let payload = match a.first_hop {
+                    Some(hop) => self.wrap_to(*remote, i1, Some(hop)),
+                    None => marked(i1),
+                };
                 let t = Transmit {
                     local: self.local_towards(a.local, *remote),
                     remote: *remote,
-                    payload: marked(i1),
+                    payload,
                 };
                 self.push_transmit(t);
             }
@@ -709,6 +762,17 @@ impl Host {
 
     fn transmit(&mut self, local: SocketAddr, remote: SocketAddr, hip: &[u8]) {
         let payload = self.wrap_for(remote, hip);
+        self.push_transmit(Transmit {
+            local,
+            remote,
+            payload,
+        });
+    }
+
+    /// As [`transmit`](Self::transmit), to the association with `peer` whatever the
+    /// packet's receiver (a hop of a routed packet).
+    fn transmit_to(&mut self, peer: Hit, local: SocketAddr, remote: SocketAddr, hip: &[u8]) {
+        let payload = self.wrap_to(remote, hip, Some(peer));
         self.push_transmit(Transmit {
             local,
             remote,

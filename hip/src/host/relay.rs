@@ -469,13 +469,12 @@ impl Host {
     fn relay_wrapping(
         &self,
         remote: SocketAddr,
-        hip: &[u8],
+        receiver: Option<Hit>,
     ) -> Option<(SocketAddr, Zeroizing<Vec<u8>>)> {
         let origin = match self.answering_via {
             Some((server, origin)) if server == remote => origin,
             _ => {
-                let receiver = Hit(hip.get(24..40)?.try_into().ok()?);
-                let a = self.assocs.get(&receiver)?;
+                let a = self.assocs.get(&receiver?)?;
                 a.relay_to.filter(|_| a.remote == remote)?
             }
         };
@@ -489,7 +488,14 @@ impl Host {
     /// The UDP payload for a HIP packet to `remote`: relayed (RELAY_TO, RELAY_HMAC) when
     /// `remote` is our relay server standing in for the receiver.
     pub(super) fn wrap_for(&self, remote: SocketAddr, hip: &[u8]) -> Vec<u8> {
-        let Some((origin, key)) = self.relay_wrapping(remote, hip) else {
+        let receiver = hip.get(24..40).and_then(|b| b.try_into().ok()).map(Hit);
+        self.wrap_to(remote, hip, receiver)
+    }
+
+    /// As [`wrap_for`](Self::wrap_for), for a packet whose next hop is `peer` rather than
+    /// its receiver (HIP BONE).
+    pub(super) fn wrap_to(&self, remote: SocketAddr, hip: &[u8], peer: Option<Hit>) -> Vec<u8> {
+        let Some((origin, key)) = self.relay_wrapping(remote, peer) else {
             return marked(hip);
         };
         let Ok(mut repr) = HipRepr::parse(hip) else {

@@ -181,6 +181,8 @@ pub enum NotifyType {
     MessageNotRelayed,                        // 62
     ServerReflexiveCandidateAllocationFailed, // 63
     RvsHmacProhibitedWithRelay,               // 64
+    OverlayTtlExceeded,                       // 70
+    UnknownNextHop,                           // 90
     I2Acknowledgement,                        // 16384
     NatKeepalive,                             // 16385
     Unknown(u16),
@@ -208,6 +210,8 @@ crate::raw_conversions!(NotifyType: u16 {
     MessageNotRelayed = 62,
     ServerReflexiveCandidateAllocationFailed = 63,
     RvsHmacProhibitedWithRelay = 64,
+    OverlayTtlExceeded = 70,
+    UnknownNextHop = 90,
     I2Acknowledgement = 16384,
     NatKeepalive = 16385,
 });

@@ -432,6 +432,16 @@ impl Node {
 }
 
 impl Node {
+    /// Drops everything stored at `resource`, as if its values were lost; true if there
+    /// were any. For simulations of lost records.
+    #[doc(hidden)]
+    pub fn lose_resource(&mut self, resource: &ResourceId) -> bool {
+        self.data
+            .store
+            .as_mut()
+            .is_some_and(|s| s.drop_resource(resource))
+    }
+
     /// Whether this node holds values of `kind` at `resource` (owner or replica).
     pub fn holds(&self, resource: &ResourceId, kind: crate::wire::KindId) -> bool {
         self.generation(resource, kind) > 0
