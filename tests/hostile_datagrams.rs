@@ -66,7 +66,12 @@ impl Rng {
 }
 
 fn pair() -> Pair {
-    Pair::new(PAIR_SEED, Link::default(), false, Config::default())
+    // Both route for one overlay: packets with OVERLAY_ID reach the hop checks.
+    let config = Config {
+        overlay_id: Some(vec![0x8f, 0x2e, 0x41, 0xc7]),
+        ..Config::default()
+    };
+    Pair::new(PAIR_SEED, Link::default(), false, config)
 }
 
 fn hip_of(payload: &[u8]) -> &[u8] {

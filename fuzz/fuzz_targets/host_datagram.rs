@@ -124,6 +124,9 @@ impl World {
             let identity = HostIdentity::from_secret(SECRETS[i]);
             let config = Config {
                 relay_server: i == B,
+                // Both route for one overlay, so that packets with OVERLAY_ID reach the
+                // hop checks (HIP BONE) rather than stopping at "not our overlay".
+                overlay_id: Some(vec![0x8f, 0x2e, 0x41, 0xc7]),
                 ..Config::default()
             };
             let mut h = Host::new(identity, config, SEEDS[i], t0);
