@@ -376,6 +376,7 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<
     // Attempted and arrived, by (sender behind a NAT, target behind a NAT).
     let mut tally = [[(0usize, 0usize); 2]; 2];
     let mut why = std::collections::BTreeMap::new();
+    let mut found = std::collections::BTreeMap::new();
     for _ in 0..args.reach {
         let mut pairs = Vec::new();
         for from in 0..n {
@@ -399,6 +400,9 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<
             t.0 += 1;
             if arrived(sim, from, to) {
                 t.1 += 1;
+                let how = sim.node(from).found(&sim.node(to).hit());
+                let how = how.map_or("an exchange the target started", |f| f.describe());
+                *found.entry(how).or_insert(0) += 1;
             } else {
                 *why.entry(failure(sim, from, to)).or_insert(0) += 1;
             }
@@ -428,6 +432,9 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<
     );
     for (reason, count) in why {
         println!("  failed: {count} {reason}");
+    }
+    for (how, count) in found {
+        println!("  arrived: {count} found by {how}");
     }
 }
 
