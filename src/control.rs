@@ -180,6 +180,13 @@ pub struct Counters {
     pub credit_bytes: u64,
     #[serde(default)]
     pub credit_refused: u64,
+    /// HIP BONE: packets passed on through the overlay, and routed packets refused (not
+    /// from a hop we have an association with, a bad hop MAC, another overlay, a loop, no
+    /// hops left).
+    #[serde(default)]
+    pub routed: u64,
+    #[serde(default)]
+    pub route_refused: u64,
 }
 
 /// A request on the control socket.

@@ -261,6 +261,54 @@ fn a_member_whose_record_was_lost_is_reached_by_an_i1_routed_through_the_overlay
     assert!(routed > routed_before, "members passed the I1 and R1 on");
 }
 
+/// A sender whose copy of a member's record is stale (the member moved since the sender
+/// last looked it up) dials the old address; when that exchange gives up, the I1 goes
+/// through the overlay and the member answers from where it is now.
+#[test]
+fn a_stale_record_gives_way_to_an_i1_routed_through_the_overlay() {
+    let n = 20;
+    let mut sim = settled_ring(10, n);
+    let (a, b) = strangers(&sim);
+    let b_hit = sim.node(b).hit();
+    send_and_wait(&mut sim, a, b);
+    assert_eq!(sim.node(a).found(&b_hit), Some(Found::LocatorRecord));
+    let now = sim.now();
+    sim.node_mut(a).host.close(now, &b_hit).unwrap();
+    let later = sim.now() + Duration::from_secs(5);
+    sim.run_until(later, |_| false);
+    let new = move_to_new_network(&mut sim, b, "[2001:db8:6::9]:10500");
+    send_udp(&mut sim, a, b_hit);
+    let end = sim.now() + Duration::from_secs(40);
+    sim.run_until(end, |s| {
+        s.node(a)
+            .host
+            .association(&b_hit)
+            .is_some_and(|x| x.state == hip::AssocState::Established)
+    });
+    let at_a = sim
+        .node(a)
+        .host
+        .association(&b_hit)
+        .expect("an association");
+    assert_eq!(at_a.state, hip::AssocState::Established);
+    assert_eq!(at_a.remote, new, "reached at the new address");
+    assert_eq!(sim.node(a).found(&b_hit), Some(Found::OverlayRoute));
+}
+
+/// Node `i` leaves its address for `new` (as netlink would tell it); runs 30 s, for its
+/// peers and its record to hear of it. Returns the new address.
+fn move_to_new_network(sim: &mut Sim<Node>, i: usize, new: &str) -> std::net::SocketAddr {
+    let old = hipbone::sim::nodes::address(i);
+    let new: std::net::SocketAddr = new.parse().unwrap();
+    sim.unassign(old);
+    sim.assign(i, new);
+    let now = sim.now();
+    sim.node_mut(i).set_local_addresses(now, &[new]);
+    let later = sim.now() + Duration::from_secs(30);
+    sim.run_until(later, |_| false);
+    new
+}
+
 /// Two nodes with nothing between them yet: no association, and no neighbour's word.
 fn strangers(sim: &Sim<Node>) -> (usize, usize) {
     let n = sim.len();
@@ -452,14 +500,7 @@ fn a_member_that_moved_is_reached_at_its_new_address_by_its_hit() {
     let settle = sim.now() + Duration::from_secs(90);
     sim.run_until(settle, |_| false);
     let mover = 7;
-    let old = hipbone::sim::nodes::address(mover);
-    let new: std::net::SocketAddr = "[2001:db8:6::7]:10500".parse().unwrap();
-    sim.unassign(old);
-    sim.assign(mover, new);
-    let now = sim.now();
-    sim.node_mut(mover).set_local_addresses(now, &[new]);
-    let later = sim.now() + Duration::from_secs(30);
-    sim.run_until(later, |_| false);
+    let new = move_to_new_network(&mut sim, mover, "[2001:db8:6::7]:10500");
     let hit = sim.node(mover).hit();
     let from = (0..n)
         .find(|&i| {

@@ -140,6 +140,8 @@ impl Daemon {
             peer_moves: stats.peer_moves,
             credit_bytes: stats.credit_bytes,
             credit_refused: stats.credit_refused,
+            routed: stats.routed,
+            route_refused: stats.route_refused,
             ..self.counters.clone()
         };
         Status {

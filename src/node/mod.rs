@@ -816,6 +816,11 @@ impl Node {
                 }
                 Event::Failed { peer, error } => {
                     tracing::info!(peer = %peer, error = %error, "association failed");
+                    // The addresses of its record did not answer: the record may be
+                    // stale (the peer moved since we looked it up). The overlay knows
+                    // the way to the peer itself.
+                    let stale = error == hip::Error::Timeout
+                        && self.found.get(&peer) == Some(&Found::LocatorRecord);
                     for h in self.held.remove(&peer).unwrap_or_default() {
                         if h.from_stack {
                             self.unreachable(now, peer, h.next_header, &h.payload);
@@ -827,6 +832,9 @@ impl Node {
                     };
                     self.not_reached(now, peer, why);
                     self.association_ended(now, peer);
+                    if stale && self.connect_routed(now, peer) {
+                        tracing::info!(peer = %peer, "its record's addresses did not answer");
+                    }
                 }
                 Event::Closed { peer } => {
                     tracing::info!(peer = %peer, "association closed");
