@@ -288,6 +288,30 @@ check "and the NOTIFY come back to it with OVERLAY_ID, ROUTE_DST" \
   grep -qE "^17	$(hexhit "${HIT[$sender]}")	.*4592,4601" <<<"$fields"
 malformed=$(tshark -r "$dir/routed.pcap" -d udp.port==10500,hip -Y '_ws.malformed || _ws.expert.severity >= 8388608' 2>/dev/null | wc -l)
 check "no frame of it is malformed for tshark ($malformed)" test "$malformed" = 0
+# A forged route: R (no member, no association with anyone) sends n2 an I1 routed through
+# the overlay whose ROUTE_VIA claims n3 passed it on, with an RVS_HMAC it cannot key. n2
+# refuses it and passes nothing on.
+refused_before=$(node_field n2 's["counters"]["route_refused"]')
+routed_before=$(node_field n2 's["counters"]["routed"]')
+lab_exec r python3 - "${HIT[n3]}" "$STRANGER2" <<'PY'
+import hashlib, ipaddress, os, socket, struct, sys
+via, receiver = (ipaddress.IPv6Address(h).packed for h in sys.argv[1:3])
+def tlv(t, v):
+    pad = (8 - (4 + len(v)) % 8) % 8
+    return struct.pack("!HH", t, len(v)) + v + bytes(pad)
+overlay = hashlib.sha1(b"lab.hipbone.test").digest()[-4:]
+params = (tlv(511, bytes([9])) + tlv(4592, overlay) + tlv(64011, struct.pack("!HH", 50, 0))
+          + tlv(64017, struct.pack("!HH", 0xC000, 0) + via) + tlv(65500, bytes(32)))
+sender = ipaddress.IPv6Address("2001:25::").packed[:4] + os.urandom(12)
+body = sender + receiver + params
+hip = struct.pack("!BBBBHH", 59, len(body) // 8, 1, 0x21, 0, 0) + body
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(bytes(4) + hip, ("198.51.100.18", 10500))
+PY
+sleep 1
+refused_after=$(node_field n2 's["counters"]["route_refused"]')
+check "n2 refuses an I1 with a forged ROUTE_VIA ($refused_before then $refused_after refused)" test "$refused_after" -gt "$refused_before"
+check "and passes nothing on" test "$(node_field n2 's["counters"]["routed"]')" = "$routed_before"
 holder=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["responder"])' "$answer" 2>/dev/null)
 victim=""
 for n in $NODES; do [ "${HIT[$n]}" = "$holder" ] && victim=$n; done
