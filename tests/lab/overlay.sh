@@ -253,6 +253,8 @@ check "a TCP connect to it fails with '$refused'" test "$refused" = "No route to
 sender=n2
 STRANGER2=""
 for _ in $(seq 50); do
+  # (genkey never overwrites a key: each try writes a fresh file.)
+  rm -f "$dir/stranger2.key"
   "$HB" genkey -o "$dir/stranger2.key" 2>/dev/null
   candidate=$("$HB" hit -k "$dir/stranger2.key")
   if python3 - "$candidate" "${HIT[$sender]}" $(for n in $NODES; do echo "${HIT[$n]}"; done) <<'PY'; then
@@ -267,6 +269,7 @@ PY
     break
   fi
 done
+check "a HIT outside $sender's range is found to send to" test -n "$STRANGER2"
 lab_exec "$sender" tcpdump -i "$(lab_if "$sender" r)" -U -w "$dir/routed.pcap" udp port 10500 >/dev/null 2>&1 &
 dump=$!
 sleep 1
@@ -284,8 +287,10 @@ hexhit() { python3 -c 'import ipaddress, sys; print(ipaddress.IPv6Address(sys.ar
 fields=$(tshark -r "$dir/routed.pcap" -d udp.port==10500,hip -T fields -e hip.packet_type -e hip.hit_rcvr -e hip.type 2>/dev/null)
 check "tshark sees the routed I1 leave $sender with OVERLAY_ID, OVERLAY_TTL, ROUTE_VIA" \
   grep -qE "^1	$(hexhit "$STRANGER2")	.*4592,64011,64017" <<<"$fields"
-check "and the NOTIFY come back to it with OVERLAY_ID, ROUTE_DST" \
-  grep -qE "^17	$(hexhit "${HIT[$sender]}")	.*4592,4601" <<<"$fields"
+# (ROUTE_DST only when the refusal has hops to go back through: none when the first hop
+# refused.)
+check "and the NOTIFY come back to it with OVERLAY_ID and a signature" \
+  grep -qE "^17	$(hexhit "${HIT[$sender]}")	.*4592.*61697" <<<"$fields"
 malformed=$(tshark -r "$dir/routed.pcap" -d udp.port==10500,hip -Y '_ws.malformed || _ws.expert.severity >= 8388608' 2>/dev/null | wc -l)
 check "no frame of it is malformed for tshark ($malformed)" test "$malformed" = 0
 # A forged route: R (no member, no association with anyone) sends n2 an I1 routed through
