@@ -159,19 +159,17 @@ impl Host {
             return Err(Error::NoRoute);
         }
         let next = match repr.param(param_type::ROUTE_DST) {
-            Some(Param::RouteDst(dst)) => {
-                let at = dst
-                    .hits
-                    .iter()
-                    .position(|h| *h == me.0)
-                    .ok_or(Error::NoRoute)?;
-                Some(dst.hits.get(at + 1).map_or(repr.receiver_hit, |h| Hit(*h)))
-            }
-            None => {
+            Some(Param::RouteDst(dst)) => match dst.hits.iter().position(|h| *h == me.0) {
+                Some(at) => Some(dst.hits.get(at + 1).map_or(repr.receiver_hit, |h| Hit(*h))),
+                None => {
+                    self.stats.route_refused += 1;
+                    return Err(Error::NoRoute);
+                }
+            },
+            _ => {
                 let receiver = repr.receiver_hit;
                 self.hop(&receiver).is_ok().then_some(receiver)
             }
-            Some(_) => return Err(Error::NoRoute),
         };
         self.stats.routed += 1;
         match next {
