@@ -1062,9 +1062,10 @@ impl Node {
         }
     }
 
-    /// The overlay neighbour a packet for `peer` goes to next: the ring's next hop toward
-    /// its HIT (RFC 6940 §10.3), among the neighbours we have an association with and that
-    /// are not on its route (`avoid`).
+    /// The overlay neighbour a packet for `peer` goes to next: Chord's rule (RFC 6940
+    /// §10.3) over the members we have a link with, those not on its route (`avoid`)
+    /// aside: the closest before its HIT on the ring, or, with none before it, the first
+    /// after it. (The routing table may name a peer whose link is still opening.)
     fn next_hop(&self, peer: &Hit, avoid: &[Hit]) -> Option<Hit> {
         let o = self.overlay.as_ref().filter(|o| o.node.is_joined())?;
         let k = ::overlay::wire::NodeId(peer.0).position();
@@ -1072,9 +1073,24 @@ impl Node {
             // Its HIT falls in our own range: no member has it, as far as we know.
             return None;
         }
-        let hop = Hit(o.node.chord().next_hop(k)?.0);
-        let linked = o.node.links().any(|l| l.0 == hop.0);
-        (linked && !avoid.contains(&hop) && hop != self.hit()).then_some(hop)
+        let me = ::overlay::wire::NodeId(self.hit().0).position();
+        let to_k = k.wrapping_sub(me);
+        let links: Vec<u128> = o
+            .node
+            .links()
+            .map(|l| l.position())
+            .filter(|&p| {
+                p != me
+                    && !avoid
+                        .iter()
+                        .any(|a| ::overlay::wire::NodeId(a.0).position() == p)
+            })
+            .collect();
+        let before = links.iter().copied().filter(|p| p.wrapping_sub(me) < to_k);
+        let hop = before
+            .max_by_key(|p| p.wrapping_sub(me))
+            .or_else(|| links.iter().copied().min_by_key(|p| p.wrapping_sub(k)))?;
+        Some(Hit(::overlay::wire::NodeId::from_position(hop).0))
     }
 
     /// A routed packet the host handed over (`hip::Event::Route`): passed on to the next

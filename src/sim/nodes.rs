@@ -482,7 +482,12 @@ fn failure(sim: &Sim<Node>, from: usize, to: usize) -> String {
             None => "no exchange started (no locator found)".into(),
         },
         Some(a) if a.state != hip::AssocState::Established => {
-            format!("exchange ended in {}", a.state.name())
+            let why = sender.unreached().find(|u| u.peer == target);
+            let found = sender.found(&target).map_or("", |f| f.describe());
+            match why {
+                Some(u) => format!("exchange ended in {} ({}; {found})", a.state.name(), u.why),
+                None => format!("exchange ended in {} ({found})", a.state.name()),
+            }
         }
         Some(_) => match sim.node(to).host.association(&sender.hit()) {
             None => "sender established, target has no association".into(),
