@@ -377,6 +377,17 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<
     let mut tally = [[(0usize, 0usize); 2]; 2];
     let mut why = std::collections::BTreeMap::new();
     let mut found = std::collections::BTreeMap::new();
+    // Time from sending to arrival, in steps of `STEP`; paths of those that arrived;
+    // overlay messages (every hop) and packets sent.
+    const STEP: Duration = Duration::from_millis(10);
+    let mut first_packet: Vec<Duration> = Vec::new();
+    let (mut direct, mut overlay_messages, mut sent) = (0usize, 0u64, 0usize);
+    let messages = |sim: &Sim<Node>| -> u64 {
+        (0..sim.len())
+            .filter_map(|i| sim.node(i).overlay.as_ref())
+            .map(|o| o.node.stats().sent_messages)
+            .sum()
+    };
     for _ in 0..args.reach {
         let mut pairs = Vec::new();
         for from in 0..n {
@@ -389,18 +400,35 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<
                 }
             }
         }
+        let before = messages(sim);
         for &(from, to) in &pairs {
             let target = sim.node(to).hit();
             send_udp(sim, from, target);
         }
-        let end = sim.now() + ROUND;
-        sim.run_until(end, |_| false);
+        let start = sim.now();
+        let mut waiting = pairs.clone();
+        while sim.now() < start + ROUND {
+            let step = sim.now() + STEP;
+            sim.run_until(step, |_| false);
+            waiting.retain(|&(from, to)| {
+                let there = arrived(sim, from, to);
+                if there {
+                    first_packet.push(sim.now() - start);
+                }
+                !there
+            });
+        }
+        overlay_messages += messages(sim) - before;
+        sent += pairs.len();
         for &(from, to) in &pairs {
             let t = &mut tally[usize::from(behind(from))][usize::from(behind(to))];
             t.0 += 1;
             if arrived(sim, from, to) {
                 t.1 += 1;
-                let how = sim.node(from).found(&sim.node(to).hit());
+                let target = sim.node(to).hit();
+                let path = sim.node(from).host.association(&target).map(|a| a.path);
+                direct += usize::from(path == Some(hip::PathKind::Direct));
+                let how = sim.node(from).found(&target);
                 let how = how.map_or("an exchange the target started", |f| f.describe());
                 *found.entry(how).or_insert(0) += 1;
             } else {
@@ -436,6 +464,23 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<
     for (how, count) in found {
         println!("  arrived: {count} found by {how}");
     }
+    first_packet.sort();
+    let at = |q: f64| -> f64 {
+        let i = ((first_packet.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        first_packet
+            .get(i)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "  time to first packet{to_what} (virtual, {} ms steps): median {:.0} ms, p99 {:.0} ms, of {} arrived; {} of them ended on a direct path ({:.1} %); {:.1} overlay messages per new connection ({overlay_messages} in all, every hop, maintenance included)",
+        STEP.as_millis(),
+        at(0.5),
+        at(0.99),
+        first_packet.len(),
+        direct,
+        100.0 * direct as f64 / first_packet.len().max(1) as f64,
+        overlay_messages as f64 / sent.max(1) as f64,
+    );
 }
 
 /// `--moved`: that share of the public members (the bootstrap aside), chosen at random,
