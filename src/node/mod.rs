@@ -867,6 +867,7 @@ impl Node {
                     receiver,
                     packet,
                 } => self.route(now, from, receiver, &packet),
+                Event::Unanswered { peer } => self.route_a_copy(now, peer),
                 other => tracing::debug!(event = ?other, "HIP event"),
             }
         }
@@ -1091,6 +1092,25 @@ impl Node {
             .max_by_key(|p| p.wrapping_sub(me))
             .or_else(|| links.iter().copied().min_by_key(|p| p.wrapping_sub(k)))?;
         Some(Hit(::overlay::wire::NodeId::from_position(hop).0))
+    }
+
+    /// The I1 to the addresses of `peer`'s record went unanswered (the record may be
+    /// stale: the peer moved since we fetched it): a copy goes through the overlay too,
+    /// whichever answers first. Only for exchanges found by a record: a configured peer's
+    /// addresses are the user's word.
+    fn route_a_copy(&mut self, now: Instant, peer: Hit) {
+        if self.found.get(&peer) != Some(&Found::LocatorRecord) {
+            return;
+        }
+        let Some(hop) = self.next_hop(&peer, &[]) else {
+            return;
+        };
+        match self.host.add_route(now, peer, hop) {
+            Ok(()) => {
+                tracing::info!(peer = %peer, via = %hop, "no answer at its record's addresses yet: routing a copy of the I1");
+            }
+            Err(e) => tracing::debug!(peer = %peer, error = %e, "cannot route a copy of the I1"),
+        }
     }
 
     /// A routed packet the host handed over (`hip::Event::Route`): passed on to the next

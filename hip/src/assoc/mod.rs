@@ -256,6 +256,9 @@ pub(crate) struct Assoc {
     pub candidates: Vec<SocketAddr>,
     /// An exchange through the overlay (HIP BONE): the neighbour its I1 goes to.
     pub first_hop: Option<Hit>,
+    /// An exchange whose I1 went unanswered at the peer's addresses: the same I1 routed
+    /// through the overlay too, and the neighbour it goes to.
+    pub routed_copy: Option<(Hit, Vec<u8>)>,
     pub peer: Option<PublicIdentity>,
     /// The peer's HOST_ID TLV as its R1 carried it (HIP_MAC_2 covers it).
     pub peer_host_id_tlv: Vec<u8>,
@@ -343,6 +346,7 @@ impl Assoc {
             remote: unspecified,
             candidates: Vec::new(),
             first_hop: None,
+            routed_copy: None,
             peer: None,
             peer_host_id_tlv: Vec::new(),
             r1_counter: None,

@@ -291,6 +291,7 @@ impl Host {
         a.local = local;
         a.remote = remote;
         a.first_hop = None;
+        a.routed_copy = None;
         a.keys = Some(keys.session);
         a.nat_mode = nat_mode;
         a.pacing = pacing;

@@ -65,21 +65,35 @@ impl Host {
             return Err(Error::InvalidHit);
         }
         let (local, remote, _) = self.hop(&first_hop)?;
-        let mut i1 = self.i1(
-            peer,
-            vec![
-                Param::OverlayId(overlay),
-                Param::OverlayTtl {
-                    ttl: OVERLAY_TTL,
-                    reserved: 0,
-                },
-                Param::RouteVia(Route::new(FLAGS)),
-            ],
-        );
+        let mut i1 = self.i1(peer, routing_params(overlay));
         self.hop_mac(&first_hop, &mut i1)?;
         tracing::debug!(peer = %peer, via = %first_hop, "sending I1 through the overlay");
         let i1 = i1.to_bytes();
         self.begin_exchange(now, peer, local, vec![remote], i1, Some(first_hop))
+    }
+
+    /// Routes a copy of the I1 of our exchange with `peer` through the overlay neighbour
+    /// `first_hop`, beside the I1s to its addresses (which went unanswered,
+    /// [`Event::Unanswered`]); whichever R1 comes first goes on.
+    pub fn add_route(&mut self, _now: Instant, peer: Hit, first_hop: Hit) -> Result<(), Error> {
+        let overlay = self.config.overlay_id.clone().ok_or(Error::NoRoute)?;
+        let busy = self
+            .assocs
+            .get(&peer)
+            .is_none_or(|a| a.state != AssocState::I1Sent || a.first_hop.is_some());
+        if busy || first_hop == peer {
+            return Err(Error::Unexpected);
+        }
+        let mut i1 = self.i1(peer, routing_params(overlay));
+        self.hop_mac(&first_hop, &mut i1)?;
+        let (local, remote, _) = self.hop(&first_hop)?;
+        let i1 = i1.to_bytes();
+        tracing::debug!(peer = %peer, via = %first_hop, "routing a copy of the I1 through the overlay");
+        self.transmit_to(first_hop, local, remote, &i1);
+        if let Some(a) = self.assocs.get_mut(&peer) {
+            a.routed_copy = Some((first_hop, i1));
+        }
+        Ok(())
     }
 
     /// Passes on a routed packet that [`Event::Route`] handed over, to the overlay
@@ -304,17 +318,23 @@ impl Host {
         let Some(peer) = n.data.get(24..40).and_then(|b| b.try_into().ok()).map(Hit) else {
             return;
         };
-        let routed = self
+        let Some(a) = self
             .assocs
-            .get(&peer)
-            .is_some_and(|a| a.state == AssocState::I1Sent && a.first_hop.is_some());
-        if routed {
+            .get_mut(&peer)
+            .filter(|a| a.state == AssocState::I1Sent)
+        else {
+            return;
+        };
+        if a.first_hop.is_some() {
             self.fail_exchange(now, peer, error);
+        } else {
+            // Only the copy was refused: the I1s to the peer's addresses go on.
+            a.routed_copy = None;
         }
     }
 
     /// Where an overlay neighbour is, and the key that proves a hop's packet to it.
-    fn hop(&self, peer: &Hit) -> Result<(SocketAddr, SocketAddr, &[u8]), Error> {
+    pub(super) fn hop(&self, peer: &Hit) -> Result<(SocketAddr, SocketAddr, &[u8]), Error> {
         let a = self
             .assocs
             .get(peer)
@@ -375,6 +395,19 @@ impl Host {
     pub(super) fn send_routed_r1(&mut self, routed: &Routed, mut r1: HipRepr) -> Result<(), Error> {
         self.send_hop(routed.from, &mut r1)
     }
+}
+
+/// What an I1 routed through the overlay carries besides the I1's own: the overlay, the
+/// hops it may take, and the route so far (none).
+fn routing_params(overlay: Vec<u8>) -> Vec<Param> {
+    vec![
+        Param::OverlayId(overlay),
+        Param::OverlayTtl {
+            ttl: OVERLAY_TTL,
+            reserved: 0,
+        },
+        Param::RouteVia(Route::new(FLAGS)),
+    ]
 }
 
 /// Where the initiator of a routed exchange sends its I2: the responder's candidates
@@ -554,6 +587,45 @@ mod tests {
         assert_eq!(on_b.remote, Wire::addr(0), "B talks to A directly");
         assert_eq!(w.hosts[1].stats().routed, 2, "M1 passed the I1 and the R1");
         assert_eq!(w.hosts[2].stats().routed, 2, "so did M2");
+    }
+
+    /// An I1 sent to an address where nobody answers: after its first retransmission the
+    /// host says so, and a copy routed through the overlay finds the peer; the exchange
+    /// goes on from its R1.
+    #[test]
+    fn an_unanswered_exchange_takes_a_routed_copy() {
+        let mut w = chain();
+        let (b, m1, m2) = (w.hit(3), w.hit(1), w.hit(2));
+        let nowhere: SocketAddr = "198.51.100.99:10500".parse().unwrap();
+        let now = w.now;
+        w.hosts[0]
+            .connect(now, b, Wire::addr(0), &[nowhere])
+            .unwrap();
+        while w.hosts[0].poll_transmit().is_some() {}
+        assert!(w.events(0).is_empty());
+        // Before the first retransmission nothing is said; at it, the host asks.
+        w.now += Duration::from_millis(600);
+        let now = w.now;
+        w.hosts[0].handle_timeout(now);
+        while w.hosts[0].poll_transmit().is_some() {}
+        let asked = w.events(0);
+        assert!(
+            matches!(asked.as_slice(), [Event::Unanswered { peer }] if *peer == b),
+            "{asked:?}"
+        );
+        w.hosts[0].add_route(now, b, m1).unwrap();
+        assert_eq!(w.hosts[0].add_route(now, b, m1), Ok(()), "a newer copy");
+        w.run(|_, _, _| {});
+        let routed = w.events(1);
+        let Some(Event::Route { packet, .. }) = routed.first() else {
+            panic!("M1 asks where to: {routed:?}");
+        };
+        let packet = packet.clone();
+        w.hosts[1].forward_routed(now, &packet, m2).unwrap();
+        w.run(|_, _, _| {});
+        assert_eq!(w.state(0, 3), Some(AssocState::Established));
+        let on_a = w.hosts[0].association(&b).unwrap();
+        assert_eq!(on_a.remote, Wire::addr(3), "A talks to B where B is");
     }
 
     /// A hop whose RVS_HMAC does not check (a field the hops change was altered on the

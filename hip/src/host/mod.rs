@@ -109,6 +109,10 @@ pub enum Event {
         kind: NotifyType,
         data: Vec<u8>,
     },
+    /// The first I1 of an exchange with `peer` got no answer at the peer's addresses (we
+    /// route for an overlay): the embedder may route a copy through it
+    /// ([`Host::add_route`]).
+    Unanswered { peer: Hit },
     /// A packet routed through the overlay (HIP BONE) came from the overlay neighbour
     /// `from` for `receiver`, whom we have no association with: the embedder picks the
     /// next hop by the overlay's routing, if `from` is a member it routes for, and hands
@@ -675,10 +679,15 @@ impl Host {
         if a.tries < limit {
             a.backoff(&mut self.timers, now, self.config.max_timeout);
             if a.state == AssocState::I1Sent {
+                // (The first send counts as the first try: this is the first resend.)
+                let ask = a.tries == 2 && a.first_hop.is_none() && self.config.overlay_id.is_some();
                 let a = self.assocs.remove(&peer);
                 if let Some(a) = a {
                     self.send_i1(&a);
                     self.assocs.insert(peer, a);
+                }
+                if ask {
+                    self.push_event(Event::Unanswered { peer });
                 }
             } else if let Some(bytes) = a.last_sent.clone() {
                 let (local, remote) = (a.local, a.remote);
@@ -722,6 +731,11 @@ impl Host {
     // ---- output ---------------------------------------------------------------------
 
     fn send_i1(&mut self, a: &Assoc) {
+        if let Some((hop, i1)) = &a.routed_copy {
+            if let Ok((local, remote, _)) = self.hop(hop) {
+                self.transmit_to(*hop, local, remote, i1);
+            }
+        }
         if let Some(i1) = &a.last_sent {
             for remote in &a.candidates {
                 // Through a relay of ours when the first hop of a routed I1 is behind it.
