@@ -296,7 +296,10 @@ fn a_stale_record_gives_way_to_an_i1_routed_through_the_overlay() {
     // The exchange the record started, its R1 come through the overlay.
     assert_eq!(sim.node(a).found(&b_hit), Some(Found::LocatorRecord));
     let routed: u64 = (0..n).map(|j| sim.node(j).host.stats().routed).sum();
-    assert!(routed > routed_before, "members passed the copy and its R1 on");
+    assert!(
+        routed > routed_before,
+        "members passed the copy and its R1 on"
+    );
 }
 
 /// Node `i` leaves its address for `new` (as netlink would tell it); runs 30 s, for its

@@ -2,14 +2,18 @@
 //! know, through the overlay.
 //!
 //! The I1 carries OVERLAY_ID, OVERLAY_TTL and an empty ROUTE_VIA (SYMMETRIC and
-//! MUST_FOLLOW) and goes to an overlay neighbour. Each member on the way checks the
-//! packet, lowers the TTL, appends its HIT to ROUTE_VIA and hands it to the embedder
-//! ([`Event::Route`]), which picks the next hop by the overlay's routing and which alone
-//! knows who is a member ([`Host::forward_routed`]). The receiver answers with an R1
-//! whose ROUTE_DST is that ROUTE_VIA reversed, so the R1 walks the same members back;
-//! the R1 also carries the responder's candidates (LOCATOR_SET), and the initiator sends
-//! its I2 to the best of them — through the responder's relay server if it has one —
-//! instead of along the route. From there on the exchange is an ordinary one.
+//! MUST_FOLLOW) and goes to an overlay neighbour, either as the exchange's only I1
+//! ([`Host::connect_routed`]) or as a copy beside I1s to addresses that went unanswered
+//! ([`Event::Unanswered`], [`Host::add_route`]). Each member on the way checks the
+//! packet, lowers the TTL and appends its HIT to ROUTE_VIA; it passes it on to the
+//! receiver if it has an association with it, else hands it to the embedder
+//! ([`Event::Route`]), which picks the next hop by the overlay's routing and alone knows
+//! who is a member ([`Host::forward_routed`]), or refuses it when no member has the HIT
+//! ([`Host::refuse_routed`]: a NOTIFY back along the route). The receiver answers with
+//! an R1 whose ROUTE_DST is that ROUTE_VIA reversed, so the R1 walks the same members
+//! back; the R1 also carries the responder's candidates (LOCATOR_SET), and the initiator
+//! sends its I2 to the best of them — through the responder's relay server if it has
+//! one — instead of along the route. From there on the exchange is an ordinary one.
 //!
 //! Every hop is authenticated: a routed packet carries an RVS_HMAC keyed with the
 //! association between the hop that sent it and the one that receives it, and each hop
@@ -26,7 +30,7 @@ use super::*;
 use crate::wire::{route_flags, Route, HEADER_LEN, MAX_ROUTE_HITS};
 
 /// Overlay hops a routed packet may take: RELOAD's default initial TTL (RFC 6940 §6.3.2).
-pub const OVERLAY_TTL: u16 = 100;
+const OVERLAY_TTL: u16 = 100;
 
 /// Flags of the routes we start: answers come back the same way, hop by hop (RFC 7086
 /// §7).
