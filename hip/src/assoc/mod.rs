@@ -254,11 +254,10 @@ pub(crate) struct Assoc {
     pub remote: SocketAddr,
     /// Where I1s go until an R1 names the peer's address.
     pub candidates: Vec<SocketAddr>,
-    /// An exchange through the overlay (HIP BONE): the neighbour its I1 goes to.
-    pub first_hop: Option<Hit>,
-    /// An exchange whose I1 went unanswered at the peer's addresses: the same I1 routed
-    /// through the overlay too, and the neighbour it goes to.
-    pub routed_copy: Option<(Hit, Vec<u8>)>,
+    /// An I1 routed through the overlay (HIP BONE), and the neighbour it goes to: the
+    /// exchange's only I1 when `last_sent` holds none, else a copy beside the I1s to
+    /// `candidates` (which went unanswered).
+    pub routed_i1: Option<(Hit, Vec<u8>)>,
     pub peer: Option<PublicIdentity>,
     /// The peer's HOST_ID TLV as its R1 carried it (HIP_MAC_2 covers it).
     pub peer_host_id_tlv: Vec<u8>,
@@ -345,8 +344,7 @@ impl Assoc {
             local: unspecified,
             remote: unspecified,
             candidates: Vec::new(),
-            first_hop: None,
-            routed_copy: None,
+            routed_i1: None,
             peer: None,
             peer_host_id_tlv: Vec::new(),
             r1_counter: None,

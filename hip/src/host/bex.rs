@@ -290,8 +290,7 @@ impl Host {
         a.r1_counter = counter.map(|(_, c)| c);
         a.local = local;
         a.remote = remote;
-        a.first_hop = None;
-        a.routed_copy = None;
+        a.routed_i1 = None;
         a.keys = Some(keys.session);
         a.nat_mode = nat_mode;
         a.pacing = pacing;

@@ -68,12 +68,10 @@ impl Host {
         if peer == self.hit() || !peer.is_orchid() || first_hop == peer {
             return Err(Error::InvalidHit);
         }
-        let (local, remote, _) = self.hop(&first_hop)?;
-        let mut i1 = self.i1(peer, routing_params(overlay));
-        self.hop_mac(&first_hop, &mut i1)?;
+        let (local, _, _) = self.hop(&first_hop)?;
+        let i1 = self.routed_i1(overlay, peer, &first_hop)?;
         tracing::debug!(peer = %peer, via = %first_hop, "sending I1 through the overlay");
-        let i1 = i1.to_bytes();
-        self.begin_exchange(now, peer, local, vec![remote], i1, Some(first_hop))
+        self.begin_exchange(now, peer, local, Vec::new(), None, Some((first_hop, i1)))
     }
 
     /// Routes a copy of the I1 of our exchange with `peer` through the overlay neighbour
@@ -84,20 +82,25 @@ impl Host {
         let busy = self
             .assocs
             .get(&peer)
-            .is_none_or(|a| a.state != AssocState::I1Sent || a.first_hop.is_some());
+            .is_none_or(|a| a.state != AssocState::I1Sent || a.last_sent.is_none());
         if busy || first_hop == peer {
             return Err(Error::Unexpected);
         }
-        let mut i1 = self.i1(peer, routing_params(overlay));
-        self.hop_mac(&first_hop, &mut i1)?;
+        let i1 = self.routed_i1(overlay, peer, &first_hop)?;
         let (local, remote, _) = self.hop(&first_hop)?;
-        let i1 = i1.to_bytes();
         tracing::debug!(peer = %peer, via = %first_hop, "routing a copy of the I1 through the overlay");
         self.transmit_to(first_hop, local, remote, &i1);
         if let Some(a) = self.assocs.get_mut(&peer) {
-            a.routed_copy = Some((first_hop, i1));
+            a.routed_i1 = Some((first_hop, i1));
         }
         Ok(())
+    }
+
+    /// Our I1 to `peer` as it goes into the overlay through the neighbour `hop`.
+    fn routed_i1(&self, overlay: Vec<u8>, peer: Hit, hop: &Hit) -> Result<Vec<u8>, Error> {
+        let mut i1 = self.i1(peer, routing_params(overlay));
+        self.hop_mac(hop, &mut i1)?;
+        Ok(i1.to_bytes())
     }
 
     /// Passes on a routed packet that [`Event::Route`] handed over, to the overlay
@@ -329,11 +332,11 @@ impl Host {
         else {
             return;
         };
-        if a.first_hop.is_some() {
+        if a.last_sent.is_none() {
             self.fail_exchange(now, peer, error);
         } else {
             // Only the copy was refused: the I1s to the peer's addresses go on.
-            a.routed_copy = None;
+            a.routed_i1 = None;
         }
     }
 

@@ -384,6 +384,7 @@ impl Host {
             + a.peer_host_id_tlv.len()
             + a.candidates.len() * std::mem::size_of::<SocketAddr>()
             + a.last_sent.as_ref().map_or(0, Vec::len)
+            + a.routed_i1.as_ref().map_or(0, |(_, i1)| i1.len())
             + a.close_nonce.as_ref().map_or(0, Vec::len);
         Some(std::mem::size_of::<(Hit, Assoc)>() + heap)
     }
@@ -409,7 +410,7 @@ impl Host {
         let i1 = self.i1(peer, Vec::new());
         tracing::debug!(peer = %peer, "sending I1");
         let candidates = locators.iter().take(3).copied().collect();
-        self.begin_exchange(now, peer, local, candidates, i1.to_bytes(), None)
+        self.begin_exchange(now, peer, local, candidates, Some(i1.to_bytes()), None)
     }
 
     /// An I1 to `peer`: our DH group, then `more`.
@@ -427,17 +428,17 @@ impl Host {
         }
     }
 
-    /// Starts a base exchange with `peer` by sending `i1` to each of `candidates` (the
-    /// overlay neighbour `first_hop` for a routed one); a live association with it is
-    /// kept instead.
+    /// Starts a base exchange with `peer` by sending `i1` to each of `candidates`, or
+    /// `routed` (an I1 routed through the overlay) to its neighbour; a live association
+    /// with it is kept instead.
     fn begin_exchange(
         &mut self,
         now: Instant,
         peer: Hit,
         local: SocketAddr,
         candidates: Vec<SocketAddr>,
-        i1: Vec<u8>,
-        first_hop: Option<Hit>,
+        i1: Option<Vec<u8>>,
+        routed: Option<(Hit, Vec<u8>)>,
     ) -> Result<AssocHandle, Error> {
         if let Some(a) = self.assocs.get(&peer) {
             if !matches!(
@@ -464,8 +465,8 @@ impl Host {
         a.initiator = true;
         a.local = local;
         a.candidates = candidates;
-        a.first_hop = first_hop;
-        a.last_sent = Some(i1);
+        a.last_sent = i1;
+        a.routed_i1 = routed;
         a.arm(&mut self.timers, now, self.config.i1_timeout);
         self.send_i1(&a);
         self.assocs.insert(peer, Box::new(a));
@@ -680,7 +681,7 @@ impl Host {
             a.backoff(&mut self.timers, now, self.config.max_timeout);
             if a.state == AssocState::I1Sent {
                 // (The first send counts as the first try: this is the first resend.)
-                let ask = a.tries == 2 && a.first_hop.is_none() && self.config.overlay_id.is_some();
+                let ask = a.tries == 2 && a.routed_i1.is_none() && self.config.overlay_id.is_some();
                 let a = self.assocs.remove(&peer);
                 if let Some(a) = a {
                     self.send_i1(&a);
@@ -731,22 +732,17 @@ impl Host {
     // ---- output ---------------------------------------------------------------------
 
     fn send_i1(&mut self, a: &Assoc) {
-        if let Some((hop, i1)) = &a.routed_copy {
+        if let Some((hop, i1)) = &a.routed_i1 {
             if let Ok((local, remote, _)) = self.hop(hop) {
                 self.transmit_to(*hop, local, remote, i1);
             }
         }
         if let Some(i1) = &a.last_sent {
             for remote in &a.candidates {
-                // Through a relay of ours when the first hop of a routed I1 is behind it.
-                let payload = match a.first_hop {
-                    Some(hop) => self.wrap_to(*remote, i1, Some(hop)),
-                    None => marked(i1),
-                };
                 let t = Transmit {
                     local: self.local_towards(a.local, *remote),
                     remote: *remote,
-                    payload,
+                    payload: marked(i1),
                 };
                 self.push_transmit(t);
             }
