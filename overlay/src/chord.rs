@@ -187,6 +187,25 @@ impl Chord {
         self.first_at_or_after(k)
     }
 
+    /// As [`next_hop`](Self::next_hop), among `peers` (positions) rather than the table:
+    /// the one closest before `k` on the way from us, or, with none between, the first
+    /// at or after `k`. `None` when `peers` holds none but us.
+    pub fn next_hop_among(&self, k: u128, peers: impl IntoIterator<Item = u128>) -> Option<NodeId> {
+        let me = self.me;
+        let (mut before, mut after) = (None::<u128>, None::<u128>);
+        for p in peers.into_iter().filter(|&p| p != me) {
+            // Clockwise distances: from us for those before `k`, from `k` for the rest.
+            if in_open(p, me, k) {
+                if before.is_none_or(|b| p.wrapping_sub(me) > b.wrapping_sub(me)) {
+                    before = Some(p);
+                }
+            } else if after.is_none_or(|a| p.wrapping_sub(k) < a.wrapping_sub(k)) {
+                after = Some(p);
+            }
+        }
+        before.or(after).map(NodeId::from_position)
+    }
+
     /// Peers that are neighbours or fingers: the ones [`prune`](Self::prune) keeps.
     fn keep_set(&self) -> BTreeSet<u128> {
         let succ: BTreeSet<u128> = self.successors().iter().map(|p| p.position()).collect();
@@ -309,6 +328,33 @@ mod tests {
         assert_eq!(c.next_hop(n(33).position()), Some(n(32)));
         assert_eq!(c.next_hop(n(32).position()), Some(n(16)));
         assert_eq!(c.next_hop(n(100).position()), Some(n(64)));
+    }
+
+    /// Over the table's own peers, `next_hop_among` is `next_hop`, for keys all round
+    /// the ring; over a subset it picks from the subset alone.
+    #[test]
+    fn next_hop_among_peers_follows_the_tables_rule() {
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::{RngCore, SeedableRng};
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        for _ in 0..200 {
+            let me = u128::from(rng.next_u64());
+            let others: Vec<u128> = (0..rng.next_u64() % 12)
+                .map(|_| u128::from(rng.next_u64()))
+                .collect();
+            let c = table(me, &others);
+            let peers: Vec<u128> = c.peers().map(|p| p.position()).collect();
+            for _ in 0..20 {
+                let k = n(u128::from(rng.next_u64())).position();
+                assert_eq!(c.next_hop_among(k, peers.iter().copied()), c.next_hop(k));
+            }
+        }
+        let c = table(50, &[10, 20, 40, 60, 70, 90]);
+        let some = [n(20).position(), n(90).position()];
+        // None of them between us and 75: the first after it. Before 25: 20.
+        assert_eq!(c.next_hop_among(n(75).position(), some), Some(n(90)));
+        assert_eq!(c.next_hop_among(n(25).position(), some), Some(n(20)));
+        assert_eq!(c.next_hop_among(n(15).position(), [n(50).position()]), None);
     }
 
     #[test]

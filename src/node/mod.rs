@@ -1064,34 +1064,19 @@ impl Node {
     }
 
     /// The overlay neighbour a packet for `peer` goes to next: Chord's rule (RFC 6940
-    /// §10.3) over the members we have a link with, those not on its route (`avoid`)
-    /// aside: the closest before its HIT on the ring, or, with none before it, the first
-    /// after it. (The routing table may name a peer whose link is still opening.)
+    /// §10.3) over the members we have a link with, those on its route (`avoid`) aside.
+    /// (The routing table may name a peer whose link is still opening.) None when its
+    /// HIT falls in our own range: no member has it, as far as we know.
     fn next_hop(&self, peer: &Hit, avoid: &[Hit]) -> Option<Hit> {
         let o = self.overlay.as_ref().filter(|o| o.node.is_joined())?;
+        let chord = o.node.chord();
         let k = ::overlay::wire::NodeId(peer.0).position();
-        if o.node.chord().responsible(k) {
-            // Its HIT falls in our own range: no member has it, as far as we know.
+        if chord.responsible(k) {
             return None;
         }
-        let me = ::overlay::wire::NodeId(self.hit().0).position();
-        let to_k = k.wrapping_sub(me);
-        let links: Vec<u128> = o
-            .node
-            .links()
-            .map(|l| l.position())
-            .filter(|&p| {
-                p != me
-                    && !avoid
-                        .iter()
-                        .any(|a| ::overlay::wire::NodeId(a.0).position() == p)
-            })
-            .collect();
-        let before = links.iter().copied().filter(|p| p.wrapping_sub(me) < to_k);
-        let hop = before
-            .max_by_key(|p| p.wrapping_sub(me))
-            .or_else(|| links.iter().copied().min_by_key(|p| p.wrapping_sub(k)))?;
-        Some(Hit(::overlay::wire::NodeId::from_position(hop).0))
+        let linked = o.node.links().filter(|l| !avoid.iter().any(|a| a.0 == l.0));
+        let hop = chord.next_hop_among(k, linked.map(|l| l.position()))?;
+        Some(Hit(hop.0))
     }
 
     /// The I1 to the addresses of `peer`'s record went unanswered (the record may be
