@@ -381,11 +381,13 @@ fn a_member_behind_a_nat_finds_relays_among_the_members() {
             with.iter().all(|&r| relays(r)),
             "{t} asked only members that relay: {with:?}"
         );
-        let mut named = relays_in_record(&mut sim, 5, t);
-        named.sort();
-        let mut want: Vec<hip::Hit> = with.iter().map(|&r| hits[r]).collect();
-        want.sort();
-        assert_eq!(named, want, "{t}'s record names both");
+        record_names_relays(
+            &mut sim,
+            t,
+            &with,
+            &hits,
+            &format!("{t}'s record names both"),
+        );
     }
 
     sim.crash(0);
@@ -397,11 +399,13 @@ fn a_member_behind_a_nat_finds_relays_among_the_members() {
             with.len() == 2 && !with.contains(&0),
             "{t} replaced the dead bootstrap by another member: {with:?}"
         );
-        let mut named = relays_in_record(&mut sim, 5, t);
-        named.sort();
-        let mut want: Vec<hip::Hit> = with.iter().map(|&r| hits[r]).collect();
-        want.sort();
-        assert_eq!(named, want, "{t}'s record after the bootstrap died");
+        record_names_relays(
+            &mut sim,
+            t,
+            &with,
+            &hits,
+            &format!("{t}'s record after the bootstrap died"),
+        );
     }
     // Members that never talked to them reach them by HIT, through the relays they found.
     for t in natted {
@@ -411,6 +415,22 @@ fn a_member_behind_a_nat_finds_relays_among_the_members() {
         let relays = relays_of(&sim, t);
         ping_three_times(&mut sim, from, t, &format!("t's relays {relays:?}"));
     }
+}
+
+/// Member `t`'s record, as node 5 fetches it, names exactly the relays `with` (indices
+/// into `hits`); `what` says which check it is.
+fn record_names_relays(
+    sim: &mut Sim<Node>,
+    t: usize,
+    with: &[usize],
+    hits: &[hip::Hit],
+    what: &str,
+) {
+    let mut named = relays_in_record(sim, 5, t);
+    named.sort();
+    let mut want: Vec<hip::Hit> = with.iter().map(|&r| hits[r]).collect();
+    want.sort();
+    assert_eq!(named, want, "{what}");
 }
 
 /// `publics` public members (node i serving as relay if `relay(i)`), then two members
