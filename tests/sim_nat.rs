@@ -866,3 +866,62 @@ fn two_peers_reach_a_relayed_host_at_once_and_lose_no_first_packet() {
         assert_eq!(a.traffic.rx_packets, 1, "peer {peer}'s first packet");
     }
 }
+
+/// A public host moves while a host behind a filtering NAT has an association with it:
+/// the NAT drops the mover's UPDATE from its new address, so it must reach the host
+/// through that host's relay, and the association must carry traffic both ways again.
+#[test]
+fn a_public_peer_that_moves_reaches_hosts_behind_filtering_nats_again() {
+    for (seed, kind) in [
+        (20, Kind::PortRestricted),
+        (21, Kind::Symmetric),
+        (22, Kind::FullCone),
+    ] {
+        let (mut w, _nats) = nat_world(seed, kind, Kind::Public, Link::default());
+        // As in an overlay: only the host behind the NAT has a relay; it reaches B direct.
+        register(&mut w, A);
+        let (now, b_hit, a_addr, b_addr) = (
+            w.sim.now(),
+            w.sim.node(B).hit(),
+            own_addr(&w, A),
+            own_addr(&w, B),
+        );
+        w.sim
+            .node_mut(A)
+            .connect(now, b_hit, a_addr, &[b_addr])
+            .unwrap();
+        run(&mut w, Duration::from_secs(5));
+        assert!(
+            esp_reaches(&mut w, A, B),
+            "{kind:?}: A to B before the move"
+        );
+        assert!(
+            esp_reaches(&mut w, B, A),
+            "{kind:?}: B to A before the move"
+        );
+        let old = own_addr(&w, B);
+        let new = addr("198.51.100.102:10500");
+        w.sim.unassign(old);
+        w.sim.assign(B, new);
+        let now = w.sim.now();
+        w.sim.node_mut(B).set_local_addresses(now, &[new]);
+        run(&mut w, Duration::from_secs(15));
+        let a_hit = w.sim.node(A).hit();
+        let ab = w.sim.node(A).association(&b_hit);
+        let ba = w.sim.node(B).association(&a_hit);
+        assert!(
+            ab.as_ref()
+                .is_some_and(|a| a.state == hip::AssocState::Established)
+                && ba
+                    .as_ref()
+                    .is_some_and(|a| a.state == hip::AssocState::Established),
+            "{kind:?}: A {ab:?}, B {ba:?}"
+        );
+        let (ab, ba) = (ab.unwrap(), ba.unwrap());
+        assert!(
+            esp_reaches(&mut w, B, A),
+            "{kind:?}: B to A after the move; A {ab:?}, B {ba:?}"
+        );
+        assert!(esp_reaches(&mut w, A, B), "{kind:?}: A to B after the move");
+    }
+}

@@ -79,16 +79,18 @@ impl Assoc {
         p.due = now + p.rto;
         let (local, remote) = p.to.unwrap_or((self.local, self.remote));
         let bytes = p.bytes.clone();
-        // From the third try on, when the UPDATE went to the peer's locator.
-        let others = if p.tries >= 3 && remote == self.remote && probe.is_none() {
-            self.candidates
-                .iter()
-                .copied()
-                .filter(|c| *c != remote)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // From the third try on, when the UPDATE went to the peer's locator, also to every
+        // other address the peer gave: after our move, a NAT in front of the peer drops
+        // what comes from our new address, but its relay (a relayed locator) passes the
+        // UPDATE on to it.
+        let mut others: Vec<SocketAddr> = Vec::new();
+        if p.tries >= 3 && remote == self.remote && probe.is_none() {
+            for c in self.candidates.iter().chain(&self.peer_locators) {
+                if *c != remote && c.is_ipv4() == local.is_ipv4() && !others.contains(c) {
+                    others.push(*c);
+                }
+            }
+        }
         UpdateDue::Resend {
             local,
             remote,
@@ -252,6 +254,8 @@ mod tests {
         let config = Config::default();
         let mut a = established(now);
         a.candidates = vec![a.remote, addr(3, 10500)];
+        // The peer's locators (its relay's address among them) get copies too, each once.
+        a.peer_locators = vec![addr(3, 10500), addr(5, 10500)];
         a.pending_update = Some(pending(now, 7));
         assert_eq!(
             a.update_due(now - Duration::from_millis(1), &config),
@@ -269,7 +273,7 @@ mod tests {
                     others,
                 } => {
                     assert_eq!((local, remote, bytes), (a.local, a.remote, vec![1, 2, 3]));
-                    copies.push(others.len());
+                    copies.push(others);
                 }
                 UpdateDue::Unanswered => break,
                 other => panic!("{other:?}"),
@@ -278,10 +282,13 @@ mod tests {
             assert!(p.rto <= config.max_timeout);
             at = p.due;
         }
-        // Tries 2 to update_tries; from the third on a copy goes to the other candidate.
+        // Tries 2 to update_tries; from the third on a copy goes to the other candidate
+        // and the peer's other locator.
         assert_eq!(copies.len() as u32, config.update_tries - 1);
-        assert_eq!(copies[0], 0);
-        assert!(copies[1..].iter().all(|&n| n == 1));
+        assert_eq!(copies[0], Vec::<SocketAddr>::new());
+        assert!(copies[1..]
+            .iter()
+            .all(|c| *c == [addr(3, 10500), addr(5, 10500)]));
         assert_eq!(a.pending_update.as_ref().unwrap().rto, config.max_timeout);
     }
 
