@@ -592,3 +592,100 @@ fn ping_three_times(sim: &mut Sim<Node>, from: usize, t: usize, more: &str) {
             .map(|a| (a.state, a.remote, a.path)),
     );
 }
+
+/// Packets node `to` got from node `from` over their association.
+fn received(sim: &Sim<Node>, from: usize, to: usize) -> u64 {
+    let from_hit = sim.node(from).hit();
+    sim.node(to)
+        .host
+        .association(&from_hit)
+        .map_or(0, |a| a.traffic.rx_packets)
+}
+
+/// A public member moves to a new network. Members behind port-restricted and symmetric
+/// NATs drop what it sends from its new address; they hear of the move through their
+/// relay and must follow it at once, not when their own traffic falls silent.
+#[test]
+fn members_behind_nats_follow_a_public_member_that_moved() {
+    let (publics, behind) = (12, 12);
+    let (mut sim, natted) = nat_world(31, publics, behind, Duration::from_millis(200));
+    let n = publics + behind;
+    let end = sim.now() + Duration::from_secs(120);
+    sim.run_until(end, |s| joined(s) == n);
+    assert_eq!(joined(&sim), n, "every member joined");
+    let settle = sim.now() + Duration::from_secs(60);
+    sim.run_until(settle, |_| false);
+    // Members behind filtering NATs (the 2nd and 3rd of every three) with a direct path
+    // to the mover: the move cuts exactly these.
+    let filtering: Vec<usize> = natted
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| k % 3 != 0)
+        .map(|(_, &i)| i)
+        .collect();
+    let direct_peers = |sim: &Sim<Node>, m: usize| -> Vec<usize> {
+        let hit = sim.node(m).hit();
+        filtering
+            .iter()
+            .copied()
+            .filter(|&t| {
+                sim.node(t).host.association(&hit).is_some_and(|a| {
+                    a.state == hip::AssocState::Established && a.path == hip::PathKind::Direct
+                })
+            })
+            .collect()
+    };
+    // The mover also reaches out to those it has no association with: they answer as
+    // responders, which follow a move otherwise than initiators do.
+    let mover = 1;
+    let mover_hit = sim.node(mover).hit();
+    for &t in &filtering {
+        if sim.node(t).host.association(&mover_hit).is_none() {
+            let hit = sim.node(t).hit();
+            send_udp(&mut sim, mover, hit);
+        }
+    }
+    let end = sim.now() + Duration::from_secs(20);
+    sim.run_until(end, |_| false);
+    let peers = direct_peers(&sim, mover);
+    let responders = peers
+        .iter()
+        .filter(|&&t| {
+            sim.node(t)
+                .host
+                .association(&mover_hit)
+                .is_some_and(|a| !a.initiator)
+        })
+        .count();
+    assert!(
+        responders > 0,
+        "the mover started direct associations behind NATs: {peers:?}"
+    );
+    let old = sim.node(mover).host.local_addresses()[0];
+    let new = std::net::SocketAddr::from(([198, 18, 200, 1], old.port()));
+    sim.unassign(old);
+    sim.assign(mover, new);
+    let now = sim.now();
+    sim.node_mut(mover).set_local_addresses(now, &[new]);
+    // The mover's announcement reaches them through their relay within its first tries;
+    // then one packet each way, before anything of theirs could notice the silence.
+    let end = sim.now() + Duration::from_secs(3);
+    sim.run_until(end, |_| false);
+    let mut cut = Vec::new();
+    for &t in &peers {
+        let before = (received(&sim, t, mover), received(&sim, mover, t));
+        let t_hit = sim.node(t).hit();
+        send_udp(&mut sim, t, mover_hit);
+        send_udp(&mut sim, mover, t_hit);
+        let end = sim.now() + Duration::from_millis(500);
+        sim.run_until(end, |_| false);
+        let after = (received(&sim, t, mover), received(&sim, mover, t));
+        if after.0 == before.0 || after.1 == before.1 {
+            cut.push(t);
+        }
+    }
+    assert!(
+        cut.is_empty(),
+        "members behind NATs cut from the mover {mover}: {cut:?} of {peers:?}"
+    );
+}

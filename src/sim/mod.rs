@@ -241,7 +241,7 @@ impl<E: Endpoint> Sim<E> {
     }
 
     /// What node `id` logs while it runs carries its index and the virtual time.
-    fn span(&self, id: usize) -> tracing::Span {
+    pub(crate) fn span(&self, id: usize) -> tracing::Span {
         tracing::debug_span!("sim", node = id, ms = self.elapsed().as_millis() as u64)
     }
 

@@ -510,6 +510,7 @@ fn move_members(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) -> Vec<
         sim.unassign(old);
         sim.assign(i, new);
         let now = sim.now();
+        let _node = sim.span(i).entered();
         sim.node_mut(i).set_local_addresses(now, &[new]);
         moved.push(i);
     }

@@ -258,10 +258,34 @@ impl Host {
         // may then be used on credit while it is checked.
         let old_deprecated =
             update.param(param_type::LOCATOR_SET).is_some() && !a.peer_locators.contains(&a.remote);
+        // An announcement through a relay while we run direct: no sign of a move by
+        // itself, but one that leaves out the address we send to is — the peer moved, and
+        // our NAT drops what it sends from its new address. Check where the relay saw it
+        // (RELAY_FROM), directly: our check opens our NAT toward it.
+        let relayed_move = (through_relay && old_deprecated && a.pending_update.is_none())
+            .then_some(self.answering_via)
+            .flatten()
+            .filter(|(server, origin)| {
+                *server == remote
+                    && origin.is_ipv4() == a.local.is_ipv4()
+                    && !a.failed_lately(*origin, now)
+                    && a.verify.is_none()
+            })
+            .map(|(_, origin)| (a.local, origin));
         if !moved {
             let mut params = vec![Param::Ack(vec![seq])];
             params.extend(echo);
             self.send_update_to(now, peer, params, None, Some((local, remote)));
+            if let Some(path) = relayed_move {
+                tracing::debug!(peer = %peer, remote = %path.1, "the peer left our path: checking where its relay saw it");
+                self.start_check(
+                    now,
+                    peer,
+                    path,
+                    Check::PeerAddress { old_deprecated },
+                    Vec::new(),
+                );
+            }
             return;
         }
         tracing::debug!(peer = %peer, remote = %remote, "checking the peer's new address");
