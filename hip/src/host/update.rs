@@ -189,6 +189,7 @@ impl Host {
                     params.extend(echo_response(update));
                     self.send_update_to(now, peer, params, None, Some((local, remote)));
                 } else {
+                    tracing::debug!(peer = %peer, seq, remote = %remote, "an old UPDATE from elsewhere: not answered");
                     self.stats.updates_old_unanswered += 1;
                 }
             } else {
@@ -527,6 +528,9 @@ impl Host {
                 others,
             } => {
                 self.transmit(local, remote, &bytes);
+                if !others.is_empty() {
+                    tracing::debug!(peer = %peer, to = ?others, "UPDATE unanswered so far: copies to the peer's other locators");
+                }
                 for other in others {
                     self.transmit(local, other, &bytes);
                 }
