@@ -838,25 +838,9 @@ fn two_peers_reach_a_relayed_host_at_once_and_lose_no_first_packet() {
     }
     let mut w = World { sim, r_addr };
     register(&mut w, B);
-    let b_hit = w.sim.node(B).hit();
     let now = w.sim.now();
     for peer in [A, 3] {
-        let own = own_addr(&w, peer);
-        w.sim
-            .node_mut(peer)
-            .connect(now, b_hit, own, &[r_addr])
-            .unwrap();
-        // The packet that made the peer connect, queued until the exchange completes.
-        let mut buf = vec![0u8; 300];
-        let payload = hip::esp::ESP_HEADER_LEN..hip::esp::ESP_HEADER_LEN + 100;
-        let queued = w
-            .sim
-            .node_mut(peer)
-            .encapsulate(now, &b_hit, 17, &mut buf, payload);
-        assert!(
-            matches!(queued, hip::Outbound::Queued),
-            "{peer}: not queued"
-        );
+        connect_with_a_queued_packet(&mut w, peer, B, now);
     }
     let end = w.sim.now() + Duration::from_secs(5);
     w.sim.run_until(end, |_| false);
@@ -929,4 +913,51 @@ fn a_public_peer_that_moves_reaches_hosts_behind_filtering_nats_again() {
             "{kind:?}, A started: {a_starts}: A to B after the move"
         );
     }
+}
+
+/// Two hosts behind NATs that need the relay start exchanges with each other at once, a
+/// packet queued on each side. The loser of the simultaneous exchange answers the winner's
+/// I2 and sends what it had queued: its relay permission must reach the relay first, or
+/// the relay drops that packet.
+#[test]
+fn a_simultaneous_exchange_through_a_relay_delivers_both_queued_packets() {
+    for seed in 40..44 {
+        let (mut w, _nats) =
+            nat_world(seed, Kind::PortRestricted, Kind::Symmetric, Link::default());
+        register(&mut w, A);
+        register(&mut w, B);
+        let now = w.sim.now();
+        for (from, to) in [(A, B), (B, A)] {
+            connect_with_a_queued_packet(&mut w, from, to, now);
+        }
+        run(&mut w, Duration::from_secs(3));
+        for (from, to) in [(A, B), (B, A)] {
+            let hit = w.sim.node(from).hit();
+            let got = w.sim.node(to).traffic(&hit).map_or(0, |t| t.rx_packets);
+            assert!(
+                got >= 1,
+                "seed {seed}: {from}'s queued packet did not reach {to}"
+            );
+        }
+    }
+}
+
+/// `from` starts an exchange with `to` through the relay, with the packet that made it
+/// connect queued until the exchange completes.
+fn connect_with_a_queued_packet(w: &mut World, from: usize, to: usize, now: Instant) {
+    let (own, hit, r_addr) = (own_addr(w, from), w.sim.node(to).hit(), w.r_addr);
+    w.sim
+        .node_mut(from)
+        .connect(now, hit, own, &[r_addr])
+        .unwrap();
+    let mut buf = vec![0u8; 300];
+    let payload = hip::esp::ESP_HEADER_LEN..hip::esp::ESP_HEADER_LEN + 100;
+    let queued = w
+        .sim
+        .node_mut(from)
+        .encapsulate(now, &hit, 17, &mut buf, payload);
+    assert!(
+        matches!(queued, hip::Outbound::Queued),
+        "{from}: not queued"
+    );
 }

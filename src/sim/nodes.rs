@@ -432,7 +432,9 @@ fn reach(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize], moved: Option<
                 let how = how.map_or("an exchange the target started", |f| f.describe());
                 *found.entry(how).or_insert(0) += 1;
             } else {
-                *why.entry(failure(sim, from, to)).or_insert(0) += 1;
+                let reason = failure(sim, from, to);
+                tracing::info!(from, to, reason = %reason, "reach: the packet did not arrive");
+                *why.entry(reason).or_insert(0) += 1;
             }
         }
     }

@@ -246,6 +246,9 @@ impl Host {
         a.announced = vec![seen];
         let queued: Vec<_> = a.queue.drain(..).collect();
         self.register_spi(spi_in, peer);
+        // Through a relay, the permission for this association goes out before the packets
+        // queued for it: the relay drops ESP it has no permission for.
+        self.nat_upkeep(now, peer);
         for (next_header, payload) in queued {
             let mut buf = vec![0u8; esp::ESP_HEADER_LEN + payload.len() + esp::ESP_TAIL_MAX];
             buf[esp::ESP_HEADER_LEN..esp::ESP_HEADER_LEN + payload.len()].copy_from_slice(&payload);
@@ -264,7 +267,6 @@ impl Host {
                 self.push_transmit(t);
             }
         }
-        self.nat_upkeep(now, peer);
         self.schedule(now, peer);
         Ok(())
     }
