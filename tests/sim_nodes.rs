@@ -305,12 +305,8 @@ fn a_stale_record_gives_way_to_an_i1_routed_through_the_overlay() {
 /// Node `i` leaves its address for `new` (as netlink would tell it); runs 30 s, for its
 /// peers and its record to hear of it. Returns the new address.
 fn move_to_new_network(sim: &mut Sim<Node>, i: usize, new: &str) -> std::net::SocketAddr {
-    let old = hipbone::sim::nodes::address(i);
     let new: std::net::SocketAddr = new.parse().unwrap();
-    sim.unassign(old);
-    sim.assign(i, new);
-    let now = sim.now();
-    sim.node_mut(i).set_local_addresses(now, &[new]);
+    hipbone::sim::nodes::move_node(sim, i, new);
     let later = sim.now() + Duration::from_secs(30);
     sim.run_until(later, |_| false);
     new

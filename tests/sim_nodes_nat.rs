@@ -4,7 +4,7 @@
 
 use hipbone::node::overlay::Answer;
 use hipbone::node::Node;
-use hipbone::sim::nodes::{arrived, joined, nat_world, send_udp};
+use hipbone::sim::nodes::{arrived, joined, move_node, nat_world, received, send_udp};
 use hipbone::sim::Sim;
 use overlay::wire::LocatorEntry;
 use std::time::Duration;
@@ -593,15 +593,6 @@ fn ping_three_times(sim: &mut Sim<Node>, from: usize, t: usize, more: &str) {
     );
 }
 
-/// Packets node `to` got from node `from` over their association.
-fn received(sim: &Sim<Node>, from: usize, to: usize) -> u64 {
-    let from_hit = sim.node(from).hit();
-    sim.node(to)
-        .host
-        .association(&from_hit)
-        .map_or(0, |a| a.traffic.rx_packets)
-}
-
 /// A public member moves to a new network. Members behind port-restricted and symmetric
 /// NATs drop what it sends from its new address; they hear of the move through their
 /// relay and must follow it at once, not when their own traffic falls silent.
@@ -661,12 +652,12 @@ fn members_behind_nats_follow_a_public_member_that_moved() {
         responders > 0,
         "the mover started direct associations behind NATs: {peers:?}"
     );
-    let old = sim.node(mover).host.local_addresses()[0];
-    let new = std::net::SocketAddr::from(([198, 18, 200, 1], old.port()));
-    sim.unassign(old);
-    sim.assign(mover, new);
-    let now = sim.now();
-    sim.node_mut(mover).set_local_addresses(now, &[new]);
+    let port = sim.node(mover).host.local_addresses()[0].port();
+    move_node(
+        &mut sim,
+        mover,
+        std::net::SocketAddr::from(([198, 18, 200, 1], port)),
+    );
     // The mover's announcement reaches them through their relay within its first tries;
     // then one packet each way, before anything of theirs could notice the silence.
     let end = sim.now() + Duration::from_secs(3);

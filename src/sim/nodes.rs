@@ -216,13 +216,30 @@ pub fn nat_world(
     (sim, natted)
 }
 
-/// Whether node `to` got a packet from node `from` over their association.
-pub fn arrived(sim: &Sim<Node>, from: usize, to: usize) -> bool {
+/// Packets node `to` got from node `from` over their association.
+pub fn received(sim: &Sim<Node>, from: usize, to: usize) -> u64 {
     let from_hit = sim.node(from).hit();
     sim.node(to)
         .host
         .association(&from_hit)
-        .is_some_and(|a| a.traffic.rx_packets > 0)
+        .map_or(0, |a| a.traffic.rx_packets)
+}
+
+/// Whether node `to` got a packet from node `from` over their association.
+pub fn arrived(sim: &Sim<Node>, from: usize, to: usize) -> bool {
+    received(sim, from, to) > 0
+}
+
+/// Node `i` leaves its address for `new`, as netlink would tell its node (what the node
+/// logs then carries its index).
+pub fn move_node(sim: &mut Sim<Node>, i: usize, new: SocketAddr) {
+    if let Some(&old) = sim.node(i).host.local_addresses().first() {
+        sim.unassign(old);
+    }
+    sim.assign(i, new);
+    let now = sim.now();
+    let _node = sim.span(i).entered();
+    sim.node_mut(i).set_local_addresses(now, &[new]);
 }
 
 /// Runs until node `id`'s overlay has an answer to a request (30 s of virtual time at
@@ -509,11 +526,7 @@ fn move_members(sim: &mut Sim<Node>, args: &NodesArgs, natted: &[usize]) -> Vec<
                 SocketAddr::new(ip.into(), old.port())
             }
         };
-        sim.unassign(old);
-        sim.assign(i, new);
-        let now = sim.now();
-        let _node = sim.span(i).entered();
-        sim.node_mut(i).set_local_addresses(now, &[new]);
+        move_node(sim, i, new);
         moved.push(i);
     }
     moved

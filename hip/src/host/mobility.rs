@@ -262,16 +262,16 @@ impl Host {
         // itself, but one that leaves out the address we send to is — the peer moved, and
         // our NAT drops what it sends from its new address. Check where the relay saw it
         // (RELAY_FROM), directly: our check opens our NAT toward it.
-        let relayed_move = (through_relay && old_deprecated && a.pending_update.is_none())
-            .then_some(self.answering_via)
-            .flatten()
-            .filter(|(server, origin)| {
-                *server == remote
-                    && origin.is_ipv4() == a.local.is_ipv4()
-                    && !a.failed_lately(*origin, now)
-                    && a.verify.is_none()
-            })
-            .map(|(_, origin)| (a.local, origin));
+        let relayed_move =
+            (through_relay && old_deprecated && a.pending_update.is_none() && a.verify.is_none())
+                .then_some(self.answering_via)
+                .flatten()
+                .filter(|(server, origin)| {
+                    *server == remote
+                        && origin.is_ipv4() == a.local.is_ipv4()
+                        && !a.failed_lately(*origin, now)
+                })
+                .map(|(_, origin)| (a.local, origin));
         if !moved {
             let mut params = vec![Param::Ack(vec![seq])];
             params.extend(echo);
