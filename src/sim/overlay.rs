@@ -178,7 +178,21 @@ pub struct Traffic {
     pub swallowed: u64,
     /// Answers a hostile node forged in the owner's place (`Params::forge`).
     pub forged: u64,
+    /// `maintenance` by what it is for, indexed like [`MAINTENANCE_KINDS`]: bytes and
+    /// messages put on links.
+    pub maintenance_by: [u64; MAINTENANCE_KINDS.len()],
+    pub maintenance_messages_by: [u64; MAINTENANCE_KINDS.len()],
 }
+
+/// What maintenance bytes are for, as the report names them.
+pub const MAINTENANCE_KINDS: [&str; 6] = [
+    "Update",
+    "Join/Leave",
+    "Ping (fingers, liveness)",
+    "copies (replicas, hand-overs) and their answers",
+    "Attach/RouteQuery/Probe",
+    "errors and other",
+];
 
 /// The simulated overlay.
 pub struct OverlaySim {
@@ -195,6 +209,8 @@ pub struct OverlaySim {
     /// Events nodes reported that the driver has not taken yet.
     pub events: Vec<(u32, Event)>,
     pub traffic: Traffic,
+    /// Copies on the links, to tell their answers from an application Store's.
+    copy_transactions: HashSet<u64>,
 }
 
 impl core::fmt::Debug for OverlaySim {
@@ -226,6 +242,7 @@ impl OverlaySim {
             params,
             events: Vec::new(),
             traffic: Traffic::default(),
+            copy_transactions: HashSet::new(),
         }
     }
 
@@ -283,6 +300,7 @@ impl OverlaySim {
         self.rng.fill_bytes(&mut config.seed);
         let node = Node::new(hip::HostIdentity::from_secret(secret), config, self.now);
         let idx = self.slots.len() as u32;
+        tracing::debug!(target: "hipbone::sim::records", idx, id = ?node.id(), "node");
         self.index.insert(node.id(), idx);
         self.slots.push(Slot {
             node,
@@ -309,6 +327,55 @@ impl OverlaySim {
             None => self.slots[idx as usize].node.join(now, &[]),
         }
         self.drain(idx);
+    }
+
+    /// Logs how many live nodes still hold each record that `idx` holds, as if `idx` were
+    /// gone: how records come to be lost under churn.
+    fn log_copies_left(&self, idx: u32) {
+        for r in self.node(idx).stored_resources() {
+            let holders: Vec<u32> = self
+                .live()
+                .filter(|&i| i != idx && self.node(i).stored_resources().any(|x| x == r))
+                .collect();
+            tracing::debug!(
+                target: "hipbone::sim::records",
+                ms = (self.now - self.start).as_millis() as u64,
+                resource = ?r,
+                dying = idx,
+                left = holders.len(),
+                ?holders,
+                "a holder dies"
+            );
+        }
+    }
+
+    /// Logs every record that fewer than three live nodes hold, with the three that should
+    /// (its owner and the owner's two successors).
+    fn log_under_replicated(&self) {
+        let mut holders: HashMap<ResourceId, Vec<u32>> = HashMap::new();
+        for i in self.live() {
+            for r in self.node(i).stored_resources() {
+                holders.entry(r.clone()).or_default().push(i);
+            }
+        }
+        let ring = self.sorted_peers();
+        for (r, h) in holders.iter().filter(|(_, h)| h.len() < 3) {
+            let Some(pos) = overlay::id::resource_position(r) else {
+                continue;
+            };
+            let first = ring.partition_point(|(id, _)| id.position() < pos);
+            let should: Vec<u32> = (0..3.min(ring.len()))
+                .map(|k| ring[(first + k) % ring.len()].1)
+                .collect();
+            tracing::debug!(
+                target: "hipbone::sim::records",
+                ms = (self.now - self.start).as_millis() as u64,
+                resource = ?r,
+                ?h,
+                ?should,
+                "under-replicated"
+            );
+        }
     }
 
     /// Node `idx` dies abruptly: messages to it are lost, its peers notice after `detect`.
@@ -340,30 +407,65 @@ impl OverlaySim {
     fn classify(&mut self, bytes: &[u8]) {
         self.traffic.messages += 1;
         let n = bytes.len() as u64;
-        let app = Packet::new_checked(bytes).ok().is_some_and(|p| {
-            let pl = p.payload();
-            if pl.len() < 2 {
-                return false;
-            }
-            match MessageCode::from(u16::from_be_bytes([pl[0], pl[1]])) {
+        let Some(kind) = self.maintenance_kind(bytes) else {
+            self.traffic.application += n;
+            return;
+        };
+        self.traffic.maintenance += n;
+        self.traffic.maintenance_by[kind] += n;
+        self.traffic.maintenance_messages_by[kind] += 1;
+    }
+
+    /// Index into [`MAINTENANCE_KINDS`], or `None` for an application Store, Fetch or
+    /// Find and their answers. A copy is a Store addressed to a Node-ID (an application
+    /// Store goes to a Resource-ID); its answer is known by the transaction it answers.
+    fn maintenance_kind(&mut self, bytes: &[u8]) -> Option<usize> {
+        let Ok(p) = Packet::new_checked(bytes) else {
+            return Some(5);
+        };
+        let pl = p.payload();
+        let Some(code) = pl.get(..2) else {
+            return Some(5);
+        };
+        let txn = p.transaction_id();
+        Some(
+            match MessageCode::from(u16::from_be_bytes([code[0], code[1]])) {
                 MessageCode::StoreReq => {
-                    // code (2) ‖ body length (4) ‖ resource (1 + len) ‖ replica_number.
-                    let at = pl.get(6).map(|l| 7 + usize::from(*l));
-                    at.and_then(|i| pl.get(i)).is_some_and(|r| *r == 0)
+                    let to_node = matches!(
+                        p.first_destination(),
+                        Ok(overlay::wire::Destination::Node(_))
+                    );
+                    if !to_node {
+                        return None;
+                    }
+                    self.copy_transactions.insert(txn);
+                    3
                 }
-                MessageCode::StoreAns
-                | MessageCode::FetchReq
+                MessageCode::StoreAns => {
+                    if !self.copy_transactions.remove(&txn) {
+                        return None;
+                    }
+                    3
+                }
+                MessageCode::FetchReq
                 | MessageCode::FetchAns
                 | MessageCode::FindReq
-                | MessageCode::FindAns => true,
-                _ => false,
-            }
-        });
-        if app {
-            self.traffic.application += n;
-        } else {
-            self.traffic.maintenance += n;
-        }
+                | MessageCode::FindAns => return None,
+                MessageCode::UpdateReq | MessageCode::UpdateAns => 0,
+                MessageCode::JoinReq
+                | MessageCode::JoinAns
+                | MessageCode::LeaveReq
+                | MessageCode::LeaveAns => 1,
+                MessageCode::PingReq | MessageCode::PingAns => 2,
+                MessageCode::AttachReq
+                | MessageCode::AttachAns
+                | MessageCode::RouteQueryReq
+                | MessageCode::RouteQueryAns
+                | MessageCode::ProbeReq
+                | MessageCode::ProbeAns => 4,
+                _ => 5,
+            },
+        )
     }
 
     /// Moves node `idx`'s output onto the links and its timer onto the heap.
@@ -413,13 +515,19 @@ impl OverlaySim {
                 }
             }
         }
-        let t = self.slots[idx as usize].node.poll_timeout();
+        // A deadline already past (one that fell due while the node's maintenance was
+        // off, before it joined again) fires now; the entry is known by that time, or it
+        // would be skipped as stale and the node never woken again.
+        let now = self.now;
+        let t = self.slots[idx as usize]
+            .node
+            .poll_timeout()
+            .map(|t| t.max(now));
         let slot = &mut self.slots[idx as usize];
         if t.is_some() && t != slot.timer {
             slot.timer = t;
             if let Some(t) = t {
-                let at = t.max(self.now);
-                self.push(at, Happening::Timer { idx });
+                self.push(t, Happening::Timer { idx });
             }
         }
     }
@@ -830,12 +938,22 @@ impl Churn {
             let last = sim.now();
             let t = (last + STEP).min(until);
             sim.run_until(t);
+            let minute = Duration::from_secs(60);
+            if (t - sim.start).as_millis() / minute.as_millis()
+                != (last - sim.start).as_millis() / minute.as_millis()
+                && tracing::enabled!(target: "hipbone::sim::records", tracing::Level::DEBUG)
+            {
+                sim.log_under_replicated();
+            }
             self.node_seconds += sim.live().count() as f64 * (t - last).as_secs_f64();
             while let Some(&Reverse((at, idx))) = self.deaths.peek() {
                 if at > t {
                     break;
                 }
                 self.deaths.pop();
+                if tracing::enabled!(target: "hipbone::sim::records", tracing::Level::DEBUG) {
+                    sim.log_copies_left(idx);
+                }
                 sim.kill(idx);
                 self.departures += 1;
                 let new = sim.add_node(config.clone());
@@ -986,7 +1104,11 @@ pub fn simulate(params: Params) -> Report {
         held.extend(sim.node(i).stored_resources().cloned());
     }
     report.records_lost = resources.iter().filter(|r| !held.contains(*r)).count() as u64;
+    for r in resources.iter().filter(|r| !held.contains(*r)) {
+        tracing::debug!(target: "hipbone::sim::records", resource = ?r, "lost");
+    }
     report.joined = sim.sorted_peers().len();
+
     for i in sim.live() {
         let stats = sim.node(i).stats();
         report.replica_missed += stats.lookup_replica_missed;
@@ -1061,6 +1183,24 @@ pub fn run(args: &OverlayArgs) -> anyhow::Result<()> {
         r.traffic.maintenance,
         r.traffic.application,
         r.traffic.messages
+    );
+    let (formed, formed_seconds) = r.formed;
+    let seconds = (r.node_seconds - formed_seconds).max(1.0);
+    let parts: Vec<String> = (0..MAINTENANCE_KINDS.len())
+        .map(|k| {
+            let bytes = r.traffic.maintenance_by[k] - formed.maintenance_by[k];
+            let messages = r.traffic.maintenance_messages_by[k] - formed.maintenance_messages_by[k];
+            format!(
+                "{} {:.0} ({:.0} B a message)",
+                MAINTENANCE_KINDS[k],
+                bytes as f64 * 8.0 / seconds,
+                bytes as f64 / messages.max(1) as f64
+            )
+        })
+        .collect();
+    println!(
+        "maintenance once formed, bit/s per node: {}",
+        parts.join(", ")
     );
     println!(
         "wall {:.1} s, peak memory (VmHWM) {:.0} MiB",

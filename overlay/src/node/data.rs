@@ -41,6 +41,8 @@ pub(super) struct Data {
     /// The last change of our predecessors or first successors: data we no longer need
     /// is dropped only once the neighbourhood has been quiet for a while.
     changed_at: Option<Instant>,
+    /// Our first two predecessors at the last replication round.
+    round_preds: Vec<NodeId>,
     /// Fetch requests in flight, to check their answers against.
     fetches: HashMap<RequestHandle, FetchReq>,
     /// Records waiting to be copied (replicas, hand-overs), oldest first.
@@ -76,6 +78,7 @@ impl Data {
             }),
             replicate_at: None,
             changed_at: None,
+            round_preds: Vec::new(),
             fetches: HashMap::new(),
             copies: VecDeque::new(),
             copying: HashMap::new(),
@@ -414,6 +417,18 @@ impl Node {
         self.data.copies.retain(|c| !succs.contains(&c.to));
         for (n, s) in succs.iter().enumerate() {
             self.send_records(now, *s, pred.position(), me, n as u8 + 1);
+        }
+        // Our predecessor's range, back to it, when our predecessors changed: a peer that
+        // joined through us after the owner before it died unnoticed got from us only the
+        // range behind that owner; once the death is known it owns the owner's range too,
+        // whose copies are ours and our successor's. Usually it holds them already (it was
+        // the first replica), and the copies change nothing there.
+        let first_two: Vec<NodeId> = preds.iter().take(2).copied().collect();
+        if first_two != self.data.round_preds {
+            if let [p, before] = first_two[..] {
+                self.send_records(now, p, before.position(), p.position(), 0);
+            }
+            self.data.round_preds = first_two;
         }
         // Expiry rides on the replication rounds; keep one at least every few minutes.
         self.data.schedule(now + Duration::from_secs(300));

@@ -220,9 +220,7 @@ impl Node {
             Ok(ChordLeaveData::FromSucc(v)) | Ok(ChordLeaveData::FromPred(v)) => v,
             Err(_) => Vec::new(),
         };
-        if self.chord.remove(origin) {
-            self.table_changed(now);
-        }
+        self.remove_peer(now, origin);
         for n in listed.into_iter().take(16) {
             self.consider(now, n, Some(origin));
         }

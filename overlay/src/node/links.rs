@@ -62,12 +62,11 @@ impl Node {
             }
         }
         let finger = self.chord.finger_index_of(peer);
-        if self.chord.remove(peer) {
+        if self.remove_peer(now, peer) {
             if let Some(i) = finger {
                 // Reactive finger repair (§10.7.1): look the entry up again soon.
                 self.queue_finger(now, i);
             }
-            self.table_changed(now);
         }
     }
 

@@ -99,6 +99,25 @@ impl Node {
             })
     }
 
+    /// `peer` died or left: out of the table. If it held copies of our records (our
+    /// first two successors) or we hold the copies of its records (our first two
+    /// predecessors: the second's range passes to the first, which may lack it), those
+    /// records are down to two copies: the replication round comes at once, not after the
+    /// hold-down, which is for peers that join (their records still have three copies).
+    /// True if `peer` was in the table.
+    pub(super) fn remove_peer(&mut self, now: Instant, peer: NodeId) -> bool {
+        let holder = self.chord.predecessors().iter().take(2).any(|p| *p == peer)
+            || self.chord.successors().iter().take(2).any(|s| *s == peer);
+        if !self.chord.remove(peer) {
+            return false;
+        }
+        self.table_changed(now);
+        if holder && self.state == State::Joined {
+            self.data.schedule(now + self.config.reactive_delay);
+        }
+        true
+    }
+
     /// After any change of the routing table: prune, report neighbour changes, schedule
     /// the reactive Update round and re-replication.
     pub(super) fn table_changed(&mut self, now: Instant) {

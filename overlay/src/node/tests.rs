@@ -400,8 +400,7 @@ fn ttl_above_the_initial_and_critical_options_are_refused() {
 /// what was left of it).
 #[test]
 fn a_large_replication_round_reaches_both_successors() {
-    use crate::storage::{kind::HIT_LOCATOR, signed_store, Certificates, Writer};
-    use crate::wire::{StoreAns, StoreReq, StoredDataValue};
+    use crate::wire::{StoreAns, StoreReq};
     let now = Instant::now();
     let mut a = Node::new(id(1), Config::default(), now);
     a.join(now, &[]);
@@ -413,29 +412,7 @@ fn a_large_replication_round_reaches_both_successors() {
     while a.poll_transmit().is_some() {}
     let pred = a.chord.predecessor().unwrap().position();
     let me = a.me.position();
-    let mut held = 0;
-    for k in 0u32.. {
-        if held == 1500 {
-            break;
-        }
-        let mut secret = [9u8; 32];
-        secret[..4].copy_from_slice(&k.to_be_bytes());
-        let owner = HostIdentity::from_secret(secret);
-        let resource = crate::id::resource_id(&owner.hit().0);
-        if !crate::id::in_open_closed(crate::id::resource_position(&resource).unwrap(), pred, me) {
-            continue;
-        }
-        let value = StoredDataValue::Single(crate::wire::DataValue {
-            exists: true,
-            value: b"loc".to_vec(),
-        });
-        let req = signed_store(&owner, resource, HIT_LOCATOR, 1, 600, value);
-        let mut certs = Certificates::new();
-        certs.insert_identity(owner.public());
-        let store = a.data_store_mut();
-        store.store(0, &req, &certs, Writer::Copy).unwrap();
-        held += 1;
-    }
+    hold_records_in(&mut a, pred, me, 1500);
     a.replicate(now);
     let mut stored: HashMap<NodeId, HashSet<Vec<u8>>> = HashMap::new();
     let answerers: HashMap<NodeId, Node> = [(b, id(2)), (c, id(3))]
@@ -691,4 +668,107 @@ fn a_node_lets_go_of_its_own_links_and_of_others_only_for_room() {
     a.handle_timeout(later + links::LINK_GRACE + Duration::from_secs(60));
     assert_eq!(disconnects(&mut a), vec![]);
     assert_eq!(a.links.len(), 2);
+}
+
+/// Stores in `a` `count` signed records whose Resource-IDs fall in `(from, to]`.
+fn hold_records_in(a: &mut Node, from: u128, to: u128, count: usize) -> Vec<ResourceId> {
+    use crate::storage::{kind::HIT_LOCATOR, signed_store, Certificates, Writer};
+    use crate::wire::StoredDataValue;
+    let mut held = Vec::new();
+    for k in 0u32.. {
+        if held.len() == count {
+            break;
+        }
+        let mut secret = [9u8; 32];
+        secret[..4].copy_from_slice(&k.to_be_bytes());
+        let owner = HostIdentity::from_secret(secret);
+        let resource = crate::id::resource_id(&owner.hit().0);
+        if !crate::id::in_open_closed(crate::id::resource_position(&resource).unwrap(), from, to) {
+            continue;
+        }
+        let value = StoredDataValue::Single(crate::wire::DataValue {
+            exists: true,
+            value: b"loc".to_vec(),
+        });
+        let req = signed_store(&owner, resource.clone(), HIT_LOCATOR, 1, 600, value);
+        let mut certs = Certificates::new();
+        certs.insert_identity(owner.public());
+        a.data_store_mut()
+            .store(0, &req, &certs, Writer::Copy)
+            .unwrap();
+        held.push(resource);
+    }
+    held
+}
+
+/// A joined node linked to peers 2..8, its messages drained.
+fn node_among_peers(now: Instant) -> Node {
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    for s in 2..8 {
+        let p = NodeId::from(id(s).hit());
+        a.link_up(now, p);
+        a.chord.insert(p);
+    }
+    while a.poll_transmit().is_some() {}
+    a
+}
+
+/// Runs `a`'s timers for `for_`; the Stores it sends, as (to, replica number, Resource).
+fn stores_within(a: &mut Node, now: Instant, for_: Duration) -> Vec<(NodeId, u8, ResourceId)> {
+    use crate::wire::StoreReq;
+    let mut stores = Vec::new();
+    loop {
+        while let Some((to, out)) = a.poll_transmit() {
+            let msg = Message::parse(&out).unwrap();
+            if msg.contents.code == MessageCode::StoreReq {
+                let req = StoreReq::parse(&msg.contents.body, |k| a.kinds().model(k)).unwrap();
+                stores.push((to, req.replica_number, req.resource));
+            }
+        }
+        match a.poll_timeout() {
+            Some(t) if t <= now + for_ => a.handle_timeout(t),
+            _ => return stores,
+        }
+    }
+}
+
+/// A successor that dies leaves our records with two copies: the new second successor
+/// gets its copy at once (after the reactive delay), not after the 30 s hold-down that a
+/// joining peer waits for.
+#[test]
+fn a_dead_successor_is_replaced_by_a_copy_at_once() {
+    let now = Instant::now();
+    let mut a = node_among_peers(now);
+    let succs = a.chord.successors();
+    let (dead, third) = (succs[0], succs[2]);
+    let pred = a.chord.predecessor().unwrap().position();
+    let me = a.me.position();
+    let record = hold_records_in(&mut a, pred, me, 1).remove(0);
+    a.link_down(now, dead);
+    let stores = stores_within(&mut a, now, Duration::from_secs(1));
+    assert!(
+        stores.contains(&(third, 2, record)),
+        "the new second successor got no copy within 1 s: {stores:?}"
+    );
+}
+
+/// A peer joined between our predecessor and us while that predecessor was already dead,
+/// unnoticed: the join handed it only the range behind the dead one. When the death is
+/// known, the dead peer's range is the joiner's, and we give it the copies we hold.
+#[test]
+fn a_peer_that_joined_behind_a_dead_owner_gets_its_records() {
+    let now = Instant::now();
+    let mut a = node_among_peers(now);
+    let preds = a.chord.predecessors();
+    let (joiner, dead, before) = (preds[0], preds[1], preds[2]);
+    let record = hold_records_in(&mut a, before.position(), dead.position(), 1).remove(0);
+    a.replicate(now);
+    while a.poll_transmit().is_some() {}
+    a.link_down(now, dead);
+    let stores = stores_within(&mut a, now, Duration::from_secs(1));
+    assert!(
+        stores.contains(&(joiner, 0, record)),
+        "the joiner never got the dead owner's records: {stores:?}"
+    );
 }
