@@ -114,6 +114,16 @@ pub fn arc_distance(from: u128, to: u128) -> u128 {
     to.wrapping_sub(from) & ARC_MASK
 }
 
+/// A share of the arc in parts per billion (a Probe's responsible set), as a distance.
+pub fn arc_share(ppb: u32) -> u128 {
+    ((ARC_MASK >> 32) * u128::from(ppb) / 1_000_000_000) << 32
+}
+
+/// `span`, a distance along the arc, in parts per billion of it (rounded down).
+pub fn arc_ppb(span: u128) -> u32 {
+    ((span >> 32) * 1_000_000_000 / (ARC_MASK >> 32).max(1)) as u32
+}
+
 /// `x ∈ (a, b]`, clockwise with wrap-around. `a == b` is the whole ring (a lone peer, its
 /// own predecessor, owns every key).
 pub fn in_open_closed(x: u128, a: u128, b: u128) -> bool {
@@ -149,6 +159,16 @@ pub fn finger_covers(n: u128, i: u32, x: u128) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arc_shares_in_parts_per_billion() {
+        assert_eq!(arc_ppb(ARC_MASK), 1_000_000_000);
+        assert_eq!(arc_ppb(0), 0);
+        assert_eq!(arc_ppb(arc_share(12_345)), 12_344);
+        let half = ARC_MASK / 2;
+        assert_eq!(arc_ppb(half), 499_999_999);
+        assert!(arc_share(500_000_000) <= half);
+    }
 
     /// Our arc's base: `2001:0025::`.
     const BASE: u128 = (ID_PREFIX as u128) << ARC_BITS;

@@ -131,8 +131,7 @@ impl Node {
                         Some(p) => id::arc_distance(p.position(), self.me.position()),
                         None => id::ARC_MASK,
                     };
-                    // Parts per billion of the arc.
-                    ((span >> 32) * 1_000_000_000 / (id::ARC_MASK >> 32).max(1)) as u32
+                    id::arc_ppb(span)
                 }
                 probe_type::NUM_RESOURCES => self.data.resources().count() as u32,
                 probe_type::UPTIME => self.uptime(now),

@@ -41,8 +41,6 @@ pub(super) struct Data {
     /// The last change of our predecessors or first successors: data we no longer need
     /// is dropped only once the neighbourhood has been quiet for a while.
     changed_at: Option<Instant>,
-    /// Our first two predecessors at the last replication round.
-    round_preds: Vec<NodeId>,
     /// Fetch requests in flight, to check their answers against.
     fetches: HashMap<RequestHandle, FetchReq>,
     /// Records waiting to be copied (replicas, hand-overs), oldest first.
@@ -78,7 +76,6 @@ impl Data {
             }),
             replicate_at: None,
             changed_at: None,
-            round_preds: Vec::new(),
             fetches: HashMap::new(),
             copies: VecDeque::new(),
             copying: HashMap::new(),
@@ -187,12 +184,15 @@ impl Node {
                     // The records a join hands over (§10.5 step 6) come from the admitting
                     // peer, often before its Update has told us our place: taken on its
                     // word for the range behind it and us; once we are joined, from our
-                    // successor (the admitting peer was) for the range we own. Copies are
-                    // paced, so some arrive after the Update.
+                    // first two successors (the admitting peer was the first; both hold
+                    // our copies, `replicate`) for the range we own. Copies are paced, so
+                    // some arrive after the Update.
                     let me = self.me.position();
                     let from_ap = self.admitting_peer() == Some(origin)
                         && !id::in_open_closed(pos, me, origin.position());
-                    let from_successor = self.chord.successor() == Some(origin) && self.owns(pos);
+                    let from_successor =
+                        self.chord.successors().iter().take(2).any(|s| *s == origin)
+                            && self.owns(pos);
                     let handover = direct && (from_ap || from_successor);
                     if handover {
                         Writer::Copy
@@ -389,8 +389,9 @@ impl Node {
     }
 
     /// A replication round (R6, after the hold-down): everything we own goes to our two
-    /// successors as replicas 1 and 2; data further back than our third predecessor is
-    /// dropped (§10.7.3).
+    /// successors as replicas 1 and 2, and what we hold of our first two predecessors'
+    /// ranges back to them; data further back than our third predecessor is dropped
+    /// (§10.7.3).
     pub(super) fn replicate(&mut self, now: Instant) {
         let Some(pred) = self.chord.predecessor() else {
             return;
@@ -418,17 +419,15 @@ impl Node {
         for (n, s) in succs.iter().enumerate() {
             self.send_records(now, *s, pred.position(), me, n as u8 + 1);
         }
-        // Our predecessor's range, back to it, when our predecessors changed: a peer that
-        // joined through us after the owner before it died unnoticed got from us only the
-        // range behind that owner; once the death is known it owns the owner's range too,
-        // whose copies are ours and our successor's. Usually it holds them already (it was
-        // the first replica), and the copies change nothing there.
-        let first_two: Vec<NodeId> = preds.iter().take(2).copied().collect();
-        if first_two != self.data.round_preds {
-            if let [p, before] = first_two[..] {
-                self.send_records(now, p, before.position(), p.position(), 0);
-            }
-            self.data.round_preds = first_two;
+        // Our first two predecessors' ranges, back to them: an owner may lack what its
+        // replicas hold. A peer that joined through us after the owner before it died
+        // unnoticed got from us only the range behind that owner; once the death is known
+        // it owns the dead peer's range too. When the first replica died as well, only the
+        // second holds the copies. A copy the owner refused (it did not know the range
+        // was its own yet) goes again next round. Usually the owner holds them already,
+        // and the copies change nothing there.
+        for (owner, before) in preds.iter().zip(preds.iter().skip(1)).take(2) {
+            self.send_records(now, *owner, before.position(), owner.position(), 0);
         }
         // Expiry rides on the replication rounds; keep one at least every few minutes.
         self.data.schedule(now + Duration::from_secs(300));

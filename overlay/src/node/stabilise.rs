@@ -4,8 +4,10 @@
 
 use super::transaction::Purpose;
 use super::{Event, Node, State};
-use crate::id::{finger_target, in_open};
-use crate::wire::{ChordUpdate, ChordUpdateKind, MessageCode, NodeId};
+use crate::id::{self, finger_target, in_open};
+use crate::wire::{
+    probe_type, ChordUpdate, ChordUpdateKind, Destination, MessageCode, NodeId, ProbeAns, ProbeReq,
+};
 use std::time::{Duration, Instant};
 
 /// After a finger lookup that found a new finger, the next lookup comes this many times
@@ -229,21 +231,75 @@ impl Node {
     /// The finger timer fired: look up the next queued finger, else the next useful one,
     /// round robin.
     pub(super) fn refresh_finger(&mut self, now: Instant) {
-        let i = match self.finger_queue.pop_front() {
-            Some(i) => i,
-            None => {
-                let useful: Vec<u32> = self.chord.useful_fingers().collect();
-                if useful.is_empty() {
-                    return;
-                }
-                self.finger_cursor = (self.finger_cursor + 1) % useful.len() as u32;
-                useful[self.finger_cursor as usize]
+        if let Some(i) = self.finger_queue.pop_front() {
+            if !self.finger_queue.is_empty() {
+                self.next_finger = Some(now + FINGER_QUEUE_STEP);
             }
-        };
-        if !self.finger_queue.is_empty() {
-            self.next_finger = Some(now + FINGER_QUEUE_STEP);
+            self.finger_lookup(now, i);
+            return;
         }
-        self.finger_lookup(now, i);
+        let useful: Vec<u32> = self.chord.useful_fingers().collect();
+        if useful.is_empty() {
+            return;
+        }
+        self.finger_cursor = (self.finger_cursor + 1) % useful.len() as u32;
+        let i = useful[self.finger_cursor as usize];
+        match self.settled_finger(i) {
+            Some(f) => self.ask_finger(now, f, i),
+            None => self.finger_lookup(now, i),
+        }
+    }
+
+    /// Finger `i`, if it is linked: then a question to it stands for a lookup.
+    fn settled_finger(&self, i: u32) -> Option<NodeId> {
+        self.chord.finger(i).filter(|f| self.links.contains(f))
+    }
+
+    /// Checks finger `i` by asking the finger itself, over our link, how much of the ring
+    /// it is responsible for (Probe, §6.4.2.5): two messages instead of a lookup across the
+    /// ring and back. Its answer tells whether a peer joined between the finger's target
+    /// and it (`finger_checked`).
+    fn ask_finger(&mut self, now: Instant, f: NodeId, i: u32) {
+        let body = ProbeReq {
+            requested: vec![probe_type::RESPONSIBLE_SET],
+        }
+        .to_bytes();
+        let purpose = Purpose::FingerCheck(i);
+        let _ = self.request(
+            now,
+            Destination::Node(f),
+            MessageCode::ProbeReq,
+            body,
+            purpose,
+            Vec::new(),
+        );
+    }
+
+    /// Finger `i` answered our Probe: if its predecessor, as its responsible set puts it,
+    /// lies at or after the finger's target, peers joined there (perhaps many: the ring
+    /// grew), and only a lookup finds the one that is the finger now. No answer (or one
+    /// without the value): look it up too.
+    pub(super) fn finger_checked(
+        &mut self,
+        now: Instant,
+        i: u32,
+        f: NodeId,
+        answer: Option<&ProbeAns>,
+    ) {
+        let Some(t) = finger_target(self.me.position(), i) else {
+            return;
+        };
+        let span = answer.and_then(|a| {
+            let info = a
+                .info
+                .iter()
+                .find(|p| p.ty == probe_type::RESPONSIBLE_SET)?;
+            let ppb = u32::from_be_bytes(info.value.as_slice().try_into().ok()?);
+            Some(id::arc_share(ppb))
+        });
+        if span.is_none_or(|span| id::arc_distance(t, f.position()) >= span) {
+            self.queue_finger(now, i);
+        }
     }
 
     /// Ping the owner of finger `i`'s target: it is the finger.

@@ -772,3 +772,113 @@ fn a_peer_that_joined_behind_a_dead_owner_gets_its_records() {
         "the joiner never got the dead owner's records: {stores:?}"
     );
 }
+
+/// A finger we are linked to is checked with a Probe to it over the link, not looked up
+/// across the ring; a Probe answer that puts the finger's predecessor at or after the
+/// target brings the lookup, and one that covers the target does not.
+#[test]
+fn a_linked_finger_is_checked_by_a_probe_and_looked_up_only_when_stale() {
+    use crate::wire::{probe_type, ProbeAns, ProbeInformation};
+    let now = Instant::now();
+    let mut a = node_among_peers(now);
+    let i = a
+        .chord
+        .useful_fingers()
+        .next()
+        .expect("a finger beyond the successors");
+    let f = a.chord.finger(i).unwrap();
+    let mut sent = Vec::new();
+    // One round-robin turn per useful finger, so that finger `i` comes up.
+    for _ in 0..a.chord.useful_fingers().count() {
+        a.refresh_finger(now);
+        while let Some((to, out)) = a.poll_transmit() {
+            sent.push((to, Message::parse(&out).unwrap().contents.code));
+        }
+    }
+    assert!(sent.contains(&(f, MessageCode::ProbeReq)), "{sent:?}");
+    assert!(
+        !sent.iter().any(|(_, c)| *c == MessageCode::PingReq),
+        "{sent:?}"
+    );
+    let t = crate::id::finger_target(a.me.position(), i).unwrap();
+    let answer = |span: u128| ProbeAns {
+        info: vec![ProbeInformation {
+            ty: probe_type::RESPONSIBLE_SET,
+            value: crate::id::arc_ppb(span).to_be_bytes().to_vec(),
+        }],
+    };
+    let lookups_after = |a: &mut Node, span: u128| {
+        a.finger_checked(now, i, f, Some(&answer(span)));
+        let mut pings = 0;
+        let until = now + Duration::from_secs(2);
+        while let Some(t) = a.poll_timeout().filter(|t| *t <= until) {
+            a.handle_timeout(t);
+            while let Some((_, out)) = a.poll_transmit() {
+                pings += usize::from(
+                    Message::parse(&out).unwrap().contents.code == MessageCode::PingReq,
+                );
+            }
+        }
+        pings
+    };
+    let to_target = crate::id::arc_distance(t, f.position());
+    // Its range reaches back past the target: still the finger.
+    assert_eq!(lookups_after(&mut a, to_target * 2), 0);
+    // Its predecessor lies between the target and it: a peer joined there.
+    assert_eq!(lookups_after(&mut a, to_target / 2), 1);
+}
+
+/// An owner takes the records of its range back from either of its first two successors
+/// (both hold its copies), and from nobody further on.
+#[test]
+fn an_owner_takes_its_records_back_from_its_first_two_successors_only() {
+    use crate::storage::{kind::HIT_LOCATOR, signed_store};
+    use crate::wire::StoredDataValue;
+    let now = Instant::now();
+    let mut a = node_among_peers(now);
+    let pred = a.chord.predecessor().unwrap().position();
+    let me = a.me.position();
+    let succs = a.chord.successors();
+    let secrets: HashMap<NodeId, u8> = (2..8).map(|s| (NodeId::from(id(s).hit()), s)).collect();
+    let mut k = 0u32;
+    let mut hand_back = |a: &mut Node, from: NodeId| {
+        let resource = loop {
+            k += 1;
+            let mut secret = [7u8; 32];
+            secret[..4].copy_from_slice(&k.to_be_bytes());
+            let owner = HostIdentity::from_secret(secret);
+            let r = crate::id::resource_id(&owner.hit().0);
+            if crate::id::in_open_closed(crate::id::resource_position(&r).unwrap(), pred, me) {
+                break (owner, r);
+            }
+        };
+        let (owner, r) = resource;
+        let value = StoredDataValue::Single(crate::wire::DataValue {
+            exists: true,
+            value: b"loc".to_vec(),
+        });
+        let req = signed_store(&owner, r.clone(), HIT_LOCATOR, 1, 600, value);
+        let sender = Node::new(id(secrets[&from]), Config::default(), now);
+        let bytes = sender.build(
+            7,
+            vec![Destination::Node(a.id())],
+            MessageContents::new(MessageCode::StoreReq, req.to_bytes()),
+            vec![GenericCertificate::ed25519(&owner.public().public_bytes())],
+        );
+        a.handle_message(now, from, &bytes);
+        while a.poll_transmit().is_some() {}
+        a.holds(&r, HIT_LOCATOR)
+    };
+    assert!(
+        hand_back(&mut a, succs[0]),
+        "refused from the first successor"
+    );
+    assert!(
+        hand_back(&mut a, succs[1]),
+        "refused from the second successor"
+    );
+    assert!(
+        !hand_back(&mut a, succs[2]),
+        "taken from the third successor"
+    );
+}

@@ -7,8 +7,8 @@ use super::routing::Route;
 use super::{Error, Event, Failure, Node, RequestHandle};
 use crate::wire::{
     fragment, Destination, ForwardingHeader, GenericCertificate, Message, MessageCode,
-    MessageContents, MessageExtension, NodeId, PingReq, ResourceId, SecurityBlock, Signature,
-    SignatureAndHashAlgorithm,
+    MessageContents, MessageExtension, NodeId, PingReq, ProbeAns, ResourceId, SecurityBlock,
+    Signature, SignatureAndHashAlgorithm,
 };
 use rand_core::RngCore;
 use std::time::Instant;
@@ -24,6 +24,8 @@ pub(super) enum Purpose {
     Join(NodeId),
     /// Ping to a finger target.
     Finger(u32),
+    /// Probe of finger `i` itself: is it still the finger?
+    FingerCheck(u32),
     /// Update, Leave: answers only end the transaction.
     Maintenance,
     /// Copy `n` of records to another peer (`data`): its answer lets the next one go.
@@ -286,6 +288,10 @@ impl Node {
             Purpose::JoinLookup => self.found_ap(now, responder),
             Purpose::Join(ap) => self.join_answered(now, ap, responder, contents),
             Purpose::Finger(i) => self.finger_found(now, i, responder),
+            Purpose::FingerCheck(i) => {
+                let answer = ProbeAns::parse(&contents.body).ok();
+                self.finger_checked(now, i, responder, answer.as_ref());
+            }
             Purpose::Copy(n) => self.copy_done(now, n, None),
             Purpose::Maintenance => {}
         }
@@ -304,6 +310,11 @@ impl Node {
             }
             Purpose::JoinLookup | Purpose::Join(_) => self.join_failed(now),
             Purpose::Copy(n) => self.copy_done(now, n, Some(&failure)),
+            Purpose::FingerCheck(i) => {
+                if let Some(f) = self.chord.finger(i) {
+                    self.finger_checked(now, i, f, None);
+                }
+            }
             Purpose::Finger(_) | Purpose::Maintenance => {}
         }
     }
