@@ -117,12 +117,20 @@ impl Node {
         if holder && self.state == State::Joined {
             self.data.schedule(now + self.config.reactive_delay);
         }
+        if self.chord.is_empty() && !self.bootstraps.is_empty() && self.state == State::Joined {
+            // Lost every peer (§10.7.1): join again soon, not at the next periodic Update.
+            self.rejoin_at = Some(now + self.config.rejoin_interval);
+        }
         true
     }
 
     /// After any change of the routing table: prune, report neighbour changes, schedule
     /// the reactive Update round and re-replication.
     pub(super) fn table_changed(&mut self, now: Instant) {
+        if self.state == State::Joined && !self.chord.is_empty() {
+            // A peer came back before the re-join `remove_peer` planned.
+            self.rejoin_at = None;
+        }
         for gone in self.chord.prune() {
             if self.ours.remove(&gone) {
                 self.push_event(Event::Disconnect { peer: gone });

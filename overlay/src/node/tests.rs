@@ -882,3 +882,48 @@ fn an_owner_takes_its_records_back_from_its_first_two_successors_only() {
         "taken from the third successor"
     );
 }
+
+/// A node that loses its last peer joins again after `rejoin_interval`, not at its next
+/// periodic Update minutes later; a peer back in the table first cancels that.
+#[test]
+fn a_node_that_lost_every_peer_joins_again_soon() {
+    let now = Instant::now();
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    a.bootstraps = vec![NodeId::from(id(2).hit())];
+    let b = NodeId::from(id(3).hit());
+    a.link_up(now, b);
+    a.chord.insert(b);
+    while a.poll_transmit().is_some() {}
+    a.link_down(now, b);
+    assert!(a.is_joined());
+    let soon = now + a.config.rejoin_interval + Duration::from_secs(1);
+    while let Some(t) = a.poll_timeout().filter(|t| *t <= soon) {
+        a.handle_timeout(t);
+    }
+    assert!(
+        !a.is_joined(),
+        "still waiting for the periodic Update to notice"
+    );
+    // Lost and found again: no re-join.
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    a.bootstraps = vec![NodeId::from(id(2).hit())];
+    a.link_up(now, b);
+    a.chord.insert(b);
+    a.link_down(now, b);
+    a.link_up(now, b);
+    a.on_update(
+        now,
+        b,
+        true,
+        crate::wire::ChordUpdate {
+            uptime: 1,
+            kind: crate::wire::ChordUpdateKind::PeerReady,
+        },
+    );
+    while let Some(t) = a.poll_timeout().filter(|t| *t <= soon) {
+        a.handle_timeout(t);
+    }
+    assert!(a.is_joined(), "re-joined although a peer came back");
+}
