@@ -137,14 +137,20 @@ fn forged_origin_is_refused_at_the_terminating_node() {
     assert!(a.poll_transmit().is_none());
 }
 
+/// A node that formed the ring alone and knows a bootstrap to join through again.
+fn first_node_with_a_bootstrap(now: Instant) -> Node {
+    let mut a = Node::new(id(1), Config::default(), now);
+    a.join(now, &[]);
+    a.bootstraps = vec![NodeId::from(id(2).hit())];
+    a
+}
+
 /// A node that loses every neighbour goes back to joining; no timer of the ring it lost
 /// may stay due (a driver would wake up for it again and again).
 #[test]
 fn losing_the_ring_leaves_no_deadline_behind() {
     let now = Instant::now();
-    let mut a = Node::new(id(1), Config::default(), now);
-    a.join(now, &[]);
-    a.bootstraps = vec![NodeId::from(id(2).hit())];
+    let mut a = first_node_with_a_bootstrap(now);
     let mut t = now;
     let mut rejoined = false;
     for _ in 0..50 {
@@ -888,9 +894,7 @@ fn an_owner_takes_its_records_back_from_its_first_two_successors_only() {
 #[test]
 fn a_node_that_lost_every_peer_joins_again_soon() {
     let now = Instant::now();
-    let mut a = Node::new(id(1), Config::default(), now);
-    a.join(now, &[]);
-    a.bootstraps = vec![NodeId::from(id(2).hit())];
+    let mut a = first_node_with_a_bootstrap(now);
     let b = NodeId::from(id(3).hit());
     a.link_up(now, b);
     a.chord.insert(b);
@@ -906,9 +910,7 @@ fn a_node_that_lost_every_peer_joins_again_soon() {
         "still waiting for the periodic Update to notice"
     );
     // Lost and found again: no re-join.
-    let mut a = Node::new(id(1), Config::default(), now);
-    a.join(now, &[]);
-    a.bootstraps = vec![NodeId::from(id(2).hit())];
+    let mut a = first_node_with_a_bootstrap(now);
     a.link_up(now, b);
     a.chord.insert(b);
     a.link_down(now, b);
