@@ -571,6 +571,50 @@ fn members_behind_nats_whose_records_were_lost_are_reached_through_the_overlay()
     }
 }
 
+/// A member behind a NAT sends to a member with no record, named by an overlay neighbour
+/// whose association with it runs through a relay server: the I1 to that "neighbour's
+/// address" reaches the relay server, which passes on only what is for its own clients.
+/// When it goes unanswered, a copy goes through the overlay, and the exchange completes
+/// within seconds, not after the last retransmission (about 10 s) and a second exchange.
+#[test]
+fn an_i1_sent_to_a_neighbour_behind_a_relay_gets_a_routed_copy() {
+    use hipbone::node::Found;
+    let publics = 40;
+    let (mut sim, hits) = two_behind_nats(23, publics, 2, |i| i < 4);
+    let (x, n) = (publics + 1, publics);
+    let path = sim.node(x).host.association(&hits[n]).map(|a| a.path);
+    assert!(
+        matches!(path, Some(hip::PathKind::Relayed { .. })),
+        "the two behind NATs talk through a relay: {path:?}"
+    );
+    let relay = sim.node(x).host.association(&hits[n]).unwrap().remote;
+    let p = (4..publics)
+        .find(|&p| {
+            sim.node(x).host.association(&hits[p]).is_none()
+                && hipbone::sim::nodes::address(p) != relay
+        })
+        .expect("a public member, no relay, that the member never talked to");
+    let resource = overlay::id::resource_id(&hits[p].0);
+    for j in 0..sim.len() {
+        let o = sim.node_mut(j).overlay.as_mut().unwrap();
+        o.node.lose_resource(&resource);
+    }
+    sim.node_mut(x)
+        .overlay
+        .as_mut()
+        .unwrap()
+        .set_hint(hits[p], hits[n]);
+    send_udp(&mut sim, x, hits[p]);
+    let end = sim.now() + Duration::from_secs(5);
+    sim.run_until(end, |s| arrived(s, x, p));
+    assert!(
+        arrived(&sim, x, p),
+        "not reached within 5 s: {:?}",
+        sim.node(x).host.association(&hits[p]).map(|a| a.state)
+    );
+    assert_eq!(sim.node(x).found(&hits[p]), Some(Found::OverlayNeighbour));
+}
+
 /// Node `from` sends to `t` by HIT once every 10 s, three times at most, as `ping -c 3`
 /// would until one arrives; fails with what `from` knows (and `more`) if none did.
 fn ping_three_times(sim: &mut Sim<Node>, from: usize, t: usize, more: &str) {

@@ -1080,14 +1080,22 @@ impl Node {
     }
 
     /// The I1 to the addresses of `peer`'s record went unanswered (the record may be
-    /// stale: the peer moved since we fetched it): a copy goes through the overlay too,
-    /// whichever answers first. Only for exchanges found by a record: a configured peer's
-    /// addresses are the user's word.
+    /// stale: the peer moved since we fetched it), or the one to the overlay neighbour
+    /// that named it (our association with that neighbour may run through a relay
+    /// server, which passes an I1 on only to its own clients): a copy goes through the
+    /// overlay too, whichever answers first. Not for a configured peer: its addresses are
+    /// the user's word.
     fn route_a_copy(&mut self, now: Instant, peer: Hit) {
-        if self.found.get(&peer) != Some(&Found::LocatorRecord) {
+        if !matches!(
+            self.found.get(&peer),
+            Some(Found::LocatorRecord | Found::OverlayNeighbour)
+        ) {
             return;
         }
-        let Some(hop) = self.next_hop(&peer, &[]) else {
+        // A member that just joined may find the HIT in its own (still too wide) range;
+        // the neighbour that named the peer knows better.
+        let hint = || self.overlay.as_ref()?.relay_for(&peer);
+        let Some(hop) = self.next_hop(&peer, &[]).or_else(hint) else {
             return;
         };
         match self.host.add_route(now, peer, hop) {

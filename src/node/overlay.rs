@@ -580,6 +580,12 @@ impl OverlayLinks {
         self.hints.get(peer).copied()
     }
 
+    /// As if neighbour `via` had named `peer` (for simulations of the hint's path).
+    #[doc(hidden)]
+    pub fn set_hint(&mut self, peer: Hit, via: Hit) {
+        self.hints.insert(peer, via);
+    }
+
     /// An inner TCP packet for the stack.
     pub fn receive(&mut self, now: Instant, peer: Hit, segment: &[u8]) {
         self.capture(now, peer, self.me, segment);
